@@ -1,0 +1,83 @@
+"""Opening ``/proc/PID/*`` files, with every ``OSError`` translated in one place."""
+
+from __future__ import annotations
+
+import errno
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..errors import AccessDenied, Error, NoSuchProcess, UnsupportedKernel
+
+PROCFS = "/proc"
+
+Pid = int | str  # an int pid or "self"
+
+
+def normalize_pid(pid: Pid) -> int | str:
+    """Accept ``"self"``, an int, or a numeric string; reject anything else clearly."""
+    if pid == "self":
+        return "self"
+    if isinstance(pid, bool):
+        raise TypeError("pid must be an int or 'self', not a bool")
+    try:
+        value = int(pid)
+    except (TypeError, ValueError):
+        raise TypeError(f"pid must be an int or 'self', got {pid!r}") from None
+    if value <= 0:
+        raise ValueError(f"pid must be positive, got {value}")
+    return value
+
+
+def proc_path(pid: Pid, name: str, procfs: str = PROCFS) -> str:
+    return f"{procfs}/{pid}/{name}"
+
+
+def translate(err: OSError, pid: Pid, what: str) -> Error:
+    """Turn an ``OSError`` from ``/proc/PID/<what>`` into a pmviz exception with a remedy."""
+    if err.errno in (errno.ENOENT, errno.ESRCH):
+        return NoSuchProcess(pid, f"process {pid} does not exist or has exited ({what})")
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return AccessDenied(
+            pid,
+            f"may not access /proc/{pid}/{what}: reading another user's process (or a "
+            "non-dumpable one) needs CAP_SYS_PTRACE (run as root, or `setcap "
+            "cap_sys_ptrace+ep` on the interpreter); writing clear_refs needs the same "
+            "ownership",
+        )
+    if err.errno == errno.ENOTTY:
+        return UnsupportedKernel(
+            "PAGEMAP_SCAN",
+            "this kernel has no PAGEMAP_SCAN ioctl (needs Linux >= 6.7); "
+            "use backend='pagemap' for the classic per-page reader",
+        )
+    return Error(f"/proc/{pid}/{what}: {os.strerror(err.errno or 0)} (errno {err.errno})")
+
+
+@contextmanager
+def open_fd(pid: Pid, name: str, flags: int = os.O_RDONLY, procfs: str = PROCFS) -> Iterator[int]:
+    """Open ``/proc/PID/name`` as a raw fd (closed on exit), translating errors."""
+    try:
+        fd = os.open(proc_path(pid, name, procfs), flags | os.O_CLOEXEC)
+    except OSError as err:
+        raise translate(err, pid, name) from err
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def read_text(pid: Pid, name: str, procfs: str = PROCFS) -> str:
+    try:
+        with open(proc_path(pid, name, procfs), encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except OSError as err:
+        raise translate(err, pid, name) from err
+
+
+def write_text(pid: Pid, name: str, text: str, procfs: str = PROCFS) -> None:
+    try:
+        with open(proc_path(pid, name, procfs), "w") as f:
+            f.write(text)
+    except OSError as err:
+        raise translate(err, pid, name) from err

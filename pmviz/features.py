@@ -1,0 +1,161 @@
+"""What this machine's kernel offers, probed at run time (never read off the version string)."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import mmap
+import os
+import struct
+from dataclasses import asdict, dataclass
+
+from ._kernel import pagemap_scan as pms
+from ._kernel import uffd
+from .categories import Category
+
+__all__ = ["Features", "features", "user_address_limit"]
+
+# x86-64 4-level paging: access_ok() admits end <= TASK_SIZE_MAX (spec §2 check 6); with
+# 5-level paging the limit is 2**56 - PAGE. Other arches are probed down from the largest.
+_CANDIDATE_LIMITS = ((1 << 56) - pms.PAGE_SIZE, (1 << 47) - pms.PAGE_SIZE, (1 << 39) - pms.PAGE_SIZE)
+
+
+@dataclass(frozen=True)
+class Features:
+    """Kernel capabilities relevant to pmviz (see ``pmviz doctor``)."""
+
+    kernel_release: str
+    page_size: int
+    pagemap_scan: bool
+    categories: Category
+    """Category bits the kernel's PAGEMAP_SCAN accepts (GUARD needs >= 6.15)."""
+    guard: bool
+    soft_dirty: bool
+    """CONFIG_MEM_SOFT_DIRTY: soft-dirty bits are maintained."""
+    uffd_wp_async: bool
+    uffd_reason: str
+    thp_mode: str
+    swap_active: bool
+    user_address_limit: int
+    pfn_visible: bool
+    """PFNs in the classic pagemap (CAP_SYS_ADMIN): needed for the fallback's PFNZERO."""
+
+    @property
+    def write_mechanisms(self) -> list[str]:
+        """Write-tracking mechanisms available here, best first."""
+        out = []
+        if self.pagemap_scan and self.uffd_wp_async:
+            out.append("uffd-wp")
+        if self.soft_dirty:
+            out.append("soft-dirty")
+        return out
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["categories"] = int(self.categories)
+        d["write_mechanisms"] = self.write_mechanisms
+        return d
+
+
+def _probe_pagemap_scan() -> tuple[bool, Category]:
+    try:
+        fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False, Category(0)
+    try:
+        if not pms.probe(fd, 0xFF):
+            return False, Category(0)
+        bits = 0xFF
+        if pms.probe(fd, int(Category.GUARD)):
+            bits |= int(Category.GUARD)
+        return True, Category(bits)
+    finally:
+        os.close(fd)
+
+
+@functools.lru_cache(maxsize=None)
+def user_address_limit() -> int:
+    """The highest ``end`` PAGEMAP_SCAN accepts for this process (TASK_SIZE_MAX)."""
+    try:
+        fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return _CANDIDATE_LIMITS[1]
+    try:
+        for limit in _CANDIDATE_LIMITS:
+            arg = pms.PmScanArg(size=96, start=limit - pms.PAGE_SIZE, end=limit)
+            try:
+                pms.ioctl_scan(fd, arg)
+                return limit
+            except OSError as err:
+                if err.errno != errno.EFAULT:
+                    break
+        return _CANDIDATE_LIMITS[1]
+    finally:
+        os.close(fd)
+
+
+def _probe_soft_dirty() -> tuple[bool, bool]:
+    """(soft-dirty works, PFNs visible): a freshly written page is soft-dirty (bit 55) iff
+    CONFIG_MEM_SOFT_DIRTY; with it off the bit is always 0 (spec §5)."""
+    page = mmap.mmap(-1, pms.PAGE_SIZE)
+    try:
+        page[0] = 1
+        addr = _address_of(page)
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek((addr // pms.PAGE_SIZE) * 8)
+            (entry,) = struct.unpack("<Q", f.read(8))
+        return bool(entry >> 55 & 1), bool(entry & ((1 << 55) - 1))
+    except OSError:
+        return False, False
+    finally:
+        page.close()
+
+
+def _address_of(m: mmap.mmap) -> int:
+    import ctypes
+
+    return ctypes.addressof(ctypes.c_char.from_buffer(m))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+@functools.lru_cache(maxsize=None)
+def features() -> Features:
+    """Probe the running kernel once (cached) the way CRIU does.
+
+    Returns
+    -------
+    Features
+
+    Examples
+    --------
+    >>> import pmviz
+    >>> pmviz.features().page_size
+    4096
+    """
+    has_scan, cats = _probe_pagemap_scan()
+    soft_dirty, pfn_visible = _probe_soft_dirty()
+    wp_async, reason = uffd.probe_wp_async()
+    thp = _read("/sys/kernel/mm/transparent_hugepage/enabled")
+    thp_mode = thp[thp.find("[") + 1 : thp.find("]")] if "[" in thp else "unavailable"
+    swaps = _read("/proc/swaps").splitlines()[1:]
+    return Features(
+        kernel_release=os.uname().release,
+        page_size=pms.PAGE_SIZE,
+        pagemap_scan=has_scan,
+        categories=cats,
+        guard=bool(cats & Category.GUARD),
+        soft_dirty=soft_dirty,
+        uffd_wp_async=wp_async and has_scan,
+        uffd_reason=reason if has_scan else "PAGEMAP_SCAN missing (needs Linux >= 6.7)",
+        thp_mode=thp_mode,
+        swap_active=any(line.strip() for line in swaps),
+        user_address_limit=user_address_limit() if has_scan else _CANDIDATE_LIMITS[1],
+        pfn_visible=pfn_visible,
+    )

@@ -1,0 +1,255 @@
+"""``/proc/PID/maps`` as a typed, columnar VMA table (``Vmas``) used to label addresses."""
+
+from __future__ import annotations
+
+import enum
+import html
+from typing import Iterable
+
+import numpy as np
+
+from ._kernel import procfs
+from ._kernel.procfs import Pid
+
+__all__ = ["VmaKind", "Vmas", "read_maps", "VMA_DTYPE", "SHADOW_RANGES"]
+
+
+class VmaKind(enum.IntEnum):
+    """What a VMA is, as far as its maps line tells."""
+
+    ANON = 0
+    HEAP = 1
+    STACK = 2
+    FILE = 3  # a mapped file (library, executable, data file)
+    SHM = 4  # SysV shm, memfd, /dev/shm, shared anonymous ("/dev/zero (deleted)")
+    VDSO = 5  # [vdso], [vvar], [vvar_vclock], [vsyscall], [uprobes]
+    SHADOW = 6  # a sanitizer shadow range (see SHADOW_RANGES)
+    GUARD = 7  # an inaccessible (---p) anonymous gap: thread-stack guards, reservations
+    OTHER = 8
+
+
+# Fixed sanitizer shadow layouts on x86-64 (compiler-rt's asan_mapping.h, msan_allocator /
+# tsan_platform.h). An anonymous VMA inside one of these is shadow, whatever its size.
+SHADOW_RANGES: dict[str, list[tuple[int, int]]] = {
+    "asan": [
+        (0x00007FFF8000, 0x00008FFF7000),  # LowShadow
+        (0x02008FFF7000, 0x10007FFF8000),  # HighShadow
+        (0x00008FFF7000, 0x02008FFF7000),  # ShadowGap (PROT_NONE, reserved)
+    ],
+    "msan": [
+        (0x010000000000, 0x100000000000),  # shadow + origin for app 0x7... (msan_platform x86-64)
+        (0x200000000000, 0x300000000000),
+        (0x400000000000, 0x500000000000),
+        (0x500000000000, 0x510000000000),
+    ],
+    "tsan": [
+        (0x008000000000, 0x020000000000),  # shadow
+        (0x020000000000, 0x030000000000),  # meta shadow
+        (0x300000000000, 0x340000000000),
+    ],
+}
+
+VMA_DTYPE = np.dtype(
+    [
+        ("start", "<u8"),
+        ("end", "<u8"),
+        ("offset", "<u8"),
+        ("inode", "<u8"),
+        ("dev_major", "<u4"),
+        ("dev_minor", "<u4"),
+        ("perms", "S4"),  # e.g. b"rw-p"
+        ("kind", "u1"),
+    ]
+)
+
+_SPECIAL = {
+    "[heap]": VmaKind.HEAP,
+    "[stack]": VmaKind.STACK,
+    "[vdso]": VmaKind.VDSO,
+    "[vvar]": VmaKind.VDSO,
+    "[vvar_vclock]": VmaKind.VDSO,
+    "[vsyscall]": VmaKind.VDSO,
+    "[uprobes]": VmaKind.VDSO,
+}
+
+
+def _kind(path: str, perms: str, inode: int, start: int, end: int, shadow: bool) -> VmaKind:
+    if path in _SPECIAL:
+        return _SPECIAL[path]
+    if path.startswith("[stack"):  # "[stack:TID]" on old kernels
+        return VmaKind.STACK
+    if path.startswith(("/dev/shm/", "/SYSV", "/memfd:", "/dev/zero")) or (
+        path and perms[3] == "s" and inode == 0
+    ):
+        return VmaKind.SHM
+    if path.startswith("[anon:") or not path:
+        if shadow and _in_shadow(start, end):
+            return VmaKind.SHADOW
+        if perms.startswith("---"):
+            return VmaKind.GUARD
+        return VmaKind.ANON
+    if path.startswith("/"):
+        return VmaKind.FILE
+    return VmaKind.OTHER
+
+
+def _in_shadow(start: int, end: int) -> bool:
+    return any(lo <= start and end <= hi for rs in SHADOW_RANGES.values() for lo, hi in rs)
+
+
+class Vmas:
+    """A VMA table: one structured array (``VMA_DTYPE``) plus a parallel array of paths.
+
+    Attributes
+    ----------
+    array : numpy.ndarray
+        Fields ``start``, ``end``, ``offset``, ``inode``, ``dev_major``, ``dev_minor``,
+        ``perms`` (bytes such as ``b"rw-p"``) and ``kind`` (a ``VmaKind`` value).
+    paths : numpy.ndarray
+        Object array of path strings ("" for anonymous memory, "[heap]" and so on).
+    """
+
+    __slots__ = ("array", "paths")
+
+    def __init__(self, array: np.ndarray | None = None, paths: Iterable[str] | None = None):
+        self.array = np.empty(0, VMA_DTYPE) if array is None else np.asarray(array, VMA_DTYPE)
+        p = [] if paths is None else list(paths)
+        self.paths = np.array(p, dtype=object) if p else np.empty(len(self.array), dtype=object)
+        if not p:
+            self.paths[:] = ""
+        if len(self.paths) != len(self.array):
+            raise ValueError("paths and array differ in length")
+
+    @classmethod
+    def parse(cls, text: str, *, detect_shadow: bool = True) -> Vmas:
+        """Parse the text of a ``/proc/PID/maps`` file."""
+        lines = text.splitlines()
+        a = np.empty(len(lines), VMA_DTYPE)
+        paths = []
+        for i, line in enumerate(lines):
+            parts = line.split(None, 5)
+            lo, _, hi = parts[0].partition("-")
+            start, end = int(lo, 16), int(hi, 16)
+            major, _, minor = parts[3].partition(":")
+            inode = int(parts[4])
+            path = parts[5].strip() if len(parts) > 5 else ""
+            perms = parts[1]
+            a[i] = (
+                start,
+                end,
+                int(parts[2], 16),
+                inode,
+                int(major, 16),
+                int(minor, 16),
+                perms.encode(),
+                _kind(path, perms, inode, start, end, detect_shadow),
+            )
+            paths.append(path)
+        return cls(a, paths)
+
+    @property
+    def start(self) -> np.ndarray:
+        return self.array["start"]
+
+    @property
+    def end(self) -> np.ndarray:
+        return self.array["end"]
+
+    @property
+    def kind(self) -> np.ndarray:
+        return self.array["kind"]
+
+    @property
+    def size(self) -> int:
+        """Total bytes mapped."""
+        return int((self.array["end"] - self.array["start"]).sum())
+
+    def writable_private(self) -> Vmas:
+        """VMAs that are ``rw-p``: what write tracking registers by default."""
+        p = self.array["perms"]
+        sel = np.char.startswith(p, b"rw") & np.char.endswith(p, b"p")
+        return self[sel]
+
+    def find(self, addresses: np.ndarray | int) -> np.ndarray:
+        """Index of the VMA holding each address, or -1 (vectorised, VMAs sorted by start)."""
+        addr = np.asarray(addresses, dtype=np.uint64)
+        i = np.searchsorted(self.array["start"], addr, side="right") - 1
+        ok = (i >= 0) & (addr < self.array["end"][np.maximum(i, 0)]) if len(self) else i < -1
+        return np.where(ok, i, -1)
+
+    def label(self, i: int) -> str:
+        """A short human label: the file name, ``[heap]``, ``anon``, ``asan shadow`` ..."""
+        path = str(self.paths[i])
+        kind = VmaKind(int(self.array["kind"][i]))
+        if kind == VmaKind.SHADOW:
+            return "shadow"
+        if path:
+            return path.rsplit("/", 1)[-1] if path.startswith("/") else path
+        return kind.name.lower()
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    def __getitem__(self, key) -> Vmas:
+        if isinstance(key, (int, np.integer)):
+            key = slice(int(key), int(key) + 1 or None)
+        return Vmas(self.array[key], self.paths[key])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Vmas):
+            return NotImplemented
+        return np.array_equal(self.array, other.array) and list(self.paths) == list(other.paths)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_pandas(self):  # noqa: ANN201 - pandas is optional
+        """A ``pandas.DataFrame`` with one row per VMA and readable perms / kind columns."""
+        import pandas as pd
+
+        df = pd.DataFrame({k: self.array[k] for k in VMA_DTYPE.names if k not in ("perms", "kind")})
+        df["perms"] = self.array["perms"].astype(str)
+        df["kind"] = [VmaKind(k).name.lower() for k in self.array["kind"]]
+        df["path"] = self.paths
+        return df
+
+    def __repr__(self) -> str:
+        return f"<Vmas n={len(self)} size={self.size:,} B>"
+
+    def _repr_html_(self, max_rows: int = 30) -> str:
+        rows = []
+        for i in range(min(len(self), max_rows)):
+            r = self.array[i]
+            rows.append(
+                f"<tr><td><code>{int(r['start']):#014x}-{int(r['end']):#014x}</code></td>"
+                f"<td>{r['perms'].decode()}</td><td>{VmaKind(int(r['kind'])).name.lower()}</td>"
+                f"<td>{html.escape(str(self.paths[i]))}</td></tr>"
+            )
+        if len(self) > max_rows:
+            rows.append(f"<tr><td colspan=4><i>… {len(self) - max_rows} more</i></td></tr>")
+        return (
+            f"<div><b>Vmas</b>: {len(self)} VMAs, {self.size:,} bytes mapped<table>"
+            "<tr><th>range</th><th>perms</th><th>kind</th><th>path</th></tr>"
+            f"{''.join(rows)}</table></div>"
+        )
+
+
+def read_maps(pid: Pid = "self", *, procfs_root: str = procfs.PROCFS) -> Vmas:
+    """Read ``/proc/PID/maps`` of a process.
+
+    Parameters
+    ----------
+    pid : int or "self"
+        The process.
+    procfs_root : str
+        Where procfs is mounted (tests point this at a fake tree).
+
+    Returns
+    -------
+    Vmas
+
+    Raises
+    ------
+    NoSuchProcess, AccessDenied
+    """
+    pid = procfs.normalize_pid(pid)
+    return Vmas.parse(procfs.read_text(pid, "maps", procfs_root))

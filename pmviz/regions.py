@@ -1,0 +1,221 @@
+"""``Regions``: a run-length list of pages with their categories, as the kernel returns it."""
+
+from __future__ import annotations
+
+import html
+from typing import Iterable, NamedTuple, overload
+
+import numpy as np
+
+from ._kernel.pagemap_scan import PAGE_SHIFT, PAGE_SIZE, REGION_DTYPE
+from .categories import Category
+
+__all__ = ["Region", "Regions", "REGION_DTYPE"]
+
+
+class Region(NamedTuple):
+    """One ``struct page_region``: pages ``[start, end)`` sharing ``categories``."""
+
+    start: int
+    end: int
+    categories: Category
+
+    @property
+    def size(self) -> int:
+        """Bytes covered."""
+        return self.end - self.start
+
+    def __repr__(self) -> str:
+        return f"Region({self.start:#x}, {self.end:#x}, {_names(int(self.categories))})"
+
+
+def _names(bits: int) -> str:
+    if not bits:
+        return "0"
+    return "|".join(c.name for c in Category if bits & c.value)  # type: ignore[misc]
+
+
+class Regions:
+    """Sorted, non-overlapping ``[start, end)`` runs of pages with their categories.
+
+    A thin wrapper over one numpy structured array laid out exactly like the kernel's
+    ``struct page_region`` (fields ``start``, ``end``, ``categories``, all ``<u8``); for a live
+    scan the kernel wrote it in place. Adjacent runs may share categories when they came from
+    different scans or VMAs; ``Mask.apply`` and the kernel merge them, this class does not.
+
+    Parameters
+    ----------
+    array : numpy.ndarray, optional
+        A structured array of dtype ``REGION_DTYPE`` (not copied when it already has it).
+    page_size : int
+        Bytes per page of the process this came from.
+
+    Examples
+    --------
+    >>> import pmviz
+    >>> r = pmviz.Regions.from_arrays([0x1000, 0x3000], [0x2000, 0x5000], [8, 10])
+    >>> len(r), r.n_pages
+    (2, 3)
+    """
+
+    __slots__ = ("_a", "page_size")
+
+    def __init__(self, array: np.ndarray | None = None, *, page_size: int = PAGE_SIZE) -> None:
+        if array is None:
+            array = np.empty(0, dtype=REGION_DTYPE)
+        elif array.dtype != REGION_DTYPE:
+            array = np.asarray(array).astype(REGION_DTYPE)
+        self._a: np.ndarray = array
+        self.page_size = int(page_size)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        start: Iterable[int] | np.ndarray,
+        end: Iterable[int] | np.ndarray,
+        categories: Iterable[int] | np.ndarray | int,
+        *,
+        page_size: int = PAGE_SIZE,
+    ) -> Regions:
+        """Build from parallel arrays (``categories`` may be one value for all)."""
+        s = np.asarray(start, dtype=np.uint64)
+        a = np.empty(s.shape[0], dtype=REGION_DTYPE)
+        a["start"] = s
+        a["end"] = np.asarray(end, dtype=np.uint64)
+        a["categories"] = np.asarray(categories, dtype=np.uint64)
+        return cls(a, page_size=page_size)
+
+    @classmethod
+    def concat(cls, parts: Iterable[Regions]) -> Regions:
+        """Concatenate (no merging): the parts must already be in address order."""
+        parts = list(parts)
+        if not parts:
+            return cls()
+        return cls(np.concatenate([p._a for p in parts]), page_size=parts[0].page_size)
+
+    # -- array access -------------------------------------------------------------------------
+    @property
+    def array(self) -> np.ndarray:
+        """The underlying structured array (``start``, ``end``, ``categories``)."""
+        return self._a
+
+    @property
+    def start(self) -> np.ndarray:
+        return self._a["start"]
+
+    @property
+    def end(self) -> np.ndarray:
+        return self._a["end"]
+
+    @property
+    def categories(self) -> np.ndarray:
+        return self._a["categories"]
+
+    @property
+    def page_counts(self) -> np.ndarray:
+        """Pages per region (``int64``)."""
+        shift = self.page_size.bit_length() - 1
+        return ((self._a["end"] - self._a["start"]) >> np.uint64(shift)).astype(np.int64)
+
+    @property
+    def n_pages(self) -> int:
+        """Total pages covered."""
+        return int(self.page_counts.sum())
+
+    @property
+    def size(self) -> int:
+        """Total bytes covered."""
+        return int((self._a["end"] - self._a["start"]).sum())
+
+    def pages_with(self, category: Category | int, *, all_of: bool = True) -> int:
+        """Pages whose categories contain ``category`` (all its bits, or any with ``all_of=False``)."""
+        return int(self.page_counts[self._has(category, all_of)].sum())
+
+    def select(self, category: Category | int, *, all_of: bool = True) -> Regions:
+        """The regions whose categories contain ``category`` (all bits, or any bit)."""
+        return Regions(self._a[self._has(category, all_of)], page_size=self.page_size)
+
+    def _has(self, category: Category | int, all_of: bool) -> np.ndarray:
+        bits = np.uint64(int(category))
+        hit = self._a["categories"] & bits
+        return hit == bits if all_of else hit != 0
+
+    def clip(self, start: int, end: int) -> Regions:
+        """The part of these regions inside ``[start, end)``, cut at the edges."""
+        a = self._a
+        keep = (a["end"] > np.uint64(start)) & (a["start"] < np.uint64(end))
+        out = a[keep].copy()
+        np.maximum(out["start"], np.uint64(start), out=out["start"])
+        np.minimum(out["end"], np.uint64(end), out=out["end"])
+        return Regions(out, page_size=self.page_size)
+
+    def to_pandas(self):  # noqa: ANN201 - pandas is optional
+        """A ``pandas.DataFrame`` with ``start``, ``end``, ``n_pages`` and ``categories``."""
+        import pandas as pd
+
+        df = pd.DataFrame({k: self._a[k] for k in ("start", "end", "categories")})
+        df["n_pages"] = self.page_counts
+        return df
+
+    # -- container protocol -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._a.shape[0])
+
+    @overload
+    def __getitem__(self, key: int) -> Region: ...
+    @overload
+    def __getitem__(self, key: slice | np.ndarray) -> Regions: ...
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            s, e, c = self._a[key].tolist()
+            return Region(s, e, Category(c))
+        return Regions(self._a[key], page_size=self.page_size)
+
+    def __iter__(self):
+        for s, e, c in self._a.tolist():
+            yield Region(s, e, Category(c))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Regions):
+            return NotImplemented
+        return self.page_size == other.page_size and np.array_equal(self._a, other._a)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable array inside
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(r) for r in self[:3])
+        more = f", ... {len(self) - 3} more" if len(self) > 3 else ""
+        return f"<Regions n={len(self)} pages={self.n_pages} [{head}{more}]>"
+
+    def _repr_html_(self, max_rows: int = 20) -> str:
+        n = len(self)
+        size = _human_bytes(self.size)
+        rows = []
+        for r in self[:max_rows]:
+            cats = html.escape(_names(int(r.categories)))
+            rows.append(
+                f"<tr><td><code>{r.start:#014x}</code></td><td><code>{r.end:#014x}</code></td>"
+                f"<td style='text-align:right'>{(r.end - r.start) >> PAGE_SHIFT:,}</td>"
+                f"<td>{cats}</td></tr>"
+            )
+        if n > max_rows:
+            rows.append(f"<tr><td colspan=4><i>… {n - max_rows:,} more regions</i></td></tr>")
+        by_cat = "".join(
+            f"<li>{c.name}: {self.pages_with(c):,} pages</li>"
+            for c in Category
+            if self.pages_with(c)
+        )
+        return (
+            f"<div><b>Regions</b>: {n:,} regions, {self.n_pages:,} pages ({size})"
+            f"<ul style='columns:3'>{by_cat}</ul>"
+            "<table><thead><tr><th>start</th><th>end</th><th>pages</th><th>categories</th>"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        )
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
