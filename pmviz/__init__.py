@@ -10,7 +10,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .categories import ALL_CATEGORIES, Category
-from .errors import AccessDenied, CaptureError, Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
+from .errors import (
+    AccessDenied,
+    CaptureError,
+    Error,
+    NoSuchProcess,
+    PmvizWarning,
+    UnsupportedKernel,
+)
 from .features import Features, features
 from .maps import VmaKind, Vmas, read_maps
 from .mask import Mask

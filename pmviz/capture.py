@@ -8,8 +8,9 @@ stored once per change. Analysis works on these arrays directly; ``regions_at(i)
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -256,7 +257,8 @@ class Capture:
 
     def to_pandas(self):  # noqa: ANN201 - pandas is optional
         """One row per region per snapshot (``snapshot``, ``time_ns``, ``start``, ``end``,
-        ``categories``, and ``written`` — the written pages the region overlaps, when tracked)."""
+        ``categories``, and ``written`` — the written pages the region overlaps, when tracked).
+        """
         import pandas as pd
 
         snap = np.repeat(np.arange(self.n_snapshots), np.diff(self.region_offsets))
@@ -283,8 +285,8 @@ class Capture:
         last = self.regions_at(-1) if n else Regions()
         resident = last.pages_with(Category.PRESENT) * self.page_size
         rows = {
-            "process": f"pid {m.pid}" + (f" — <code>{html.escape(' '.join(m.command))}</code>"
-                                         if m.command else ""),
+            "process": f"pid {m.pid}"
+            + (f" — <code>{html.escape(' '.join(m.command))}</code>" if m.command else ""),
             "snapshots": f"{n:,} over {dur:.2f} s (interval {m.interval_ns / 1e6:g} ms)",
             "regions": f"{len(self.regions):,} in all, {len(last):,} in the last snapshot",
             "resident (last)": _human_bytes(resident),
@@ -293,6 +295,7 @@ class Capture:
             "kernel": html.escape(m.kernel_release),
             "end reason": html.escape(str(m.end_reason)),
         }
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>"
-                       for k, v in rows.items())
+        body = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows.items()
+        )
         return f"<div><b>pmviz Capture</b><table>{body}</table></div>"

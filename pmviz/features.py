@@ -17,7 +17,11 @@ __all__ = ["Features", "features", "user_address_limit"]
 
 # x86-64 4-level paging: access_ok() admits end <= TASK_SIZE_MAX (spec §2 check 6); with
 # 5-level paging the limit is 2**56 - PAGE. Other arches are probed down from the largest.
-_CANDIDATE_LIMITS = ((1 << 56) - pms.PAGE_SIZE, (1 << 47) - pms.PAGE_SIZE, (1 << 39) - pms.PAGE_SIZE)
+_CANDIDATE_LIMITS = (
+    (1 << 56) - pms.PAGE_SIZE,
+    (1 << 47) - pms.PAGE_SIZE,
+    (1 << 39) - pms.PAGE_SIZE,
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ def _probe_pagemap_scan() -> tuple[bool, Category]:
         os.close(fd)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def user_address_limit() -> int:
     """The highest ``end`` PAGEMAP_SCAN accepts for this process (TASK_SIZE_MAX)."""
     try:
@@ -96,7 +100,8 @@ def user_address_limit() -> int:
 
 def _probe_soft_dirty() -> tuple[bool, bool]:
     """(soft-dirty works, PFNs visible): a freshly written page is soft-dirty (bit 55) iff
-    CONFIG_MEM_SOFT_DIRTY; with it off the bit is always 0 (spec §5)."""
+    CONFIG_MEM_SOFT_DIRTY; with it off the bit is always 0 (spec §5).
+    """
     page = mmap.mmap(-1, pms.PAGE_SIZE)
     try:
         page[0] = 1
@@ -125,7 +130,7 @@ def _read(path: str) -> str:
         return ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def features() -> Features:
     """Probe the running kernel once (cached) the way CRIU does.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import html
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

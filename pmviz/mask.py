@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -154,6 +154,7 @@ class Mask:
 
     def c_initializer(self, *, start: str = "start", end: str = "end") -> str:
         """A C ``struct pm_scan_arg`` initialiser selecting what this mask selects."""
+
         def cats(bits: int) -> str:
             names = [f"PAGE_IS_{c.name}" for c in Category if bits & c.value]  # type: ignore[misc]
             return " | ".join(names) or "0"

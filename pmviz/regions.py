@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import html
-from typing import Iterable, NamedTuple, overload
+from collections.abc import Iterable
+from typing import NamedTuple, overload
 
 import numpy as np
 

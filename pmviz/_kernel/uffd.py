@@ -39,7 +39,11 @@ _ioctl.restype = ctypes.c_int
 
 
 class UffdioApi(ctypes.Structure):
-    _fields_ = [("api", ctypes.c_uint64), ("features", ctypes.c_uint64), ("ioctls", ctypes.c_uint64)]
+    _fields_ = [
+        ("api", ctypes.c_uint64),
+        ("features", ctypes.c_uint64),
+        ("ioctls", ctypes.c_uint64),
+    ]
 
 
 class UffdioRange(ctypes.Structure):
@@ -124,6 +128,9 @@ def probe_wp_async() -> tuple[bool, str]:
             return False, "UFFD_FEATURE_WP_ASYNC missing (needs Linux >= 6.7)"
         return True, "ok"
     except OSError as err:
-        return False, f"UFFDIO_API with WP_ASYNC: {os.strerror(err.errno or 0)} (needs Linux >= 6.7)"
+        return (
+            False,
+            f"UFFDIO_API with WP_ASYNC: {os.strerror(err.errno or 0)} (needs Linux >= 6.7)",
+        )
     finally:
         os.close(fd)
