@@ -3,13 +3,17 @@
 One regions array for all snapshots plus offsets (snapshot ``i`` is
 ``regions[region_offsets[i]:region_offsets[i+1]]``), the same for written sets, and VMA tables
 stored once per change. Analysis works on these arrays directly; ``regions_at(i)`` is a view.
+
+``pmviz.open`` returns a subclass whose big arrays (``regions``, ``written``, ``vma_tables``)
+load on first access; everything here goes through those attributes or the per-snapshot
+accessors, so both behave the same.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -19,11 +23,14 @@ from .categories import Category
 from .maps import Vmas
 from .regions import Regions, _human_bytes
 
-__all__ = ["Capture", "CaptureMeta", "Snapshot", "FORMAT_VERSION"]
+__all__ = ["Capture", "CaptureMeta", "Snapshot", "FORMAT_VERSION", "TELEMETRY_FIELDS"]
 
 FORMAT_VERSION = 1
 
 TELEMETRY_FIELDS = ("scan_ns", "n_regions", "retries", "skipped_ticks")
+"""Per-snapshot telemetry: scan duration, regions returned, ioctl calls beyond the first
+(resumes of a full output vector), and schedule ticks skipped because the previous snapshot
+overran."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,14 @@ class CaptureMeta:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CaptureMeta:
+        """Inverse of :meth:`as_dict`; unknown keys (from newer writers) go to ``extra``."""
+        known = {f.name for f in fields(cls)}
+        extra = dict(d.get("extra") or {})
+        extra.update({k: v for k, v in d.items() if k not in known})
+        return cls(**{k: v for k, v in d.items() if k in known and k != "extra"}, extra=extra)
+
     def replace(self, **changes: Any) -> CaptureMeta:
         return replace(self, **changes)
 
@@ -68,10 +83,30 @@ class Snapshot(NamedTuple):
     vmas: Vmas
 
 
-def _offsets(lengths: Sequence[int]) -> np.ndarray:
+def _offsets(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
     off = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=off[1:])
     return off
+
+
+def _gather(arr: np.ndarray, off: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of snapshots ``idx`` (in that order) and their new offsets, without a Python loop."""
+    lens = off[idx + 1] - off[idx]
+    new_off = _offsets(lens)
+    take = np.repeat(off[idx] - new_off[:-1], lens) + np.arange(new_off[-1])
+    return arr[take], new_off
+
+
+def clip_rows(
+    arr: np.ndarray, off: np.ndarray, start: int, end: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut every snapshot's regions to ``[start, end)``; returns the rows and new offsets."""
+    keep = (arr["end"] > np.uint64(start)) & (arr["start"] < np.uint64(end))
+    snap = np.repeat(np.arange(len(off) - 1), np.diff(off))
+    out = arr[keep]  # a copy: boolean indexing
+    np.maximum(out["start"], np.uint64(start), out=out["start"])
+    np.minimum(out["end"], np.uint64(end), out=out["end"])
+    return out, _offsets(np.bincount(snap[keep], minlength=len(off) - 1))
 
 
 class Capture:
@@ -90,6 +125,15 @@ class Capture:
         Distinct VMA tables; ``vma_index[i]`` says which one snapshot ``i`` saw.
     telemetry : dict of numpy.ndarray
         Per snapshot: ``scan_ns``, ``n_regions``, ``retries``, ``skipped_ticks``.
+
+    Examples
+    --------
+    >>> import numpy as np, pmviz
+    >>> from pmviz.capture import Capture, CaptureMeta
+    >>> r = pmviz.Regions.from_arrays([0x1000], [0x3000], [8])
+    >>> cap = Capture.from_snapshots(CaptureMeta(), [(0, r, None, None), (10**8, r, None, None)])
+    >>> cap.n_snapshots, cap.regions_at(1).n_pages
+    (2, 2)
     """
 
     def __init__(
@@ -108,17 +152,14 @@ class Capture:
         n = len(time_ns)
         self.meta = meta
         self.time_ns = np.asarray(time_ns, dtype=np.int64)
-        self.regions = np.asarray(regions, dtype=REGION_DTYPE)
         self.region_offsets = np.asarray(region_offsets, dtype=np.int64)
         if self.region_offsets.shape != (n + 1,):
             raise ValueError(f"region_offsets needs {n + 1} entries, has {len(region_offsets)}")
         if (written is None) != (written_offsets is None):
             raise ValueError("written and written_offsets go together")
-        self.written = None if written is None else np.asarray(written, dtype=REGION_DTYPE)
         self.written_offsets = (
             None if written_offsets is None else np.asarray(written_offsets, dtype=np.int64)
         )
-        self.vma_tables = list(vma_tables) if vma_tables else [Vmas()]
         self.vma_index = (
             np.zeros(n, dtype=np.int32) if vma_index is None else np.asarray(vma_index, np.int32)
         )
@@ -126,6 +167,27 @@ class Capture:
         self.telemetry = {
             k: np.asarray(tel.get(k, np.zeros(n)), dtype=np.int64) for k in TELEMETRY_FIELDS
         }
+        self._regions: np.ndarray | None = (
+            None if regions is None else np.asarray(regions, dtype=REGION_DTYPE)
+        )
+        self._written = None if written is None else np.asarray(written, dtype=REGION_DTYPE)
+        self._vma_tables: list[Vmas] | None = list(vma_tables) if vma_tables else [Vmas()]
+
+    # The three big columns are properties so that a lazily opened capture can load them on
+    # first access (pmviz.storage); here they are plain arrays.
+    @property
+    def regions(self) -> np.ndarray:
+        assert self._regions is not None
+        return self._regions
+
+    @property
+    def written(self) -> np.ndarray | None:
+        return self._written
+
+    @property
+    def vma_tables(self) -> list[Vmas]:
+        assert self._vma_tables is not None
+        return self._vma_tables
 
     @classmethod
     def from_snapshots(
@@ -171,12 +233,17 @@ class Capture:
         return self.n_snapshots
 
     @property
+    def n_regions(self) -> int:
+        """Regions over all snapshots (known without loading them)."""
+        return int(self.region_offsets[-1])
+
+    @property
     def page_size(self) -> int:
         return self.meta.page_size
 
     @property
     def has_written(self) -> bool:
-        return self.written is not None
+        return self.written_offsets is not None
 
     @property
     def times(self) -> np.ndarray:
@@ -200,11 +267,12 @@ class Capture:
 
     def written_at(self, i: int) -> Regions | None:
         """Pages written between snapshot ``i-1`` and ``i`` (``None`` without tracking)."""
-        if self.written is None or self.written_offsets is None:
+        written = self.written
+        if written is None or self.written_offsets is None:
             return None
         i = self._index(i)
         o = self.written_offsets
-        return Regions(self.written[o[i] : o[i + 1]], page_size=self.page_size)
+        return Regions(written[o[i] : o[i + 1]], page_size=self.page_size)
 
     def vmas_at(self, i: int) -> Vmas:
         """The VMA table in force at snapshot ``i``."""
@@ -216,86 +284,239 @@ class Capture:
             i, int(self.time_ns[i]), self.regions_at(i), self.written_at(i), self.vmas_at(i)
         )
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Snapshot]:
         for i in range(self.n_snapshots):
             yield self.snapshot(i)
 
     def select(self, snapshots: slice | np.ndarray) -> Capture:
         """A capture of a subset of snapshots (a slice or a boolean/integer index)."""
         idx = np.arange(self.n_snapshots)[snapshots]
-
-        def gather(arr: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            lens = off[idx + 1] - off[idx]
-            take = np.repeat(off[idx] - _offsets(lens)[:-1], lens) + np.arange(lens.sum())
-            return arr[take], _offsets(lens)
-
-        regs, roff = gather(self.regions, self.region_offsets)
+        regs, roff = _gather(self.regions, self.region_offsets, idx)
         wr = woff = None
         if self.written is not None and self.written_offsets is not None:
-            wr, woff = gather(self.written, self.written_offsets)
+            wr, woff = _gather(self.written, self.written_offsets, idx)
+        return self._derived(idx, regs, roff, wr, woff)
+
+    def _derived(
+        self,
+        idx: np.ndarray,
+        regs: np.ndarray,
+        roff: np.ndarray,
+        wr: np.ndarray | None,
+        woff: np.ndarray | None,
+        **meta_changes: Any,
+    ) -> Capture:
+        # Keep only the VMA tables the selection uses, renumbered densely.
+        used, vidx = np.unique(self.vma_index[idx], return_inverse=True)
+        tables = self.vma_tables
         return Capture(
-            self.meta,
+            self.meta.replace(**meta_changes) if meta_changes else self.meta,
             self.time_ns[idx],
             regs,
             roff,
             written=wr,
             written_offsets=woff,
-            vma_tables=self.vma_tables,
-            vma_index=self.vma_index[idx],
+            vma_tables=[tables[int(u)] for u in used] or None,
+            vma_index=vidx.astype(np.int32).reshape(-1),
             telemetry={k: v[idx] for k, v in self.telemetry.items()},
         )
 
     def window(self, t0: float | None = None, t1: float | None = None) -> Capture:
         """The snapshots with ``t0 <= times < t1`` (seconds since the first snapshot)."""
-        t = self.times
-        keep = np.ones(len(t), dtype=bool)
-        if t0 is not None:
-            keep &= t >= t0
-        if t1 is not None:
-            keep &= t < t1
-        return self.select(keep)
+        return self.select(self._time_slice(t0, t1))
 
-    def to_pandas(self):  # noqa: ANN201 - pandas is optional
-        """One row per region per snapshot (``snapshot``, ``time_ns``, ``start``, ``end``,
-        ``categories``, and ``written`` — the written pages the region overlaps, when tracked).
+    def _time_slice(self, t0: float | None, t1: float | None) -> slice:
+        t = self.times  # sorted: snapshots are taken in order
+        lo = 0 if t0 is None else int(np.searchsorted(t, t0, side="left"))
+        hi = len(t) if t1 is None else int(np.searchsorted(t, t1, side="left"))
+        return slice(lo, max(lo, hi))
+
+    def address_window(self, start: int, end: int) -> Capture:
+        """Every snapshot, with regions, written sets and VMAs cut to ``[start, end)``."""
+        if not 0 <= start <= end:
+            raise ValueError(f"need 0 <= start <= end, got start={start:#x} end={end:#x}")
+        regs, roff = clip_rows(self.regions, self.region_offsets, start, end)
+        wr = woff = None
+        if self.written is not None and self.written_offsets is not None:
+            wr, woff = clip_rows(self.written, self.written_offsets, start, end)
+        out = self._derived(np.arange(self.n_snapshots), regs, roff, wr, woff)
+        out._vma_tables = [_clip_vmas(v, start, end) for v in out.vma_tables]
+        return out
+
+    # -- export -------------------------------------------------------------------------------
+    def to_pandas(self, what: str = "regions"):  # noqa: ANN201 - pandas is optional
+        """A ``pandas.DataFrame`` of one of the capture's tables.
+
+        Parameters
+        ----------
+        what : {"regions", "written", "snapshots"}
+            ``"regions"``: one row per region per snapshot (``snapshot``, ``time_ns``,
+            ``start``, ``end``, ``categories``); ``"written"``: the same for written sets;
+            ``"snapshots"``: one row per snapshot with ``time_ns``, ``vma_table`` and telemetry.
         """
         import pandas as pd
 
-        snap = np.repeat(np.arange(self.n_snapshots), np.diff(self.region_offsets))
+        if what == "snapshots":
+            return pd.DataFrame(
+                {"time_ns": self.time_ns, "vma_table": self.vma_index, **self.telemetry}
+            )
+        if what == "regions":
+            arr, off = self.regions, self.region_offsets
+        elif what == "written":
+            if self.written is None or self.written_offsets is None:
+                raise ValueError("this capture has no written sets (recorded with writes='none')")
+            arr, off = self.written, self.written_offsets
+        else:
+            raise ValueError(f"what must be 'regions', 'written' or 'snapshots', got {what!r}")
+        snap = np.repeat(np.arange(self.n_snapshots), np.diff(off))
         return pd.DataFrame(
             {
                 "snapshot": snap,
                 "time_ns": self.time_ns[snap],
-                "start": self.regions["start"],
-                "end": self.regions["end"],
-                "categories": self.regions["categories"],
+                "start": arr["start"],
+                "end": arr["end"],
+                "categories": arr["categories"],
             }
         )
 
+    def anonymize(self) -> Capture:
+        """A copy safe to publish: addresses rebased, paths and command line stripped.
+
+        See :func:`pmviz.anonymize.anonymize` for the scheme.
+        """
+        from .anonymize import anonymize
+
+        return anonymize(self)
+
+    def save(self, path: str, *, overwrite: bool = False) -> str:
+        """Write this capture as a ``NAME.pmviz`` directory (see ``docs/capture-format.md``)."""
+        from .storage import save
+
+        return save(self, path, overwrite=overwrite)
+
+    # -- display ------------------------------------------------------------------------------
     def __repr__(self) -> str:
         return (
-            f"<Capture pid={self.meta.pid} snapshots={self.n_snapshots} "
-            f"regions={len(self.regions)} writes={self.meta.write_mechanism}>"
+            f"<{type(self).__name__} pid={self.meta.pid} snapshots={self.n_snapshots} "
+            f"regions={self.n_regions} writes={self.meta.write_mechanism}>"
         )
 
-    def _repr_html_(self) -> str:
+    def summary(self) -> dict[str, str]:
+        """The facts ``_repr_html_`` and ``pmviz info`` show, as plain strings."""
         m = self.meta
         n = self.n_snapshots
         dur = float(self.times[-1]) if n else 0.0
         last = self.regions_at(-1) if n else Regions()
         resident = last.pages_with(Category.PRESENT) * self.page_size
-        rows = {
-            "process": f"pid {m.pid}"
-            + (f" — <code>{html.escape(' '.join(m.command))}</code>" if m.command else ""),
-            "snapshots": f"{n:,} over {dur:.2f} s (interval {m.interval_ns / 1e6:g} ms)",
-            "regions": f"{len(self.regions):,} in all, {len(last):,} in the last snapshot",
+        skipped = int(self.telemetry["skipped_ticks"].sum())
+        scan_ms = self.telemetry["scan_ns"][self.telemetry["scan_ns"] > 0] / 1e6
+        return {
+            "process": f"pid {m.pid}" + (f" — {' '.join(m.command)}" if m.command else ""),
+            "snapshots": f"{n:,} over {dur:.2f} s (interval {m.interval_ns / 1e6:g} ms, "
+            f"{skipped} ticks skipped)",
+            "regions": f"{self.n_regions:,} in all, {len(last):,} in the last snapshot",
+            "scan time": f"median {np.median(scan_ms):.2f} ms, max {scan_ms.max():.2f} ms"
+            if len(scan_ms)
+            else "—",
             "resident (last)": _human_bytes(resident),
             "mapped (last)": _human_bytes(self.vmas_at(-1).size) if n else "—",
-            "write tracking": html.escape(m.write_mechanism),
-            "kernel": html.escape(m.kernel_release),
-            "end reason": html.escape(str(m.end_reason)),
+            "VMA tables": f"{len(self.vma_tables):,}",
+            "write tracking": m.write_mechanism,
+            "kernel": m.kernel_release,
+            "end reason": str(m.end_reason)
+            + (f" (exit status {m.exit_status})" if m.exit_status is not None else ""),
+            "anonymized": "yes" if m.anonymized else "no",
         }
+
+    def _repr_html_(self) -> str:
         body = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows.items()
+            f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in self.summary().items()
         )
-        return f"<div><b>pmviz Capture</b><table>{body}</table></div>"
+        return f"<div><b>pmviz {type(self).__name__}</b><table>{body}</table></div>"
+
+
+def _clip_vmas(v: Vmas, start: int, end: int) -> Vmas:
+    keep = (v.array["end"] > np.uint64(start)) & (v.array["start"] < np.uint64(end))
+    return v[keep]
+
+
+class CaptureBuilder:
+    """Append-only columns of a capture being recorded; ``capture()`` is a consistent view.
+
+    Buffers grow by doubling, so appending is amortised O(rows); a view handed out earlier
+    keeps pointing at the old buffer, whose first rows never change afterwards.
+    """
+
+    def __init__(self, meta: CaptureMeta, *, has_written: bool) -> None:
+        self.meta = meta
+        self.n = 0
+        self._time = np.empty(64, np.int64)
+        self._vidx = np.empty(64, np.int32)
+        self._tel = {k: np.empty(64, np.int64) for k in TELEMETRY_FIELDS}
+        self._roff = np.zeros(65, np.int64)
+        self._regs = np.empty(4096, REGION_DTYPE)
+        self._woff = np.zeros(65, np.int64) if has_written else None
+        self._wr = np.empty(1024, REGION_DTYPE) if has_written else None
+        self.vma_tables: list[Vmas] = []
+
+    @staticmethod
+    def _room(buf: np.ndarray, need: int) -> np.ndarray:
+        if need <= len(buf):
+            return buf
+        bigger = np.empty(max(need, 2 * len(buf)), buf.dtype)
+        bigger[: len(buf)] = buf
+        return bigger
+
+    def append(
+        self,
+        time_ns: int,
+        regions: np.ndarray,
+        written: np.ndarray | None,
+        vmas: Vmas | None,
+        telemetry: dict[str, int],
+    ) -> None:
+        """Add one snapshot; ``vmas=None`` means "unchanged since the previous snapshot"."""
+        i = self.n
+        if vmas is not None or not self.vma_tables:
+            self.vma_tables.append(vmas if vmas is not None else Vmas())
+        self._time = self._room(self._time, i + 1)
+        self._vidx = self._room(self._vidx, i + 1)
+        self._roff = self._room(self._roff, i + 2)
+        for k in TELEMETRY_FIELDS:
+            self._tel[k] = self._room(self._tel[k], i + 1)
+            self._tel[k][i] = int(telemetry.get(k, 0))
+        self._time[i] = time_ns
+        self._vidx[i] = len(self.vma_tables) - 1
+        r0 = int(self._roff[i])
+        self._regs = self._room(self._regs, r0 + len(regions))
+        self._regs[r0 : r0 + len(regions)] = regions
+        self._roff[i + 1] = r0 + len(regions)
+        if self._woff is not None and self._wr is not None:
+            w = np.empty(0, REGION_DTYPE) if written is None else written
+            self._woff = self._room(self._woff, i + 2)
+            w0 = int(self._woff[i])
+            self._wr = self._room(self._wr, w0 + len(w))
+            self._wr[w0 : w0 + len(w)] = w
+            self._woff[i + 1] = w0 + len(w)
+        self.n = i + 1  # last: a concurrent capture() sees whole snapshots only
+
+    def capture(self, start: int = 0, meta: CaptureMeta | None = None) -> Capture:
+        """Snapshots ``start..n-1`` as a Capture of views (no copy of region rows)."""
+        n = self.n
+        ro = self._roff[start : n + 1]
+        wr = woff = None
+        if self._woff is not None and self._wr is not None:
+            wo = self._woff[start : n + 1]
+            wr, woff = self._wr[wo[0] : wo[-1]], wo - wo[0]
+        return Capture(
+            meta or self.meta,
+            self._time[start:n],
+            self._regs[ro[0] : ro[-1]],
+            ro - ro[0],
+            written=wr,
+            written_offsets=woff,
+            vma_tables=list(self.vma_tables),
+            vma_index=self._vidx[start:n],
+            telemetry={k: v[start:n] for k, v in self._tel.items()},
+        )

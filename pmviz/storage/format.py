@@ -1,0 +1,206 @@
+"""The on-disk layout of a capture (format version 1; described in ``docs/capture-format.md``).
+
+A capture is a directory ``NAME.pmviz/``::
+
+    capture.json                      metadata (CaptureMeta + "format", "complete")
+    snapshots/FIRST-END.parquet       one row per snapshot: time, VMA table, row counts, telemetry
+    regions/FIRST-END.parquet         one row per region per snapshot
+    written/FIRST-END.parquet         pages written since the previous snapshot (if tracked)
+    vmas/FIRST-END.parquet            the VMA tables first used by snapshots FIRST..END-1
+
+``FIRST-END`` is the half-open snapshot range a part covers (zero-padded decimals). Every part
+is written to a temporary name, fsynced and renamed, so a part either exists whole or not at
+all. Small parts written every flush are later merged into one bigger part covering their
+union; a reader ignores any part whose range lies inside another part's, which makes a crash
+between writing the merged part and deleting the small ones harmless. The ``snapshots`` part is
+written last for each range: it commits that range.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from ..errors import CaptureError
+
+FORMAT_NAME = "pmviz-capture"
+FORMAT_VERSION = 1
+META_FILE = "capture.json"
+RESERVE_FILE = ".reserve"
+"""Space kept aside so a full disk still lets the recorder write the final metadata."""
+RESERVE_BYTES = 256 * 1024
+TABLES = ("vmas", "written", "regions", "snapshots")
+"""In commit order: ``snapshots`` last."""
+
+_PART_RE = re.compile(r"^(\d{9,})-(\d{9,})\.parquet$")
+
+SNAPSHOTS_SCHEMA = pa.schema(
+    [
+        ("snapshot", pa.int64()),
+        ("time_ns", pa.int64()),
+        ("vma_table", pa.int32()),
+        ("region_rows", pa.int64()),
+        ("written_rows", pa.int64()),  # null in every row without write tracking
+        ("scan_ns", pa.int64()),
+        ("n_regions", pa.int64()),
+        ("retries", pa.int64()),
+        ("skipped_ticks", pa.int64()),
+    ]
+)
+REGIONS_SCHEMA = pa.schema(
+    [
+        ("snapshot", pa.int64()),
+        ("start", pa.uint64()),
+        ("end", pa.uint64()),
+        ("categories", pa.uint16()),
+    ]
+)
+VMAS_SCHEMA = pa.schema(
+    [
+        ("vma_table", pa.int32()),
+        ("start", pa.uint64()),
+        ("end", pa.uint64()),
+        ("offset", pa.uint64()),
+        ("inode", pa.uint64()),
+        ("dev_major", pa.uint32()),
+        ("dev_minor", pa.uint32()),
+        ("perms", pa.string()),
+        ("kind", pa.uint8()),
+        ("path", pa.string()),
+    ]
+)
+SCHEMAS = {
+    "snapshots": SNAPSHOTS_SCHEMA,
+    "regions": REGIONS_SCHEMA,
+    "written": REGIONS_SCHEMA,
+    "vmas": VMAS_SCHEMA,
+}
+
+# Measured in benchmarks/bench_storage.py: plain + zstd beats dictionary and DELTA encodings for
+# addresses, because consecutive snapshots repeat long runs of identical values that zstd
+# matches; the low-cardinality columns get dictionaries (then RLE) before zstd.
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": ["snapshot", "categories", "vma_table", "perms", "kind", "path"],
+    "write_statistics": True,
+    "write_page_checksum": True,
+    "data_page_size": 1 << 20,
+}
+ROW_GROUP_ROWS = 1 << 19
+"""Region rows per row group: big enough for zstd to see many snapshots, small enough that a
+1 % time window of a large capture reads a few row groups."""
+
+
+@dataclass(frozen=True, order=True)
+class Part:
+    """One committed Parquet file: ``table`` rows for snapshots ``[first, end)``."""
+
+    first: int
+    end: int
+    table: str
+    path: str
+
+    def contains(self, other: Part) -> bool:
+        return self.first <= other.first and other.end <= self.end and self != other
+
+
+def part_name(first: int, end: int) -> str:
+    return f"{first:09d}-{end:09d}.parquet"
+
+
+def list_parts(root: str, table: str) -> tuple[list[Part], list[str]]:
+    """The live parts of one table (superseded ones dropped) and the names of stray files."""
+    d = os.path.join(root, table)
+    if not os.path.isdir(d):
+        return [], []
+    parts, stray = [], []
+    for name in sorted(os.listdir(d)):
+        m = _PART_RE.match(name)
+        if m is None:
+            if not name.startswith(".tmp-"):  # temporaries of an interrupted write are expected
+                stray.append(os.path.join(d, name))
+            continue
+        first, end = int(m.group(1)), int(m.group(2))
+        if end <= first:
+            stray.append(os.path.join(d, name))
+            continue
+        parts.append(Part(first, end, table, os.path.join(d, name)))
+    live = [p for p in parts if not any(q.contains(p) for q in parts)]
+    return sorted(live), stray
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either the old or the new content."""
+    d, name = os.path.split(path)
+    tmp = os.path.join(d, f".tmp-{name}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    fsync_dir(d)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def encode_meta(meta: dict[str, Any], *, complete: bool) -> bytes:
+    doc = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "complete": complete, **meta}
+    doc["format_version"] = FORMAT_VERSION
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def read_meta(root: str) -> dict[str, Any]:
+    """Read and check ``capture.json``; every problem is a CaptureError naming the file."""
+    if not os.path.exists(root):
+        raise CaptureError(root, "no such capture (the path does not exist)")
+    if not os.path.isdir(root):
+        raise CaptureError(root, "not a pmviz capture: a capture is a directory NAME.pmviz/")
+    path = os.path.join(root, META_FILE)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise CaptureError(
+            root, f"not a pmviz capture: it has no {META_FILE} (was it written by pmviz record?)"
+        ) from None
+    except OSError as err:
+        raise CaptureError(path, f"cannot read: {os.strerror(err.errno or 0)}") from err
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CaptureError(path, f"damaged metadata (not valid JSON: {err})") from err
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        raise CaptureError(path, f"not a pmviz capture metadata file (no format={FORMAT_NAME!r})")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise CaptureError(path, f"damaged metadata: bad format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise CaptureError(
+            path,
+            f"capture format version {version} is newer than this pmviz reads "
+            f"(up to {FORMAT_VERSION}); upgrade pmviz (pip install -U pmviz)",
+        )
+    return doc

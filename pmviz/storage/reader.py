@@ -1,0 +1,400 @@
+"""``open()``: a capture directory as a lazily loaded :class:`~pmviz.capture.Capture`.
+
+Opening reads ``capture.json``, the Parquet footers of every part and the small ``snapshots``
+table (one row per snapshot). Region rows load on demand: the per-snapshot row counts give the
+exact row range of any snapshot range, and the footers' row-group sizes say which row groups
+hold it, so a time window reads only those row groups. An address window reads row group by
+row group and skips those whose ``start``/``end`` statistics miss the window.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .._kernel.pagemap_scan import REGION_DTYPE
+from ..capture import Capture, CaptureMeta, _offsets, clip_rows
+from ..errors import CaptureError, PmvizWarning
+from ..maps import VMA_DTYPE, Vmas
+from . import format as fmt
+
+__all__ = ["open", "StoredCapture"]
+
+_NO_ROWS = np.empty(0, REGION_DTYPE)
+
+
+class _PartFile:
+    """An opened, footer-checked Parquet part plus its row-group boundaries."""
+
+    def __init__(self, part: fmt.Part) -> None:
+        self.part = part
+        try:
+            self.file = pq.ParquetFile(part.path, page_checksum_verification=True)
+            md = self.file.metadata
+        except (OSError, pa.ArrowException) as err:
+            raise CaptureError(part.path, f"damaged part (truncated or corrupt): {err}") from err
+        want = fmt.SCHEMAS[part.table]
+        if not self.file.schema_arrow.remove_metadata().equals(want):
+            raise CaptureError(part.path, f"not a {part.table} part of format {fmt.FORMAT_VERSION}")
+        self.num_rows = md.num_rows
+        self.rg_offsets = _offsets([md.row_group(i).num_rows for i in range(md.num_row_groups)])
+
+    def read_rows(self, lo: int, hi: int, columns: list[str]) -> pa.Table:
+        """Rows ``[lo, hi)`` of this part, reading only the row groups that hold them."""
+        g0 = int(np.searchsorted(self.rg_offsets, lo, side="right")) - 1
+        g1 = int(np.searchsorted(self.rg_offsets, hi, side="left"))
+        if hi <= lo:
+            return self.file.schema_arrow.empty_table().select(columns)
+        try:
+            t = self.file.read_row_groups(list(range(g0, g1)), columns=columns)
+        except (OSError, pa.ArrowException) as err:
+            raise CaptureError(self.part.path, f"damaged part (corrupt data): {err}") from err
+        return t.slice(lo - int(self.rg_offsets[g0]), hi - lo)
+
+    def read(self) -> pa.Table:
+        return self.read_rows(0, self.num_rows, self.file.schema_arrow.names)
+
+
+def _to_regions(t: pa.Table) -> np.ndarray:
+    out = np.empty(t.num_rows, REGION_DTYPE)
+    for name in ("start", "end", "categories"):
+        out[name] = t.column(name).to_numpy()
+    return out
+
+
+class StoredCapture(Capture):
+    """A capture on disk; ``regions``, ``written`` and ``vma_tables`` load on first access.
+
+    Everything else a :class:`~pmviz.capture.Capture` offers works; ``select``, ``window``,
+    ``address_window``, ``regions_at`` and friends read only the row groups they need and
+    return in-memory captures / views.
+
+    Attributes
+    ----------
+    path : str
+        The capture directory.
+    complete : bool
+        False when the recorder never finished (killed, crashed): the capture holds what was
+        flushed, up to about a second before the end.
+    """
+
+    def __init__(self, path: str, *, strict: bool = True) -> None:
+        self.path = path
+        doc = fmt.read_meta(path)
+        self.complete = bool(doc.pop("complete", False))
+        doc.pop("format", None)
+        meta = CaptureMeta.from_dict(doc)
+        if not self.complete and meta.end_reason is None:
+            meta = meta.replace(end_reason="incomplete: the recorder did not finish")
+        self.skipped_parts: list[str] = []
+        self._parts: dict[str, list[_PartFile]] = {}
+        for table in fmt.TABLES:
+            parts, stray = fmt.list_parts(path, table)
+            if stray:
+                raise CaptureError(stray[0], "unexpected file in a capture (not a part name)")
+            self._parts[table] = self._open_parts(parts, strict)
+        snaps = self._read_snapshots(strict)
+        has_w = os.path.isdir(os.path.join(path, "written"))
+        super().__init__(
+            meta,
+            snaps["time_ns"],
+            None,  # type: ignore[arg-type] - loaded lazily
+            _offsets(snaps["region_rows"]),
+            vma_index=snaps["vma_table"],
+            telemetry={k: snaps[k] for k in ("scan_ns", "n_regions", "retries", "skipped_ticks")},
+        )
+        self.snapshot_ids = snaps["snapshot"]
+        if has_w:
+            self.written_offsets = _offsets(snaps["written_rows"])
+        self._vma_tables = None
+        self._check_coverage(strict)
+        if self.skipped_parts:
+            warnings.warn(
+                f"{path}: skipped damaged parts {self.skipped_parts}; the capture has "
+                f"{self.n_snapshots} readable snapshots",
+                PmvizWarning,
+                stacklevel=3,
+            )
+
+    # -- opening ------------------------------------------------------------------------------
+    def _open_parts(self, parts: list[fmt.Part], strict: bool) -> list[_PartFile]:
+        out = []
+        for p in parts:
+            try:
+                out.append(_PartFile(p))
+            except CaptureError:
+                if strict:
+                    raise
+                self.skipped_parts.append(p.path)
+        return out
+
+    def _read_snapshots(self, strict: bool) -> dict[str, np.ndarray]:
+        tables = []
+        for pf in self._parts["snapshots"]:
+            try:
+                t = pf.read()
+            except CaptureError:
+                if strict:
+                    raise
+                self.skipped_parts.append(pf.part.path)
+                continue
+            ids = t.column("snapshot").to_numpy()
+            if t.num_rows != pf.part.end - pf.part.first or not np.array_equal(
+                ids, np.arange(pf.part.first, pf.part.end)
+            ):
+                raise CaptureError(pf.part.path, "damaged part: snapshot numbers do not match")
+            tables.append(t)
+        schema = fmt.SNAPSHOTS_SCHEMA
+        t = pa.concat_tables(tables) if tables else schema.empty_table()
+        out = {}
+        for name in schema.names:
+            col = t.column(name)
+            out[name] = col.fill_null(0).to_numpy() if col.null_count else col.to_numpy()
+        out["snapshot"] = np.asarray(out["snapshot"], np.int64)
+        ids = out["snapshot"]
+        if strict and len(ids) and not np.array_equal(ids, np.arange(len(ids))):
+            gap = int(np.flatnonzero(ids != np.arange(len(ids)))[0])
+            raise CaptureError(
+                os.path.join(self.path, "snapshots"),
+                f"snapshots {gap}..{int(ids[gap]) - 1} are missing (a part was deleted?)",
+            )
+        return out
+
+    def _check_coverage(self, strict: bool) -> None:
+        """Every committed snapshot needs its regions (and written) rows: drop or complain."""
+        ids = self.snapshot_ids
+        ok = np.ones(len(ids), bool)
+        for table in ("regions", "written"):
+            if table == "written" and not self.has_written:
+                continue
+            covered = np.zeros(len(ids), bool)
+            for pf in self._parts[table]:
+                inside = (ids >= pf.part.first) & (ids < pf.part.end)
+                covered |= inside
+                off = self.region_offsets if table == "regions" else self.written_offsets
+                assert off is not None
+                rows = np.diff(off)[inside].sum()
+                # a part may reach past the last committed snapshot (crash before commit)
+                if int(rows) > pf.num_rows or (
+                    pf.part.end <= (int(ids[-1]) + 1 if len(ids) else 0)
+                    and int(rows) != pf.num_rows
+                ):
+                    raise CaptureError(pf.part.path, "damaged part: row count does not match")
+            if not covered.all():
+                missing = int(ids[~covered][0])
+                if strict:
+                    raise CaptureError(
+                        os.path.join(self.path, table),
+                        f"no {table} part holds snapshot {missing} (a part is missing)",
+                    )
+                ok &= covered
+        if not ok.all():
+            self._keep(ok)
+
+    def _keep(self, ok: np.ndarray) -> None:
+        self.time_ns = self.time_ns[ok]
+        self.snapshot_ids = self.snapshot_ids[ok]
+        self.vma_index = self.vma_index[ok]
+        self.telemetry = {k: v[ok] for k, v in self.telemetry.items()}
+        self.region_offsets = _offsets(np.diff(self.region_offsets)[ok])
+        if self.written_offsets is not None:
+            self.written_offsets = _offsets(np.diff(self.written_offsets)[ok])
+
+    # -- lazy columns -------------------------------------------------------------------------
+    def _rows(self, table: str, a: int, b: int) -> np.ndarray:
+        """Rows of the snapshots at positions ``[a, b)`` (contiguous in snapshot ids)."""
+        if b <= a:
+            return _NO_ROWS
+        off = self.region_offsets if table == "regions" else self.written_offsets
+        assert off is not None
+        ids = self.snapshot_ids
+        chunks = []
+        for pf in self._parts[table]:
+            lo_id, hi_id = max(int(ids[a]), pf.part.first), min(int(ids[b - 1]) + 1, pf.part.end)
+            if hi_id <= lo_id:
+                continue
+            # positions of these snapshots, and the row offset of the part's first snapshot
+            p0, p1 = np.searchsorted(ids, [lo_id, hi_id])
+            base = int(off[np.searchsorted(ids, pf.part.first)])
+            lo, hi = int(off[p0]) - base, int(off[p1]) - base
+            chunks.append(_to_regions(pf.read_rows(lo, hi, ["start", "end", "categories"])))
+        return np.concatenate(chunks) if chunks else _NO_ROWS
+
+    def _contiguous(self) -> bool:
+        ids = self.snapshot_ids
+        return not len(ids) or int(ids[-1]) - int(ids[0]) + 1 == len(ids)
+
+    @property
+    def regions(self) -> np.ndarray:
+        if self._regions is None:
+            self._regions = self._rows_any("regions", 0, self.n_snapshots)
+        return self._regions
+
+    @property
+    def written(self) -> np.ndarray | None:
+        if self.written_offsets is None:
+            return None
+        if self._written is None:
+            self._written = self._rows_any("written", 0, self.n_snapshots)
+        return self._written
+
+    def _rows_any(self, table: str, a: int, b: int) -> np.ndarray:
+        if self._contiguous():
+            return self._rows(table, a, b)
+        # snapshots dropped as damaged (strict=False): read run by run
+        ids = self.snapshot_ids[a:b]
+        cuts = np.flatnonzero(np.diff(ids) != 1) + 1
+        bounds = np.concatenate([[0], cuts, [len(ids)]]) + a
+        return np.concatenate(
+            [_NO_ROWS] + [self._rows(table, int(x), int(y)) for x, y in zip(bounds, bounds[1:])]
+        )
+
+    @property
+    def vma_tables(self) -> list[Vmas]:
+        if self._vma_tables is None:
+            self._vma_tables = self._read_vmas()
+        return self._vma_tables
+
+    def _read_vmas(self) -> list[Vmas]:
+        tabs = [pf.read() for pf in self._parts["vmas"]]
+        if not tabs:
+            return [Vmas()]
+        t = pa.concat_tables(tabs)
+        ids = t.column("vma_table").to_numpy()
+        arr = np.empty(t.num_rows, VMA_DTYPE)
+        for name in VMA_DTYPE.names:
+            col = t.column(name).to_numpy(zero_copy_only=False)
+            arr[name] = np.char.encode(col.astype(str)) if name == "perms" else col
+        paths = np.asarray(t.column("path").to_pylist(), dtype=object)
+        n_tables = int(ids.max()) + 1
+        order = np.argsort(ids, kind="stable")
+        bounds = np.searchsorted(ids[order], np.arange(n_tables + 1))
+        return [Vmas(arr[order[x:y]], paths[order[x:y]]) for x, y in zip(bounds, bounds[1:])]
+
+    # -- windows without loading everything --------------------------------------------------
+    def regions_at(self, i: int):  # noqa: ANN201 - same as Capture
+        if self._regions is not None:
+            return super().regions_at(i)
+        return self._one(i).regions_at(0)
+
+    def written_at(self, i: int):  # noqa: ANN201
+        if self.written_offsets is None or self._written is not None:
+            return super().written_at(i)
+        return self._one(i).written_at(0)
+
+    def _one(self, i: int) -> Capture:
+        i = self._index(i)
+        cache = self.__dict__.setdefault("_one_cache", {})
+        if i not in cache:
+            if len(cache) >= 16:
+                cache.pop(next(iter(cache)))
+            cache[i] = self.select(slice(i, i + 1))
+        return cache[i]
+
+    def select(self, snapshots: slice | np.ndarray) -> Capture:
+        if self._regions is not None and (self._written is not None or not self.has_written):
+            return super().select(snapshots)
+        idx = np.arange(self.n_snapshots)[snapshots]
+        if not len(idx):
+            return super()._derived(idx, _NO_ROWS, np.zeros(1, np.int64), None, None)
+        a, b = int(idx.min()), int(idx.max()) + 1
+        local = idx - a
+        sub_off = self.region_offsets[a : b + 1] - self.region_offsets[a]
+        from ..capture import _gather
+
+        regs, roff = _gather(self._rows_any("regions", a, b), sub_off, local)
+        wr = woff = None
+        if self.written_offsets is not None:
+            wsub = self.written_offsets[a : b + 1] - self.written_offsets[a]
+            wr, woff = _gather(self._rows_any("written", a, b), wsub, local)
+        return self._derived(idx, regs, roff, wr, woff)
+
+    def address_window(self, start: int, end: int) -> Capture:
+        if self._regions is not None:
+            return super().address_window(start, end)
+        if not 0 <= start <= end:
+            raise ValueError(f"need 0 <= start <= end, got start={start:#x} end={end:#x}")
+        regs, roff = self._clip_table("regions", self.region_offsets, start, end)
+        wr = woff = None
+        if self.written_offsets is not None:
+            wr, woff = self._clip_table("written", self.written_offsets, start, end)
+        out = self._derived(np.arange(self.n_snapshots), regs, roff, wr, woff)
+        from ..capture import _clip_vmas
+
+        out._vma_tables = [_clip_vmas(v, start, end) for v in out.vma_tables]
+        return out
+
+    def _clip_table(
+        self, table: str, off: np.ndarray, start: int, end: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Clip row group by row group, so memory holds one row group plus the result."""
+        counts = np.zeros(self.n_snapshots, np.int64)
+        chunks = []
+        sid = self.snapshot_ids
+        for pf in self._parts[table]:
+            md = pf.file.metadata
+            for g in range(md.num_row_groups):
+                rg = md.row_group(g)
+                st = {rg.column(c).path_in_schema: rg.column(c).statistics for c in range(4)}
+                s_end, s_start = st.get("end"), st.get("start")
+                if (
+                    s_end is not None
+                    and s_end.has_min_max
+                    and (s_end.max <= start or s_start.min >= end)
+                ):
+                    continue
+                try:
+                    t = pf.file.read_row_group(g)
+                except (OSError, pa.ArrowException) as err:
+                    raise CaptureError(pf.part.path, f"damaged part (corrupt data): {err}") from err
+                snap = t.column("snapshot").to_numpy()
+                if not len(snap):
+                    continue
+                first = int(snap[0])  # rows are in snapshot order
+                clipped, coff = clip_rows(
+                    _to_regions(t), _offsets(np.bincount(snap - first)), start, end
+                )
+                ids = np.arange(first, first + len(coff) - 1)
+                k = np.minimum(np.searchsorted(sid, ids), max(len(sid) - 1, 0))
+                live = (sid[k] == ids) if len(sid) else np.zeros(len(ids), bool)
+                n_per = np.diff(coff)
+                counts[k[live]] += n_per[live]  # k is unique per snapshot
+                chunks.append(clipped[np.repeat(live, n_per)])
+        rows = np.concatenate(chunks) if chunks else _NO_ROWS
+        return rows, _offsets(counts)
+
+
+def open(path: str | os.PathLike[str], *, strict: bool = True) -> StoredCapture:  # noqa: A001
+    """Open a capture directory (``NAME.pmviz``) lazily.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The capture directory written by ``pmviz record`` / ``pmviz.record(out=...)``.
+    strict : bool
+        With ``True`` (default) any damaged or missing part raises. With ``False`` damaged
+        parts are skipped with a ``PmvizWarning`` and the capture holds every snapshot whose
+        parts are intact.
+
+    Returns
+    -------
+    StoredCapture
+        A :class:`~pmviz.capture.Capture` whose region rows load on first use.
+
+    Raises
+    ------
+    CaptureError
+        Not a capture, a newer format version, a damaged or missing part; the message names
+        the file.
+
+    Examples
+    --------
+    >>> import pmviz
+    >>> cap = pmviz.open("sample_data/demo.pmviz")  # doctest: +SKIP
+    >>> cap.window(0, 1.0).regions_at(0)  # doctest: +SKIP
+    """
+    return StoredCapture(os.fspath(path), strict=strict)
