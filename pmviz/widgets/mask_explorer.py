@@ -1,0 +1,242 @@
+"""``MaskExplorer``: tune a PAGEMAP_SCAN mask and see at once what it selects."""
+
+from __future__ import annotations
+
+import html
+import time
+
+import ipywidgets as widgets
+from matplotlib.figure import Figure
+
+from .. import scanning
+from .._kernel import procfs
+from ..capture import Capture, CaptureMeta
+from ..features import features
+from ..maps import read_maps
+from ..mask import Mask
+from ..regions import Regions
+from . import _render
+from ._controls import (
+    PRESETS,
+    MaskControls,
+    figure_png,
+    kernel_fields_html,
+    python_snippet,
+    region_table_html,
+)
+
+__all__ = ["MaskExplorer"]
+
+
+class MaskExplorer(widgets.VBox):
+    """Choose, per page category, require / any of / exclude / ignore, and see the result.
+
+    Every change shows the four kernel fields of ``struct pm_scan_arg``, a Python call and a C
+    initialiser selecting the same pages, the heatmap of the selected pages and a table of the
+    returned regions. On a :class:`~pmviz.Capture` the mask is applied offline with
+    :meth:`Mask.apply` — bit for bit what the kernel would have returned, no rescan. On a pid
+    the process is scanned again with the mask.
+
+    Parameters
+    ----------
+    source : Capture or int or "self"
+        A recorded capture, or a live process.
+    mask : Mask, optional
+        Initial mask (default: everything, every category reported).
+    max_pages : int
+        Initial ``max_pages`` (0 = unlimited).
+    snapshot : int
+        For a capture: the snapshot whose regions the table lists (default the last).
+
+    Attributes
+    ----------
+    mask : Mask
+        The mask the controls describe.
+    result : Regions
+        What the mask returns for the selected snapshot (or the live scan).
+    selected : Capture
+        The masked capture that is drawn (one snapshot for a live process).
+    last_update_s : float
+        Seconds the last control change took to recompute and redraw.
+
+    Examples
+    --------
+    >>> from pmviz.widgets import MaskExplorer
+    >>> explorer = MaskExplorer(capture)  # doctest: +SKIP
+    >>> explorer.controls.choices[pmviz.Category.PRESENT].value = "require"  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        source: Capture | int | str,
+        *,
+        mask: Mask | None = None,
+        max_pages: int = 0,
+        snapshot: int = -1,
+        figsize: tuple[float, float] = (10.0, 4.0),
+    ) -> None:
+        if isinstance(source, Capture):
+            if not len(source):
+                raise ValueError("the capture has no snapshots")
+            self.capture: Capture | None = source
+            self.pid: int | None = None
+        else:
+            self.capture = None
+            self.pid = procfs.normalize_pid(source)  # type: ignore[arg-type]
+        self.controls = MaskControls(features().categories if self.pid else Mask().return_mask)
+        self.preset = widgets.Dropdown(
+            options=["(custom)", *PRESETS], value="(custom)", description="preset"
+        )
+        self.preset_note = widgets.HTML()
+        self.max_pages_box = widgets.BoundedIntText(
+            value=max_pages, min=0, max=1 << 52, description="max_pages", step=64
+        )
+        n = len(self.capture) if self.capture is not None else 1
+        self.snapshot = widgets.IntSlider(
+            value=snapshot % n,
+            min=0,
+            max=n - 1,
+            description="snapshot",
+            disabled=self.capture is None,
+            continuous_update=False,
+        )
+        self.fields = widgets.HTML()
+        self.code = widgets.HTML()
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%"))
+        self.table = widgets.HTML()
+        self.status = widgets.HTML()
+        self.figure = Figure(figsize=figsize, layout="constrained")
+        self.artist = None
+        self.last_update_s = 0.0
+        self._updating = False
+        if mask is not None:
+            self.controls.set_mask(mask)
+
+        left = widgets.VBox(
+            [
+                widgets.HBox([self.preset, self.preset_note]),
+                self.controls.box,
+                widgets.HBox([self.max_pages_box, self.snapshot]),
+            ]
+        )
+        right = widgets.VBox(
+            [widgets.HTML("<b>struct pm_scan_arg</b>"), self.fields, self.code],
+            layout=widgets.Layout(margin="0 0 0 16px"),
+        )
+        super().__init__(
+            [
+                widgets.HTML(f"<h4 style='margin:4px 0'>{html.escape(self._title())}</h4>"),
+                widgets.HBox([left, right]),
+                self.status,
+                self.image,
+                self.table,
+            ]
+        )
+        self.add_class("pmviz-mask-explorer")
+        self.controls.observe(self._on_change)
+        self.max_pages_box.observe(self._on_change, names="value")
+        self.snapshot.observe(self._on_snapshot, names="value")
+        self.preset.observe(self._on_preset, names="value")
+        self.update()
+
+    # -- state ----------------------------------------------------------------------------
+    def _title(self) -> str:
+        if self.capture is not None:
+            m = self.capture.meta
+            who = f"pid {m.pid}" if m.pid is not None else "an anonymized process"
+            return f"Mask explorer — capture of {who}, {len(self.capture)} snapshots (offline)"
+        return f"Mask explorer — live process {self.pid} (rescanned on every change)"
+
+    @property
+    def mask(self) -> Mask:
+        return self.controls.mask
+
+    @mask.setter
+    def mask(self, mask: Mask) -> None:
+        self._batch(lambda: self.controls.set_mask(mask))
+
+    @property
+    def max_pages(self) -> int:
+        return int(self.max_pages_box.value)
+
+    def _batch(self, change) -> None:  # noqa: ANN001
+        """Apply several control changes, then redraw once."""
+        self._updating = True
+        try:
+            change()
+        finally:
+            self._updating = False
+        self.update()
+
+    # -- events ---------------------------------------------------------------------------
+    def _on_change(self, _change=None) -> None:  # noqa: ANN001
+        if self._updating:
+            return
+        if self.preset.value != "(custom)":
+            self._updating = True
+            self.preset.value = "(custom)"
+            self.preset_note.value = ""
+            self._updating = False
+        self.update()
+
+    def _on_preset(self, change) -> None:  # noqa: ANN001
+        if self._updating or change["new"] == "(custom)":
+            return
+        mask, note = PRESETS[change["new"]]
+        self.preset_note.value = f"<i>{html.escape(note)}</i>"
+        self._batch(lambda: self.controls.set_mask(mask))
+
+    def _on_snapshot(self, _change=None) -> None:  # noqa: ANN001
+        if self.capture is not None:
+            self.result = self.selected.regions_at(self.snapshot.value)
+            self._draw_table()
+
+    # -- compute + draw -------------------------------------------------------------------
+    def update(self) -> None:
+        """Recompute the selection for the current controls and redraw everything."""
+        t0 = time.perf_counter()
+        mask, max_pages = self.mask, self.max_pages
+        if self.capture is not None:
+            self.selected = _render.masked_capture(self.capture, mask, max_pages)
+            self.result = self.selected.regions_at(self.snapshot.value)
+        else:
+            self.result = self._rescan(mask, max_pages)
+        self.fields.value = kernel_fields_html(mask, max_pages)
+        self.code.value = (
+            "<details open><summary>Python</summary><pre style='font-size:12px'>"
+            f"{html.escape(python_snippet(mask, max_pages, pid=self.pid))}</pre></details>"
+            "<details><summary>C</summary><pre style='font-size:12px'>"
+            f"{html.escape(mask.c_initializer())}</pre></details>"
+        )
+        self._draw_heatmap()
+        self._draw_table()
+        self.last_update_s = time.perf_counter() - t0
+        self.status.value = (
+            f"<span class='pmviz-status'>{len(self.result):,} regions, "
+            f"{self.result.n_pages:,} pages selected in snapshot {self.snapshot.value} · "
+            f"redrawn in {self.last_update_s * 1e3:.0f} ms</span>"
+        )
+
+    def _rescan(self, mask: Mask, max_pages: int) -> Regions:
+        regions = scanning.scan(self.pid, mask=mask, max_pages=max_pages)
+        self._vmas = read_maps(self.pid)
+        self.selected = Capture.from_snapshots(
+            CaptureMeta(pid=self.pid), [(time.monotonic_ns(), regions, None, self._vmas)]
+        )
+        return regions
+
+    def _draw_heatmap(self) -> None:
+        fig = self.figure
+        fig.clear()
+        ax = fig.add_subplot()
+        self.drawn = _render.draw_capture(ax, self.selected)
+        self.artist = self.drawn.artist
+        ax.set_title(f"pages selected by {self.mask!r}", fontsize=10)
+        self.image.value = figure_png(fig)
+
+    def _draw_table(self) -> None:
+        if self.capture is not None:
+            vmas = self.capture.vmas_at(self.snapshot.value)
+        else:
+            vmas = self._vmas
+        self.table.value = region_table_html(self.result, vmas)
