@@ -1,0 +1,231 @@
+"""Widget logic without a browser: set a control, assert on the figure data and read-outs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+import pmviz  # noqa: E402
+from pmviz import Category as C  # noqa: E402
+from pmviz.capture import Capture, CaptureMeta  # noqa: E402
+from pmviz.maps import Vmas  # noqa: E402
+from pmviz.widgets import CaptureViewer, MaskExplorer  # noqa: E402
+from pmviz.widgets._controls import PRESETS, parse_hex_range  # noqa: E402
+
+P = 4096
+HEAP = 0x5555_0000_0000
+ANON = 0x7F00_0000_0000
+STACK = 0x7FFF_F000_0000
+
+MAPS = (
+    f"{HEAP:x}-{HEAP + 256 * P:x} rw-p 00000000 00:00 0 [heap]\n"
+    f"{ANON:x}-{ANON + 1024 * P:x} rw-p 00000000 00:00 0 \n"
+    f"{ANON + 1024 * P:x}-{ANON + 1040 * P:x} r--p 00000000 08:01 42 /usr/lib/libfoo.so\n"
+    f"{STACK:x}-{STACK + 32 * P:x} rw-p 00000000 00:00 0 [stack]\n"
+)
+
+
+def _regions(rows):
+    return pmviz.Regions.from_arrays(
+        [s for s, _, _ in rows], [e for _, e, _ in rows], [c for _, _, c in rows]
+    )
+
+
+def synthetic_capture(n: int = 6) -> Capture:
+    """A heap that fills up, an anon area written in a moving window, a file, a stack."""
+    vmas = Vmas.parse(MAPS)
+    snaps = []
+    W, PR, F = int(C.WRITTEN), int(C.PRESENT), int(C.FILE)
+    for i in range(n):
+        heap_pages = 32 * (i + 1)
+        lo = ANON + 128 * i * P
+        rows = [
+            (HEAP, HEAP + heap_pages * P, W | PR),
+            (HEAP + heap_pages * P, HEAP + 256 * P, W),
+            (ANON, lo, W),
+            (lo, lo + 128 * P, W | PR),
+            (lo + 128 * P, ANON + 1024 * P, W),
+            (ANON + 1024 * P, ANON + 1040 * P, PR | F),
+            (STACK, STACK + 24 * P, W),
+            (STACK + 24 * P, STACK + 32 * P, W | PR),
+        ]
+        rows = [r for r in rows if r[0] < r[1]]
+        written = _regions([(lo, lo + 128 * P, W)])
+        snaps.append((i * 100_000_000, _regions(rows), written, vmas))
+    meta = CaptureMeta(pid=1234, interval_ns=100_000_000, write_mechanism="uffd-wp")
+    return Capture.from_snapshots(meta, snaps)
+
+
+@pytest.fixture
+def capture():
+    return synthetic_capture()
+
+
+# -- MaskExplorer on a capture ---------------------------------------------------------------
+def test_mask_explorer_default_selects_everything(capture):
+    ex = MaskExplorer(capture)
+    assert ex.mask == pmviz.Mask()
+    assert ex.result == pmviz.Mask().apply(capture.regions_at(-1))
+    assert "0x01ff" in ex.fields.value  # return_mask = every category
+    assert ex.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_require_present_updates_fields_result_and_figure(capture):
+    ex = MaskExplorer(capture)
+    before_png, before_grid = ex.image.value, np.array(ex.artist.get_array())
+    ex.controls.choices[C.PRESENT].value = "require"
+    assert ex.mask.kernel_fields()["category_mask"] == int(C.PRESENT)
+    assert "<code>0x0008</code>" in ex.fields.value
+    expected = pmviz.Mask(require=C.PRESENT).apply(capture.regions_at(-1))
+    assert ex.result == expected
+    assert ex.result.n_pages == 32 * 6 + 128 + 16 + 8
+    assert ex.image.value != before_png
+    after_grid = np.array(ex.artist.get_array())
+    assert not np.array_equal(after_grid, before_grid)
+    # the selection only shrank: no bin got more coverage
+    assert (np.nan_to_num(after_grid) <= np.nan_to_num(before_grid) + 1e-9).all()
+
+
+def test_exclude_and_anyof_map_to_kernel_fields(capture):
+    ex = MaskExplorer(capture)
+    ex.controls.choices[C.FILE].value = "exclude"
+    ex.controls.choices[C.PRESENT].value = "any of"
+    ex.controls.choices[C.SWAPPED].value = "any of"
+    f = ex.mask.kernel_fields()
+    assert f["category_inverted"] == int(C.FILE)
+    assert f["category_mask"] == int(C.FILE)
+    assert f["category_anyof_mask"] == int(C.PRESENT | C.SWAPPED)
+    assert all(not (int(r.categories) & C.FILE) for r in ex.result)
+    assert ex.result.n_pages == 32 * 6 + 128 + 8
+
+
+def test_report_checkbox_and_max_pages(capture):
+    ex = MaskExplorer(capture)
+    ex.controls.choices[C.PRESENT].value = "require"
+    ex.controls.report[C.WRITTEN].value = False
+    assert ex.mask.return_mask == int(pmviz.ALL_CATEGORIES) & ~int(C.WRITTEN)
+    assert not any(int(r.categories) & C.WRITTEN for r in ex.result)
+    ex.max_pages_box.value = 100
+    assert ex.result.n_pages == 100
+    assert "max_pages=100" in ex.code.value
+    assert ex.result == ex.mask.apply(capture.regions_at(-1), max_pages=100)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_presets_set_controls_and_snippet_round_trips(capture, preset):
+    ex = MaskExplorer(capture)
+    ex.preset.value = preset
+    mask = PRESETS[preset][0]
+    assert ex.mask == mask
+    # The Python snippet is copy-pasteable: running it builds the very same mask.
+    import html as _html
+
+    code = _html.unescape(ex.code.value.split("<pre style='font-size:12px'>")[1].split("</pre>")[0])
+    ns = {"pmviz": pmviz, "capture": capture, "i": -1}
+    exec(code, ns)
+    assert ns["mask"] == mask
+    assert ns["regions"] == ex.result
+    assert "struct pm_scan_arg arg" in ex.code.value
+    # touching a control afterwards switches back to a custom mask
+    ex.controls.report[C.GUARD].value = not ex.controls.report[C.GUARD].value
+    assert ex.preset.value == "(custom)"
+
+
+def test_snapshot_slider_changes_table_only(capture):
+    ex = MaskExplorer(capture, mask=pmviz.Mask(require=C.PRESENT))
+    png = ex.image.value
+    ex.snapshot.value = 0
+    assert ex.result == pmviz.Mask(require=C.PRESENT).apply(capture.regions_at(0))
+    assert f"{ex.result.n_pages:,} pages" in ex.table.value
+    assert ex.image.value == png
+    assert "[heap]" in ex.table.value
+
+
+def test_inexpressible_mask_is_rejected(capture):
+    odd = pmviz.Mask.from_kernel(category_inverted=int(C.FILE), return_mask=0x1FF)
+    with pytest.raises(ValueError, match="cannot show"):
+        MaskExplorer(capture, mask=odd)
+
+
+@pytest.mark.kernel
+def test_mask_explorer_on_a_live_pid_rescans():
+    ex = MaskExplorer(os.getpid())
+    ex.controls.choices[C.PRESENT].value = "require"
+    ex.controls.report[C.PRESENT].value = False
+    assert len(ex.result) > 0
+    assert all(not (int(r.categories) & C.PRESENT) for r in ex.result)
+    assert f"pmviz.scan({os.getpid()}, mask=mask)" in ex.code.value
+    ex.max_pages_box.value = 10
+    assert ex.result.n_pages == 10
+
+
+# -- CaptureViewer ---------------------------------------------------------------------------
+def test_capture_viewer_readout_names_region_and_vma(capture):
+    v = CaptureViewer(capture, interactive=False, category="present")
+    info = v.show_address(HEAP + 5 * P + 12)
+    assert info["categories"] == "WRITTEN|PRESENT"
+    assert info["vma"].startswith("[heap]")
+    info = v.show_address(ANON + 1030 * P)
+    assert info["categories"] == "FILE|PRESENT"
+    assert info["vma"].startswith("libfoo.so")
+    assert "0x7f0000406000" in v.readout.value
+
+
+def test_capture_viewer_written_category_reads_written_sets(capture):
+    v = CaptureViewer(capture, interactive=False)
+    assert v.category.value == "written"
+    v.snapshot.value = 2
+    lo = ANON + 256 * P
+    assert v.show_address(lo + P)["region"] == f"{lo:#x}–{lo + 128 * P:#x}"
+    assert "not reported" in v.show_address(ANON)["region"]
+
+
+def test_capture_viewer_zoom_category_and_scale_redraw(capture):
+    v = CaptureViewer(capture, interactive=False, category="present")
+    full = np.array(v.drawn.artist.get_array())
+    png = v.png
+    v.vma.value = (HEAP, HEAP + 256 * P)
+    assert v.drawn.row_lo.min() >= HEAP and v.drawn.row_hi.max() <= HEAP + 256 * P
+    assert v.png != png
+    v.hex_range.value = f"{ANON:#x}-{ANON + 512 * P:#x}"
+    assert v.addr_range == (ANON, ANON + 512 * P)
+    assert v.drawn.row_hi.max() <= ANON + 512 * P
+    v.hex_range.value = "nonsense"
+    assert "expected" in v.message.value
+    v.hex_range.value = ""
+    v.vma.value = None
+    v.category.value = "file"
+    assert not np.array_equal(np.array(v.drawn.artist.get_array()), full)
+    v.scale.value = "log"
+    assert type(v.drawn.artist.norm).__name__ == "LogNorm"
+    v.window.value = (2, 4)
+    assert len(v.drawn.times) == 3
+
+
+def test_capture_viewer_ipympl_hover_and_click(capture):
+    pytest.importorskip("ipympl")
+    from matplotlib.backend_bases import MouseEvent
+
+    v = CaptureViewer(capture, interactive=True, category="present")
+    ax = v.drawn.ax
+    v.figure.canvas.draw()
+    # aim at the middle of the row holding the heap's first page, at snapshot 3
+    row = int(np.searchsorted(v.drawn.row_hi, HEAP, side="right"))
+    x, y = ax.transData.transform((float(capture.times[3]) + 0.05, row + 0.5))
+    v.figure.canvas.callbacks.process(
+        "button_press_event", MouseEvent("button_press_event", v.figure.canvas, x, y, button=1)
+    )
+    assert v.snapshot.value == 3
+    assert v.readout_info["vma"].startswith("[heap]")
+    assert "PRESENT" in v.readout_info["categories"]
+
+
+def test_parse_hex_range():
+    assert parse_hex_range("0x1000-0x3000") == (0x1000, 0x3000)
+    assert parse_hex_range(" 1000 3000 ") == (0x1000, 0x3000)
+    with pytest.raises(ValueError, match="not above"):
+        parse_hex_range("0x3000-0x1000")
