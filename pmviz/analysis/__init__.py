@@ -1,0 +1,1 @@
+"""Analysis of captures: pure numpy, runs anywhere a capture can be opened."""

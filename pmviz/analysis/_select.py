@@ -1,0 +1,56 @@
+"""Turn a user's ``category`` argument into the rows it reads (scans or written sets) and a mask."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..capture import Capture
+from ..categories import Category, parse_categories
+from ..mask import Mask
+
+CategoryArg = Mask | Category | int | str
+"""``"written"`` (the write-tracking sets), a category / bit set / name (pages having all of
+those bits in the full scan), or any ``Mask`` (its ``matches`` on the full scan)."""
+
+
+class Source(NamedTuple):
+    regions: np.ndarray
+    offsets: np.ndarray
+    select: Mask | None
+    label: str
+
+
+def resolve(capture: Capture, category: CategoryArg) -> Source:
+    """Which concatenated region array to count and which regions of it match.
+
+    Raises
+    ------
+    ValueError
+        ``"written"`` on a capture without write tracking, or an unknown category name.
+    TypeError
+        Anything that is not a mask, a category or a name.
+    """
+    if isinstance(category, str) and category.strip().lower() == "written":
+        if capture.written is None or capture.written_offsets is None:
+            raise ValueError(
+                "this capture has no written sets (recorded without write tracking: "
+                f"write_mechanism={capture.meta.write_mechanism!r}); choose a category such as "
+                "'present' or 'swapped', or record with write tracking"
+            )
+        return Source(capture.written, capture.written_offsets, None, "written")
+    if isinstance(category, Mask):
+        return Source(capture.regions, capture.region_offsets, category, _mask_label(category))
+    if isinstance(category, bool) or not isinstance(category, (str, int, Category)):
+        raise TypeError(
+            "category must be 'written', a Category, a bit set, a category name or a Mask, "
+            f"got {type(category).__name__}"
+        )
+    bits = parse_categories(category)
+    label = "|".join(c.name.lower() for c in Category if bits & c) or "mapped"  # type: ignore[union-attr]
+    return Source(capture.regions, capture.region_offsets, Mask(require=bits), label)
+
+
+def _mask_label(mask: Mask) -> str:
+    return repr(mask).removeprefix("Mask(").removesuffix(")").replace(", report=ALL", "")

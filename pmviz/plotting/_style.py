@@ -1,0 +1,81 @@
+"""Shared look: colours per category and VMA kind, hex address ticks, axes resolution."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter
+
+# One colour per category, used for single-category colormaps and the composite view.
+CATEGORY_COLORS = {
+    "written": "#d62728",
+    "present": "#1f77b4",
+    "swapped": "#ff7f0e",
+    "file": "#2ca02c",
+    "huge": "#9467bd",
+    "pfnzero": "#8c564b",
+}
+CATEGORY_CMAPS = {
+    "written": "inferno",
+    "present": "viridis",
+    "swapped": "cividis",
+    "file": "mako" if "mako" in plt.colormaps() else "YlGnBu_r",
+}
+KIND_COLORS = {
+    "anon": "#4c72b0",
+    "heap": "#dd8452",
+    "stack": "#55a868",
+    "file": "#8172b3",
+    "shm": "#937860",
+    "vdso": "#da8bc3",
+    "shadow": "#c44e52",
+    "guard": "#8c8c8c",
+    "other": "#ccb974",
+    "unattributed": "#bbbbbb",
+}
+
+
+def get_ax(ax: Axes | None) -> Axes:
+    """``ax`` or the current Axes (matplotlib convention)."""
+    return plt.gca() if ax is None else ax
+
+
+def hex_address(x: float) -> str:
+    """``0x7f12_3456_7000``-style label: underscores every 4 hex digits for readability."""
+    v = int(x)
+    h = f"{v:x}"
+    groups = [h[max(0, i - 4) : i] for i in range(len(h), 0, -4)][::-1]
+    return "0x" + "_".join(groups)
+
+
+def hex_formatter(to_real=None) -> FuncFormatter:
+    """A tick formatter printing real addresses in hex (``to_real`` maps axis positions)."""
+
+    def fmt(x: float, _pos: int) -> str:
+        if to_real is None:
+            return hex_address(x)
+        return hex_address(int(to_real(np.array([max(x, 0)], dtype=np.int64))[0]))
+
+    return FuncFormatter(fmt)
+
+
+def byte_formatter() -> FuncFormatter:
+    """Ticks in KiB / MiB / GiB."""
+
+    def fmt(x: float, _pos: int) -> str:
+        for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if abs(x) < 1024 or unit == "TiB":
+                return f"{x:.0f} {unit}" if unit == "B" else f"{x:.3g} {unit}"
+            x /= 1024
+        return f"{x}"
+
+    return FuncFormatter(fmt)
+
+
+def category_color(label: str) -> str:
+    return CATEGORY_COLORS.get(label, "#444444")
+
+
+def category_cmap(label: str) -> str:
+    return CATEGORY_CMAPS.get(label, "viridis")
