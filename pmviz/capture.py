@@ -27,10 +27,18 @@ __all__ = ["Capture", "CaptureMeta", "Snapshot", "FORMAT_VERSION", "TELEMETRY_FI
 
 FORMAT_VERSION = 1
 
-TELEMETRY_FIELDS = ("scan_ns", "n_regions", "retries", "skipped_ticks")
+TELEMETRY_FIELDS = (
+    "scan_ns",
+    "n_regions",
+    "retries",
+    "skipped_ticks",
+    "collect_ns",
+    "snapshot_ns",
+)
 """Per-snapshot telemetry: scan duration, regions returned, ioctl calls beyond the first
-(resumes of a full output vector), and schedule ticks skipped because the previous snapshot
-overran."""
+(resumes of a full output vector), schedule ticks skipped because the previous snapshot
+overran, time to collect the written set, and the whole snapshot's time (scan + written set +
+maps + bookkeeping)."""
 
 
 @dataclass(frozen=True)
@@ -411,7 +419,8 @@ class Capture:
         skipped = int(self.telemetry["skipped_ticks"].sum())
         scan_ms = self.telemetry["scan_ns"][self.telemetry["scan_ns"] > 0] / 1e6
         return {
-            "process": f"pid {m.pid}" + (f" — {' '.join(m.command)}" if m.command else ""),
+            "process": (f"pid {m.pid}" if m.pid is not None else "pid hidden")
+            + (f" — {' '.join(m.command)}" if m.command else ""),
             "snapshots": f"{n:,} over {dur:.2f} s (interval {m.interval_ns / 1e6:g} ms, "
             f"{skipped} ticks skipped)",
             "regions": f"{self.n_regions:,} in all, {len(last):,} in the last snapshot",
@@ -424,7 +433,11 @@ class Capture:
             "write tracking": m.write_mechanism,
             "kernel": m.kernel_release,
             "end reason": str(m.end_reason)
-            + (f" (exit status {m.exit_status})" if m.exit_status is not None else ""),
+            + (
+                f" (program exit status {m.exit_status})"
+                if m.exit_status is not None and "status" not in str(m.end_reason)
+                else ""
+            ),
             "anonymized": "yes" if m.anonymized else "no",
         }
 

@@ -50,6 +50,8 @@ SNAPSHOTS_SCHEMA = pa.schema(
         ("n_regions", pa.int64()),
         ("retries", pa.int64()),
         ("skipped_ticks", pa.int64()),
+        ("collect_ns", pa.int64()),
+        ("snapshot_ns", pa.int64()),
     ]
 )
 REGIONS_SCHEMA = pa.schema(

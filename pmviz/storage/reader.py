@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._kernel.pagemap_scan import REGION_DTYPE
-from ..capture import Capture, CaptureMeta, _offsets, clip_rows
+from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta, _offsets, clip_rows
 from ..errors import CaptureError, PmvizWarning
 from ..maps import VMA_DTYPE, Vmas
 from . import format as fmt
@@ -105,7 +105,7 @@ class StoredCapture(Capture):
             None,  # type: ignore[arg-type] - loaded lazily
             _offsets(snaps["region_rows"]),
             vma_index=snaps["vma_table"],
-            telemetry={k: snaps[k] for k in ("scan_ns", "n_regions", "retries", "skipped_ticks")},
+            telemetry={k: snaps[k] for k in TELEMETRY_FIELDS},
         )
         self.snapshot_ids = snaps["snapshot"]
         if has_w:

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..capture import Capture, CaptureMeta
+from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta
 from ..errors import CaptureError
 from ..maps import Vmas
 from . import format as fmt
@@ -60,7 +60,7 @@ def _snapshots_table(cap: Capture, a: int, b: int) -> pa.Table:
             "vma_table": cap.vma_index[a:b],
             "region_rows": np.diff(cap.region_offsets[a : b + 1]),
             "written_rows": pa.nulls(b - a, pa.int64()) if wo is None else np.diff(wo[a : b + 1]),
-            **{k: tel[k][a:b] for k in ("scan_ns", "n_regions", "retries", "skipped_ticks")},
+            **{k: tel[k][a:b] for k in TELEMETRY_FIELDS},
         },
         schema=fmt.SNAPSHOTS_SCHEMA,
     )

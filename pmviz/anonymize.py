@@ -1,0 +1,158 @@
+"""Make a capture safe to share: rebase addresses, strip paths and command lines.
+
+The scheme (also in ``docs/capture-format.md``):
+
+1. **Groups.** Every address range the capture ever saw (each VMA of each VMA table, each
+   region and written range of each snapshot) is unioned into maximal contiguous spans, the
+   *groups*. A group is typically one mapped object with its neighbours (an executable and
+   its heap, a run of adjacent library mappings, a thread stack and its guard page).
+2. **Rebase.** Groups keep their order and their size; group ``k`` moves to
+   ``new_start[k] = new_end[k-1] + GAP`` (``GAP`` = 16 MiB; the first group starts near
+   ``BASE`` = 4 GiB), then rounded up so that ``new_start[k] ≡ start[k] (mod 2 MiB)``. Every
+   address inside a group moves by the same amount, so the relative layout within a group,
+   page counts, and huge-page (PMD) alignment are exact; gaps between groups and every
+   absolute address are not kept. What leaks: group sizes and order, and per group the 9 bits
+   of its page offset inside a 2 MiB frame (ASLR randomises 28+ bits per mapping base).
+3. **Strip.** VMA paths become ``file1``, ``file2`` ... (numbered by first appearance, the same
+   file gets the same name in every table); kernel names (``[heap]``, ``[stack]``, ``[vdso]``
+   ...) stay; ``[anon:NAME]`` becomes ``[anon]``. Inodes and device numbers become 0. The
+   command line, pid, write-tracking reason and scan ranges are removed from the metadata.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .capture import Capture
+from .maps import Vmas
+
+__all__ = ["anonymize", "BASE", "GAP", "ALIGN"]
+
+BASE = 1 << 32
+GAP = 16 << 20
+ALIGN = 2 << 20
+_KERNEL_NAMES = {
+    "[heap]",
+    "[stack]",
+    "[vdso]",
+    "[vvar]",
+    "[vvar_vclock]",
+    "[vsyscall]",
+    "[uprobes]",
+}
+
+
+def _groups(ranges: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted disjoint ``(starts, ends)`` covering every ``(n, 2)`` range given."""
+    pairs = np.concatenate([r for r in ranges if len(r)] or [np.empty((0, 2), np.uint64)])
+    pairs = pairs[pairs[:, 1] > pairs[:, 0]]
+    if not len(pairs):
+        return np.empty(0, np.uint64), np.empty(0, np.uint64)
+    pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
+    reach = np.maximum.accumulate(pairs[:, 1])
+    first = np.ones(len(pairs), bool)
+    first[1:] = pairs[1:, 0] > reach[:-1]  # touching ranges stay one group
+    last = np.append(first[1:], True)
+    return pairs[first, 0], reach[last]
+
+
+def _new_starts(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Where each group goes (step 2 of the scheme); per group, not per region."""
+    out = np.empty(len(starts), np.uint64)
+    cursor = BASE
+    for k, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+        new = cursor + ((s - cursor) % ALIGN)
+        out[k] = new
+        cursor = new + (e - s) + GAP
+    if len(starts) and int(out[-1]) + int(ends[-1] - starts[-1]) > 1 << 47:
+        raise ValueError("the rebased layout does not fit in a 47-bit address space")
+    return out
+
+
+class _Rebase:
+    def __init__(self, starts: np.ndarray, new_starts: np.ndarray) -> None:
+        self.starts = starts
+        self.delta = new_starts.astype(np.int64) - starts.astype(np.int64)
+
+    def __call__(self, addr: np.ndarray, *, is_end: bool = False) -> np.ndarray:
+        a = np.asarray(addr, np.uint64)
+        probe = a - np.uint64(1) if is_end else a  # an end belongs to the group before it
+        k = np.searchsorted(self.starts, probe, side="right") - 1
+        return (a.astype(np.int64) + self.delta[np.maximum(k, 0)]).astype(np.uint64)
+
+    def rows(self, arr: np.ndarray) -> np.ndarray:
+        out = arr.copy()
+        out["start"] = self(arr["start"])
+        out["end"] = self(arr["end"], is_end=True)
+        return out
+
+
+def _strip_paths(tables: list[Vmas]) -> tuple[list[str], dict[str, str]]:
+    names: dict[str, str] = {}
+    for v in tables:
+        for p in v.paths:
+            p = str(p)
+            if p in _KERNEL_NAMES or p == "" or p in names:
+                continue
+            if p.startswith("[anon:"):
+                names[p] = "[anon]"
+            elif p.startswith("[stack:"):
+                names[p] = "[stack]"
+            else:
+                names[p] = f"file{sum(1 for x in names.values() if x.startswith('file')) + 1}"
+    return list(names), names
+
+
+def anonymize(capture: Capture) -> Capture:
+    """Return an anonymized copy of ``capture`` (see the module docstring for the scheme).
+
+    Parameters
+    ----------
+    capture : Capture
+        In memory or opened from disk (it is loaded whole).
+
+    Returns
+    -------
+    Capture
+        Same snapshots, times, categories and page counts; rebased addresses; no paths,
+        command line or pid. ``meta.anonymized`` is True.
+
+    Examples
+    --------
+    >>> import pmviz
+    >>> from pmviz.capture import Capture, CaptureMeta
+    >>> r = pmviz.Regions.from_arrays([0x7F0000001000], [0x7F0000003000], [8])
+    >>> cap = Capture.from_snapshots(CaptureMeta(command=["secret"]), [(0, r, None, None)])
+    >>> anon = cap.anonymize()
+    >>> hex(anon.regions_at(0)[0].start), anon.meta.command
+    ('0x100001000', None)
+    """
+    tables = capture.vma_tables
+    pairs = [np.column_stack([v.start, v.end]) for v in tables]
+    pairs.append(np.column_stack([capture.regions["start"], capture.regions["end"]]))
+    if capture.written is not None:
+        pairs.append(np.column_stack([capture.written["start"], capture.written["end"]]))
+    starts, ends = _groups(pairs)
+    rebase = _Rebase(starts, _new_starts(starts, ends))
+    _, names = _strip_paths(tables)
+    new_tables = []
+    for v in tables:
+        arr = rebase.rows(v.array)
+        arr["inode"] = 0
+        arr["dev_major"] = 0
+        arr["dev_minor"] = 0
+        new_tables.append(Vmas(arr, [names.get(str(p), str(p)) for p in v.paths]))
+    m = capture.meta
+    extra = {k: v for k, v in m.extra.items() if k not in ("writes_reason", "ranges")}
+    meta = m.replace(pid=None, command=None, anonymized=True, extra=extra)
+    return Capture(
+        meta,
+        capture.time_ns.copy(),
+        rebase.rows(capture.regions),
+        capture.region_offsets.copy(),
+        written=None if capture.written is None else rebase.rows(capture.written),
+        written_offsets=None if capture.written_offsets is None else capture.written_offsets.copy(),
+        vma_tables=new_tables,
+        vma_index=capture.vma_index.copy(),
+        telemetry={k: v.copy() for k, v in capture.telemetry.items()},
+    )

@@ -1,0 +1,89 @@
+"""``pmviz record``: record a process (or a command) into a ``NAME.pmviz`` capture."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+
+from ..recorder import WRITES_CHOICES, Recorder
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_seconds(text: str) -> float:
+    """``"100ms"``, ``"2.5s"``, ``"1m"``, ``"0.1"`` (seconds) -> float seconds."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-z]*)\s*", text)
+    if m is None or m.group(2) not in ("", *_UNITS):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration; use e.g. 100ms, 2s, 1.5m (units: {', '.join(_UNITS)})"
+        )
+    return float(m.group(1)) * _UNITS.get(m.group(2), 1.0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = (
+        "pmviz record (--pid N | -- CMD [ARGS...]) [-i 100ms] [-d 30s] [-n COUNT] -o NAME.pmviz"
+    )
+    parser.add_argument("--pid", type=int, help="record this running process")
+    parser.add_argument(
+        "-i", "--interval", type=parse_seconds, default=0.1, help="time between snapshots"
+    )
+    parser.add_argument("-d", "--duration", type=parse_seconds, help="stop after this long")
+    parser.add_argument("-n", "--count", type=int, help="stop after this many snapshots")
+    parser.add_argument(
+        "-o", "--out", required=True, help="capture directory to write (NAME.pmviz)"
+    )
+    parser.add_argument(
+        "--writes",
+        choices=WRITES_CHOICES,
+        default="auto",
+        help="write tracking: auto picks the best available (default), none records "
+        "present/swapped only",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing capture")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS... to launch")
+
+
+def run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if (args.pid is None) == (not command):
+        print("pmviz record: error: give either --pid N or -- CMD [ARGS...]", file=sys.stderr)
+        return 2
+    if args.pid is not None and args.duration is None and args.count is None:
+        print("pmviz record: recording until Ctrl-C (or until the process exits)", file=sys.stderr)
+    rec = Recorder(
+        command or args.pid,
+        interval=args.interval,
+        duration=args.duration,
+        count=args.count,
+        out=args.out,
+        writes=args.writes,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
+    rec.start()
+    # SIGINT (Ctrl-C) and SIGTERM end the recording; the file is then finished normally.
+    handlers = {
+        signal.SIGINT: lambda *_: rec.request_stop("interrupted (SIGINT)"),
+        signal.SIGTERM: lambda *_: rec.request_stop("terminated (SIGTERM)"),
+    }
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
+    try:
+        cap = rec.wait()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    m = cap.meta
+    print(
+        f"pmviz record: {cap.n_snapshots} snapshots of pid {m.pid} written to {args.out} "
+        f"({m.end_reason}; write tracking: {m.write_mechanism})",
+        file=sys.stderr,
+    )
+    if m.write_mechanism == "none" and args.writes == "auto":
+        print(f"pmviz record: note: {m.extra.get('writes_reason')}", file=sys.stderr)
+    return 0
