@@ -1,0 +1,432 @@
+"""``UffdTracker``: exact written-page sets of one process through userfaultfd async WP.
+
+The mechanism (spec §3.8, §4): every tracked VMA is registered in WP mode on a uffd created
+with ``UFFD_FEATURE_WP_ASYNC`` and write-protected ("armed"). A write to an armed page is
+resolved by the kernel without blocking, by clearing the page's uffd-wp bit, so the page
+reports ``WRITTEN`` in ``PAGEMAP_SCAN``. A ``PM_SCAN_WP_MATCHING`` scan with
+``category_mask = return_mask = WRITTEN`` reports exactly those pages and arms them again in
+the same page-table walk: harvest and re-arm are one atomic step per page table.
+
+Both ioctls act on the *uffd's* mm and on the *pagemap's* process, not on the caller's: the
+same code tracks this process (``WriteTracker``) or another one whose uffd this process holds
+(a child that handed it over, or an injected one).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .._kernel import pagemap_scan as pms
+from .._kernel import procfs, uffd
+from .._kernel.procfs import Pid
+from ..categories import Category
+from ..errors import AccessDenied, Error, NoSuchProcess, UnsupportedKernel
+from ..maps import VmaKind, Vmas, read_maps
+from ..regions import Regions
+from . import _intervals as iv
+
+__all__ = ["UffdTracker", "SkippedRange", "open_uffd", "as_ranges"]
+
+_WRITTEN = int(Category.WRITTEN)
+_PRESENT = int(Category.PRESENT)
+_SWAPPED = int(Category.SWAPPED)
+_PFNZERO = int(Category.PFNZERO)
+_FILE = int(Category.FILE)
+_GUARD = int(Category.GUARD)
+_WPALLOWED = int(Category.WPALLOWED)
+# What the first harvest of a newly registered VMA must see to tell data from emptiness.
+_FIRST_LOOK = _WRITTEN | _PRESENT | _SWAPPED | _PFNZERO | _FILE
+
+
+class SkippedRange(NamedTuple):
+    """A VMA (part) that could not be registered for tracking, and why."""
+
+    start: int
+    end: int
+    path: str
+    reason: str
+
+
+_REGISTER_ERRORS = {
+    errno.EBUSY: "registered by another userfaultfd",
+    errno.EPERM: "not writable through this mapping (no VM_MAYWRITE)",
+    errno.EINVAL: "the kernel cannot write-protect this VMA (special mapping, or a hugetlb "
+    "range not aligned to its huge page size)",
+}
+
+
+def open_uffd() -> int:
+    """Create a userfaultfd with async write-protect (spec §4 steps 1-2) or raise clearly.
+
+    Returns
+    -------
+    int
+        The file descriptor (``O_CLOEXEC | O_NONBLOCK``); the caller owns it.
+
+    Raises
+    ------
+    UnsupportedKernel
+        No userfaultfd, or no ``UFFD_FEATURE_WP_ASYNC`` (Linux < 6.7).
+    AccessDenied
+        userfaultfd is refused to this user.
+    """
+    try:
+        fd = uffd.create()
+    except OSError as err:
+        if err.errno == errno.ENOSYS:
+            raise UnsupportedKernel(
+                "userfaultfd",
+                "this kernel has no userfaultfd (CONFIG_USERFAULTFD=n); write tracking needs "
+                "it, or soft-dirty (pmviz.softdirty) where CONFIG_MEM_SOFT_DIRTY=y",
+            ) from err
+        if err.errno in (errno.EPERM, errno.EACCES):
+            raise AccessDenied(
+                None,
+                "userfaultfd() refused: allow it with `sysctl vm.unprivileged_userfaultfd=1`, "
+                "give this user read-write access to /dev/userfaultfd, or run with "
+                "CAP_SYS_PTRACE",
+            ) from err
+        raise Error(f"userfaultfd(): {os.strerror(err.errno or 0)}") from err
+    try:
+        supported = uffd.api(fd, uffd.WANTED_FEATURES)
+    except OSError as err:
+        os.close(fd)
+        raise UnsupportedKernel(
+            "uffd-wp-async",
+            f"UFFDIO_API with UFFD_FEATURE_WP_ASYNC failed ({os.strerror(err.errno or 0)}): "
+            f"kernel {os.uname().release} lacks async write-protect (needs Linux >= 6.7 with "
+            "CONFIG_PTE_MARKER_UFFD_WP); use soft-dirty tracking (pmviz.softdirty) where "
+            "CONFIG_MEM_SOFT_DIRTY is set",
+        ) from err
+    if not supported & uffd.UFFD_FEATURE_WP_ASYNC:  # pragma: no cover - kernels < 6.7
+        os.close(fd)
+        raise UnsupportedKernel(
+            "uffd-wp-async",
+            "the kernel does not offer UFFD_FEATURE_WP_ASYNC (needs Linux >= 6.7); use "
+            "soft-dirty tracking (pmviz.softdirty) where CONFIG_MEM_SOFT_DIRTY is set",
+        )
+    return fd
+
+
+def _buffer_bounds(obj: Any) -> tuple[int, int] | None:
+    if isinstance(obj, np.ndarray):
+        if obj.nbytes == 0:
+            return None
+        lo, hi = np.lib.array_utils.byte_bounds(obj)
+        return int(lo), int(hi)
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        return None
+    if view.nbytes == 0:
+        return None
+    arr = np.frombuffer(view.cast("B") if view.contiguous else view.tobytes(), dtype=np.uint8)
+    if not view.contiguous:
+        raise ValueError("cannot track a non-contiguous memoryview; pass its base object")
+    lo = int(arr.__array_interface__["data"][0])
+    return lo, lo + arr.nbytes
+
+
+def _pair(item: Any) -> tuple[int, int] | None:
+    if (
+        isinstance(item, tuple)
+        and len(item) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in item)
+    ):
+        return int(item[0]), int(item[1])
+    return None
+
+
+def as_ranges(ranges: Any) -> np.ndarray:
+    """Normalise a ``ranges`` argument to sorted, disjoint, page-aligned ``(n, 2)`` pairs.
+
+    Accepted: a ``Regions`` or ``Vmas``; one ``(start, end)`` tuple; one buffer (numpy array,
+    ``mmap``, ``bytearray``); or an iterable of such tuples and buffers. Buffers cover the
+    pages their bytes lie on.
+    """
+    if isinstance(ranges, (Regions, Vmas)):
+        pairs = iv.as_pairs(ranges.start, ranges.end)
+    else:
+        one = _pair(ranges) or _buffer_bounds(ranges)
+        if one is not None:
+            items: Iterable[Any] = [one]
+        elif isinstance(ranges, (str, bytes)) or not isinstance(ranges, Iterable):
+            raise TypeError(
+                "ranges must be None, a Regions or Vmas, a (start, end) tuple, a buffer "
+                f"(numpy array, mmap), or an iterable of those; got {type(ranges).__name__}"
+            )
+        else:
+            items = ranges
+        rows = []
+        for item in items:
+            bounds = _pair(item) or _buffer_bounds(item)
+            if bounds is None:
+                if isinstance(item, (np.ndarray, bytearray, memoryview)):
+                    continue  # an empty buffer covers no page
+                raise TypeError(
+                    "each range must be a (start, end) tuple of ints or a buffer, got "
+                    f"{type(item).__name__}"
+                )
+            lo, hi = bounds
+            if lo < 0 or hi <= lo:
+                raise ValueError(f"range ({lo:#x}, {hi:#x}) is empty or negative; need start < end")
+            rows.append(bounds)
+        pairs = np.array(rows, dtype=np.uint64).reshape(-1, 2)
+    return iv.union(iv.page_align(pairs))
+
+
+def _translate(err: OSError, pid: Pid, what: str) -> Error:
+    if err.errno == errno.ESRCH:
+        return NoSuchProcess(pid, f"process {pid} exited while its writes were collected")
+    return procfs.translate(err, pid, what)
+
+
+class UffdTracker:
+    """Write tracking of one process through a uffd this process holds (``WriteSource``).
+
+    Most users want :class:`pmviz.WriteTracker` (this process) or
+    :func:`pmviz.tracking.spawn_tracked_python` (a Python child); this class is the engine
+    under both, public for trackers that obtain another process's uffd some other way (for
+    example by syscall injection and ``pidfd_getfd``).
+
+    Construction registers every candidate VMA on ``uffd_fd`` and arms it: tracking begins
+    then. Each :meth:`collect` first registers VMAs that appeared since (new mmaps, heap
+    growth, a VMA that ``mremap`` moved, which the kernel unregisters), then harvests.
+
+    Parameters
+    ----------
+    pid : int or "self"
+        The process whose memory ``uffd_fd`` belongs to.
+    uffd_fd : int
+        A userfaultfd of that process's mm, ``UFFDIO_API`` done with WP_ASYNC.
+    ranges : optional
+        What to track (see :func:`pmviz.tracking.as_ranges`); ``None`` = every private
+        writable VMA, now and later.
+    owns_fd : bool
+        Close ``uffd_fd`` in :meth:`close` (closing drops all write-protect state).
+    """
+
+    mechanism = "uffd-wp"
+
+    def __init__(self, pid: Pid, uffd_fd: int, ranges: Any = None, *, owns_fd: bool = True):
+        self.pid = procfs.normalize_pid(pid)
+        self._uffd = uffd_fd
+        self._owns_fd = owns_fd
+        self._pagemap_fd = -1
+        self._closed = False
+        self._lock = threading.Lock()
+        self._registered = np.empty((0, 2), dtype=np.uint64)
+        self._skipped: dict[tuple[int, int], SkippedRange] = {}
+        try:
+            self._ranges = None if ranges is None else as_ranges(ranges)
+            try:
+                self._pagemap_fd = os.open(
+                    procfs.proc_path(self.pid, "pagemap"), os.O_RDONLY | os.O_CLOEXEC
+                )
+            except OSError as err:
+                raise procfs.translate(err, self.pid, "pagemap") from err
+            self._track_new(first=True)
+        except BaseException:
+            self._release()
+            raise
+
+    # -- public -------------------------------------------------------------------------------
+    @property
+    def registered(self) -> Regions:
+        """Address ranges this tracker registered (WPALLOWED) and harvests."""
+        r = self._registered
+        return Regions(iv.regions_array(r[:, 0], r[:, 1], _WPALLOWED))
+
+    @property
+    def skipped(self) -> list[SkippedRange]:
+        """VMAs that could not be registered (e.g. owned by another uffd), with the reason."""
+        return list(self._skipped.values())
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def collect(self) -> Regions:
+        """Pages written since the previous collect (or since tracking began), then re-arm.
+
+        Returns
+        -------
+        Regions
+            Sorted, merged ``[start, end)`` runs, every one with categories ``WRITTEN``.
+
+        Raises
+        ------
+        NoSuchProcess
+            The tracked process has exited.
+        ValueError
+            The tracker is closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise ValueError("collect() on a closed write tracker")
+            parts = self._track_new(first=False)
+            for lo, hi in self._registered.tolist():
+                parts.append(self._scan(lo, hi, pms.PM_SCAN_WP_MATCHING, _WRITTEN, _WRITTEN))
+            return Regions(iv.union_regions(parts, _WRITTEN))
+
+    def close(self) -> None:
+        """Stop tracking: unregister, close the uffd (if owned) and the pagemap. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._unregister_all()
+            finally:
+                self._release()
+
+    def __enter__(self) -> UffdTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed:
+                self._closed = True
+                self._release()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.registered.n_pages} pages registered"
+        return f"<{type(self).__name__} pid={self.pid} {self.mechanism} {state}>"
+
+    # -- internals ------------------------------------------------------------------------------
+    def _scan(self, lo: int, hi: int, flags: int, mask: int, ret: int) -> np.ndarray:
+        try:
+            return pms.scan_range(
+                self._pagemap_fd, lo, hi, flags=flags, category_mask=mask, return_mask=ret
+            )
+        except OSError as err:
+            raise _translate(err, self.pid, "pagemap (PAGEMAP_SCAN)") from err
+
+    def _candidates(self, vmas: Vmas) -> tuple[np.ndarray, np.ndarray]:
+        """Memory that should be tracked now, as pairs plus the VMA index of each."""
+        pairs = iv.as_pairs(vmas.start, vmas.end)
+        if self._ranges is not None:
+            return iv.intersect_indexed(pairs, self._ranges)
+        perms = vmas.array["perms"]
+        want = (
+            np.char.startswith(perms, b"rw")
+            & np.char.endswith(perms, b"p")
+            & (vmas.kind != VmaKind.VDSO)
+        )
+        idx = np.flatnonzero(want)
+        return pairs[idx], idx
+
+    def _unregistered(self, spans: np.ndarray) -> np.ndarray:
+        """The parts of ``spans`` whose VMAs carry no async-WP registration (any uffd's).
+
+        ``category_mask = category_inverted = WPALLOWED`` makes the kernel skip registered
+        VMAs whole, without walking them (spec §3.2 step 5), so this costs nothing once
+        everything is registered; ``return_mask = 0`` merges each unregistered span into one
+        region (§3.4).
+        """
+        found = [_scan_inverted(self._pagemap_fd, lo, hi, self.pid) for lo, hi in spans.tolist()]
+        if not found:
+            return np.empty((0, 2), dtype=np.uint64)
+        a = np.concatenate(found)
+        return iv.as_pairs(a["start"], a["end"])
+
+    def _track_new(self, *, first: bool) -> list[np.ndarray]:
+        """Register and arm candidate memory not registered yet; on later calls, return the
+        pages that hold data in it (written since it appeared, as far as can be known).
+        """
+        vmas = read_maps(self.pid)
+        mapped = iv.union(iv.as_pairs(vmas.start, vmas.end))
+        self._registered = iv.intersect(self._registered, mapped)
+        cand, vma_index = self._candidates(vmas)
+        if not len(cand):
+            return []
+        todo, which = iv.intersect_indexed(cand, self._unregistered(iv.union(cand)))
+        found: list[np.ndarray] = []
+        done = []
+        for (lo, hi), i in zip(todo.tolist(), vma_index[which].tolist()):
+            if (lo, hi) in self._skipped:
+                continue
+            try:
+                uffd.register_wp(self._uffd, lo, hi - lo)
+            except OSError as err:
+                self._note_skip(lo, hi, str(vmas.paths[i]), err)
+                continue
+            done.append((lo, hi))
+            if first:
+                try:
+                    pms.arm(self._pagemap_fd, lo, hi)
+                except OSError as err:
+                    raise _translate(err, self.pid, "pagemap (PAGEMAP_SCAN)") from err
+            else:
+                found.append(self._first_look(lo, hi))
+        if done:
+            new = np.array(done, dtype=np.uint64).reshape(-1, 2)
+            self._registered = iv.union(np.concatenate([self._registered, new]))
+        return found
+
+    def _first_look(self, lo: int, hi: int) -> np.ndarray:
+        """Harvest a VMA registered just now: every page in it reads WRITTEN, so keep only the
+        pages that hold data written by this process: present anonymous pages other than the
+        zero page, and swapped pages (spec §3.5). Present FILE pages are page cache that was
+        only read (a private file page turns anonymous on its first write, gotcha 14).
+        """
+        a = self._scan(lo, hi, pms.PM_SCAN_WP_MATCHING, _WRITTEN, _FIRST_LOOK)
+        c = a["categories"]
+        present = (c & _PRESENT != 0) & (c & (_PFNZERO | _FILE) == 0)
+        swapped = (c & _SWAPPED != 0) & (c & _GUARD == 0)
+        return a[present | swapped]
+
+    def _note_skip(self, lo: int, hi: int, path: str, err: OSError) -> None:
+        # A VMA that vanished between reading maps and registering is not a skip: whatever
+        # replaces it is picked up at the next collect.
+        try:
+            still = read_maps(self.pid)
+        except Error:
+            return
+        i = still.find(lo)
+        if i < 0 or int(still.start[i]) > lo or int(still.end[i]) < hi:
+            return
+        reason = _REGISTER_ERRORS.get(err.errno or 0, os.strerror(err.errno or 0))
+        self._skipped[(lo, hi)] = SkippedRange(lo, hi, path, reason)
+
+    def _unregister_all(self) -> None:
+        if self._uffd < 0 or not len(self._registered):
+            return
+        try:
+            vmas = read_maps(self.pid)
+        except Error:
+            return  # the process is gone, and with it every registration
+        pieces = iv.intersect(self._registered, iv.as_pairs(vmas.start, vmas.end))
+        for lo, hi in pieces.tolist():
+            try:
+                uffd.unregister(self._uffd, lo, hi - lo)
+            except OSError:
+                pass  # changed under us; closing the uffd below drops it anyway (spec §3.8)
+
+    def _release(self) -> None:
+        if self._pagemap_fd >= 0:
+            os.close(self._pagemap_fd)
+            self._pagemap_fd = -1
+        if self._owns_fd and self._uffd >= 0:
+            os.close(self._uffd)
+        self._uffd = -1
+
+
+def _scan_inverted(fd: int, lo: int, hi: int, pid: Pid) -> np.ndarray:
+    try:
+        return pms.scan_range(
+            fd, lo, hi, category_inverted=_WPALLOWED, category_mask=_WPALLOWED, return_mask=0
+        )
+    except OSError as err:
+        raise _translate(err, pid, "pagemap (PAGEMAP_SCAN)") from err
