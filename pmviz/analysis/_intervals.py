@@ -68,7 +68,7 @@ def prefix_coverage(
     offsets: np.ndarray,
     points: np.ndarray,
     *,
-    select: Mask | None = None,
+    select: Mask | BitMatch | AnyOf | None = None,
     rows: np.ndarray | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
@@ -82,8 +82,8 @@ def prefix_coverage(
         ``n + 1`` offsets: snapshot ``i`` is ``regions[offsets[i]:offsets[i + 1]]``.
     points : numpy.ndarray
         Sorted ``uint64`` addresses, shared by every row (1-D) or one row each (2-D).
-    select : Mask, optional
-        Count only regions whose categories match (``Mask.matches``); default every region.
+    select : Mask, BitMatch or AnyOf, optional
+        Count only regions whose categories match (``.matches``); default every region.
     rows : numpy.ndarray, optional
         Snapshot indices to evaluate (default all).
     threads : int, optional
@@ -143,11 +143,12 @@ def prefix_coverage(
         p2 = pts[None, :] if shared else pts[c0:c1]
         has_prev = k > starts[:, None]
         if chunk.size:
-            over = en[prev].astype(np.int64) - p2.astype(np.int64)
+            e_prev = en[prev]
             if select is not None:
                 has_prev &= m[prev]
-            over = np.where(has_prev & (over > 0), over, 0)
-            out[c0:c1] = cum[k].astype(np.int64) - cum[starts][:, None].astype(np.int64) - over
+            has_prev &= e_prev > p2
+            over = np.where(has_prev, e_prev - np.minimum(p2, e_prev), 0).astype(np.int64)
+            out[c0:c1] = (cum[k] - cum[starts][:, None]).astype(np.int64) - over
 
     n_threads = threads or min(os.cpu_count() or 1, 4)
     pairs = list(zip(cuts[:-1].tolist(), cuts[1:].tolist()))
@@ -190,3 +191,26 @@ def presence_matrix(
     # Difference array along the interval axis, then a running sum: +1 at start, -1 at end.
     diff = np.bincount(row + s, minlength=n * (m + 1)) - np.bincount(row + e, minlength=n * (m + 1))
     return np.cumsum(diff.reshape(n, m + 1), axis=1)[:, :m] > 0
+
+
+class BitMatch:
+    """Duck-typed ``Mask.matches`` for values that are not kernel categories (class codes)."""
+
+    def __init__(self, bits: int) -> None:
+        self.bits = np.uint64(bits)
+
+    def matches(self, categories: np.ndarray) -> np.ndarray:
+        return (np.asarray(categories, dtype=np.uint64) & self.bits) == self.bits
+
+
+class AnyOf:
+    """The union of several masks' matches (a selection one kernel mask cannot express)."""
+
+    def __init__(self, *masks: Mask) -> None:
+        self.masks = masks
+
+    def matches(self, categories: np.ndarray) -> np.ndarray:
+        out = self.masks[0].matches(categories)
+        for m in self.masks[1:]:
+            out |= m.matches(categories)
+        return out

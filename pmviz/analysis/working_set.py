@@ -1,0 +1,318 @@
+"""Working sets over time: resident / swapped / written bytes, WSS curves, idle times, heat.
+
+Per-page history is computed on elementary intervals: the address ranges between consecutive
+boundaries of all written regions, which every snapshot covers either wholly or not at all.
+A ``(n_snapshots, n_intervals)`` boolean matrix then says which intervals were written when,
+and every question below is a vectorised reduction over it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..capture import Capture
+from ..categories import Category as C
+from ..maps import VmaKind
+from ..mask import Mask
+from ._intervals import AnyOf, BitMatch, covered, elementary, prefix_coverage, presence_matrix
+
+__all__ = [
+    "WorkingSet",
+    "working_set_size",
+    "cumulative_written",
+    "WssCurve",
+    "wss_curve",
+    "IdleTime",
+    "idle_time",
+    "Temperature",
+    "temperature",
+    "RESIDENT",
+    "SWAPPED",
+]
+
+RESIDENT = Mask(require=C.PRESENT)
+# SWAPPED is also set for uffd-wp markers and guard markers (spec §3.5, gotcha 9). Guards carry
+# GUARD; a marker is SWAPPED without WRITTEN inside a WP-async VMA, which is also what a
+# write-protected swap entry looks like, so those (ambiguous) pages are left out.
+SWAPPED = AnyOf(
+    Mask(require=C.SWAPPED, exclude=C.GUARD | C.WPALLOWED),
+    Mask(require=C.SWAPPED | C.WRITTEN | C.WPALLOWED, exclude=C.GUARD),
+)
+KINDS = [k.name.lower() for k in VmaKind] + ["unattributed"]
+
+
+@dataclass(frozen=True)
+class WorkingSet:
+    """Bytes per snapshot, in total and per VMA kind (columns named by ``kinds``).
+
+    ``written*`` are ``None`` for a capture without write tracking. ``unattributed`` holds
+    bytes outside every VMA of the snapshot's table (a capture recorded without maps).
+    """
+
+    time: np.ndarray
+    kinds: list[str]
+    resident: np.ndarray
+    swapped: np.ndarray
+    written: np.ndarray | None
+    resident_by_kind: np.ndarray
+    swapped_by_kind: np.ndarray
+    written_by_kind: np.ndarray | None
+
+    def to_pandas(self):  # noqa: ANN201 - pandas is optional
+        """One row per snapshot: time and the three totals."""
+        import pandas as pd
+
+        cols = {"time": self.time, "resident": self.resident, "swapped": self.swapped}
+        if self.written is not None:
+            cols["written"] = self.written
+        return pd.DataFrame(cols)
+
+
+def _by_kind(capture: Capture, regions, offsets, select) -> tuple[np.ndarray, np.ndarray]:
+    """Totals and per-kind bytes per snapshot (one pass per distinct VMA table)."""
+    n = capture.n_snapshots
+    total = prefix_coverage(regions, offsets, np.array([0, 2**64 - 1], np.uint64), select=select)
+    total = total[:, 1] - total[:, 0]
+    by_kind = np.zeros((n, len(KINDS)), dtype=np.int64)
+    for t, table in enumerate(capture.vma_tables):  # per VMA table, not per region
+        rows = np.flatnonzero(capture.vma_index == t)
+        if not rows.size or not len(table):
+            continue
+        pts = np.stack([table.start, table.end], axis=1).ravel()
+        c = prefix_coverage(regions, offsets, pts, select=select, rows=rows)
+        per_vma = c[:, 1::2] - c[:, 0::2]
+        onehot = np.zeros((len(table), len(KINDS)), dtype=np.int64)
+        onehot[np.arange(len(table)), table.kind.astype(np.int64)] = 1
+        by_kind[rows] = per_vma @ onehot
+    by_kind[:, -1] = total - by_kind[:, :-1].sum(axis=1)
+    return total, by_kind
+
+
+def working_set_size(capture: Capture) -> WorkingSet:
+    """Resident, swapped and written bytes of every snapshot, in total and per VMA kind.
+
+    Resident is ``PRESENT``; swapped is ``SWAPPED`` without guard markers and without the
+    uffd-wp markers of tracked memory (see ``SWAPPED``); written is the write-tracking set
+    (pages written since the previous snapshot).
+
+    Returns
+    -------
+    WorkingSet
+    """
+    res, res_k = _by_kind(capture, capture.regions, capture.region_offsets, RESIDENT)
+    swp, swp_k = _by_kind(capture, capture.regions, capture.region_offsets, SWAPPED)
+    wr = wr_k = None
+    if capture.written is not None and capture.written_offsets is not None:
+        wr, wr_k = _by_kind(capture, capture.written, capture.written_offsets, None)
+    return WorkingSet(capture.times, KINDS, res, swp, wr, res_k, swp_k, wr_k)
+
+
+# -- per-page history ------------------------------------------------------------------------
+def _history(capture: Capture, extra: np.ndarray | None = None):
+    """(bounds, widths, written matrix) over the elementary intervals of the written sets."""
+    if capture.written is None or capture.written_offsets is None:
+        raise ValueError(
+            "this capture has no written sets (write_mechanism="
+            f"{capture.meta.write_mechanism!r}); record with write tracking"
+        )
+    w = capture.written
+    parts = [w["start"], w["end"]] + ([] if extra is None else [extra["start"], extra["end"]])
+    bounds = elementary(*[np.concatenate(parts[0::2]), np.concatenate(parts[1::2])])
+    widths = np.diff(bounds).astype(np.int64)
+    return bounds, widths, presence_matrix(w, capture.written_offsets, bounds)
+
+
+def cumulative_written(capture: Capture) -> np.ndarray:
+    """Distinct bytes written up to and including each snapshot (``int64``)."""
+    _, widths, m = _history(capture)
+    if not m.shape[1]:
+        return np.zeros(capture.n_snapshots, np.int64)
+    ever = m.any(axis=0)
+    first = np.argmax(m, axis=0)
+    return np.cumsum(
+        np.bincount(first[ever], weights=widths[ever], minlength=capture.n_snapshots)
+    ).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class WssCurve:
+    """``bytes[j, i]``: distinct bytes written in the ``windows[j]`` intervals ending at ``i``.
+
+    Entries whose window reaches before the first snapshot count what there is (a partial
+    window); ``time`` is the snapshot time in seconds.
+    """
+
+    time: np.ndarray
+    windows: np.ndarray
+    bytes: np.ndarray
+    interval_s: float
+
+
+def wss_curve(capture: Capture, windows=(1, 2, 4, 8, 16)) -> WssCurve:
+    """The write working set: distinct pages written within sliding windows of intervals.
+
+    Parameters
+    ----------
+    capture : Capture
+        With write tracking.
+    windows : sequence of int
+        Window lengths in intervals (1 = the pages written since the previous snapshot).
+
+    Returns
+    -------
+    WssCurve
+    """
+    win = np.asarray(windows, dtype=np.int64)
+    if win.ndim != 1 or (win < 1).any():
+        raise ValueError(f"windows must be positive interval counts, got {windows!r}")
+    _, widths, m = _history(capture)
+    n = capture.n_snapshots
+    cum = np.zeros((n + 1, m.shape[1]), dtype=np.int32)
+    np.cumsum(m, axis=0, out=cum[1:])
+    idx = np.arange(1, n + 1)
+    out = np.empty((win.size, n), dtype=np.int64)
+    for j, k in enumerate(win.tolist()):  # per window length
+        inside = (cum[idx] - cum[np.maximum(idx - k, 0)]) > 0
+        out[j] = inside.astype(np.int64) @ widths
+    return WssCurve(capture.times, win, out, _interval_s(capture))
+
+
+def _interval_s(capture: Capture) -> float:
+    if capture.meta.interval_ns:
+        return capture.meta.interval_ns / 1e9
+    t = capture.times
+    return float(np.median(np.diff(t))) if t.size > 1 else 1.0
+
+
+@dataclass(frozen=True)
+class IdleTime:
+    """Bytes by intervals since their last write, at snapshot ``at``.
+
+    ``bytes[k]`` were last written ``k`` intervals before ``at`` (0: in the interval ending at
+    ``at``); ``never`` bytes were not written in the capture up to ``at``.
+    """
+
+    at: int
+    intervals: np.ndarray
+    bytes: np.ndarray
+    never: int
+    interval_s: float
+
+
+def idle_time(capture: Capture, *, at: int = -1, among: str = "resident") -> IdleTime:
+    """The page idle-time distribution: how long since each page was last written.
+
+    Parameters
+    ----------
+    capture : Capture
+        With write tracking.
+    at : int
+        The snapshot to look from (default the last).
+    among : {"resident", "written"}
+        Which pages: resident (``PRESENT``) at ``at``, or every page written up to ``at``.
+
+    Returns
+    -------
+    IdleTime
+    """
+    if among not in ("resident", "written"):
+        raise ValueError(f"among must be 'resident' or 'written', got {among!r}")
+    at = capture._index(at)
+    res = capture.regions_at(at).array
+    res = res[RESIDENT.matches(res["categories"])]
+    bounds, widths, m = _history(capture, res)
+    m = m[: at + 1]
+    last = at - np.argmax(m[::-1], axis=0) if m.shape[1] else np.zeros(0, np.int64)
+    ever = m.any(axis=0)
+    if among == "resident":
+        keep = covered(res["start"], res["end"], bounds[:-1])
+    else:
+        keep = ever
+    hist = np.bincount(at - last[keep & ever], weights=widths[keep & ever], minlength=at + 1)
+    never = int(widths[keep & ~ever].sum())
+    return IdleTime(at, np.arange(at + 1), hist.astype(np.int64), never, _interval_s(capture))
+
+
+@dataclass(frozen=True)
+class Temperature:
+    """Hot / warm / cold classification of the resident pages at snapshot ``at``.
+
+    Attributes
+    ----------
+    regions : numpy.ndarray
+        ``REGION_DTYPE`` runs whose ``categories`` is the class: 1 cold, 2 warm, 4 hot.
+    bytes : dict
+        Bytes per class name.
+    vma_bytes : numpy.ndarray
+        ``(n_vmas, 3)`` cold / warm / hot bytes per VMA of ``vmas_at(at)``.
+    vma_labels : list of str
+    """
+
+    at: int
+    window: int
+    regions: np.ndarray
+    bytes: dict[str, int]
+    vma_bytes: np.ndarray
+    vma_labels: list[str]
+
+
+COLD, WARM, HOT = 1, 2, 4
+
+
+def temperature(
+    capture: Capture, *, at: int = -1, window: int | None = None, hot: float = 0.5
+) -> Temperature:
+    """Classify resident pages by how often they were written in the last ``window`` intervals.
+
+    hot: written in at least ``hot`` of the intervals; warm: written, but less often; cold:
+    resident and not written in the window.
+
+    Parameters
+    ----------
+    capture : Capture
+        With write tracking.
+    at : int
+        The snapshot (default the last).
+    window : int, optional
+        Intervals to look back (default: every snapshot up to ``at``).
+    hot : float
+        Fraction of intervals (0 < hot <= 1) that makes a page hot.
+
+    Returns
+    -------
+    Temperature
+    """
+    if not 0 < hot <= 1:
+        raise ValueError(f"hot must be in (0, 1], got {hot}")
+    at = capture._index(at)
+    w = at + 1 if window is None else int(window)
+    if not 1 <= w <= at + 1:
+        raise ValueError(f"window must be between 1 and {at + 1} intervals, got {window}")
+    res = capture.regions_at(at).array
+    res = res[RESIDENT.matches(res["categories"])]
+    bounds, widths, m = _history(capture, res)
+    keep = covered(res["start"], res["end"], bounds[:-1])
+    frac = m[at + 1 - w : at + 1].sum(axis=0) / w
+    cls = np.where(frac >= hot, HOT, np.where(frac > 0, WARM, COLD))[keep]
+    lo, hi = bounds[:-1][keep], bounds[1:][keep]
+    # Merge neighbouring intervals of one class.
+    new = np.ones(lo.size, dtype=bool)
+    new[1:] = (lo[1:] != hi[:-1]) | (cls[1:] != cls[:-1])
+    first = np.flatnonzero(new)
+    last = np.append(first[1:] - 1, lo.size - 1)
+    out = np.empty(first.size, dtype=capture.regions.dtype)
+    out["start"], out["end"], out["categories"] = lo[first], hi[last], cls[first]
+    sizes = (out["end"] - out["start"]).astype(np.int64)
+    names = {COLD: "cold", WARM: "warm", HOT: "hot"}
+    totals = {names[c]: int(sizes[out["categories"] == c].sum()) for c in (COLD, WARM, HOT)}
+    vmas = capture.vmas_at(at)
+    vb = np.zeros((len(vmas), 3), dtype=np.int64)
+    if len(vmas):
+        pts = np.stack([vmas.start, vmas.end], axis=1).ravel()
+        off = np.array([0, out.size])
+        for j, c in enumerate((COLD, WARM, HOT)):
+            cc = prefix_coverage(out, off, pts, select=BitMatch(c))[0]
+            vb[:, j] = cc[1::2] - cc[0::2]
+    return Temperature(at, w, out, totals, vb, [vmas.label(i) for i in range(len(vmas))])

@@ -1,0 +1,146 @@
+"""heatmap_grid: exact coverage against hand-computed answers and a per-page reference."""
+
+import numpy as np
+import pytest
+from synthetic import BASE, HEAP, PAGE, P, S, W, regions, two_vma_capture, vmas
+
+from pmviz.analysis._intervals import prefix_coverage, set_op, union
+from pmviz.analysis.axis import address_axis
+from pmviz.analysis.heatmap import heatmap_grid, snapshot_cells
+from pmviz.capture import Capture, CaptureMeta
+from pmviz.maps import VmaKind
+from pmviz.mask import Mask
+
+
+def test_compact_axis_collapses_the_gap_and_labels_bands():
+    cap = two_vma_capture()
+    ax = address_axis(cap)
+    assert ax.seg_start.tolist() == [HEAP, BASE]
+    assert ax.length == 16 * PAGE
+    assert ax.labels.tolist() == ["[heap]", "anon"]
+    assert ax.to_real(np.array([0, 8 * PAGE, 9 * PAGE, 16 * PAGE])).tolist() == [
+        HEAP,
+        BASE,
+        BASE + PAGE,
+        BASE + 8 * PAGE,
+    ]
+    assert ax.to_compact(np.array([HEAP + PAGE, BASE + 2 * PAGE])).tolist() == [PAGE, 10 * PAGE]
+
+
+def test_present_grid_by_hand():
+    g = heatmap_grid(two_vma_capture(), "present", addr_bins=4)
+    # Bins: heap pages 0-4, 4-8, anon pages 0-4, 4-8; one time bin per snapshot.
+    expected = [[1, 0, 0, 0], [1, 1, 0.5, 0], [1, 1, 0.5, 0], [0.5, 0, 1, 0]]
+    np.testing.assert_array_equal(g.grid, expected)
+    np.testing.assert_array_equal(g.time_edges, [0, 1, 2, 3, 4])
+    assert g.addr_edges.tolist() == [HEAP, HEAP + 4 * PAGE, BASE, BASE + 4 * PAGE, BASE + 8 * PAGE]
+    assert g.category == "present"
+
+
+def test_written_grid_and_partial_page_bins():
+    g = heatmap_grid(two_vma_capture(), "written", addr_bins=16)
+    assert g.grid.shape == (4, 16)
+    np.testing.assert_array_equal(g.grid[2], [1] + [0] * 9 + [1, 1] + [0] * 4)
+    # 3 bins over 16 compact pages: edges 0, 5, 10, 16. Bin 1 spans the collapsed gap:
+    # heap pages 5-8 and anon pages 0-2. Snapshot 3: heap 0-2 and anon 0-4 present.
+    g3 = heatmap_grid(two_vma_capture(), "present", addr_bins=3)
+    np.testing.assert_allclose(g3.grid[1], [1, 1, 0])
+    np.testing.assert_allclose(g3.grid[3], [2 / 5, 2 / 5, 2 / 6])
+    assert np.diff(g3.addr_pos).tolist() == [5 * PAGE, 5 * PAGE, 6 * PAGE]
+
+
+def test_time_bins_are_time_weighted():
+    g = heatmap_grid(two_vma_capture(), "present", addr_bins=2, time_bins=2, time_range=(0.5, 3))
+    np.testing.assert_allclose(g.time_edges, [0.5, 1.75, 3])
+    np.testing.assert_allclose(g.grid, [[0.8, 0.15], [1.0, 0.25]])
+    beyond = heatmap_grid(
+        two_vma_capture(), "present", addr_bins=2, time_bins=2, time_range=(-4, 0)
+    )
+    assert np.isnan(beyond.grid).all()
+
+
+def test_mask_category_and_linear_axis():
+    cap = two_vma_capture()
+    crIU = Mask(anyof=P | S, exclude="FILE|PFNZERO")
+    g = heatmap_grid(cap, crIU, addr_bins=2)
+    np.testing.assert_allclose(g.grid[:, 1], [0, 2 / 8, 4 / 8, 4 / 8])
+    lin = heatmap_grid(
+        cap, "swapped", axis="linear", addr_range=(BASE, BASE + 8 * PAGE), addr_bins=4
+    )
+    np.testing.assert_array_equal(lin.grid[:, 0], [0, 0, 1, 0])
+    assert lin.axis.kind == "linear"
+
+
+def test_regions_in_a_skipped_guard_do_not_leak_into_neighbours():
+    table = vmas(
+        (BASE, BASE + 4 * PAGE, "rw-p", VmaKind.ANON, ""),
+        (BASE + 4 * PAGE, BASE + 8 * PAGE, "---p", VmaKind.GUARD, ""),
+        (BASE + 8 * PAGE, BASE + 12 * PAGE, "rw-p", VmaKind.ANON, ""),
+    )
+    r = regions((0, 12, 0))  # the scan merges across VMAs (spec gotcha 16)
+    cap = Capture.from_snapshots(CaptureMeta(), [(0, r, None, table)])
+    g = heatmap_grid(cap, Mask(exclude=P), addr_bins=2)
+    np.testing.assert_array_equal(g.grid, [[1.0, 1.0]])
+    assert g.axis.length == 8 * PAGE
+
+
+def test_bad_arguments():
+    cap = two_vma_capture()
+    with pytest.raises(ValueError, match="addr_bins"):
+        heatmap_grid(cap, addr_bins=0)
+    with pytest.raises(ValueError, match="axis"):
+        heatmap_grid(cap, axis="log")
+    with pytest.raises(TypeError, match="category"):
+        heatmap_grid(cap, 3.5)
+    no_w = Capture.from_snapshots(CaptureMeta(), [(0, regions((0, 1, P)), None, None)])
+    with pytest.raises(ValueError, match="write tracking"):
+        heatmap_grid(no_w, "written")
+
+
+def _random_capture(rng, n_snap=9, span=300):
+    snaps = []
+    for i in range(n_snap):
+        cuts = np.unique(rng.integers(0, span, size=rng.integers(2, 40)))
+        runs = [
+            (int(a), int(b), int(rng.choice([0, P | W, S | W, P, W])))
+            for a, b in zip(cuts[:-1], cuts[1:])
+            if rng.random() < 0.8
+        ]
+        snaps.append((i * 10**8 + int(rng.integers(0, 10**7)), regions(*runs), None, None))
+    return Capture.from_snapshots(CaptureMeta(), snaps)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_grid_matches_per_page_rasterisation(seed):
+    rng = np.random.default_rng(seed)
+    cap = _random_capture(rng)
+    nb = int(rng.integers(1, 50))
+    g = heatmap_grid(cap, "present", addr_bins=nb, axis="linear")
+    lo = int(g.addr_edges[0])
+    n_pages = (int(g.addr_edges[-1]) - lo) // PAGE
+    ref = np.zeros((cap.n_snapshots, n_pages))
+    for i in range(cap.n_snapshots):  # the naive reference: paint every page
+        for s, e, c in cap.regions_at(i).array.tolist():
+            if c & P:
+                ref[i, (s - lo) // PAGE : (e - lo) // PAGE] = 1
+    pos = (g.addr_pos // PAGE).astype(int)
+    expected = np.add.reduceat(ref, pos[:-1], axis=1) / np.diff(pos)
+    np.testing.assert_allclose(g.grid, expected)
+    assert np.diff(snapshot_cells(cap)).min() > 0
+
+
+def test_interval_helpers():
+    s, e = union(np.array([5, 1, 3, 10]), np.array([6, 3, 4, 12]))
+    assert s.tolist() == [1, 5, 10] and e.tolist() == [4, 6, 12]
+    a = (np.array([0, 10], np.uint64), np.array([5, 20], np.uint64))
+    b = (np.array([3], np.uint64), np.array([12], np.uint64))
+    got = set_op(a, b, lambda x, y: y & ~x)
+    assert [v.tolist() for v in got] == [[5], [10]]
+    r = regions((0, 2, P), (4, 8, 0)).array
+    c = prefix_coverage(
+        r,
+        np.array([0, 2]),
+        np.array([BASE + PAGE, BASE + 5 * PAGE, 2**64 - 1], np.uint64),
+        select=Mask(require=P),
+    )
+    assert (c // PAGE).tolist() == [[1, 2, 2]]
