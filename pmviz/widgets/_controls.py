@@ -242,7 +242,8 @@ def region_table_html(regions: Regions, vmas: Vmas | None, *, max_rows: int = 12
 def figure_png(fig, *, dpi: int = 90) -> bytes:  # noqa: ANN001 - a matplotlib Figure
     """Render a figure to PNG bytes with the Agg canvas (no pyplot state involved)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    # Fast zlib level: a widget redraw is latency-bound, and the PNG stays small anyway.
+    fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
 
 

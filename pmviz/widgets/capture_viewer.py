@@ -71,8 +71,9 @@ class CaptureViewer(widgets.VBox):
         n = len(capture)
         if category is None:
             category = "written" if capture.has_written else "present"
-        if category not in self.CATEGORIES:
-            raise ValueError(f"category must be one of {list(self.CATEGORIES)}, got {category!r}")
+        choices = [c for c in self.CATEGORIES if c != "written" or capture.has_written]
+        if category not in choices:
+            raise ValueError(f"category must be one of {choices}, got {category!r}")
         if interactive is None:
             interactive = importlib.util.find_spec("ipympl") is not None
         self.interactive = bool(interactive)
@@ -92,11 +93,14 @@ class CaptureViewer(widgets.VBox):
             description="hex range",
             continuous_update=False,
         )
-        self.category = widgets.Dropdown(
-            options=list(self.CATEGORIES), value=category, description="category"
-        )
+        self.category = widgets.Dropdown(options=choices, value=category, description="category")
         self.scale = widgets.Dropdown(
             options=list(_render.SCALES), value="linear", description="colour scale"
+        )
+        self.hide_shadow = widgets.Checkbox(
+            value=_render.shadow_dominates(capture),
+            description="hide sanitizer shadow",
+            indent=False,
         )
         self.address = widgets.Text(
             placeholder="hex address", description="address", continuous_update=False
@@ -106,7 +110,7 @@ class CaptureViewer(widgets.VBox):
         self.readout_info: dict[str, str] = {}
         self.addr_range: tuple[int, int] | None = None
 
-        self.figure = Figure(figsize=figsize, layout="constrained")
+        self.figure = Figure(figsize=figsize)
         if self.interactive:
             from ipympl.backend_nbagg import Canvas, FigureManager
 
@@ -122,7 +126,7 @@ class CaptureViewer(widgets.VBox):
 
         controls = widgets.VBox(
             [
-                widgets.HBox([self.category, self.scale]),
+                widgets.HBox([self.category, self.scale, self.hide_shadow]),
                 widgets.HBox([self.window, self.snapshot]),
                 widgets.HBox([self.vma, self.hex_range]),
                 self.message,
@@ -130,7 +134,7 @@ class CaptureViewer(widgets.VBox):
         )
         super().__init__([controls, view, widgets.HBox([self.address]), self.readout])
         self.add_class("pmviz-capture-viewer")
-        for w in (self.window, self.category, self.scale):
+        for w in (self.window, self.category, self.scale, self.hide_shadow):
             w.observe(self._redraw, names="value")
         self.snapshot.observe(self._on_snapshot, names="value")
         self.vma.observe(self._on_vma, names="value")
@@ -209,6 +213,7 @@ class CaptureViewer(widgets.VBox):
         fig = self.figure
         fig.clear()
         ax = fig.add_subplot()
+        fig.subplots_adjust(left=0.12, right=0.9, bottom=0.18, top=0.92)
         try:
             self.drawn = _render.draw_capture(
                 ax,
@@ -217,6 +222,7 @@ class CaptureViewer(widgets.VBox):
                 snapshots=slice(i0, i1 + 1),
                 addr_range=self.addr_range,
                 scale=self.scale.value,
+                hide_shadow=self.hide_shadow.value,
             )
         except ValueError as err:  # e.g. a hex range with nothing mapped in it
             self.message.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"

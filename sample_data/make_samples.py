@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Rebuild the bundled sample captures by recording real programs on this machine.
+
+    python3 sample_data/make_samples.py            # all samples
+    python3 sample_data/make_samples.py asan-phases redis-benchmark
+
+Each sample is recorded with ``pmviz.record`` / ``pmviz.Recorder`` (write tracking where this
+machine offers it), anonymized with ``Capture.anonymize`` (paths and command lines
+stripped) and saved as ``sample_data/NAME.pmviz``. See ``sample_data/README.md``.
+
+Needs: root or ptrace rights over the children (write tracking by injection), ``clang`` or
+``gcc`` with AddressSanitizer, Debian's ``redis-server`` and ``redis-tools``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pmviz
+from pmviz.capture import Capture
+from pmviz.maps import Vmas
+
+HERE = Path(__file__).resolve().parent
+PROGRAMS = HERE / "programs"
+MAX_SAMPLE_BYTES = 5 << 20  # nothing tracked in git may exceed this
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_asan(tmp: Path) -> Path:
+    """Compile programs/asan_phases.c with AddressSanitizer (clang, else gcc)."""
+    cc = shutil.which("clang") or shutil.which("gcc")
+    if cc is None:
+        raise SystemExit("need clang or gcc with -fsanitize=address")
+    exe = tmp / "asan_phases"
+    subprocess.run(
+        [cc, "-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer",
+         str(PROGRAMS / "asan_phases.c"), "-o", str(exe)],
+        check=True,
+    )  # fmt: skip
+    return exe
+
+
+def record_asan(tmp: Path) -> pmviz.Capture:
+    """An ASan-built C program allocating and freeing heap in phases (shadow memory)."""
+    exe = build_asan(tmp)
+    # 50 ms snapshots, 400 ms per phase: ~8 snapshots per phase, ~2.5 s in all.
+    return pmviz.record([str(exe), "400"], interval=0.05, writes="auto", progress=True)
+
+
+def record_numpy(tmp: Path) -> pmviz.Capture:
+    """A numpy workload: allocate, fill front to back, hot loop, sort, release."""
+    cmd = [sys.executable, str(PROGRAMS / "numpy_workload.py")]
+    return pmviz.record(cmd, interval=0.1, writes="auto", progress=True)
+
+
+def record_redis(tmp: Path) -> pmviz.Capture:
+    """Debian's redis-server attached while redis-benchmark drives it (SET/GET/LPUSH)."""
+    port = _free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--daemonize", "no", "--dir", str(tmp), "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            ping = subprocess.run(
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
+            )
+            if ping.stdout.strip() == "PONG":
+                break
+            time.sleep(0.05)
+        else:
+            raise SystemExit("redis-server did not answer PING")
+        recorder = pmviz.Recorder(server.pid, interval=0.1, writes="auto", progress=False)
+        recorder.start()
+        try:
+            time.sleep(0.5)  # idle baseline
+            subprocess.run(
+                ["redis-benchmark", "-p", str(port), "-q", "-n", "60000", "-r", "40000",
+                 "-d", "256", "-c", "8", "-t", "set,get,lpush"],
+                check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            subprocess.run(["redis-cli", "-p", str(port), "flushall"], check=True,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
+            time.sleep(0.6)  # after FLUSHALL: what stays resident
+        finally:
+            capture = recorder.stop()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return capture if capture is not None else recorder.capture
+
+
+# name -> (recording function, keep real addresses?)
+# The ASan sample keeps its addresses: notebook 03 relies on the fixed x86-64 shadow offset
+# (shadow = (addr >> 3) + 0x7fff8000). Paths and command lines are stripped everywhere.
+SAMPLES: dict[str, tuple[Callable[[Path], pmviz.Capture], bool]] = {
+    "asan-phases": (record_asan, True),
+    "numpy-workload": (record_numpy, False),
+    "redis-benchmark": (record_redis, False),
+}
+
+
+def anonymized(capture: pmviz.Capture, *, keep_addresses: bool) -> pmviz.Capture:
+    """``capture.anonymize()``; with ``keep_addresses``, its path/command stripping only.
+
+    ``anonymize`` always rebases addresses; the ASan sample must keep them (the shadow
+    offset is absolute), so it takes the stripped VMA paths and metadata from an anonymized
+    copy and puts them on the original addresses (inode and device numbers zeroed too).
+    """
+    anon = capture.anonymize()
+    if not keep_addresses:
+        return anon
+    tables = []
+    for orig, stripped in zip(capture.vma_tables, anon.vma_tables):
+        arr = orig.array.copy()
+        arr["inode"] = 0
+        arr["dev_major"] = 0
+        arr["dev_minor"] = 0
+        tables.append(Vmas(arr, stripped.paths))
+    meta = anon.meta.replace(extra={**anon.meta.extra, "addresses": "real (not rebased)"})
+    return Capture(
+        meta,
+        capture.time_ns,
+        capture.regions,
+        capture.region_offsets,
+        written=capture.written,
+        written_offsets=capture.written_offsets,
+        vma_tables=tables,
+        vma_index=capture.vma_index,
+        telemetry=capture.telemetry,
+    )
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", choices=[*SAMPLES, []], help="default: all")
+    args = parser.parse_args(argv)
+    names = args.names or list(SAMPLES)
+    with tempfile.TemporaryDirectory(prefix="pmviz-samples-") as tmp:
+        for name in names:
+            record, keep = SAMPLES[name]
+            print(f"== {name}", flush=True)
+            capture = anonymized(record(Path(tmp)), keep_addresses=keep)
+            out = HERE / f"{name}.pmviz"
+            capture.save(str(out), overwrite=True)
+            size = _du(out)
+            print(f"   {len(capture)} snapshots, writes={capture.meta.write_mechanism}, "
+                  f"{size / 1024:.0f} KiB -> {out.relative_to(HERE.parent)}")  # fmt: skip
+            big = [p for p in out.rglob("*") if p.is_file() and p.stat().st_size > MAX_SAMPLE_BYTES]
+            if big:
+                raise SystemExit(f"{big[0]} is over {MAX_SAMPLE_BYTES >> 20} MiB: too big for git")
+    total = sum(_du(HERE / f"{n}.pmviz") for n in SAMPLES if (HERE / f"{n}.pmviz").exists())
+    print(f"sample_data: {total / 2**20:.1f} MiB of captures")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
