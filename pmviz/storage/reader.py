@@ -41,6 +41,7 @@ class _PartFile:
         if not self.file.schema_arrow.remove_metadata().equals(want):
             raise CaptureError(part.path, f"not a {part.table} part of format {fmt.FORMAT_VERSION}")
         self.num_rows = md.num_rows
+        self._snapshots: np.ndarray | None = None
         self.rg_offsets = _offsets([md.row_group(i).num_rows for i in range(md.num_row_groups)])
 
     def read_rows(self, lo: int, hi: int, columns: list[str]) -> pa.Table:
@@ -54,6 +55,11 @@ class _PartFile:
         except (OSError, pa.ArrowException) as err:
             raise CaptureError(self.part.path, f"damaged part (corrupt data): {err}") from err
         return t.slice(lo - int(self.rg_offsets[g0]), hi - lo)
+
+    def snapshot_column(self) -> np.ndarray:
+        if self._snapshots is None:
+            self._snapshots = self.read_rows(0, self.num_rows, ["snapshot"]).column(0).to_numpy()
+        return self._snapshots
 
     def read(self) -> pa.Table:
         return self.read_rows(0, self.num_rows, self.file.schema_arrow.names)
@@ -125,7 +131,10 @@ class StoredCapture(Capture):
         out = []
         for p in parts:
             try:
-                out.append(_PartFile(p))
+                pf = _PartFile(p)
+                if not strict:
+                    pf.read()  # recovery mode: check every data page now, not on first use
+                out.append(pf)
             except CaptureError:
                 if strict:
                     raise
@@ -177,12 +186,10 @@ class StoredCapture(Capture):
                 covered |= inside
                 off = self.region_offsets if table == "regions" else self.written_offsets
                 assert off is not None
-                rows = np.diff(off)[inside].sum()
-                # a part may reach past the last committed snapshot (crash before commit)
-                if int(rows) > pf.num_rows or (
-                    pf.part.end <= (int(ids[-1]) + 1 if len(ids) else 0)
-                    and int(rows) != pf.num_rows
-                ):
+                rows = int(np.diff(off)[inside].sum())
+                whole = int(inside.sum()) == pf.part.end - pf.part.first
+                # rows of uncommitted (crash) or lost (damaged) snapshots may follow
+                if rows > pf.num_rows or (whole and rows != pf.num_rows):
                     raise CaptureError(pf.part.path, "damaged part: row count does not match")
             if not covered.all():
                 missing = int(ids[~covered][0])
@@ -217,12 +224,22 @@ class StoredCapture(Capture):
             lo_id, hi_id = max(int(ids[a]), pf.part.first), min(int(ids[b - 1]) + 1, pf.part.end)
             if hi_id <= lo_id:
                 continue
-            # positions of these snapshots, and the row offset of the part's first snapshot
-            p0, p1 = np.searchsorted(ids, [lo_id, hi_id])
-            base = int(off[np.searchsorted(ids, pf.part.first)])
-            lo, hi = int(off[p0]) - base, int(off[p1]) - base
+            lo, hi = self._row_range(pf, off, lo_id, hi_id)
             chunks.append(_to_regions(pf.read_rows(lo, hi, ["start", "end", "categories"])))
         return np.concatenate(chunks) if chunks else _NO_ROWS
+
+    def _row_range(self, pf: _PartFile, off: np.ndarray, lo_id: int, hi_id: int) -> tuple[int, int]:
+        """Rows of snapshots ``[lo_id, hi_id)`` inside part ``pf``."""
+        ids = self.snapshot_ids
+        k0, k_lo, k_hi = np.searchsorted(ids, [pf.part.first, lo_id, hi_id])
+        if k_lo - k0 == lo_id - pf.part.first:
+            # every snapshot of the part before lo_id is known: pure offset arithmetic
+            base = int(off[k0])
+            return int(off[k_lo]) - base, int(off[k_hi]) - base
+        # snapshots before lo_id were lost (recovery mode): find the rows by snapshot number
+        snap = pf.snapshot_column()
+        lo, hi = np.searchsorted(snap, [lo_id, hi_id])
+        return int(lo), int(hi)
 
     def _contiguous(self) -> bool:
         ids = self.snapshot_ids
@@ -376,9 +393,10 @@ def open(path: str | os.PathLike[str], *, strict: bool = True) -> StoredCapture:
     path : str or path-like
         The capture directory written by ``pmviz record`` / ``pmviz.record(out=...)``.
     strict : bool
-        With ``True`` (default) any damaged or missing part raises. With ``False`` damaged
-        parts are skipped with a ``PmvizWarning`` and the capture holds every snapshot whose
-        parts are intact.
+        With ``True`` (default) any damaged or missing part raises: footers are checked on
+        opening, data pages (CRC) when first read. With ``False`` (recovery) every part is read
+        and checked now, damaged ones are skipped with a ``PmvizWarning``, and the capture holds
+        every snapshot whose parts are intact.
 
     Returns
     -------

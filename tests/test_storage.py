@@ -1,0 +1,256 @@
+"""Capture files: round trips, lazy windows, crash leftovers, damage, and third-party readers."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import pmviz
+from pmviz import CaptureError, Regions
+from pmviz.capture import Capture, CaptureMeta
+from pmviz.maps import Vmas
+from pmviz.storage import CaptureWriter, reader, save
+from pmviz.storage import format as fmt
+from pmviz.storage import open as open_capture
+
+MAPS = (
+    "00400000-00402000 r-xp 00000000 08:01 42 /usr/bin/prog\n"
+    "00600000-00800000 rw-p 00000000 00:00 0 [heap]\n"
+    "7f0000000000-7f0040000000 rw-p 00000000 00:00 0 \n"
+)
+
+
+def synthetic(n=120, regions=200, seed=0, written=True):
+    """A steady workload: the same layout every snapshot, a few categories flipping."""
+    rng = np.random.default_rng(seed)
+    starts = 0x7F0000000000 + np.arange(regions, dtype=np.uint64) * 0x10000
+    v1, v2 = Vmas.parse(MAPS), Vmas.parse(MAPS.replace("7f0040000000", "7f0080000000"))
+    snaps = []
+    for i in range(n):
+        cats = np.full(regions, 0xA, np.uint64)
+        cats[rng.integers(0, regions, 5)] = 0x12
+        r = Regions.from_arrays(starts, starts + 0x8000, cats)
+        w = Regions.from_arrays(starts[: i % 7], starts[: i % 7] + 0x1000, 2) if written else None
+        snaps.append((10**9 + i * 10**7, r, w, v1 if i < n // 2 else v2))
+    return Capture.from_snapshots(CaptureMeta(pid=42, command=["prog", "x"]), snaps)
+
+
+def same(a, b):
+    assert a.n_snapshots == b.n_snapshots
+    assert np.array_equal(a.time_ns, b.time_ns)
+    assert np.array_equal(a.regions, b.regions)
+    assert np.array_equal(a.region_offsets, b.region_offsets)
+    assert (a.written is None) == (b.written is None)
+    if a.written is not None:
+        assert np.array_equal(a.written, b.written)
+        assert np.array_equal(a.written_offsets, b.written_offsets)
+    assert all(a.vmas_at(i) == b.vmas_at(i) for i in range(a.n_snapshots))
+    for k in a.telemetry:
+        assert np.array_equal(a.telemetry[k], b.telemetry[k]), k
+
+
+def test_roundtrip_and_lazy_loading(tmp_path):
+    cap = synthetic()
+    path = save(cap, str(tmp_path / "c.pmviz"))
+    d = open_capture(path)
+    assert isinstance(d, Capture) and d.complete
+    assert d._regions is None  # nothing loaded yet
+    assert d.regions_at(5) == cap.regions_at(5) and d.written_at(6) == cap.written_at(6)
+    assert d._regions is None  # a single snapshot did not load the rest
+    assert d.meta.command == ["prog", "x"] and d.meta.format_version == fmt.FORMAT_VERSION
+    same(d, cap)
+    same(open_capture(path).window(0.3, 0.5), cap.window(0.3, 0.5))
+    same(open_capture(path).select(np.array([3, 90, 7])), cap.select(np.array([3, 90, 7])))
+    lo, hi = 0x7F0000000000 + 0x10000 * 20 + 0x4000, 0x7F0000000000 + 0x10000 * 30
+    same(open_capture(path).address_window(lo, hi), cap.address_window(lo, hi))
+    assert "StoredCapture" in d._repr_html_()
+    with pytest.raises(CaptureError, match="already exists"):
+        save(cap, path)
+    save(synthetic(n=3, written=False), path, overwrite=True)
+    assert not open_capture(path).has_written and open_capture(path).written_at(0) is None
+
+
+def test_time_window_reads_only_its_row_groups(tmp_path, monkeypatch):
+    monkeypatch.setattr(fmt, "ROW_GROUP_ROWS", 1000)
+    cap = synthetic(n=400)
+    path = save(cap, str(tmp_path / "c.pmviz"))
+    read = []
+    orig = reader._PartFile.read_rows
+
+    def spy(self, lo, hi, columns):
+        t = orig(self, lo, hi, columns)
+        g0 = int(np.searchsorted(self.rg_offsets, lo, side="right")) - 1
+        g1 = int(np.searchsorted(self.rg_offsets, hi, side="left"))
+        read.append((self.part.table, g1 - g0))
+        return t
+
+    monkeypatch.setattr(reader._PartFile, "read_rows", spy)
+    d = open_capture(path)
+    w = d.window(2.0, 2.04)  # 4 snapshots x 200 regions = 800 rows of 80,000
+    same(w, cap.window(2.0, 2.04))
+    assert ("regions", 1) in read or ("regions", 2) in read
+    assert all(n <= 2 for t, n in read if t == "regions")
+
+
+def test_incremental_writer_merges_and_survives_leftovers(tmp_path):
+    cap = synthetic(n=60)
+    path = str(tmp_path / "w.pmviz")
+    w = CaptureWriter(path, cap.meta, has_written=True, merge_every=4)
+    for n in range(1, 61, 3):
+        w.flush(cap.select(slice(0, n)))
+        same(open_capture(path), cap.select(slice(0, n)))  # every flush is a readable capture
+        assert not open_capture(path).complete
+    w.close(cap, cap.meta.replace(end_reason="count reached"))
+    assert os.listdir(os.path.join(path, "regions")) == ["000000000-000000060.parquet"]
+    assert not os.path.exists(os.path.join(path, fmt.RESERVE_FILE))
+    d = open_capture(path)
+    assert d.complete and d.meta.end_reason == "count reached"
+    same(d, cap)
+
+
+def test_crash_leftovers_are_ignored(tmp_path):
+    cap = synthetic(n=30)
+    path = str(tmp_path / "k.pmviz")
+    w = CaptureWriter(path, cap.meta, has_written=True, merge_every=1000)
+    for n in (10, 20, 30):
+        w.flush(cap.select(slice(0, n)))
+    # A merge that wrote its regions part but died before its snapshots part and the deletes,
+    # a temporary file of an interrupted write, and regions of snapshots never committed.
+    w._write_part(
+        "regions",
+        0,
+        20,
+        reader.pa.table(  # noqa: SLF001
+            {
+                "snapshot": np.repeat(np.arange(20), 200),
+                "start": cap.regions["start"][:4000],
+                "end": cap.regions["end"][:4000],
+                "categories": cap.regions["categories"][:4000].astype(np.uint16),
+            },
+            schema=fmt.REGIONS_SCHEMA,
+        ),
+    )
+    open(os.path.join(path, "regions", ".tmp-000000030-000000040.parquet"), "wb").write(b"PAR1")
+    os.rename(
+        os.path.join(path, "snapshots", fmt.part_name(20, 30)),
+        os.path.join(path, "snapshots", ".tmp-" + fmt.part_name(20, 30)),
+    )
+    d = open_capture(path)
+    assert not d.complete and d.meta.end_reason.startswith("incomplete")
+    same(d, cap.select(slice(0, 20)))
+
+
+def damage(path, how):
+    with open(path, "r+b") as f:
+        if how == "truncate":
+            f.truncate(os.path.getsize(path) // 2)
+        else:  # flip bytes in the middle of the data pages
+            f.seek(os.path.getsize(path) // 3)
+            data = f.read(64)
+            f.seek(os.path.getsize(path) // 3)
+            f.write(bytes(b ^ 0x5A for b in data))
+
+
+@pytest.mark.parametrize("how", ["truncate", "corrupt"])
+@pytest.mark.parametrize("table", ["regions", "snapshots"])
+def test_damaged_part_is_named_and_the_rest_readable(tmp_path, how, table):
+    cap = synthetic(n=40)
+    path = str(tmp_path / "d.pmviz")
+    w = CaptureWriter(path, cap.meta, has_written=True, merge_every=1000)
+    for n in (10, 20, 30, 40):
+        w.flush(cap.select(slice(0, n)))
+    w.finish(cap.meta)
+    victim = os.path.join(path, table, fmt.part_name(10, 20))
+    damage(victim, how)
+    with pytest.raises(CaptureError) as err:
+        open_capture(path).regions  # noqa: B018 - data pages are checked when read
+    assert victim in str(err.value) and err.value.path == victim
+    with pytest.warns(pmviz.PmvizWarning, match="skipped damaged parts"):
+        d = open_capture(path, strict=False)
+        d.regions  # noqa: B018
+    keep = np.r_[0:10, 20:40]
+    assert d.snapshot_ids.tolist() == keep.tolist()
+    same(d, cap.select(keep))
+
+
+def test_not_a_capture_newer_version_bad_meta(tmp_path):
+    with pytest.raises(CaptureError, match="does not exist"):
+        open_capture(tmp_path / "nope.pmviz")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(CaptureError, match="not a pmviz capture.*capture.json"):
+        open_capture(tmp_path / "plain")
+    (tmp_path / "file.pmviz").write_text("x")
+    with pytest.raises(CaptureError, match="is a directory|a capture is a directory"):
+        open_capture(tmp_path / "file.pmviz")
+    path = save(synthetic(n=2), str(tmp_path / "v.pmviz"))
+    meta_path = os.path.join(path, fmt.META_FILE)
+    doc = json.loads(open(meta_path).read())
+    open(meta_path, "w").write(json.dumps(doc | {"format_version": 99}))
+    with pytest.raises(CaptureError, match="version 99 is newer.*upgrade pmviz") as err:
+        open_capture(path)
+    assert err.value.path == meta_path
+    open(meta_path, "w").write('{"format": "pmviz-capture", "format_ver')
+    with pytest.raises(CaptureError, match="not valid JSON"):
+        open_capture(path)
+    open(meta_path, "w").write(json.dumps(doc))
+    os.unlink(os.path.join(path, "regions", fmt.part_name(0, 2)))
+    with pytest.raises(CaptureError, match="no regions part holds snapshot 0"):
+        open_capture(path)
+    open(os.path.join(path, "regions", "junk.csv"), "w").write("x")
+    with pytest.raises(CaptureError, match="junk.csv"):
+        open_capture(path)
+    with pytest.raises(CaptureError, match="not a pmviz capture; refusing"):
+        save(synthetic(n=2), str(tmp_path / "plain"), overwrite=True)
+
+
+def test_parts_are_readable_by_pandas_polars_duckdb_dask(tmp_path):
+    cap = synthetic(n=50)
+    path = save(cap, str(tmp_path / "t.pmviz"))
+    regions_dir = os.path.join(path, "regions")
+    want_pages = int(((cap.regions["end"] - cap.regions["start"]) >> 12).sum())
+
+    import pandas as pd
+
+    df = pd.read_parquet(regions_dir)
+    assert len(df) == cap.n_regions and list(df.columns) == [
+        "snapshot",
+        "start",
+        "end",
+        "categories",
+    ]
+    assert int(((df["end"] - df["start"]) // 4096).sum()) == want_pages
+
+    import polars as pl
+
+    lf = pl.scan_parquet(os.path.join(regions_dir, "*.parquet"))
+    out = lf.filter(pl.col("snapshot") == 7).select(pl.len()).collect()
+    assert out.item() == len(cap.regions_at(7))
+
+    import duckdb
+
+    con = duckdb.connect()
+    n, pages = con.execute(
+        f"SELECT count(*), sum((\"end\" - start) // 4096) FROM '{regions_dir}/*.parquet'"
+    ).fetchone()
+    assert n == cap.n_regions and pages == want_pages
+    t = con.execute(
+        f"SELECT time_ns FROM '{path}/snapshots/*.parquet' ORDER BY snapshot"
+    ).fetchnumpy()["time_ns"]
+    assert np.array_equal(t, cap.time_ns)
+
+    import dask.dataframe as dd
+
+    ddf = dd.read_parquet(regions_dir)
+    assert int(ddf["categories"].count().compute()) == cap.n_regions
+    vm = pd.read_parquet(os.path.join(path, "vmas"))
+    assert set(vm["path"]) == {"/usr/bin/prog", "[heap]", ""}
+
+
+def test_size_per_region_on_a_steady_workload(tmp_path):
+    cap = synthetic(n=600, regions=300, written=False)
+    path = save(cap, str(tmp_path / "s.pmviz"))
+    size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(path) for f in fs)
+    assert size / cap.n_regions <= 2.0, size / cap.n_regions
+    shutil.rmtree(path)
