@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from .._kernel import pagemap_scan as pms
 from .._kernel.procfs import Pid
 from ..categories import Category
 from ..errors import UnsupportedKernel
@@ -27,7 +26,7 @@ from ..features import features, user_address_limit
 from ..regions import Regions
 from ..scanning import Pagemap
 from . import _intervals as iv
-from ._engine import SkippedRange, UffdTracker, as_ranges, open_uffd
+from ._engine import SkippedRange, UffdTracker, as_ranges, harvest_span, open_uffd
 from .child import TrackedChild, spawn_tracked_python
 
 __all__ = [
@@ -173,24 +172,8 @@ def harvest_written(pid: Pid | Pagemap, ranges: Any = None) -> Regions:
 
 
 def _harvest(pm: Pagemap, ranges: Any) -> Regions:
-    from ._engine import _translate
-
     if not features().pagemap_scan:
         raise UnsupportedKernel("PAGEMAP_SCAN", "harvest_written needs PAGEMAP_SCAN (Linux >= 6.7)")
     spans = [(0, user_address_limit())] if ranges is None else as_ranges(ranges).tolist()
-    parts = []
-    for lo, hi in spans:
-        try:
-            parts.append(
-                pms.scan_range(
-                    pm.fd,
-                    lo,
-                    hi,
-                    flags=pms.PM_SCAN_WP_MATCHING,
-                    category_mask=_WRITTEN,
-                    return_mask=_WRITTEN,
-                )
-            )
-        except OSError as err:
-            raise _translate(err, pm.pid, "pagemap (PAGEMAP_SCAN)") from err
+    parts = [harvest_span(pm.fd, lo, hi, pm.pid) for lo, hi in spans]
     return Regions(iv.union_regions(parts, _WRITTEN))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,9 +26,11 @@ from .._kernel import procfs, uffd
 from .._kernel.procfs import Pid
 from ..categories import Category
 from ..errors import AccessDenied, Error, NoSuchProcess, UnsupportedKernel
+from ..features import features
 from ..maps import VmaKind, Vmas, read_maps
 from ..regions import Regions
 from . import _intervals as iv
+from ._ranges import as_ranges
 
 __all__ = ["UffdTracker", "SkippedRange", "open_uffd", "as_ranges"]
 
@@ -40,8 +41,8 @@ _PFNZERO = int(Category.PFNZERO)
 _FILE = int(Category.FILE)
 _GUARD = int(Category.GUARD)
 _WPALLOWED = int(Category.WPALLOWED)
-# What the first harvest of a newly registered VMA must see to tell data from emptiness.
-_FIRST_LOOK = _WRITTEN | _PRESENT | _SWAPPED | _PFNZERO | _FILE
+# What a harvest must see to tell pages holding written data from emptied ones.
+_LOOK = _WRITTEN | _PRESENT | _SWAPPED | _PFNZERO | _FILE
 
 
 class SkippedRange(NamedTuple):
@@ -114,73 +115,6 @@ def open_uffd() -> int:
     return fd
 
 
-def _buffer_bounds(obj: Any) -> tuple[int, int] | None:
-    if isinstance(obj, np.ndarray):
-        if obj.nbytes == 0:
-            return None
-        lo, hi = np.lib.array_utils.byte_bounds(obj)
-        return int(lo), int(hi)
-    try:
-        view = memoryview(obj)
-    except TypeError:
-        return None
-    if view.nbytes == 0:
-        return None
-    arr = np.frombuffer(view.cast("B") if view.contiguous else view.tobytes(), dtype=np.uint8)
-    if not view.contiguous:
-        raise ValueError("cannot track a non-contiguous memoryview; pass its base object")
-    lo = int(arr.__array_interface__["data"][0])
-    return lo, lo + arr.nbytes
-
-
-def _pair(item: Any) -> tuple[int, int] | None:
-    if (
-        isinstance(item, tuple)
-        and len(item) == 2
-        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in item)
-    ):
-        return int(item[0]), int(item[1])
-    return None
-
-
-def as_ranges(ranges: Any) -> np.ndarray:
-    """Normalise a ``ranges`` argument to sorted, disjoint, page-aligned ``(n, 2)`` pairs.
-
-    Accepted: a ``Regions`` or ``Vmas``; one ``(start, end)`` tuple; one buffer (numpy array,
-    ``mmap``, ``bytearray``); or an iterable of such tuples and buffers. Buffers cover the
-    pages their bytes lie on.
-    """
-    if isinstance(ranges, (Regions, Vmas)):
-        pairs = iv.as_pairs(ranges.start, ranges.end)
-    else:
-        one = _pair(ranges) or _buffer_bounds(ranges)
-        if one is not None:
-            items: Iterable[Any] = [one]
-        elif isinstance(ranges, (str, bytes)) or not isinstance(ranges, Iterable):
-            raise TypeError(
-                "ranges must be None, a Regions or Vmas, a (start, end) tuple, a buffer "
-                f"(numpy array, mmap), or an iterable of those; got {type(ranges).__name__}"
-            )
-        else:
-            items = ranges
-        rows = []
-        for item in items:
-            bounds = _pair(item) or _buffer_bounds(item)
-            if bounds is None:
-                if isinstance(item, (np.ndarray, bytearray, memoryview)):
-                    continue  # an empty buffer covers no page
-                raise TypeError(
-                    "each range must be a (start, end) tuple of ints or a buffer, got "
-                    f"{type(item).__name__}"
-                )
-            lo, hi = bounds
-            if lo < 0 or hi <= lo:
-                raise ValueError(f"range ({lo:#x}, {hi:#x}) is empty or negative; need start < end")
-            rows.append(bounds)
-        pairs = np.array(rows, dtype=np.uint64).reshape(-1, 2)
-    return iv.union(iv.page_align(pairs))
-
-
 def _translate(err: OSError, pid: Pid, what: str) -> Error:
     if err.errno == errno.ESRCH:
         return NoSuchProcess(pid, f"process {pid} exited while its writes were collected")
@@ -223,6 +157,7 @@ class UffdTracker:
         self._lock = threading.Lock()
         self._registered = np.empty((0, 2), dtype=np.uint64)
         self._skipped: dict[tuple[int, int], SkippedRange] = {}
+        self._foreign: list[SkippedRange] = []
         try:
             self._ranges = None if ranges is None else as_ranges(ranges)
             try:
@@ -246,7 +181,7 @@ class UffdTracker:
     @property
     def skipped(self) -> list[SkippedRange]:
         """VMAs that could not be registered (e.g. owned by another uffd), with the reason."""
-        return list(self._skipped.values())
+        return sorted([*self._skipped.values(), *self._foreign])
 
     @property
     def closed(self) -> bool:
@@ -272,7 +207,7 @@ class UffdTracker:
                 raise ValueError("collect() on a closed write tracker")
             parts = self._track_new(first=False)
             for lo, hi in self._registered.tolist():
-                parts.append(self._scan(lo, hi, pms.PM_SCAN_WP_MATCHING, _WRITTEN, _WRITTEN))
+                parts.append(harvest_span(self._pagemap_fd, lo, hi, self.pid))
             return Regions(iv.union_regions(parts, _WRITTEN))
 
     def close(self) -> None:
@@ -305,14 +240,6 @@ class UffdTracker:
         return f"<{type(self).__name__} pid={self.pid} {self.mechanism} {state}>"
 
     # -- internals ------------------------------------------------------------------------------
-    def _scan(self, lo: int, hi: int, flags: int, mask: int, ret: int) -> np.ndarray:
-        try:
-            return pms.scan_range(
-                self._pagemap_fd, lo, hi, flags=flags, category_mask=mask, return_mask=ret
-            )
-        except OSError as err:
-            raise _translate(err, self.pid, "pagemap (PAGEMAP_SCAN)") from err
-
     def _candidates(self, vmas: Vmas) -> tuple[np.ndarray, np.ndarray]:
         """Memory that should be tracked now, as pairs plus the VMA index of each."""
         pairs = iv.as_pairs(vmas.start, vmas.end)
@@ -351,7 +278,9 @@ class UffdTracker:
         cand, vma_index = self._candidates(vmas)
         if not len(cand):
             return []
-        todo, which = iv.intersect_indexed(cand, self._unregistered(iv.union(cand)))
+        free = self._unregistered(iv.union(cand))
+        todo, which = iv.intersect_indexed(cand, free)
+        self._note_foreign(iv.subtract(iv.subtract(iv.union(cand), free), self._registered), vmas)
         found: list[np.ndarray] = []
         done = []
         for (lo, hi), i in zip(todo.tolist(), vma_index[which].tolist()):
@@ -369,23 +298,25 @@ class UffdTracker:
                 except OSError as err:
                     raise _translate(err, self.pid, "pagemap (PAGEMAP_SCAN)") from err
             else:
-                found.append(self._first_look(lo, hi))
+                # Everything in a VMA registered just now reads WRITTEN; only its content
+                # can tell what was written since it appeared. Present FILE pages are page
+                # cache that was only read (a private file page turns anonymous on its
+                # first write, gotcha 14).
+                found.append(harvest_span(self._pagemap_fd, lo, hi, self.pid, file_is_data=False))
         if done:
             new = np.array(done, dtype=np.uint64).reshape(-1, 2)
             self._registered = iv.union(np.concatenate([self._registered, new]))
         return found
 
-    def _first_look(self, lo: int, hi: int) -> np.ndarray:
-        """Harvest a VMA registered just now: every page in it reads WRITTEN, so keep only the
-        pages that hold data written by this process: present anonymous pages other than the
-        zero page, and swapped pages (spec §3.5). Present FILE pages are page cache that was
-        only read (a private file page turns anonymous on its first write, gotcha 14).
-        """
-        a = self._scan(lo, hi, pms.PM_SCAN_WP_MATCHING, _WRITTEN, _FIRST_LOOK)
-        c = a["categories"]
-        present = (c & _PRESENT != 0) & (c & (_PFNZERO | _FILE) == 0)
-        swapped = (c & _SWAPPED != 0) & (c & _GUARD == 0)
-        return a[present | swapped]
+    def _note_foreign(self, pieces: np.ndarray, vmas: Vmas) -> None:
+        """Candidate memory that some other userfaultfd registered: ours to report, not track."""
+        idx = vmas.find(pieces[:, 0]) if len(pieces) else []
+        self._foreign = [
+            SkippedRange(
+                lo, hi, str(vmas.paths[i]) if i >= 0 else "", _REGISTER_ERRORS[errno.EBUSY]
+            )
+            for (lo, hi), i in zip(pieces.tolist(), list(idx))
+        ]
 
     def _note_skip(self, lo: int, hi: int, path: str, err: OSError) -> None:
         # A VMA that vanished between reading maps and registering is not a skip: whatever
@@ -421,6 +352,36 @@ class UffdTracker:
         if self._owns_fd and self._uffd >= 0:
             os.close(self._uffd)
         self._uffd = -1
+
+
+def harvest_span(fd: int, lo: int, hi: int, pid: Pid, *, file_is_data: bool = True) -> np.ndarray:
+    """Get-and-clear ``[lo, hi)`` and keep the pages that hold written data.
+
+    ``WRITTEN`` only means "not write-protected" (gotcha 7). In armed memory a page loses
+    its protection by a write, but also when ``MADV_DONTNEED`` zaps it: anonymous zaps
+    leave ``pte_none`` without a marker, which reads WRITTEN (spec §3.8), and a read then
+    maps the zero page unprotected. Neither holds written data, so keep only present pages
+    other than the zero page, and swapped pages (a written page paged out since); guard
+    pages are excluded in the kernel mask so they are never re-protected. Every emitted page,
+    kept or not, is write-protected again, so the next harvest is exact once more.
+    """
+    guard = _GUARD if features().guard else 0
+    try:
+        a = pms.scan_range(
+            fd,
+            lo,
+            hi,
+            flags=pms.PM_SCAN_WP_MATCHING,
+            category_inverted=guard,
+            category_mask=_WRITTEN | guard,
+            return_mask=_LOOK,
+        )
+    except OSError as err:
+        raise _translate(err, pid, "pagemap (PAGEMAP_SCAN)") from err
+    c = a["categories"]
+    hidden = _PFNZERO if file_is_data else _PFNZERO | _FILE
+    data = ((c & _PRESENT != 0) & (c & hidden == 0)) | (c & _SWAPPED != 0)
+    return a[data]
 
 
 def _scan_inverted(fd: int, lo: int, hi: int, pid: Pid) -> np.ndarray:

@@ -123,11 +123,15 @@ class TrackedChild:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Stop tracking, then kill and reap the child if it is still running."""
+        """Stop tracking, kill and reap the child if it is still running, close its pipes."""
         self.close()
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
     def __repr__(self) -> str:
         return f"<TrackedChild pid={self.pid} returncode={self.proc.returncode}>"
