@@ -1,0 +1,686 @@
+"""Write tracking of unmodified programs by syscall injection: ``track(cmd)`` and ``attach(pid)``.
+
+The uffd that async write-protect tracking needs must be created *inside* the target (its
+context belongs to the creator's mm). pmviz borrows one thread of the target for two
+syscalls, ``userfaultfd()`` and ``close()``, and takes a duplicate of the uffd with
+``pidfd_getfd`` in between (``pmviz._kernel.inject`` explains how the thread is borrowed and
+given back with its registers and syscall-restart state intact). Registration, arming and
+harvesting then happen from outside, through that duplicate and ``/proc/PID/pagemap``
+(``pmviz.tracking.UffdTracker``). Consequences worth knowing:
+
+* Between those two syscalls the target runs untraced: no ptrace stops, no TracerPid, its own
+  debugger can attach; its other threads never stop at all.
+* The target holds no extra file descriptor. pmviz holds the only reference to the uffd, so
+  when pmviz ends, whichever way (``close()``, an exception, Ctrl-C, even SIGKILL), the
+  kernel unregisters every VMA and drops every write protection: the target is left as found.
+  Only a SIGKILL of pmviz *during* an injection (two syscalls, well under a millisecond) could
+  leave the borrowed thread with wrong registers; nothing else needs a watchdog.
+* ``exec`` in the target gives it a new mm: pmviz notices at the next ``collect()`` and
+  injects again (``events`` records it; writes between the exec and that collect are not
+  reported). ``fork``: the child is not tracked (the kernel drops the registrations of a
+  forked mm). ``mremap``/``munmap``: see ``UffdTracker``.
+* A launched program's writes in its last interval before exit cannot be harvested (its mm
+  is gone): ``collect()`` then raises ``NoSuchProcess``.
+
+All ptrace requests go through one tracer thread per tracker (the kernel ties a tracee to
+the thread that attached), so ``collect()`` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import os
+import select
+import shutil
+import stat
+import subprocess
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from queue import SimpleQueue
+from typing import Any, NamedTuple, TypeVar
+
+from ._kernel import inject, procfs, ptrace
+from ._kernel import uffd as kuffd
+from .errors import AccessDenied, Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
+from .features import features
+from .regions import Regions
+
+__all__ = ["InjectedTracker", "WriteSourceChoice", "attach", "track", "open_write_source"]
+
+T = TypeVar("T")
+_CAP_SYS_PTRACE = 19
+
+
+# -- the tracer thread -------------------------------------------------------------------------
+class _TracerThread:
+    """One thread that issues every ptrace request of a tracker, in order."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: SimpleQueue[tuple[Callable[[], Any], Future] | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, future = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as err:  # handed to the caller's thread
+                    future.set_exception(err)
+
+    def submit(self, fn: Callable[[], T]) -> Future:
+        future: Future = Future()
+        self._queue.put((fn, future))
+        return future
+
+    def call(self, fn: Callable[[], T]) -> T:
+        if threading.current_thread() is self._thread:
+            return fn()
+        return self.submit(fn).result()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
+
+
+# -- permission diagnosis ----------------------------------------------------------------------
+def _status(pid: int) -> dict[str, str]:
+    text = procfs.read_text(pid, "status")
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def _has_cap_sys_ptrace() -> bool:
+    caps = int(_status(os.getpid()).get("CapEff", "0"), 16)
+    return bool(caps >> _CAP_SYS_PTRACE & 1)
+
+
+def _ptrace_scope() -> int | None:
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _preflight(pid: int) -> None:
+    """Refuse what we must not inject into, naming the reason and the remedy."""
+    if pid == os.getpid():
+        raise ValueError("pmviz cannot inject into its own process; use pmviz.WriteTracker()")
+    st = _status(pid)
+    if st.get("State", "").startswith(("Z", "X")):
+        raise NoSuchProcess(pid, f"process {pid} has exited (it is a zombie)")
+    tracer = int(st.get("TracerPid", "0"))
+    if tracer and tracer != os.getpid():
+        comm = _comm(tracer)
+        raise AccessDenied(
+            pid,
+            f"process {pid} is already traced by process {tracer} ({comm}), e.g. a debugger; "
+            "a process can have only one tracer: detach it first (gdb: `detach`, strace: "
+            "Ctrl-C), then attach pmviz",
+        )
+    if st.get("Seccomp", "0").strip() != "0":
+        raise AccessDenied(
+            pid,
+            f"process {pid} runs under seccomp (mode {st['Seccomp'].strip()}): an injected "
+            "userfaultfd() could be answered by its filter with SIGSYS and kill it, so pmviz "
+            "does not inject; record it without write tracking",
+        )
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            if not f.read(1):
+                raise ValueError(f"process {pid} is a kernel thread: no user memory to track")
+    except OSError as err:
+        raise procfs.translate(err, pid, "maps") from err
+
+
+def _comm(pid: int) -> str:
+    try:
+        return procfs.read_text(pid, "comm").strip()
+    except Error:
+        return "?"
+
+
+def _denied(pid: int, err: OSError) -> Error:
+    """``PTRACE_SEIZE`` failed: say which rule forbids it and how to lift it."""
+    if err.errno == errno.ESRCH:
+        return NoSuchProcess(pid)
+    if err.errno not in (errno.EPERM, errno.EACCES):
+        return Error(f"ptrace attach to {pid}: {os.strerror(err.errno or 0)}")
+    scope = _ptrace_scope()
+    cap = _has_cap_sys_ptrace()
+    try:
+        st = _status(pid)
+    except Error as gone:
+        return gone
+    tracer = int(st.get("TracerPid", "0"))
+    uids = {int(u) for u in st.get("Uid", "").split()}
+    if tracer:
+        why = f"it is already traced by process {tracer} ({_comm(tracer)}); detach that first"
+    elif scope == 3:
+        why = (
+            "kernel.yama.ptrace_scope=3 forbids every ptrace attach until reboot; record "
+            "without write tracking"
+        )
+    elif scope == 2 and not cap:
+        why = (
+            "kernel.yama.ptrace_scope=2 allows attaching only with CAP_SYS_PTRACE: run pmviz "
+            "as root (or `setcap cap_sys_ptrace+ep` on the interpreter)"
+        )
+    elif uids != {os.geteuid()} and not cap:
+        why = (
+            f"it belongs to another user (uid {sorted(uids)}): attaching to another user's "
+            "process needs CAP_SYS_PTRACE (run pmviz as root)"
+        )
+    elif scope == 1 and not cap:
+        why = (
+            "kernel.yama.ptrace_scope=1 allows attaching only to your own descendants: "
+            "launch the program through pmviz (`pmviz record -- CMD`, pmviz.track), or "
+            "`sudo sysctl kernel.yama.ptrace_scope=0`, or run as root"
+        )
+    else:
+        why = (
+            "it is not dumpable (a setuid/setgid program, or prctl(PR_SET_DUMPABLE, 0)) or a "
+            "security module (SELinux/AppArmor) denies ptrace; that needs CAP_SYS_PTRACE"
+        )
+    return AccessDenied(pid, f"may not attach to process {pid} with ptrace: {why}")
+
+
+def _starttime(pid: int) -> int | None:
+    try:
+        text = procfs.read_text(pid, "stat")
+    except Error:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _pick_thread(pid: int) -> int:
+    """A thread to borrow: the leader unless it is asleep uninterruptibly (``D``: a vfork
+    parent, disk I/O), where ``PTRACE_INTERRUPT`` could wait indefinitely, or already dead.
+    """
+    best = pid
+    try:
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return pid
+    for tid in [pid] + [t for t in tids if t != pid]:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        state = text[text.rindex(")") + 2]
+        if state in "RS":
+            return tid
+    return best
+
+
+# -- the tracker -------------------------------------------------------------------------------
+_live: weakref.WeakSet[InjectedTracker] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for tracker in list(_live):
+        with contextlib.suppress(Exception):
+            tracker.close()
+
+
+class InjectedTracker:
+    """Pages another process writes, tracked through a uffd injected into it (``WriteSource``).
+
+    Create with :func:`attach` or :func:`track`. ``collect()`` may be called from any thread.
+
+    Attributes
+    ----------
+    mechanism : str
+        ``"uffd-wp"``.
+    pid : int
+        The tracked process.
+    process : subprocess.Popen or None
+        The launched program (:func:`track`), ``None`` when attached.
+    events : list of str
+        Things that happened to tracking: re-injection after an exec, lost tracking.
+    attach_seconds : float
+        How long the target was stopped for the injection.
+    """
+
+    mechanism = "uffd-wp"
+
+    def __init__(self, pid: int, process: subprocess.Popen | None, tracer: _TracerThread):
+        self.pid = pid
+        self.process = process
+        self.events: list[str] = []
+        self.attach_seconds = 0.0
+        self._tracer = tracer
+        self._inner: Any = None
+        self._lock = threading.RLock()
+        self._closed = False
+        self._starttime = _starttime(pid)
+        _live.add(self)
+
+    # -- WriteSource ---------------------------------------------------------------------------
+    def collect(self) -> Regions:
+        """Pages written since the previous ``collect()`` (the first: since tracking began).
+
+        VMAs that appeared since the last call are registered and their pages holding data
+        reported (see ``pmviz.tracking.UffdTracker``); after an ``exec`` of the target the
+        uffd is injected again and the result is empty for that interval.
+
+        Returns
+        -------
+        Regions
+            Sorted runs, categories ``WRITTEN``.
+
+        Raises
+        ------
+        NoSuchProcess
+            The process has exited (its last interval's writes are lost with its memory).
+        ValueError
+            The tracker is closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise ValueError("collect() on a closed InjectedTracker")
+            try:
+                return self._inner.collect()
+            except NoSuchProcess:
+                if not self.alive:
+                    raise
+            # Alive but its old mm is gone: it called execve. Track the new image.
+            self._inner.close()
+            self._inner = None
+            self.events.append("exec: the target executed a new program; uffd injected again")
+            warnings.warn(
+                f"process {self.pid} called exec; write tracking was set up again for the new "
+                "program (writes between the exec and now are not reported)",
+                PmvizWarning,
+                stacklevel=2,
+            )
+            self._tracer.call(self._inject_seized)
+            return Regions()
+
+    def close(self) -> None:
+        """Stop tracking and leave the process running as found. Idempotent.
+
+        Unregisters every tracked VMA (which also removes all write protection) and closes
+        pmviz's uffd; the target holds none. A launched process keeps running: ``wait()``
+        for it.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if self._inner is not None:
+                    self._inner.close()
+                    self._inner = None
+            finally:
+                self._tracer.stop()
+                _live.discard(self)
+
+    # -- process handling ----------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        """Whether the tracked process is still running (not exited, not a zombie)."""
+        if self.process is not None and self.process.poll() is not None:
+            return False
+        st = _starttime(self.pid)
+        return st is not None and st == self._starttime
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the process to end; its exit status (``None`` for an attached process,
+        whose status only its parent can read).
+
+        Raises
+        ------
+        subprocess.TimeoutExpired
+            It is still running after ``timeout`` seconds.
+        """
+        if self.process is not None:
+            return self.process.wait(timeout)
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            return None
+        try:
+            if self._starttime is None or _starttime(self.pid) != self._starttime:
+                return None
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            if not poller.poll(None if timeout is None else int(timeout * 1000)):
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
+            return None
+        finally:
+            os.close(pidfd)
+
+    @property
+    def registered(self) -> Regions:
+        """The address ranges registered for tracking now."""
+        return self._inner.registered if self._inner is not None else Regions()
+
+    @property
+    def skipped(self) -> list:
+        """VMAs that could not be registered, with the reason (``SkippedRange``)."""
+        return self._inner.skipped if self._inner is not None else []
+
+    def __enter__(self) -> InjectedTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self.alive else "exited")
+        return f"<InjectedTracker pid={self.pid} {self.mechanism} {state}>"
+
+    # -- injection (tracer thread only) --------------------------------------------------------
+    def _inject_seized(self) -> None:
+        _preflight(self.pid)
+        tid = _pick_thread(self.pid)
+        try:
+            remote = inject.Remote.seize(self.pid, tid)
+        except ChildProcessError as err:
+            raise Error(
+                f"process {self.pid} is stopped (job control, e.g. SIGSTOP or Ctrl-Z); "
+                f"continue it first (kill -CONT {self.pid})"
+            ) from err
+        except ProcessLookupError as err:
+            raise NoSuchProcess(self.pid) from err
+        except OSError as err:
+            raise _denied(self.pid, err) from err
+        self._setup(remote)
+
+    def _setup(self, remote: inject.Remote) -> None:
+        """With the target stopped: create its uffd, take it, register and arm, release."""
+        from .tracking import UffdTracker
+
+        t0 = _now()
+        fd = -1
+        try:
+            try:
+                target_fd = inject.create_uffd(remote)
+            except inject.InjectionError as err:
+                raise _uffd_refused(self.pid, err) from err
+            try:
+                fd = inject.take_fd(self.pid, target_fd)
+            finally:
+                inject.close_fd(remote, target_fd)
+            try:
+                kuffd.api(fd)
+            except OSError as err:
+                raise UnsupportedKernel(
+                    "uffd-wp-async",
+                    f"UFFDIO_API with WP_ASYNC failed ({os.strerror(err.errno or 0)}): needs "
+                    "Linux >= 6.7 with CONFIG_PTE_MARKER_UFFD_WP",
+                ) from err
+            # Registered and armed while the target is stopped: tracking begins here.
+            self._inner = UffdTracker(self.pid, fd, owns_fd=True)
+            fd = -1
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
+        finally:
+            remote.release()
+            self.attach_seconds = _now() - t0
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+def _uffd_refused(pid: int, err: OSError) -> Error:
+    if err.errno == errno.ENOSYS:
+        return UnsupportedKernel(
+            "userfaultfd", "the kernel has no userfaultfd (CONFIG_USERFAULTFD)"
+        )
+    if err.errno in (errno.EPERM, errno.EACCES):
+        return AccessDenied(
+            pid,
+            f"userfaultfd() was refused inside process {pid} (an LSM or a container policy); "
+            "write tracking of it is not possible",
+        )
+    return Error(f"userfaultfd() inside process {pid}: {os.strerror(err.errno or 0)}")
+
+
+def _check_kernel() -> None:
+    f = features()
+    if not (f.pagemap_scan and f.uffd_wp_async):
+        raise UnsupportedKernel(
+            "uffd-wp-async",
+            f"kernel {f.kernel_release} lacks PAGEMAP_SCAN or userfaultfd async write-protect "
+            f"({f.uffd_reason}); needs Linux >= 6.7",
+        )
+    if ptrace.ARCH != "x86_64":
+        raise UnsupportedKernel(
+            "injection", f"syscall injection is implemented for x86_64 only, not {ptrace.ARCH}"
+        )
+
+
+# -- public entry points -----------------------------------------------------------------------
+def attach(pid: int) -> InjectedTracker:
+    """Track the writes of a running process, from now on.
+
+    The process is stopped for well under a millisecond to inject ``userfaultfd()``; it
+    then runs untraced. :meth:`InjectedTracker.close` (or leaving the ``with`` block, or
+    pmviz ending in any way) leaves it as found.
+
+    Parameters
+    ----------
+    pid : int
+        The process (any thread of it keeps running during the injection but one).
+
+    Returns
+    -------
+    InjectedTracker
+
+    Raises
+    ------
+    AccessDenied
+        ptrace is not permitted: the message names the rule (``kernel.yama.ptrace_scope``,
+        CAP_SYS_PTRACE, another user's process, an existing tracer, seccomp) and the fix.
+    NoSuchProcess
+        No such process.
+    UnsupportedKernel
+        No async write-protect (Linux < 6.7) or not x86-64.
+
+    Examples
+    --------
+    >>> import subprocess, pmviz.injection
+    >>> p = subprocess.Popen(["sleep", "1"])
+    >>> with pmviz.injection.attach(p.pid) as t:
+    ...     t.collect().n_pages >= 0
+    True
+    >>> p.wait()
+    0
+    """
+    pid = procfs.normalize_pid(pid)
+    if not isinstance(pid, int):
+        raise ValueError("attach() needs a pid; for this process use pmviz.WriteTracker()")
+    _check_kernel()
+    _preflight(pid)
+    tracer = _TracerThread(f"pmviz-tracer-{pid}")
+    tracker = InjectedTracker(pid, None, tracer)
+    _run_setup(tracker, tracker._inject_seized)
+    return tracker
+
+
+def track(cmd: Sequence[str], **popen_kwargs: Any) -> InjectedTracker:
+    """Launch an unmodified program with its writes tracked from its first instruction.
+
+    Any executable works (C, Go, Rust, Java, Python ...): no recompiling, no LD_PRELOAD. The
+    child stops at its ``execve``, the uffd is injected and every writable VMA registered
+    and armed, then it runs untraced.
+
+    Parameters
+    ----------
+    cmd : sequence of str
+        The program and its arguments (as for ``subprocess.Popen``).
+    **popen_kwargs
+        Passed to ``subprocess.Popen`` (``stdout=``, ``cwd=``, ``env=`` ...).
+
+    Returns
+    -------
+    InjectedTracker
+        With ``.process``, the ``Popen``; call ``.wait()`` for its exit status.
+
+    Raises
+    ------
+    AccessDenied
+        ptrace is forbidden (``kernel.yama.ptrace_scope=3``), or the program is setuid
+        (under ptrace the kernel would run it without its privileges, changing what it does).
+    FileNotFoundError
+        No such program.
+
+    Examples
+    --------
+    >>> import pmviz
+    >>> with pmviz.track(["true"]) as t:
+    ...     status = t.wait()
+    >>> status
+    0
+    """
+    if isinstance(cmd, (str, bytes)):
+        raise TypeError("cmd must be a list of arguments, e.g. ['ls', '-l'], not a string")
+    cmd = [os.fspath(c) for c in cmd]
+    if not cmd:
+        raise ValueError("cmd is empty")
+    _check_kernel()
+    exe = shutil.which(cmd[0], path=(popen_kwargs.get("env") or os.environ).get("PATH"))
+    if exe and os.stat(exe).st_mode & (stat.S_ISUID | stat.S_ISGID):
+        raise AccessDenied(
+            None,
+            f"{exe} is setuid/setgid: under ptrace the kernel runs it without those "
+            "privileges, so tracked it would behave differently; record it without write "
+            "tracking",
+        )
+    user_preexec = popen_kwargs.pop("preexec_fn", None)
+
+    def preexec() -> None:
+        if user_preexec is not None:
+            user_preexec()
+        ptrace.traceme()
+
+    tracer = _TracerThread(f"pmviz-tracer-{cmd[0]}")
+
+    def launch() -> InjectedTracker:
+        # Popen on the tracer thread: PTRACE_TRACEME makes the forking *thread* the tracer.
+        try:
+            proc = subprocess.Popen(cmd, preexec_fn=preexec, **popen_kwargs)
+        except subprocess.SubprocessError as err:
+            scope = _ptrace_scope()
+            raise AccessDenied(
+                None,
+                f"PTRACE_TRACEME failed in the child (kernel.yama.ptrace_scope={scope}); "
+                "scope 3 forbids all ptrace: record without write tracking",
+            ) from err
+        tracker = InjectedTracker(proc.pid, proc, tracer)
+        try:
+            remote = inject.Remote.at_exec(proc.pid)
+            tracker._starttime = _starttime(proc.pid)
+            tracker._setup(remote)
+        except BaseException:
+            _kill(proc)
+            tracker._closed = True
+            _live.discard(tracker)
+            raise
+        return tracker
+
+    try:
+        return _wait_future(tracer.submit(launch), tracer)
+    except BaseException:
+        tracer.stop()
+        raise
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(OSError):
+        proc.kill()
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=10)
+
+
+def _run_setup(tracker: InjectedTracker, fn: Callable[[], None]) -> None:
+    try:
+        _wait_future(tracker._tracer.submit(fn), tracker._tracer)
+    except BaseException:
+        tracker._closed = True
+        tracker._tracer.stop()
+        _live.discard(tracker)
+        raise
+
+
+def _wait_future(future: Future, tracer: _TracerThread) -> Any:
+    """``future.result()``; on Ctrl-C the injection still finishes cleanly, then is undone."""
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+
+        def undo(f: Future) -> None:
+            result = None if f.cancelled() or f.exception() else f.result()
+            if isinstance(result, InjectedTracker):
+                result.close()
+
+        future.add_done_callback(undo)
+        raise
+
+
+# -- choice of mechanism -----------------------------------------------------------------------
+class WriteSourceChoice(NamedTuple):
+    """What :func:`open_write_source` chose: the source (or ``None``) and why."""
+
+    source: Any
+    reason: str
+
+
+def open_write_source(target: int) -> WriteSourceChoice:
+    """The best write-tracking mechanism for a running process, and why it was chosen.
+
+    Tries syscall injection (``"uffd-wp"``); where that is not permitted or not possible,
+    soft-dirty when the kernel has it; else ``None``: record present/swapped only. The reason
+    belongs in the capture's metadata and on stderr.
+
+    Parameters
+    ----------
+    target : int
+        The pid.
+
+    Returns
+    -------
+    WriteSourceChoice
+        ``(source, reason)``; unpacks as a tuple.
+    """
+    try:
+        return WriteSourceChoice(attach(target), "uffd-wp (userfaultfd injected by ptrace)")
+    except (AccessDenied, UnsupportedKernel, Error) as err:
+        if isinstance(err, NoSuchProcess):
+            raise
+        why = f"injection not possible: {err}"
+    if not features().soft_dirty:
+        return WriteSourceChoice(
+            None,
+            f"present/swapped-only recording: {why}; soft-dirty unavailable (kernel built "
+            "without CONFIG_MEM_SOFT_DIRTY)",
+        )
+    try:
+        from .softdirty import SoftDirtyTracker
+    except ImportError as err:
+        return WriteSourceChoice(None, f"present/swapped-only recording: {why}; {err}")
+    try:
+        return WriteSourceChoice(SoftDirtyTracker(target), f"soft-dirty ({why})")
+    except Error as err:
+        return WriteSourceChoice(
+            None, f"present/swapped-only recording: {why}; soft-dirty failed: {err}"
+        )
