@@ -1,0 +1,175 @@
+"""Swap versus markers: in write-tracked memory, report only really swapped pages as SWAPPED.
+
+The kernel reports every non-present, non-none PTE as ``SWAPPED`` — real swap entries, but
+also the uffd-wp markers that arming installs in empty pages (spec §3.5, gotcha 9). In a
+tracked process most armed-but-untouched memory is such markers, so without this step a
+heatmap would paint it as swap. ``PAGEMAP_SCAN`` cannot tell the two apart; the classic
+pagemap entry can: a marker is a swap entry of type 31 (observed ``0x420000000000003f``,
+spec §5), a real swap entry carries the index of a swap device.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from ._kernel import pagemap, procfs
+from ._kernel.procfs import Pid
+from .categories import Category
+from .errors import PmvizWarning
+from .features import features
+from .regions import Regions
+from .scanning import Pagemap
+from .tracking import _intervals as iv
+
+__all__ = ["resolve_swapped", "is_marker"]
+
+_SWAPPED = np.uint64(int(Category.SWAPPED))
+# A swapped page that is WRITTEN has no uffd-wp bit, so it cannot be a marker; a GUARD page
+# is a guard marker, already told apart by the kernel.
+_NOT_AMBIGUOUS = np.uint64(int(Category.WRITTEN | Category.GUARD))
+
+EntryReader = Callable[[int, int], np.ndarray]
+
+
+def is_marker(entries: np.ndarray) -> np.ndarray:
+    """Which classic pagemap entries are PTE markers rather than swap (pure, vectorised).
+
+    A PTE marker (uffd-wp, guard, poisoned) is a non-present swap entry of type 31, which is
+    never a swap device (``MAX_SWAPFILES`` <= 32 minus the special types). Needs the type
+    bits, which the kernel shows only to CAP_SYS_ADMIN (spec §5).
+
+    Parameters
+    ----------
+    entries : numpy.ndarray of uint64
+        Classic ``/proc/PID/pagemap`` entries.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    e = np.asarray(entries, dtype=np.uint64)
+    swap = (e & np.uint64(pagemap.PM_SWAP | pagemap.PM_PRESENT)) == np.uint64(pagemap.PM_SWAP)
+    kind = e & np.uint64(pagemap.PM_SWAP_TYPE_MASK)
+    return swap & (kind == np.uint64(pagemap.MARKER_SWAP_TYPE))
+
+
+def resolve_swapped(pid_or_pagemap: Pid | Pagemap, regions: Regions) -> Regions:
+    """Clear ``SWAPPED`` on the pages that are uffd-wp markers, not swap.
+
+    Only regions that are ``SWAPPED`` but neither ``WRITTEN`` nor ``GUARD`` are ambiguous;
+    the cost is proportional to their pages (nothing at all when there are none, and only a
+    read of ``/proc/swaps`` when no swap device is on, since then no page can be swapped).
+    Ambiguous regions are split where markers and real swap entries alternate.
+
+    Parameters
+    ----------
+    pid_or_pagemap : int, "self" or Pagemap
+        The process the regions were scanned from, or its open :class:`pmviz.Pagemap`
+        (the recorder's, to avoid reopening).
+    regions : Regions
+        A scan of that process that reports at least SWAPPED and WRITTEN (any full scan).
+
+    Returns
+    -------
+    Regions
+        The same regions (the same object when nothing was ambiguous) with SWAPPED only on
+        really swapped pages; adjacent regions that became equal are merged.
+
+    Warns
+    -----
+    PmvizWarning
+        Swap is in use, but the swap type bits are hidden (no CAP_SYS_ADMIN): ambiguous pages
+        keep SWAPPED.
+
+    Examples
+    --------
+    >>> import pmviz
+    >>> from pmviz.swapped import resolve_swapped
+    >>> with pmviz.Pagemap("self") as pm:
+    ...     snapshot = resolve_swapped(pm, pm.scan())
+    """
+    a = regions.array
+    ambiguous = (a["categories"] & _SWAPPED != 0) & (a["categories"] & _NOT_AMBIGUOUS == 0)
+    if not ambiguous.any():
+        return regions
+    if not _swap_in_use():
+        # No swap device: no page can be on swap, so every ambiguous page is a marker.
+        out = a.copy()
+        out["categories"][ambiguous] &= ~_SWAPPED
+        return Regions(iv.merge_equal_neighbours(out), page_size=regions.page_size)
+    if not features().pfn_visible:
+        return _without_type_bits(pid_or_pagemap, regions, ambiguous)
+    if isinstance(pid_or_pagemap, Pagemap):
+        return _resolve(regions, ambiguous, _reader(pid_or_pagemap.fd))
+    with procfs.open_fd(procfs.normalize_pid(pid_or_pagemap), "pagemap") as fd:
+        return _resolve(regions, ambiguous, _reader(fd))
+
+
+def _reader(fd: int) -> EntryReader:
+    return lambda start, end: pagemap.read_entries(fd, start, end)
+
+
+def _resolve(regions: Regions, ambiguous: np.ndarray, read: EntryReader) -> Regions:
+    """Split the ambiguous regions by their pages' entries (vectorised per page)."""
+    a = regions.array
+    amb = a[ambiguous]
+    page = np.uint64(regions.page_size)
+    # One pread per ambiguous region: a syscall cannot gather scattered file ranges, but the
+    # regions are run-length (a few per tracked VMA), the pages are handled in numpy.
+    entries = np.concatenate(
+        [read(s, e) for s, e in zip(amb["start"].tolist(), amb["end"].tolist())]
+    )
+    addrs, owner = iv.page_addresses(amb)
+    marker = is_marker(entries)
+    if not len(addrs):
+        return regions
+    cut = np.ones(len(addrs), dtype=bool)
+    cut[1:] = (owner[1:] != owner[:-1]) | (marker[1:] != marker[:-1])
+    first = np.flatnonzero(cut)
+    last = np.append(first[1:], len(addrs)) - 1
+    cats = amb["categories"][owner[first]]
+    cats = np.where(marker[first], cats & ~_SWAPPED, cats)
+    split = iv.regions_array(addrs[first], addrs[last] + page, cats)
+    out = np.concatenate([a[~ambiguous], split])
+    out = out[np.argsort(out["start"], kind="stable")]
+    return Regions(iv.merge_equal_neighbours(out), page_size=regions.page_size)
+
+
+def _without_type_bits(
+    pid_or_pagemap: Pid | Pagemap, regions: Regions, ambiguous: np.ndarray
+) -> Regions:
+    """Without CAP_SYS_ADMIN the swap type is hidden; the process's swap total still tells
+    whether any page of it is on swap at all.
+    """
+    pid = pid_or_pagemap.pid if isinstance(pid_or_pagemap, Pagemap) else pid_or_pagemap
+    pid = procfs.normalize_pid(pid)
+    if _swap_kib(pid) == 0:
+        out = regions.array.copy()
+        out["categories"][ambiguous] &= ~_SWAPPED
+        return Regions(iv.merge_equal_neighbours(out), page_size=regions.page_size)
+    warnings.warn(
+        f"process {pid} has pages on swap, and telling them from uffd-wp markers needs the "
+        "swap type bits of /proc/PID/pagemap, shown only with CAP_SYS_ADMIN: armed-but-empty "
+        "pages stay marked SWAPPED",
+        PmvizWarning,
+        stacklevel=3,
+    )
+    return regions
+
+
+def _swap_in_use() -> bool:
+    try:
+        with open("/proc/swaps") as f:
+            return len(f.read().splitlines()) > 1
+    except OSError:
+        return True  # unknown: take the exact path
+
+
+def _swap_kib(pid: int | str) -> int:
+    for line in procfs.read_text(pid, "smaps_rollup").splitlines():
+        if line.startswith("Swap:"):
+            return int(line.split()[1])
+    return 0
