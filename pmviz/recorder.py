@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -64,6 +65,10 @@ class _Target:
                 raise TypeError(f"a command target must be a non-empty list of str, got {target!r}")
             self.launch_command = self.command = list(target)
             self.pid = self.real_pid = -1  # set by launch()
+            if shutil.which(target[0]) is None:
+                raise Error(
+                    f"cannot start {target[0]!r}: no such program (or not executable) on PATH"
+                )
         else:
             pid = procfs.normalize_pid(target)
             if pid == "self":  # pragma: no cover - handled above
@@ -164,6 +169,10 @@ def _open_writes(target: _Target, writes: Any) -> tuple[Any, str]:
         source, reason = _make_source(target, writes)
     except ImportError as err:
         source, reason = None, f"write tracking is not available in this pmviz ({err})"
+    except Error as err:
+        if writes != "auto":
+            raise
+        source, reason = None, f"no write tracking: {err}"
     if source is None and writes != "auto":
         raise Error(f"writes={writes!r} is not available for this target: {reason}")
     return source, reason
@@ -178,20 +187,20 @@ def _make_source(target: _Target, writes: str) -> tuple[Any, str]:
         from .tracking import WriteTracker
 
         tracker = WriteTracker()
-        return tracker, tracker.mechanism
+        return tracker, f"{tracker.mechanism}: in-process WriteTracker"
     if target.launch_command is not None and target.process is None:
         from .injection import track
 
         tracked = track(target.launch_command)
         target.launch(tracked.process)
-        return tracked, tracked.mechanism
+        return tracked, f"{tracked.mechanism}: injected into the launched program"
     from .injection import open_write_source
 
     source, reason = open_write_source(target.real_pid)
     if source is not None and writes == "uffd-wp" and source.mechanism != "uffd-wp":
         source.close()
         return None, f"uffd-wp could not be set up ({reason})"
-    return source, (source.mechanism if source is not None else reason)
+    return source, reason
 
 
 class Recorder:
@@ -389,6 +398,8 @@ class Recorder:
                 "writes_reason": reason,
                 "ranges": [[a, b] for a, b in self._ranges],
                 "flush_interval_s": self.flush_interval,
+                # uffd-wp markers read as SWAPPED; pmviz.swapped clears them in each scan
+                "swapped_resolved": getattr(source, "mechanism", "") == "uffd-wp",
             },
         )
 
@@ -426,6 +437,7 @@ class Recorder:
         reason = None
         t0 = time.monotonic_ns()
         wall0 = time.time_ns()
+        builder.meta.extra["schedule_start_ns"] = t0  # deadline k is t0 + k * interval
         tick = 0  # index of the deadline the next snapshot belongs to
         skipped = 0
         resolve = self._swapped_resolver()
@@ -513,7 +525,7 @@ class Recorder:
         except ImportError:
             return None
         pm = self._pagemap
-        return lambda regions: resolve_swapped(pm.pid, Regions(regions)).array
+        return lambda regions: resolve_swapped(pm, Regions(regions)).array
 
     def _progress_bar(self) -> Any:
         if not self.progress:

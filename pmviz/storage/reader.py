@@ -33,12 +33,14 @@ class _PartFile:
     def __init__(self, part: fmt.Part) -> None:
         self.part = part
         try:
-            self.file = pq.ParquetFile(part.path, page_checksum_verification=True)
-            md = self.file.metadata
+            with pq.ParquetFile(part.path) as f:
+                md = f.metadata
+                self.schema = f.schema_arrow
         except (OSError, pa.ArrowException) as err:
             raise CaptureError(part.path, f"damaged part (truncated or corrupt): {err}") from err
+        self.metadata = md
         want = fmt.SCHEMAS[part.table]
-        if not self.file.schema_arrow.remove_metadata().equals(want):
+        if not self.schema.remove_metadata().equals(want):
             raise CaptureError(part.path, f"not a {part.table} part of format {fmt.FORMAT_VERSION}")
         self.num_rows = md.num_rows
         self._snapshots: np.ndarray | None = None
@@ -49,12 +51,26 @@ class _PartFile:
         g0 = int(np.searchsorted(self.rg_offsets, lo, side="right")) - 1
         g1 = int(np.searchsorted(self.rg_offsets, hi, side="left"))
         if hi <= lo:
-            return self.file.schema_arrow.empty_table().select(columns)
+            return self.schema.empty_table().select(columns)
         try:
-            t = self.file.read_row_groups(list(range(g0, g1)), columns=columns)
+            with self._open() as f:
+                t = f.read_row_groups(list(range(g0, g1)), columns=columns)
         except (OSError, pa.ArrowException) as err:
             raise CaptureError(self.part.path, f"damaged part (corrupt data): {err}") from err
         return t.slice(lo - int(self.rg_offsets[g0]), hi - lo)
+
+    def _open(self) -> pq.ParquetFile:
+        # Reopened per read (footer reused) so an open capture holds no file descriptors.
+        return pq.ParquetFile(
+            self.part.path, metadata=self.metadata, page_checksum_verification=True
+        )
+
+    def read_row_group(self, g: int) -> pa.Table:
+        try:
+            with self._open() as f:
+                return f.read_row_group(g)
+        except (OSError, pa.ArrowException) as err:
+            raise CaptureError(self.part.path, f"damaged part (corrupt data): {err}") from err
 
     def snapshot_column(self) -> np.ndarray:
         if self._snapshots is None:
@@ -62,7 +78,7 @@ class _PartFile:
         return self._snapshots
 
     def read(self) -> pa.Table:
-        return self.read_rows(0, self.num_rows, self.file.schema_arrow.names)
+        return self.read_rows(0, self.num_rows, self.schema.names)
 
 
 def _to_regions(t: pa.Table) -> np.ndarray:
@@ -353,7 +369,7 @@ class StoredCapture(Capture):
         chunks = []
         sid = self.snapshot_ids
         for pf in self._parts[table]:
-            md = pf.file.metadata
+            md = pf.metadata
             for g in range(md.num_row_groups):
                 rg = md.row_group(g)
                 st = {rg.column(c).path_in_schema: rg.column(c).statistics for c in range(4)}
@@ -364,10 +380,7 @@ class StoredCapture(Capture):
                     and (s_end.max <= start or s_start.min >= end)
                 ):
                     continue
-                try:
-                    t = pf.file.read_row_group(g)
-                except (OSError, pa.ArrowException) as err:
-                    raise CaptureError(pf.part.path, f"damaged part (corrupt data): {err}") from err
+                t = pf.read_row_group(g)
                 snap = t.column("snapshot").to_numpy()
                 if not len(snap):
                     continue

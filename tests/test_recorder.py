@@ -1,0 +1,336 @@
+"""The recorder against the real kernel: schedule, exactness, target life cycle, faults."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from layouts import Area, spawn_layout
+
+import pmviz
+from pmviz import CaptureError, Category, Regions
+from pmviz.recorder import Recorder, record
+from pmviz.storage import open as open_capture
+
+pytestmark = pytest.mark.kernel
+
+GROWER = (
+    "import time\n"
+    "bufs = []\n"
+    "for i in range(400):\n"
+    "    bufs.append(bytearray(1 << 20))\n"
+    "    time.sleep(0.01)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_record_a_growing_child_on_schedule():
+    cap = record([sys.executable, "-c", GROWER], interval=0.1, duration=1.5, progress=False)
+    m = cap.meta
+    assert m.end_reason == "duration reached"
+    assert m.exit_status == -signal.SIGTERM  # the launched program ends with its recording
+    skipped = cap.telemetry["skipped_ticks"]
+    assert cap.n_snapshots + int(skipped.sum()) == 15
+    # absolute deadlines: snapshot k of tick n is taken at t0 + n * interval, never drifting
+    ticks = np.arange(cap.n_snapshots) + np.cumsum(skipped)
+    late = cap.time_ns - m.extra["schedule_start_ns"] - ticks * 100_000_000
+    assert (late >= 0).all() and (late < 50_000_000).all(), late
+    resident = [cap.regions_at(i).pages_with(Category.PRESENT) for i in range(cap.n_snapshots)]
+    assert resident[-1] - resident[1] > 50 * 256  # > 50 MiB more resident at the end
+    assert (cap.telemetry["n_regions"] == np.diff(cap.region_offsets)).all()
+    assert (cap.telemetry["scan_ns"] > 0).all()
+    assert m.pid > 0 and m.command[0] == sys.executable and m.start_wall_ns > 0
+    assert m.scan_mask["return_mask"] == int(pmviz.features().categories)
+
+
+def test_each_snapshot_equals_an_independent_scan_of_a_quiescent_child():
+    areas = [
+        Area("a", 1024, write=[[0, 1024, 3]]),
+        Area("b", 512, kind="shared", write=[[0, 100]], read=[[200, 300]]),
+        Area("c", 600, read=[[0, 600, 2]], guard=[599]),
+    ]
+    with spawn_layout(areas) as lay:
+        before = pmviz.scan(lay.pid)
+        cap = record(lay.pid, interval=0.05, count=5, writes="none", progress=False)
+        after = pmviz.scan(lay.pid)
+        maps = pmviz.read_maps(lay.pid)
+    assert before == after  # the child really is quiescent
+    assert cap.n_snapshots == 5 and not cap.has_written
+    for i in range(5):
+        assert cap.regions_at(i) == after
+        assert cap.vmas_at(i) == maps
+    assert len(cap.vma_tables) == 1  # stored once: it never changed
+    lo, hi = lay.range("a")
+    assert cap.regions_at(2).clip(lo, hi).pages_with(Category.PRESENT) == 342
+
+
+class FakeSource:
+    """A WriteSource reporting a different page each time."""
+
+    mechanism = "fake"
+
+    def __init__(self):
+        self.pid = "self"
+        self.n = 0
+        self.closed = False
+
+    def collect(self):
+        self.n += 1
+        base = 0x100000000 + self.n * 0x1000
+        return Regions.from_arrays([base], [base + 0x1000 * self.n], int(Category.WRITTEN))
+
+    def close(self):
+        self.closed = True
+
+
+def test_written_sets_from_a_write_source_reach_memory_and_disk(tmp_path):
+    src = FakeSource()
+    out = tmp_path / "w.pmviz"
+    cap = record("self", interval=0.01, count=4, writes=src, out=out, progress=False)
+    assert src.closed and cap.has_written and cap.meta.write_mechanism == "fake"
+    for i in range(4):
+        assert cap.written_at(i).n_pages == i + 1
+    disk = open_capture(out)
+    assert disk.complete and disk.meta.end_reason == "count reached"
+    assert all(disk.written_at(i) == cap.written_at(i) for i in range(4))
+    assert all(disk.regions_at(i) == cap.regions_at(i) for i in range(4))
+
+
+@pytest.mark.skipif(not pmviz.features().uffd_wp_async, reason="needs uffd async WP")
+def test_writes_auto_on_self_tracks_a_buffer_written_by_a_thread():
+    buf = np.zeros(64 << 20, np.uint8)  # 16384 pages
+    lo = buf.ctypes.data
+    stop = threading.Event()
+
+    def work():
+        k = 0
+        while not stop.is_set():
+            buf[(k % 1000) * 4096 * 16] = 1  # pages 0, 16, 32 ... of the buffer
+            k += 1
+            time.sleep(0.0005)
+
+    t = threading.Thread(target=work)
+    t.start()
+    try:
+        cap = record("self", interval=0.1, count=6, progress=False)
+    finally:
+        stop.set()
+        t.join()
+    assert cap.meta.write_mechanism == "uffd-wp"
+    lo_page = lo & ~4095  # the page holding buf[0]: the writes land on lo_page + 16k pages
+    hits = [cap.written_at(i).clip(lo_page, lo_page + (16000 << 12)) for i in range(1, 6)]
+    assert sum(h.n_pages for h in hits) > 100
+    for h in hits:  # only the pages the thread writes
+        assert ((h.start - lo_page) // 4096 % 16 == 0).all() and (h.page_counts == 1).all()
+
+
+WRITER = (
+    "import time\n"
+    "buf = bytearray(8 << 20)\n"
+    "print(hex(id(buf)), flush=True)\n"
+    "k = 0\n"
+    "while True:\n"
+    "    buf[(k % 2048) * 4096] = 1\n"
+    "    k += 1\n"
+    "    time.sleep(0.002)\n"
+)
+
+
+def _no_swap():
+    with open("/proc/swaps") as f:
+        return len(f.read().splitlines()) <= 1
+
+
+def _check_tracked(cap):
+    assert cap.meta.write_mechanism == "uffd-wp", cap.meta.extra["writes_reason"]
+    assert cap.has_written
+    pages = [cap.written_at(i).n_pages for i in range(1, cap.n_snapshots)]
+    assert sum(pages) > 50 and min(pages) > 0
+    for i in range(1, cap.n_snapshots):
+        w, r = cap.written_at(i), cap.regions_at(i)
+        # written pages lie inside what the scan saw mapped
+        hull = r.clip(int(w.start.min()), int(w.end.max()))
+        assert hull.n_pages >= w.n_pages
+        if _no_swap():  # markers are resolved: nothing reads as swapped without swap
+            sw = r.select(Category.SWAPPED)
+            assert sw.select(Category.GUARD).n_pages == sw.n_pages
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not pmviz.features().uffd_wp_async, reason="needs uffd async WP")
+def test_writes_auto_on_a_launched_command():
+    cap = record([sys.executable, "-c", WRITER], interval=0.1, duration=0.8, progress=False)
+    assert "injected" in cap.meta.extra["writes_reason"]
+    _check_tracked(cap)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not pmviz.features().uffd_wp_async, reason="needs uffd async WP")
+def test_writes_auto_on_a_pid():
+    child = subprocess.Popen([sys.executable, "-c", WRITER], stdout=subprocess.PIPE)
+    try:
+        child.stdout.readline()
+        cap = record(child.pid, interval=0.1, count=6, progress=False)
+        assert child.poll() is None  # attached, tracked, and left running
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    _check_tracked(cap)
+
+
+def test_background_recorder_live_view_and_stop():
+    rec = Recorder("self", interval=0.02, progress=False).start()
+    try:
+        time.sleep(0.15)
+        first = rec.capture.n_snapshots
+        assert first >= 3 and rec.running
+        time.sleep(0.15)
+        assert rec.capture.n_snapshots > first
+    finally:
+        cap = rec.stop()
+    assert not rec.running and cap.meta.end_reason == "stopped"
+    n = cap.n_snapshots
+    time.sleep(0.05)
+    assert rec.capture.n_snapshots == n
+
+
+@pytest.mark.parametrize(
+    ("script", "reason", "status"),
+    [
+        ("import time; time.sleep(0.3)", "target exited with status 0", 0),
+        ("import sys, time; time.sleep(0.3); sys.exit(3)", "target exited with status 3", 3),
+        (
+            "import os, time; time.sleep(0.3); os.kill(os.getpid(), 9)",
+            "target killed by SIGKILL",
+            -9,
+        ),
+        (
+            "import os, time; time.sleep(0.3); os.execv('/bin/sleep', ['sleep', '5'])",
+            "target exec'd a new program",
+            -15,
+        ),
+    ],
+    ids=["exits", "exit-status", "killed", "execs"],
+)
+def test_target_that_ends_mid_recording(script, reason, status):
+    rec = Recorder([sys.executable, "-c", script], interval=0.02, progress=False).start()
+    cap = rec.wait(timeout=20)
+    assert cap.meta.end_reason == reason
+    assert cap.meta.exit_status == status
+    assert 3 <= cap.n_snapshots
+    assert rec.process.poll() is not None  # nothing left running
+
+
+def test_pid_target_that_exits():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    try:
+        cap = record(child.pid, interval=0.02, duration=10, progress=False)
+    finally:
+        child.wait()
+    assert cap.meta.end_reason == "target exited" and cap.times[-1] < 5
+
+
+def test_kill_9_of_the_recorder_leaves_a_readable_capture(tmp_path):
+    out = tmp_path / "k.pmviz"
+    rec = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pmviz",
+            "record",
+            "-i",
+            "20ms",
+            "--no-progress",
+            "-o",
+            str(out),
+            "--writes",
+            "none",
+            "--",
+            sys.executable,
+            "-c",
+            GROWER,
+        ],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (out / "snapshots").is_dir() or len(os.listdir(out / "snapshots")) < 3:
+            assert time.monotonic() < deadline and rec.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.4)
+        killed_at = time.monotonic_ns()
+        rec.kill()
+        rec.wait()
+    finally:
+        cap_pid = None
+        try:
+            import json
+
+            cap_pid = json.loads((out / "capture.json").read_text())["pid"]
+            os.kill(cap_pid, signal.SIGKILL)  # the orphaned workload
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+        if rec.poll() is None:
+            rec.kill()
+            rec.wait()
+    cap = open_capture(out)
+    assert not cap.complete and cap.meta.end_reason.startswith("incomplete")
+    assert cap.n_snapshots >= 10
+    # at most ~1 s lost: flushes happen every 0.5 s
+    assert killed_at - cap.time_ns[-1] < 1_200_000_000
+    assert (np.diff(cap.region_offsets) > 0).all()
+    _ = cap.regions, cap.vmas_at(-1)  # every row readable
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_full_disk_stops_with_a_clear_error_and_a_readable_capture(tmp_path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(mnt)], check=True)
+    try:
+        out = mnt / "full.pmviz"
+        rec = Recorder(
+            "self",
+            interval=0.005,
+            duration=30,
+            out=out,
+            writes="none",
+            progress=False,
+            flush_interval=0.05,
+        ).start()
+        with pytest.raises(CaptureError, match="disk full") as err:
+            rec.wait(timeout=30)
+        assert str(mnt) in str(err.value)
+        cap = open_capture(out)
+        assert cap.complete and cap.meta.end_reason == "disk full"
+        assert 0 < cap.n_snapshots < rec.capture.n_snapshots
+        last = cap.n_snapshots - 1
+        assert all(cap.regions_at(i) == rec.capture.regions_at(i) for i in (0, last))
+        assert not [n for d, _, fs in os.walk(out) for n in fs if n.startswith(".tmp-")]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="interval"):
+        Recorder("self", interval=-1)
+    with pytest.raises(ValueError, match="count"):
+        Recorder("self", count=0)
+    with pytest.raises(ValueError, match="writes must be one of"):
+        Recorder("self", count=1, writes="bogus").start()
+    with pytest.raises(ValueError, match="duration= or count="):
+        record("self")
+    with pytest.raises(TypeError, match="command"):
+        Recorder([])
+    with pytest.raises(ValueError, match="overlap"):
+        Recorder("self", ranges=[(0, 0x2000), (0x1000, 0x3000)])
+    with pytest.raises(pmviz.NoSuchProcess):
+        record(2**22 + 12345, count=1, progress=False)
+    with pytest.raises(pmviz.Error, match="cannot start"):
+        record(["/nonexistent/prog"], count=1, progress=False)
