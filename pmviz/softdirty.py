@@ -1,0 +1,297 @@
+"""Soft-dirty write tracking (``clear_refs`` = 4 + the soft-dirty bit), where the kernel has it.
+
+The older mechanism CRIU's incremental dumps use: writing ``4`` to ``/proc/PID/clear_refs``
+clears every soft-dirty bit of the process and write-protects its PTEs; the next write to a
+page sets the bit again (spec §5). It works on any process whose ``clear_refs`` the caller may
+write, needs no cooperation from it, but requires ``CONFIG_MEM_SOFT_DIRTY`` — which many
+kernels (this project's reference machine included) lack. There the bit is never set, and
+:class:`SoftDirtyTracker` refuses to start rather than report nothing; use the uffd-wp
+trackers (:class:`pmviz.WriteTracker`, :func:`pmviz.tracking.spawn_tracked_python`).
+
+Reading and clearing are two steps; writes that land in between are lost. For another
+process :class:`SoftDirtyTracker` stops it (SIGSTOP) around them, as CRIU freezes its target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+
+from ._kernel import pagemap as pm_bits
+from ._kernel import pagemap_scan as pms
+from ._kernel import procfs
+from ._kernel.procfs import Pid
+from .categories import Category
+from .errors import Error, UnsupportedKernel
+from .features import features, user_address_limit
+from .maps import VmaKind, Vmas, read_maps
+from .regions import Regions
+from .tracking import _intervals as iv
+from .tracking._ranges import as_ranges
+
+__all__ = ["SoftDirtyTracker", "decode_entries", "select_written"]
+
+_WRITTEN = int(Category.WRITTEN)
+_SOFT_DIRTY = int(Category.SOFT_DIRTY)
+_LOOK = int(
+    Category.SOFT_DIRTY
+    | Category.PRESENT
+    | Category.SWAPPED
+    | Category.PFNZERO
+    | Category.FILE
+    | Category.GUARD
+)
+
+
+def decode_entries(entries: np.ndarray, start: int, *, file_is_data: bool = False) -> Regions:
+    """Written pages from classic pagemap entries (bit 55 = soft-dirty), as ``Regions``.
+
+    A page counts when it is soft-dirty and holds data: present (a private mapping's
+    page-cache pages, bit 61, were only read: a write turns them anonymous) or swapped (not a
+    guard marker). Pure and vectorised.
+
+    Parameters
+    ----------
+    entries : numpy.ndarray of uint64
+        One entry per page, from ``start`` on.
+    start : int
+        Address of the first entry's page.
+    file_is_data : bool
+        The mapping is shared, so its page-cache pages are written in place.
+
+    Returns
+    -------
+    Regions
+        Runs of written pages, categories ``WRITTEN``.
+    """
+    e = np.asarray(entries, dtype=np.uint64)
+
+    def bit(b: int) -> np.ndarray:
+        return (e & np.uint64(b)) != 0
+
+    present = bit(pm_bits.PM_PRESENT) & (file_is_data | ~bit(pm_bits.PM_FILE))
+    swapped = bit(pm_bits.PM_SWAP) & ~bit(pm_bits.PM_GUARD_REGION)
+    written = bit(pm_bits.PM_SOFT_DIRTY) & (present | swapped)
+    return Regions(iv.runs_to_regions(written, start, _WRITTEN))
+
+
+def select_written(regions: np.ndarray, *, file_is_data: bool = False) -> np.ndarray:
+    """The ``SOFT_DIRTY`` regions of a ``PAGEMAP_SCAN`` result that hold written data.
+
+    The same rule as :func:`decode_entries`, on scan output that reports ``SOFT_DIRTY``,
+    ``PRESENT``, ``SWAPPED``, ``PFNZERO``, ``FILE`` and ``GUARD``: a VMA created since the last
+    clear is soft-dirty as a whole (``VM_SOFTDIRTY``), holes and zero pages included, so only
+    pages with content count. Returns a ``REGION_DTYPE`` array tagged ``WRITTEN``.
+    """
+    c = regions["categories"]
+
+    def has(cat: Category) -> np.ndarray:
+        return (c & np.uint64(int(cat))) != 0
+
+    hidden = Category.PFNZERO if file_is_data else Category.PFNZERO | Category.FILE
+    present = has(Category.PRESENT) & ((c & np.uint64(int(hidden))) == 0)
+    swapped = has(Category.SWAPPED) & ~has(Category.GUARD)
+    keep = has(Category.SOFT_DIRTY) & (present | swapped)
+    return iv.regions_array(regions["start"][keep], regions["end"][keep], _WRITTEN)
+
+
+class SoftDirtyTracker:
+    """Track the pages a process writes through soft-dirty bits (a ``WriteSource``).
+
+    Tracking begins at construction (the first ``clear_refs``). Each :meth:`collect` returns
+    the pages written since, then clears again. New VMAs are covered without registration:
+    the kernel marks them soft-dirty as a whole, and only their pages with content count.
+
+    Parameters
+    ----------
+    pid : int or "self"
+        The process; writing its ``clear_refs`` needs the same user (or root).
+    ranges : optional
+        What to track (as in :class:`pmviz.WriteTracker`); ``None`` = every private writable
+        VMA. Note that ``clear_refs`` always clears the whole process.
+    backend : {"auto", "ioctl", "pagemap"}
+        ``PAGEMAP_SCAN`` with ``PAGE_IS_SOFT_DIRTY``, or the classic pagemap bit 55 (needed
+        before Linux 6.7). ``"auto"`` picks the ioctl when the kernel has it.
+    freeze : bool
+        Stop the process (SIGSTOP/SIGCONT) while its bits are read and cleared, so no write
+        falls between the two. Ignored for this process.
+    procfs_root : str
+        Where procfs is mounted; tests point it at a recorded tree (then the kernel checks are
+        skipped and the classic backend is used).
+
+    Raises
+    ------
+    UnsupportedKernel
+        The kernel lacks ``CONFIG_MEM_SOFT_DIRTY`` (the message names the uffd-wp trackers).
+    NoSuchProcess, AccessDenied
+        As the names say.
+    """
+
+    mechanism = "soft-dirty"
+
+    def __init__(
+        self,
+        pid: Pid = "self",
+        ranges: Any = None,
+        *,
+        backend: Literal["auto", "ioctl", "pagemap"] = "auto",
+        freeze: bool = True,
+        procfs_root: str = procfs.PROCFS,
+    ) -> None:
+        if backend not in ("auto", "ioctl", "pagemap"):
+            raise ValueError(f"backend must be 'auto', 'ioctl' or 'pagemap', got {backend!r}")
+        self.pid = procfs.normalize_pid(pid)
+        self._root = procfs_root
+        self._fd = -1
+        real = procfs_root == procfs.PROCFS
+        if real:
+            _require_soft_dirty()
+        if backend == "auto":
+            backend = "ioctl" if real and features().pagemap_scan else "pagemap"
+        self.backend = backend
+        self._ranges = None if ranges is None else as_ranges(ranges)
+        self._freeze = freeze and real and self.pid not in ("self", os.getpid())
+        try:
+            self._fd = os.open(
+                procfs.proc_path(self.pid, "pagemap", procfs_root), os.O_RDONLY | os.O_CLOEXEC
+            )
+        except OSError as err:
+            raise procfs.translate(err, self.pid, "pagemap") from err
+        try:
+            self._clear()
+        except BaseException:
+            self.close()
+            raise
+
+    def collect(self) -> Regions:
+        """Pages written since the previous collect (or since tracking began), then clear.
+
+        Returns
+        -------
+        Regions
+            Sorted, merged runs, categories ``WRITTEN``.
+        """
+        if self._fd < 0:
+            raise ValueError("collect() on a closed soft-dirty tracker")
+        with _frozen(self.pid) if self._freeze else contextlib.nullcontext():
+            vmas = read_maps(self.pid, procfs_root=self._root)
+            parts = [
+                self._read(lo, hi, shared) for lo, hi, shared in _candidates(vmas, self._ranges)
+            ]
+            self._clear()
+        return Regions(iv.union_regions(parts, _WRITTEN))
+
+    def close(self) -> None:
+        """Stop tracking (closes the pagemap). Idempotent."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> SoftDirtyTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _read(self, lo: int, hi: int, shared: bool) -> np.ndarray:
+        if self.backend == "pagemap":
+            try:
+                entries = pm_bits.read_entries(self._fd, lo, hi)
+            except OSError as err:
+                raise procfs.translate(err, self.pid, "pagemap") from err
+            return decode_entries(entries, lo, file_is_data=shared).array
+        try:
+            a = pms.scan_range(self._fd, lo, hi, category_mask=_SOFT_DIRTY, return_mask=_LOOK)
+        except OSError as err:
+            raise procfs.translate(err, self.pid, "pagemap (PAGEMAP_SCAN)") from err
+        return select_written(a, file_is_data=shared)
+
+    def _clear(self) -> None:
+        # clear_refs "4": clear soft-dirty bits and VM_SOFTDIRTY, write-protect PTEs (spec §5).
+        procfs.write_text(self.pid, "clear_refs", "4", self._root)
+
+
+def _candidates(vmas: Vmas, ranges: np.ndarray | None) -> list[tuple[int, int, bool]]:
+    pairs = iv.as_pairs(vmas.start, vmas.end)
+    shared = np.char.endswith(vmas.array["perms"], b"s")
+    if ranges is None:
+        perms = vmas.array["perms"]
+        idx = np.flatnonzero(
+            np.char.startswith(perms, b"rw") & ~shared & (vmas.kind != VmaKind.VDSO)
+        )
+        pieces = pairs[idx]
+    else:
+        pieces, idx = iv.intersect_indexed(pairs, ranges)
+    limit = user_address_limit()
+    return [
+        (lo, min(hi, limit), sh)
+        for (lo, hi), sh in zip(pieces.tolist(), shared[idx].tolist())
+        if lo < limit  # [vsyscall] lies above what PAGEMAP_SCAN accepts
+    ]
+
+
+def _require_soft_dirty() -> None:
+    f = features()
+    if f.soft_dirty:
+        return
+    alt = (
+        "this kernel offers uffd-wp tracking instead: pmviz.WriteTracker (this process), "
+        "pmviz.tracking.spawn_tracked_python (a Python child), pmviz.track (any process)"
+        if "uffd-wp" in f.write_mechanisms
+        else f"uffd-wp tracking is not available either ({f.uffd_reason})"
+    )
+    raise UnsupportedKernel(
+        "soft-dirty",
+        f"kernel {f.kernel_release} is built without CONFIG_MEM_SOFT_DIRTY: soft-dirty bits are "
+        f"never set, so soft-dirty tracking would report nothing; {alt}",
+    )
+
+
+def _state(pid: int | str) -> str:
+    """The scheduler state letter of every thread of ``pid`` ('' when gone)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return ""
+    states = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            continue
+    return "".join(states)
+
+
+@contextlib.contextmanager
+def _frozen(pid: int | str, timeout: float = 2.0) -> Iterator[None]:
+    """Keep ``pid`` stopped (SIGSTOP) inside the block; leave an already stopped one alone."""
+    if set(_state(pid)) <= {"T", "t"} and _state(pid):
+        yield
+        return
+    try:
+        os.kill(int(pid), signal.SIGSTOP)
+    except ProcessLookupError as err:
+        raise procfs.translate(err, pid, "stat") from err
+    except PermissionError as err:
+        raise procfs.translate(err, pid, "stat (SIGSTOP)") from err
+    try:
+        deadline = time.monotonic() + timeout
+        while not set(_state(pid)) <= {"T", "t", "Z", "X"}:
+            if time.monotonic() > deadline:
+                raise Error(f"process {pid} did not stop within {timeout} s of SIGSTOP")
+            time.sleep(0.0005)
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGCONT)
