@@ -79,7 +79,7 @@ class MaskControls:
             c: widgets.ToggleButtons(
                 options=list(CHOICES),
                 value="ignore",
-                style={"button_width": "68px"},
+                style={"button_width": "74px"},
                 layout=widgets.Layout(width="auto", margin="0"),
                 tooltips=[
                     f"every matched page must be {c.name}",
@@ -207,7 +207,7 @@ def python_snippet(mask: Mask, max_pages: int = 0, *, pid: int | None = None) ->
     if pid is None:
         return (
             f"mask = {mask_src}\n"
-            "# offline, exactly as the kernel would have answered at scan time:\n"
+            "# offline, bit for bit what the kernel would have returned:\n"
             f"regions = mask.apply(capture.regions_at(i){extra})"
         )
     return f"mask = {mask_src}\nregions = pmviz.scan({pid}, mask=mask{extra})"

@@ -67,7 +67,7 @@ class CaptureViewer(widgets.VBox):
     ) -> None:
         if not len(capture):
             raise ValueError("the capture has no snapshots")
-        self.capture = capture
+        self.capture = _render.loaded(capture)
         n = len(capture)
         if category is None:
             category = "written" if capture.has_written else "present"

@@ -78,7 +78,7 @@ class MaskExplorer(widgets.VBox):
         if isinstance(source, Capture):
             if not len(source):
                 raise ValueError("the capture has no snapshots")
-            self.capture: Capture | None = source
+            self.capture: Capture | None = _render.loaded(source)
             self.pid: int | None = None
         else:
             self.capture = None
@@ -228,6 +228,11 @@ class MaskExplorer(widgets.VBox):
         return regions
 
     def _draw_heatmap(self) -> None:
+        if self.capture is not None and self.artist is not None:
+            # Same capture, same axes: only the colours change.
+            _render.redraw_grid(self.drawn, self.selected, Mask())
+            self.image.value = figure_png(self.figure)
+            return
         fig = self.figure
         fig.clear()
         ax = fig.add_subplot()
