@@ -31,6 +31,7 @@ __all__ = ["anonymize", "BASE", "GAP", "ALIGN"]
 BASE = 1 << 32
 GAP = 16 << 20
 ALIGN = 2 << 20
+_LIMIT = (1 << 47) - 4096  # x86-64 4-level TASK_SIZE_MAX: where user addresses end
 _KERNEL_NAMES = {
     "[heap]",
     "[stack]",
@@ -64,7 +65,7 @@ def _new_starts(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         new = cursor + ((s - cursor) % ALIGN)
         out[k] = new
         cursor = new + (e - s) + GAP
-    if len(starts) and int(out[-1]) + int(ends[-1] - starts[-1]) > 1 << 47:
+    if len(starts) and int(out[-1]) + int(ends[-1] - starts[-1]) > _LIMIT:
         raise ValueError("the rebased layout does not fit in a 47-bit address space")
     return out
 

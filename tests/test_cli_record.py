@@ -1,0 +1,119 @@
+"""``pmviz record`` / ``info`` / ``anonymize`` end to end (real processes, real files)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pmviz.cli import main
+from pmviz.cli.record import parse_seconds
+from pmviz.storage import open as open_capture
+
+pytestmark = pytest.mark.kernel
+
+SLEEPER = "import time\nbufs = [bytearray(1 << 20) for _ in range(8)]\ntime.sleep(60)\n"
+
+
+def test_parse_seconds():
+    assert parse_seconds("100ms") == pytest.approx(0.1)
+    assert parse_seconds("2s") == 2.0 and parse_seconds("1.5m") == 90.0
+    assert parse_seconds("0.25") == 0.25 and parse_seconds("500us") == pytest.approx(5e-4)
+    with pytest.raises(Exception, match="not a duration"):
+        parse_seconds("fast")
+
+
+def test_record_info_anonymize(tmp_path, capsys):
+    out = tmp_path / "c.pmviz"
+    rc = main(
+        [
+            "record",
+            "-i",
+            "20ms",
+            "-n",
+            "5",
+            "--no-progress",
+            "--writes",
+            "none",
+            "-o",
+            str(out),
+            "--",
+            sys.executable,
+            "-c",
+            SLEEPER,
+        ]
+    )
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "5 snapshots" in err and "count reached" in err
+    cap = open_capture(out)
+    assert cap.n_snapshots == 5 and cap.complete and cap.meta.exit_status == -signal.SIGTERM
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "count reached" in text and "bytes per region" in text and sys.executable in text
+    assert main(["info", "--json", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["complete"] == "yes" and doc["meta"]["command"][0] == sys.executable
+    anon = tmp_path / "a.pmviz"
+    assert main(["anonymize", str(out), "-o", str(anon)]) == 0
+    a = open_capture(anon)
+    assert a.meta.anonymized and a.meta.command is None and a.meta.pid is None
+    assert np.array_equal(np.diff(a.region_offsets), np.diff(cap.region_offsets))
+    paths = {str(p) for v in a.vma_tables for p in v.paths}
+    assert not any("/" in p for p in paths)
+    raw = b"".join(open(os.path.join(d, f), "rb").read() for d, _, fs in os.walk(anon) for f in fs)
+    assert sys.executable.encode() not in raw and b"python" not in raw
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert main(["record", "-o", str(tmp_path / "x.pmviz")]) == 2
+    assert "either --pid" in capsys.readouterr().err
+    assert main(["info", str(tmp_path)]) == 1
+    assert "not a pmviz capture" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["record", "-i", "soon", "-o", "x", "--pid", "1"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_finalises_the_file(tmp_path, sig):
+    out = tmp_path / "s.pmviz"
+    child = subprocess.Popen([sys.executable, "-c", SLEEPER])
+    try:
+        rec = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pmviz",
+                "record",
+                "--pid",
+                str(child.pid),
+                "-i",
+                "20ms",
+                "--writes",
+                "none",
+                "-o",
+                str(out),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 20
+        while not (out / "snapshots").is_dir() or not os.listdir(out / "snapshots"):
+            assert time.monotonic() < deadline and rec.poll() is None
+            time.sleep(0.05)
+        rec.send_signal(sig)
+        _, err = rec.communicate(timeout=20)
+        assert rec.returncode == 0, err
+        assert child.poll() is None  # an attached process is left running
+    finally:
+        child.kill()
+        child.wait()
+    cap = open_capture(out)
+    assert cap.complete and cap.n_snapshots >= 1
+    assert cap.meta.end_reason == (
+        "interrupted (SIGINT)" if sig == signal.SIGINT else "terminated (SIGTERM)"
+    )
