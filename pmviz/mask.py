@@ -133,7 +133,9 @@ class Mask:
         return self.kernel_fields() == other.kernel_fields()
 
     def __hash__(self) -> int:
-        return hash(tuple(self.kernel_fields().values()))
+        return hash(
+            (self.category_inverted, self.category_mask, self.category_anyof_mask, self.return_mask)
+        )
 
     def __reduce__(self):
         return (Mask.from_kernel, tuple(self.kernel_fields().values()))
@@ -201,16 +203,24 @@ class Mask:
         Returns
         -------
         Regions
-            Bit for bit the kernel's answer for an unbounded output vector.
+            Bit for bit the kernel's answer for an unbounded output vector. It may share
+            memory with ``regions`` when nothing had to change.
         """
         if max_pages < 0:
             raise ValueError(f"max_pages must be >= 0 (0 = unlimited), got {max_pages}")
         a = regions.array
-        keep = self.matches(a["categories"])
-        s = a["start"][keep]
-        e = a["end"][keep]
-        out = a["categories"][keep] & np.uint64(self.return_mask)
+        s, e, c = a["start"], a["end"], a["categories"]
+        filtered = False
+        if self.category_mask or self.category_anyof_mask:  # else every page matches (§3.3)
+            keep = self.matches(c)
+            filtered = not keep.all()
+            if filtered:
+                s, e, c = s[keep], e[keep], c[keep]
+        out = c
+        if self.return_mask & int(ALL_CATEGORIES) != int(ALL_CATEGORIES):
+            out = c & np.uint64(self.return_mask)
         n = s.shape[0]
+        merged = False
         if n > 1:
             new = np.empty(n, dtype=bool)
             new[0] = True
@@ -221,16 +231,20 @@ class Mask:
                 last_end = e[np.append(first[1:] - 1, n - 1)]
                 s, e, out = s[first], last_end, out[first]
                 n = first.shape[0]
-        res = np.empty(n, dtype=REGION_DTYPE)
-        res["start"] = s
-        res["end"] = e
-        res["categories"] = out
+                merged = True
+        if filtered or merged or out is not c:
+            res = np.empty(n, dtype=REGION_DTYPE)
+            res["start"] = s
+            res["end"] = e
+            res["categories"] = out
+        else:
+            res = a  # already what the kernel returns: share it rather than copy
         if max_pages and n:
             shift = np.uint64(regions.page_size.bit_length() - 1)
-            cum = np.cumsum((e - s) >> shift)
+            cum = np.cumsum((res["end"] - res["start"]) >> shift)
             if cum[-1] > max_pages:
                 k = int(np.searchsorted(cum, max_pages))  # first region reaching the budget
-                res = res[: k + 1]
+                res = res[: k + 1].copy()
                 over = int(cum[k]) - max_pages
                 res["end"][k] -= np.uint64(over << int(shift))
         return Regions(res, page_size=regions.page_size)

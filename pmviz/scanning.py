@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import warnings
 from typing import Literal
@@ -24,8 +25,15 @@ _U64 = (1 << 64) - 1
 
 def _full_mask() -> Mask:
     """No filter, every category this kernel can report: what recordings store."""
-    cats = features().categories or ALL_CATEGORIES
-    return Mask(report=cats)
+    return _report_all(features().categories or ALL_CATEGORIES)
+
+
+_WRITTEN_ONLY = Mask(require=Category.WRITTEN)
+
+
+@functools.lru_cache(maxsize=8)
+def _report_all(categories: Category) -> Mask:
+    return Mask(report=categories)
 
 
 def check_range(start: int | None, end: int | None) -> tuple[int, int]:
@@ -49,7 +57,11 @@ def check_range(start: int | None, end: int | None) -> tuple[int, int]:
 
 def check_mask(mask: Mask) -> None:
     """Reject categories this kernel does not know (its EINVAL), naming the bit."""
-    supported = int(features().categories)
+    _check_mask(mask, int(features().categories))
+
+
+@functools.lru_cache(maxsize=256)  # masks are immutable values; the scan loop reuses a few
+def _check_mask(mask: Mask, supported: int) -> None:
     if not supported:
         return
     for name, value in mask.kernel_fields().items():
@@ -95,9 +107,13 @@ class Pagemap:
                 f"kernel {os.uname().release} has no PAGEMAP_SCAN (needs Linux >= 6.7); "
                 "use scan(..., backend='pagemap') for the classic per-page fallback",
             )
+        if self.fd < 0:
+            raise ValueError("this Pagemap is closed")
         lo, hi = check_range(start, end)
         if mask is None:
-            mask = Mask(require=Category.WRITTEN) if clear_written else _full_mask()
+            mask = _WRITTEN_ONLY if clear_written else _full_mask()
+        elif not isinstance(mask, Mask):
+            raise TypeError(f"mask must be a pmviz.Mask, got {type(mask).__name__}")
         check_mask(mask)
         _check_max_pages(max_pages)
         try:
@@ -107,7 +123,10 @@ class Pagemap:
                 hi,
                 flags=pms.PM_SCAN_WP_MATCHING if clear_written else 0,
                 max_pages=max_pages,
-                **mask.kernel_fields(),
+                category_inverted=mask.category_inverted,
+                category_mask=mask.category_mask,
+                category_anyof_mask=mask.category_anyof_mask,
+                return_mask=mask.return_mask,
             )
         except OSError as err:
             raise _translate_scan_error(err, self.pid) from err

@@ -24,7 +24,7 @@ PM_PRESENT = 1 << 63
 # a real device); observed value 0x420000000000003f (spec §5).
 MARKER_SWAP_TYPE = 0x1F
 
-_CHUNK_PAGES = 1 << 16  # 512 KiB of entries per pread: bounded memory for huge VMAs
+_CHUNK_PAGES = 1 << 20  # 8 MiB of entries per pread: bounds the kernel's copy per call
 
 
 def read_entries(fd: int, start: int, end: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -33,10 +33,22 @@ def read_entries(fd: int, start: int, end: int, out: np.ndarray | None = None) -
     The kernel answers short reads at the end of the address space; anything it does not
     return is left 0 (no page).
     """
-    first = start >> PAGE_SHIFT
-    n = (end >> PAGE_SHIFT) - first
+    n = (end >> PAGE_SHIFT) - (start >> PAGE_SHIFT)
     if out is None:
         out = np.zeros(n, dtype=np.uint64)
+    got = pread_entries(fd, start, out[:n])
+    out[got:n] = 0
+    return out
+
+
+def pread_entries(fd: int, start: int, out: np.ndarray) -> int:
+    """Read ``len(out)`` entries from page-aligned ``start`` into ``out`` (``uint64``).
+
+    Returns how many entries the kernel delivered: fewer than asked means the end of the
+    address space, or that the process exited (its mm is gone, reads return 0 bytes).
+    """
+    first = start >> PAGE_SHIFT
+    n = out.shape[0]
     view = memoryview(out.view(np.uint8))
     done = 0
     while done < n:
@@ -45,4 +57,4 @@ def read_entries(fd: int, start: int, end: int, out: np.ndarray | None = None) -
         if got <= 0:
             break
         done += got // 8
-    return out
+    return done

@@ -1,0 +1,352 @@
+"""The classic-pagemap backend: ``PAGEMAP_SCAN`` emulated from 8-byte ``/proc/PID/pagemap``.
+
+For kernels without ``PAGEMAP_SCAN`` (< 6.7), and as an independent cross-check of it. Every
+VMA in the range is read (never the gaps between them, which the kernel does not report
+either), decoded page by page with numpy, run-length encoded, and handed to
+:meth:`Mask.apply`, which does the kernel's filtering, merging and ``max_pages`` truncation.
+
+What the classic entry can and cannot say (spec §5, §3.5):
+
+======================  ======================================================================
+PRESENT, SWAPPED        bits 63, 62 (SWAPPED includes uffd-wp and guard markers, as in the
+                        ioctl).
+GUARD, SOFT_DIRTY       bits 58, 55.
+FILE                    bit 61, except that the *huge* zero page reads as file in the classic
+                        pagemap and not in PAGEMAP_SCAN: a present "file" page in a private
+                        anonymous VMA can only be the huge zero page, and is reported as
+                        PFNZERO instead.
+PFNZERO                 the 4 KiB zero page is recognised by its PFN, which the kernel shows
+                        only to CAP_SYS_ADMIN; without it PFNZERO is never set for 4 KiB pages.
+WRITTEN                 "not uffd-write-protected": the inverse of bit 57 for present and
+                        swapped pages. For an empty entry the ioctl says WRITTEN for a
+                        ``pte_none`` in an existing page table and nothing for a PMD hole
+                        (non-uffd VMA, Linux 6.18). The classic entry is 0 for both, so an empty
+                        page counts as in a hole when no page of its 2 MiB block is mapped or
+                        swapped, and as ``pte_none`` (WRITTEN) otherwise. Wrong for blocks that
+                        were emptied by MADV_DONTNEED (the page table stays: the ioctl says
+                        WRITTEN) and for holes in uffd-wp VMAs (the ioctl says WRITTEN).
+HUGE, WPALLOWED         unknown: never set. A mask that filters on them warns.
+======================  ======================================================================
+
+VM_PFNMAP VMAs, which the ioctl skips, are recognised by name (``[vvar]``, ``[vvar_vclock]``).
+"""
+
+from __future__ import annotations
+
+import functools
+import mmap
+import os
+import threading
+import warnings
+
+import numpy as np
+
+from ._kernel import pagemap as pm
+from ._kernel import procfs
+from ._kernel.pagemap_scan import PAGE_SHIFT, PAGE_SIZE, REGION_DTYPE, RegionBuffer
+from ._kernel.procfs import Pid
+from .categories import ALL_CATEGORIES, Category
+from .errors import NoSuchProcess, PmvizWarning
+from .maps import read_maps
+from .mask import Mask
+from .regions import Regions
+
+__all__ = ["scan_pagemap", "KNOWN_CATEGORIES", "UNKNOWN_CATEGORIES"]
+
+UNKNOWN_CATEGORIES = Category.HUGE | Category.WPALLOWED
+"""Categories the classic pagemap cannot express; the fallback never sets them."""
+KNOWN_CATEGORIES = ALL_CATEGORIES & ~UNKNOWN_CATEGORIES
+"""Categories the fallback reports (see the module docstring for the caveats)."""
+
+_PFNMAP_NAMES = frozenset({"[vvar]", "[vvar_vclock]"})  # skipped by the ioctl (spec §3.2)
+_BLOCK_PAGES = 1 << (21 - PAGE_SHIFT)  # pages per PMD: one page table
+_CHUNK_PAGES = 1 << 15  # pages decoded at once: 256 KiB of entries, temporaries stay in cache
+
+# A page's key: bits 55..63 of its entry (bit 56 "exclusive" cleared), plus ZERO and HOLE.
+# Equal keys run-length encode together; _lut() maps a key to the ioctl's categories.
+_EXCLUSIVE = 1 << 1
+_ZERO = 1 << 9
+_HOLE = 1 << 10
+_NONEMPTY_MIN = 1 << 7  # SWAPPED (62) or PRESENT (63) set
+
+
+@functools.cache
+def _lut(anon_private: bool) -> np.ndarray:
+    key = np.arange(1 << 11, dtype=np.uint64)
+    bit = lambda k: (key >> np.uint64(k)) & np.uint64(1)  # noqa: E731
+    present, swapped, file, guard, wp, sd = bit(8), bit(7), bit(6), bit(3), bit(2), bit(0)
+    zero, hole = bit(9), bit(10)
+    empty = (present | swapped) ^ np.uint64(1)
+    written = ((present | swapped) & (wp ^ np.uint64(1))) | (empty & (hole ^ np.uint64(1)))
+    cats = (
+        present * np.uint64(Category.PRESENT)
+        | swapped * np.uint64(Category.SWAPPED)
+        | file * np.uint64(Category.FILE)
+        | guard * np.uint64(Category.GUARD)
+        | sd * np.uint64(Category.SOFT_DIRTY)
+        | written * np.uint64(Category.WRITTEN)
+        | zero * np.uint64(Category.PFNZERO)
+    )
+    if anon_private:
+        # The huge zero page is the only "file" page a private anonymous VMA can map.
+        huge_zero = (present & file).astype(bool)
+        cats[huge_zero] ^= np.uint64(Category.FILE | Category.PFNZERO)
+    return cats
+
+
+@functools.cache
+def _zero_pfn() -> int:
+    """The PFN of the 4 KiB zero page, or 0 when PFNs are hidden (no CAP_SYS_ADMIN)."""
+    page = mmap.mmap(-1, PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    view = np.frombuffer(page, dtype=np.uint8)
+    try:
+        page.madvise(mmap.MADV_NOHUGEPAGE)
+        int(view[0])  # a read fault on untouched private memory maps the zero page
+        addr = view.ctypes.data
+        fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            (entry,) = pm.read_entries(fd, addr, addr + PAGE_SIZE).tolist()
+        finally:
+            os.close(fd)
+        return entry & pm.PM_PFN_MASK if entry & pm.PM_PRESENT else 0
+    except OSError:
+        return 0
+    finally:
+        del view
+        page.close()
+
+
+def _is_anon_private(path: str, perms: bytes) -> bool:
+    return perms[3:4] == b"p" and (
+        not path or path in ("[heap]", "[stack]") or path[:6] == "[anon:"
+    )
+
+
+def scan_pagemap(
+    pid: Pid = "self",
+    start: int | None = None,
+    end: int | None = None,
+    *,
+    mask: Mask | None = None,
+    max_pages: int = 0,
+) -> Regions:
+    """Scan a process from the classic ``/proc/PID/pagemap`` (no ``PAGEMAP_SCAN`` needed).
+
+    Returns what ``PAGEMAP_SCAN`` would, for the categories the classic entries can express:
+    see the module docstring for HUGE and WPALLOWED (never set), the WRITTEN heuristic for
+    empty pages, and PFNZERO without CAP_SYS_ADMIN.
+
+    Parameters
+    ----------
+    pid : int or "self"
+        The process (PTRACE_MODE_READ access needed, as for the ioctl).
+    start, end : int, optional
+        Address range, validated like the ioctl's (default: the whole user address space).
+    mask : Mask, optional
+        Filter and report mask, applied exactly as the kernel would (default: everything).
+    max_pages : int
+        Stop after this many matching pages (0 = unlimited).
+
+    Returns
+    -------
+    Regions
+
+    Raises
+    ------
+    NoSuchProcess, AccessDenied
+        The process vanished, or may not be read (the message names CAP_SYS_PTRACE).
+    ValueError, TypeError
+        Bad range, mask or ``max_pages``.
+
+    Warns
+    -----
+    PmvizWarning
+        When ``mask`` filters on a category this backend cannot know.
+
+    Examples
+    --------
+    >>> import pmviz
+    >>> from pmviz.fallback import scan_pagemap
+    >>> scan_pagemap().pages_with(pmviz.Category.PRESENT) > 0
+    True
+    """
+    from .scanning import _check_max_pages, check_mask, check_range
+
+    pid = procfs.normalize_pid(pid)
+    lo, hi = check_range(start, end)
+    if mask is None:
+        mask = Mask()
+    elif not isinstance(mask, Mask):
+        raise TypeError(f"mask must be a pmviz.Mask, got {type(mask).__name__}")
+    check_mask(mask)
+    _check_max_pages(max_pages)
+    _warn_unknown(mask)
+    # Round like the ioctl (spec §2 check 10): end up to a page.
+    hi = -(-hi // PAGE_SIZE) * PAGE_SIZE
+    with procfs.open_fd(pid, "pagemap") as fd:
+        vmas = read_maps(pid)
+        out = _Writer(fd, pid)
+        for i in range(len(vmas)):  # per VMA (not per page): a few hundred at most
+            path = str(vmas.paths[i])
+            s = max(int(vmas.start[i]), lo)
+            e = min(int(vmas.end[i]), hi)
+            if s < e and path not in _PFNMAP_NAMES:
+                out.add_vma(s, e, _is_anon_private(path, bytes(vmas.array["perms"][i])))
+        runs = out.result()
+    return mask.apply(Regions(runs), max_pages=max_pages)
+
+
+def _warn_unknown(mask: Mask) -> None:
+    used = mask.category_mask | mask.category_anyof_mask
+    unknown = used & int(UNKNOWN_CATEGORIES)
+    if not _zero_pfn():
+        unknown |= used & int(Category.PFNZERO)
+    if unknown:
+        names = "|".join(c.name for c in Category if unknown & c.value)  # type: ignore[misc]
+        warnings.warn(
+            f"the classic pagemap cannot tell {names}; the fallback treats it as never set "
+            "(PFNZERO needs CAP_SYS_ADMIN to see PFNs)",
+            PmvizWarning,
+            stacklevel=3,
+        )
+
+
+class _Scratch(threading.local):
+    """Per-thread work arrays for one chunk, reused across scans.
+
+    Fresh arrays above glibc's mmap threshold are page-faulted in on every allocation, which
+    costs more than decoding them; a chunk's temporaries (about 1.5 MiB) are kept instead.
+    """
+
+    def __init__(self) -> None:
+        c = _CHUNK_PAGES
+        self.entries = np.empty(c, dtype=np.uint64)
+        self.keys = np.empty(c, dtype=np.uint16)
+        self.run_keys = np.empty(c, dtype=np.uint16)
+        self.flags = np.empty(c, dtype=bool)
+        self.first = np.empty(c, dtype=np.intp)
+        self.cats = np.empty(c, dtype=np.uint64)
+        self.addrs = np.empty(c, dtype=np.uint64)
+
+
+_scratch = _Scratch()
+
+
+class _Writer:
+    """Decodes VMAs chunk by chunk into one growing region buffer, merging across chunks.
+
+    The output lives in a ``RegionBuffer`` (no copy however large), and adjacent equal runs
+    are merged at chunk and VMA boundaries, so for an unfiltered mask the result is already
+    what the kernel returns and ``Mask.apply`` passes it through untouched.
+    """
+
+    def __init__(self, fd: int, pid: Pid) -> None:
+        self.fd, self.pid = fd, pid
+        self.zero_pfn = _zero_pfn()
+        self.buffer: RegionBuffer | None = None
+        self.regions = np.empty(0, dtype=REGION_DTYPE)
+        self.n = 0
+
+    def add_vma(self, start: int, end: int, anon: bool) -> None:
+        first, last = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+        lut = _lut(anon)
+        vpn = first
+        while vpn < last:
+            # Chunks end on 2 MiB boundaries: a page table never straddles two of them.
+            stop = min(last, (vpn + _CHUNK_PAGES) // _BLOCK_PAGES * _BLOCK_PAGES)
+            entries = _scratch.entries[: stop - vpn]
+            if pm.pread_entries(self.fd, vpn << PAGE_SHIFT, entries) != len(entries):
+                # A short read inside a VMA: the process exited under us (its mm is gone).
+                raise NoSuchProcess(self.pid, f"process {self.pid} exited during the scan")
+            keys = _keys(entries, self.zero_pfn)
+            _mark_holes(self.fd, keys, vpn)
+            self._append(keys, vpn, lut)
+            vpn = stop
+
+    def _reserve(self, k: int) -> np.ndarray:
+        """Room for ``k`` more regions; returns the writable view of everything so far."""
+        need = self.n + k
+        if self.buffer is None:
+            self.buffer = RegionBuffer(max(need, 1 << 16))
+        while self.buffer.capacity < need:
+            self.regions = np.empty(0, dtype=REGION_DTYPE)  # no view across a move
+            self.buffer.grow()
+        if len(self.regions) < need:
+            self.regions = self.buffer.view(self.buffer.capacity)
+        return self.regions
+
+    def _append(self, keys: np.ndarray, vpn: int, lut: np.ndarray) -> None:
+        """Run-length encode one chunk's keys into the buffer."""
+        m = keys.shape[0]
+        change = np.flatnonzero(np.not_equal(keys[1:], keys[:-1], out=_scratch.flags[: m - 1]))
+        k = change.shape[0] + 1
+        first = _scratch.first[:k]  # index of each run's first page
+        first[0] = 0
+        np.add(change, 1, out=first[1:])
+        run_keys = np.take(keys, first, out=_scratch.run_keys[:k], mode="clip")
+        cats = np.take(lut, run_keys, out=_scratch.cats[:k], mode="clip")
+        addrs = np.add(first, vpn, out=_scratch.addrs[:k], casting="unsafe")
+        np.left_shift(addrs, np.uint64(PAGE_SHIFT), out=addrs)
+        chunk_end = (vpn + m) << PAGE_SHIFT
+        n = self.n
+        if n and self.regions["end"][n - 1] == addrs[0]:
+            if self.regions["categories"][n - 1] == cats[0]:
+                # The chunk's first run continues the previous region (chunk or VMA edge).
+                n -= 1
+                addrs[0] = self.regions["start"][n]
+        regions = self._reserve(k)[n : n + k]
+        regions["start"] = addrs
+        ends = regions["end"]
+        ends[:-1] = addrs[1:]
+        ends[-1] = chunk_end
+        regions["categories"] = cats
+        self.n = n + k
+
+    def result(self) -> np.ndarray:
+        if self.buffer is None:
+            return np.empty(0, dtype=REGION_DTYPE)
+        self.regions = np.empty(0, dtype=REGION_DTYPE)  # drop the view before trimming
+        self.buffer.trim(self.n)
+        return np.asarray(self.buffer)
+
+
+def _keys(entries: np.ndarray, zero_pfn: int) -> np.ndarray:
+    """Per-page keys (bits 55..63, exclusive bit cleared, plus _ZERO). Consumes ``entries``."""
+    m = entries.shape[0]
+    keys = _scratch.keys[:m]
+    # Bits 48..63 are the last uint16 of each little-endian entry: one strided pass.
+    np.right_shift(entries.view("<u2")[3::4], 7, out=keys)
+    keys &= np.uint16(~_EXCLUSIVE & 0x1FF)
+    if zero_pfn:
+        np.bitwise_and(entries, np.uint64(pm.PM_PRESENT | pm.PM_PFN_MASK), out=entries)
+        is_zero = np.equal(entries, np.uint64(pm.PM_PRESENT | zero_pfn), out=_scratch.flags[:m])
+        np.bitwise_or(keys, np.uint16(_ZERO), out=keys, where=is_zero)
+    return keys
+
+
+def _mark_holes(fd: int, keys: np.ndarray, vpn: int) -> None:
+    """Flag the pages of 2 MiB blocks with no page table (PMD holes), spec §3.5.
+
+    A block has a table when any page in it is mapped or swapped; pages of the block outside
+    this chunk (other VMAs, or parts outside the scanned range) are read separately, only for
+    edge blocks that look empty here.
+    """
+    n = keys.shape[0]
+    head = (-vpn) % _BLOCK_PAGES  # pages before the first block boundary
+    bounds = np.arange(head, n, _BLOCK_PAGES)
+    if head:
+        bounds = np.concatenate(([0], bounds))
+    nonempty = np.greater_equal(keys, np.uint16(_NONEMPTY_MIN), out=_scratch.flags[:n])
+    has_table = np.logical_or.reduceat(nonempty, bounds)
+    if has_table.all():
+        return
+    lengths = np.diff(np.append(bounds, n))
+    # Edge blocks only partly inside the chunk: look at the rest of the block.
+    for j in {0, len(bounds) - 1}:
+        if not has_table[j] and lengths[j] < _BLOCK_PAGES:
+            block = ((vpn + int(bounds[j])) // _BLOCK_PAGES) * _BLOCK_PAGES
+            whole = np.empty(_BLOCK_PAGES, dtype=np.uint64)
+            got = pm.pread_entries(fd, block << PAGE_SHIFT, whole)
+            has_table[j] = bool(((whole[:got] >> np.uint64(62)) != 0).any())
+    hole = np.repeat(~has_table, lengths)
+    np.bitwise_or(keys, np.uint16(_HOLE), out=keys, where=hole)
