@@ -1,8 +1,9 @@
 /* A program with a known, changing written set, driven phase by phase through stdin.
  *
  * Commands (one per line on stdin; the program blocks in read(2) between them):
- *   phase K   write a pseudo-random page set of BUF (K-dependent), maybe map new memory,
- *             print "written ADDR..." (page addresses, hex), then "done K"
+ *   phase K   write a pseudo-random page set of BUF (K-dependent); every even K also map
+ *             new memory ("map ADDR NPAGES") and write part of it; print "written ADDR..."
+ *             (page addresses, hex), then "done K"
  *   sleep     nanosleep 300 ms (restartable via restart_syscall), print "slept ok|bad"
  *   sum       print "checksum X" over every buffer, then exit 0
  * Every syscall result is checked: a broken restart after injection shows up as "error".
@@ -53,18 +54,21 @@ static void touch(unsigned char *p, int k) {
 
 static void phase(int k) {
     uint32_t s = 7919u * (uint32_t)k + 1;
+    unsigned char *fresh = NULL;
+    if (k % 2 == 0 && n_maps < MAX_MAPS) {
+        fresh = mmap(NULL, NEW_PAGES * page, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (fresh == MAP_FAILED) { printf("error mmap\n"); exit(3); }
+        printf("map %lx %d\n", (unsigned long)fresh, NEW_PAGES);
+    }
     printf("written");
     for (int i = 0; i < BUF_PAGES; i++)
         if (next(&s) % 3 == 0) touch(buf + (long)i * page, k);
-    if (k % 2 == 0 && n_maps < MAX_MAPS) {  /* new memory, part of it written */
-        unsigned char *m = mmap(NULL, NEW_PAGES * page, PROT_READ | PROT_WRITE,
-                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) { printf("\nerror mmap\n"); exit(3); }
-        maps[n_maps++] = m;
+    if (fresh) /* new memory in this phase, part of it written */
         for (int i = 0; i < NEW_PAGES; i++)
-            if (next(&s) % 2 == 0) touch(m + (long)i * page, k);
-    }
-    for (int j = 0; j < n_maps; j++)  /* older new memory: a changing subset */
+            if (next(&s) % 2 == 0) touch(fresh + (long)i * page, k);
+    if (fresh) maps[n_maps++] = fresh;
+    for (int j = 0; j < n_maps - (fresh != NULL); j++)  /* older new memory: a changing subset */
         for (int i = 0; i < NEW_PAGES; i++)
             if (next(&s) % 5 == 0) touch(maps[j] + (long)i * page, k);
     printf("\ndone %d\n", k);
