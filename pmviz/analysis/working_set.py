@@ -16,7 +16,7 @@ from ..capture import Capture
 from ..categories import Category as C
 from ..maps import VmaKind
 from ..mask import Mask
-from ._intervals import AnyOf, BitMatch, covered, elementary, prefix_coverage, presence_matrix
+from ._intervals import BitMatch, covered, elementary, prefix_coverage, presence_matrix
 
 __all__ = [
     "WorkingSet",
@@ -33,13 +33,10 @@ __all__ = [
 ]
 
 RESIDENT = Mask(require=C.PRESENT)
-# SWAPPED is also set for uffd-wp markers and guard markers (spec §3.5, gotcha 9). Guards carry
-# GUARD; a marker is SWAPPED without WRITTEN inside a WP-async VMA, which is also what a
-# write-protected swap entry looks like, so those (ambiguous) pages are left out.
-SWAPPED = AnyOf(
-    Mask(require=C.SWAPPED, exclude=C.GUARD | C.WPALLOWED),
-    Mask(require=C.SWAPPED | C.WRITTEN | C.WPALLOWED, exclude=C.GUARD),
-)
+# SWAPPED is also set for guard markers and uffd-wp markers (spec §3.5, gotcha 9). Guards carry
+# GUARD; the recorder clears SWAPPED on uffd-wp markers as it scans (pmviz.swapped), so what is
+# left is real swap (and migration entries, which are fleeting).
+SWAPPED = Mask(require=C.SWAPPED, exclude=C.GUARD)
 KINDS = [k.name.lower() for k in VmaKind] + ["unattributed"]
 
 
@@ -93,9 +90,9 @@ def _by_kind(capture: Capture, regions, offsets, select) -> tuple[np.ndarray, np
 def working_set_size(capture: Capture) -> WorkingSet:
     """Resident, swapped and written bytes of every snapshot, in total and per VMA kind.
 
-    Resident is ``PRESENT``; swapped is ``SWAPPED`` without guard markers and without the
-    uffd-wp markers of tracked memory (see ``SWAPPED``); written is the write-tracking set
-    (pages written since the previous snapshot).
+    Resident is ``PRESENT``; swapped is ``SWAPPED`` without guard markers (the recorder has
+    already told uffd-wp markers from swap, see ``pmviz.swapped``); written is the
+    write-tracking set (pages written since the previous snapshot).
 
     Returns
     -------

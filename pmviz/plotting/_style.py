@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator
 
 # One colour per category, used for single-category colormaps and the composite view.
 CATEGORY_COLORS = {
@@ -58,6 +58,37 @@ def hex_formatter(to_real=None) -> FuncFormatter:
         return hex_address(int(to_real(np.array([max(x, 0)], dtype=np.int64))[0]))
 
     return FuncFormatter(fmt)
+
+
+class ByteLocator(Locator):
+    """Ticks at round numbers of the largest binary unit (KiB, MiB, ...) below the data max."""
+
+    def __call__(self):  # noqa: D102 - matplotlib Locator protocol
+        lo, hi = self.axis.get_view_interval()
+        return self.tick_values(lo, hi)
+
+    def tick_values(self, vmin: float, vmax: float):  # noqa: D102
+        top = max(abs(vmin), abs(vmax), 1.0)
+        unit = 1024.0 ** int(np.floor(np.log(top) / np.log(1024)))
+        return (
+            MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(vmin / unit, vmax / unit)
+            * unit
+        )
+
+
+def human_bytes(x: float) -> str:
+    """``1.5 MiB``-style text."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(x) < 1024 or unit == "TiB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.3g} {unit}"
+        x /= 1024
+    return f"{x}"
+
+
+def set_byte_axis(axis) -> None:  # noqa: ANN001 - a matplotlib Axis
+    """Binary-unit ticks and labels on ``ax.xaxis`` or ``ax.yaxis``."""
+    axis.set_major_locator(ByteLocator())
+    axis.set_major_formatter(byte_formatter())
 
 
 def byte_formatter() -> FuncFormatter:

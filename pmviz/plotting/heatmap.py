@@ -40,7 +40,7 @@ def heatmap(
     addr_bins: int = 512,
     addr_range: tuple[int, int] | None = None,
     time_range: tuple[float | None, float | None] | None = None,
-    axis: str = "compact",
+    axis: str | AddressAxis = "compact",
     cmap: str | mcolors.Colormap | None = None,
     colorbar: bool = True,
     bands: bool = True,
@@ -88,8 +88,7 @@ def heatmap(
         cmap
         if isinstance(cmap, mcolors.Colormap)
         else matplotlib.colormaps[cmap or category_cmap(g.category)]
-    ).copy()
-    cm.set_bad("#eeeeee")
+    ).with_extremes(bad="#eeeeee")
     kwargs.setdefault("vmin", 0.0)
     kwargs.setdefault("vmax", 1.0)
     kwargs.setdefault("shading", "flat")
@@ -116,7 +115,7 @@ def composite_heatmap(
     addr_bins: int = 512,
     addr_range: tuple[int, int] | None = None,
     time_range: tuple[float | None, float | None] | None = None,
-    axis: str = "compact",
+    axis: str | AddressAxis = "compact",
     bands: bool = True,
     legend: bool = True,
     title: str | None = None,

@@ -1,0 +1,133 @@
+"""Checkpoint and live-migration estimates: what CRIU would dump, and pre-copy convergence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..capture import Capture
+from ..categories import Category as C
+from ..mask import Mask
+from ._intervals import prefix_coverage
+from .working_set import wss_curve
+
+__all__ = ["CRIU_DUMP_MASK", "dump_size", "dirty_bytes", "PrecopyEstimate", "precopy_estimate"]
+
+CRIU_DUMP_MASK = Mask(anyof=C.PRESENT | C.SWAPPED, exclude=C.FILE | C.PFNZERO)
+"""The pages CRIU dumps (criu/pagemap-cache.c ``pmc_fill``, spec §6): present or swapped, not
+file-backed, not the zero page. Guard markers are SWAPPED but CRIU skips them (``GUARD``)."""
+_DUMP = Mask(anyof=C.PRESENT | C.SWAPPED, exclude=C.FILE | C.PFNZERO | C.GUARD)
+
+
+def dump_size(capture: Capture) -> np.ndarray:
+    """Bytes CRIU would dump at each snapshot (``int64``)."""
+    c = prefix_coverage(
+        capture.regions, capture.region_offsets, np.array([0, 2**63 - 1], np.uint64), select=_DUMP
+    )
+    return c[:, 1] - c[:, 0]
+
+
+@dataclass(frozen=True)
+class PrecopyEstimate:
+    """The pre-copy rounds of a live migration and the resulting downtime.
+
+    ``round_bytes[0]`` is the full dump; round ``n`` resends the pages dirtied while round
+    ``n - 1`` was being sent; the last round is the stop-and-copy, whose duration is the
+    downtime. ``converged`` says whether it fitted the downtime budget.
+    """
+
+    bandwidth: float
+    budget_s: float
+    round_bytes: np.ndarray
+    round_s: np.ndarray
+    converged: bool
+    reason: str
+
+    @property
+    def downtime_s(self) -> float:
+        return float(self.round_s[-1])
+
+    @property
+    def total_s(self) -> float:
+        return float(self.round_s.sum())
+
+    @property
+    def total_bytes(self) -> int:
+        return int(self.round_bytes.sum())
+
+
+def dirty_bytes(capture: Capture, statistic: str = "max") -> tuple[np.ndarray, np.ndarray]:
+    """Distinct bytes dirtied over windows of ``k`` intervals: ``(seconds, bytes)``, k = 0..n.
+
+    ``statistic`` reduces over the window positions in the capture (``"max"`` or ``"mean"``).
+    """
+    n = capture.n_snapshots
+    curve = wss_curve(capture, windows=np.arange(1, n + 1))
+    full = np.arange(1, n + 1)[:, None] <= np.arange(1, n + 1)[None, :]  # window fits
+    b = np.where(full, curve.bytes, np.nan if statistic == "mean" else -1)
+    if statistic == "max":
+        red = b.max(axis=1)
+    elif statistic == "mean":
+        red = np.nanmean(b, axis=1)
+    else:
+        raise ValueError(f"statistic must be 'max' or 'mean', got {statistic!r}")
+    secs = np.arange(n + 1) * curve.interval_s
+    return secs, np.concatenate([[0.0], red])
+
+
+def precopy_estimate(
+    capture: Capture,
+    *,
+    bandwidth: float,
+    downtime: float = 0.3,
+    at: int = -1,
+    max_rounds: int = 30,
+    statistic: str = "max",
+) -> PrecopyEstimate:
+    """Model iterative pre-copy migration from the capture's dump size and dirty rate.
+
+    The dirty set of a round lasting ``T`` seconds is the distinct bytes written in a window of
+    ``T`` (interpolated between whole intervals, held at the longest window the capture has).
+
+    Parameters
+    ----------
+    capture : Capture
+        With write tracking.
+    bandwidth : float
+        Bytes per second of the migration link.
+    downtime : float
+        Stop-and-copy budget in seconds: iterate until a round fits it.
+    at : int
+        Snapshot whose dump set is the first round.
+    max_rounds : int
+        Give up (and stop and copy) after this many rounds.
+    statistic : {"max", "mean"}
+        Worst or average window of the capture for the dirty rate.
+
+    Returns
+    -------
+    PrecopyEstimate
+    """
+    if bandwidth <= 0:
+        raise ValueError(f"bandwidth must be > 0 bytes/s, got {bandwidth}")
+    if downtime < 0 or max_rounds < 1:
+        raise ValueError("downtime must be >= 0 and max_rounds >= 1")
+    secs, dirty = dirty_bytes(capture, statistic)
+    d0 = float(dump_size(capture)[capture._index(at)])
+    sizes, times = [d0], [d0 / bandwidth]
+    reason = "max_rounds"
+    converged = False
+    while len(sizes) <= max_rounds:
+        if times[-1] <= downtime:
+            converged, reason = True, "fits the downtime budget"
+            break
+        nxt = min(float(np.interp(times[-1], secs, dirty)), d0)
+        if nxt >= sizes[-1]:
+            reason = "dirty set no longer shrinks"
+            sizes.append(nxt)
+            times.append(nxt / bandwidth)
+            break
+        sizes.append(nxt)
+        times.append(nxt / bandwidth)
+    return PrecopyEstimate(bandwidth, downtime, np.array(sizes), np.array(times), converged, reason)

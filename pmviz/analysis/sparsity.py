@@ -1,0 +1,221 @@
+"""How sparse a range is, and what that means for the cost of scanning it (spec §1.3, §3.4)."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..capture import Capture
+from ..categories import Category, parse_categories
+from ..maps import Vmas
+from ..mask import Mask
+from ..regions import REGION_DTYPE, Regions, _human_bytes
+
+__all__ = ["Sparsity", "sparsity", "PAGE_REGION_BYTES", "PAGEMAP_ENTRY_BYTES"]
+
+PAGE_REGION_BYTES = 24  # sizeof(struct page_region), spec §1.3
+PAGEMAP_ENTRY_BYTES = 8  # one u64 per page in /proc/PID/pagemap, spec §5
+
+
+@dataclass(frozen=True)
+class Sparsity:
+    """Sparsity of one range for one category, and the scan cost it implies.
+
+    Attributes
+    ----------
+    ranges : numpy.ndarray
+        ``(n, 2)`` real ``[start, end)`` ranges measured (one per VMA, or the range asked).
+    category : str
+    page_size : int
+    reserved_bytes : int
+        Mapped bytes in the ranges (VMA sizes; the range size without maps).
+    matched_bytes : int
+        Bytes in the category.
+    n_scan_regions : int
+        ``page_region`` entries an unfiltered, every-category scan returns for the ranges.
+    region_pages : numpy.ndarray
+        Pages of each run of the category, merged as the kernel merges (``Mask.apply``).
+    hole_pages : numpy.ndarray
+        Pages between consecutive runs (interior gaps only).
+    vec_len : int
+        Output-vector length assumed for the ioctl count.
+    """
+
+    ranges: np.ndarray
+    category: str
+    page_size: int
+    reserved_bytes: int
+    matched_bytes: int
+    n_scan_regions: int
+    region_pages: np.ndarray
+    hole_pages: np.ndarray
+    vec_len: int
+
+    @property
+    def n_regions(self) -> int:
+        """``page_region`` entries a scan filtered to the category returns."""
+        return int(self.region_pages.size)
+
+    @property
+    def pages_per_region(self) -> float:
+        """Pages described per ``page_region``: the compactness of the region encoding."""
+        return float(self.region_pages.sum() / self.n_regions) if self.n_regions else 0.0
+
+    @property
+    def density(self) -> float:
+        """``matched_bytes / reserved_bytes``."""
+        return self.matched_bytes / self.reserved_bytes if self.reserved_bytes else 0.0
+
+    @property
+    def region_bytes_out(self) -> int:
+        """Bytes the kernel copies out for the filtered scan (24 per region)."""
+        return PAGE_REGION_BYTES * self.n_regions
+
+    @property
+    def pagemap_bytes_out(self) -> int:
+        """Bytes a classic ``/proc/PID/pagemap`` read of the same ranges returns (8 per page)."""
+        return PAGEMAP_ENTRY_BYTES * (self.reserved_bytes // self.page_size)
+
+    @property
+    def ioctl_calls(self) -> int:
+        """``PAGEMAP_SCAN`` calls for the filtered scan with ``vec_len`` entries per call."""
+        return max(1, -(-self.n_regions // self.vec_len))
+
+    @property
+    def compression(self) -> float:
+        """How many times smaller the region answer is than the per-page one."""
+        return self.pagemap_bytes_out / max(self.region_bytes_out, 1)
+
+    def size_histogram(self, which: str = "regions") -> tuple[np.ndarray, np.ndarray]:
+        """Counts of run (or hole) sizes in power-of-two page bins: ``(counts, edges)``."""
+        v = self.region_pages if which == "regions" else self.hole_pages
+        if which not in ("regions", "holes"):
+            raise ValueError(f"which must be 'regions' or 'holes', got {which!r}")
+        top = int(v.max()) if v.size else 1
+        edges = 2 ** np.arange(0, max(1, int(np.ceil(np.log2(top + 1)))) + 1)
+        counts, _ = np.histogram(v, bins=edges)
+        return counts, edges
+
+    def _repr_html_(self) -> str:
+        rows = {
+            "ranges": ", ".join(f"<code>{s:#x}-{e:#x}</code>" for s, e in self.ranges.tolist()[:4])
+            + (" …" if len(self.ranges) > 4 else ""),
+            "reserved": _human_bytes(self.reserved_bytes),
+            f"{html.escape(self.category)}": f"{_human_bytes(self.matched_bytes)} "
+            f"({100 * self.density:.1f}%)",
+            "regions (filtered / unfiltered scan)": f"{self.n_regions:,} / {self.n_scan_regions:,}",
+            "pages per page_region": f"{self.pages_per_region:,.1f}",
+            "scan output": f"{_human_bytes(self.region_bytes_out)} in {self.ioctl_calls:,} "
+            f"ioctl(s) vs {_human_bytes(self.pagemap_bytes_out)} of pagemap "
+            f"({self.compression:,.0f}x)",
+        }
+        body = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows.items()
+        )
+        return f"<div><b>Sparsity</b><table>{body}</table></div>"
+
+
+def _label(bits: Category) -> str:
+    return "|".join(c.name.lower() for c in Category if bits & c) or "mapped"  # type: ignore[union-attr]
+
+
+def select_ranges(
+    vmas: Vmas, vma=None, start: int | None = None, end: int | None = None
+) -> np.ndarray:
+    """``(n, 2)`` real ranges: the VMAs chosen (index or label), else the mapped parts of
+    ``[start, end)`` (one piece per VMA), else ``[start, end)`` itself when there are no maps.
+    """
+    if vma is not None:
+        if isinstance(vma, (int, np.integer)):
+            if not -len(vmas) <= vma < len(vmas):
+                raise IndexError(f"VMA {vma} out of range for a table of {len(vmas)}")
+            sel = np.zeros(len(vmas), bool)
+            sel[vma] = True
+        else:
+            labels = np.array([vmas.label(i) for i in range(len(vmas))], dtype=object)
+            sel = (labels == vma) | (vmas.paths == vma)
+            if not sel.any():
+                raise ValueError(f"no VMA labelled {vma!r}; labels here: {sorted(set(labels))}")
+        return np.stack([vmas.start[sel], vmas.end[sel]], axis=1)
+    if not len(vmas):
+        if start is None or end is None:
+            raise ValueError("give start and end (there is no VMA table to take them from)")
+        return np.array([[start, end]], dtype=np.uint64)
+    lo = np.maximum(vmas.start, np.uint64(0 if start is None else start))
+    hi = np.minimum(vmas.end, np.uint64(2**64 - 1 if end is None else end))
+    keep = hi > lo
+    return np.stack([lo[keep], hi[keep]], axis=1)
+
+
+def sparsity(
+    data: Capture | Regions,
+    category=Category.PRESENT,
+    *,
+    at: int = -1,
+    vmas: Vmas | None = None,
+    vma: int | str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    vec_len: int = 512,
+) -> Sparsity:
+    """Measure the sparsity of a range or VMA for a category.
+
+    Parameters
+    ----------
+    data : Capture or Regions
+        A capture (snapshot ``at`` is measured) or one unfiltered scan.
+    category : category spec or Mask
+        What counts as occupied (default ``PRESENT``).
+    at : int
+        Snapshot of a capture.
+    vmas : Vmas, optional
+        VMA table for ``Regions`` input (a capture brings its own).
+    vma : int or str, optional
+        A VMA index, or a label / path such as ``"[heap]"`` or ``"libc.so.6"`` (every VMA
+        with it).
+    start, end : int, optional
+        A range instead (default: everything mapped); only its mapped parts count as
+        reserved when a VMA table is known.
+    vec_len : int
+        Output-vector length of the scan loop being costed (pmviz and CRIU use 512).
+
+    Returns
+    -------
+    Sparsity
+    """
+    if isinstance(data, Capture):
+        regs = data.regions_at(at)
+        vmas = data.vmas_at(at) if vmas is None else vmas
+    else:
+        regs = data
+    vmas = Vmas() if vmas is None else vmas
+    if isinstance(category, Mask):
+        mask = category
+    else:
+        # Report only the category's bits: maximal runs, the most compact filtered scan.
+        bits = parse_categories(category)
+        mask = Mask(require=bits, report=bits)
+    label = repr(mask) if isinstance(category, Mask) else _label(parse_categories(category))
+    ranges = select_ranges(vmas, vma, start, end)
+    parts = [regs.clip(int(s), int(e)) for s, e in ranges.tolist()]  # per VMA
+    clipped = Regions.concat(parts) if parts else Regions(np.empty(0, REGION_DTYPE))
+    reserved = int((ranges[:, 1] - ranges[:, 0]).sum())
+    hit = mask.apply(clipped)
+    page_shift = np.uint64(regs.page_size.bit_length() - 1)
+    # Holes lie between runs of one range: unmapped space between VMAs is no hole.
+    piece = np.searchsorted(ranges[:, 0], hit.start, side="right")
+    same = piece[1:] == np.searchsorted(ranges[:, 1], hit.end[:-1], side="left") + 1
+    holes = ((hit.start[1:] - hit.end[:-1]) >> page_shift).astype(np.int64)[same]
+    return Sparsity(
+        ranges=ranges,
+        category=label,
+        page_size=regs.page_size,
+        reserved_bytes=reserved,
+        matched_bytes=hit.size,
+        n_scan_regions=len(Mask().apply(clipped)),
+        region_pages=hit.page_counts,
+        hole_pages=holes,
+        vec_len=vec_len,
+    )

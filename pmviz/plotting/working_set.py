@@ -1,0 +1,147 @@
+"""Working-set plots: stacked bytes per VMA kind, WSS curves, idle-time histograms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+
+from ..analysis.working_set import (
+    IdleTime,
+    Temperature,
+    WorkingSet,
+    WssCurve,
+    idle_time,
+    working_set_size,
+    wss_curve,
+)
+from ..capture import Capture
+from ._style import KIND_COLORS, get_ax, set_byte_axis
+
+__all__ = ["working_set", "wss", "idle_histogram", "temperature_bars"]
+
+
+def working_set(
+    data: WorkingSet | Capture,
+    *,
+    ax: Axes | None = None,
+    metric: str = "resident",
+    legend: bool = True,
+    **kwargs: Any,
+) -> list:
+    """Stacked area of ``metric`` bytes over time, one layer per VMA kind.
+
+    Parameters
+    ----------
+    data : WorkingSet or Capture
+    metric : {"resident", "swapped", "written"}
+    **kwargs
+        Passed to ``Axes.stackplot``.
+
+    Returns
+    -------
+    list of matplotlib.collections.PolyCollection
+        One per VMA kind that has any bytes (its label is the kind).
+    """
+    ws = working_set_size(data) if isinstance(data, Capture) else data
+    if metric not in ("resident", "swapped", "written"):
+        raise ValueError(f"metric must be 'resident', 'swapped' or 'written', got {metric!r}")
+    by_kind = getattr(ws, f"{metric}_by_kind")
+    if by_kind is None:
+        raise ValueError("this capture has no written sets; plot 'resident' or 'swapped'")
+    ax = get_ax(ax)
+    used = np.flatnonzero(by_kind.sum(axis=0) > 0)
+    labels = [ws.kinds[i] for i in used]
+    kwargs.setdefault("colors", [KIND_COLORS.get(k, "#999999") for k in labels])
+    kwargs.setdefault("step", "post")
+    polys = ax.stackplot(ws.time, *(by_kind[:, i] for i in used), labels=labels, **kwargs)
+    set_byte_axis(ax.yaxis)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(f"{metric} bytes")
+    ax.set_title(f"{metric} memory by VMA kind")
+    if legend and labels:
+        ax.legend(loc="upper left", fontsize="small", frameon=False)
+    return polys
+
+
+def wss(data: WssCurve | Capture, *, ax: Axes | None = None, **kwargs: Any) -> list:
+    """The write working-set curve: one line per window length.
+
+    Returns
+    -------
+    list of matplotlib.lines.Line2D
+    """
+    curve = wss_curve(data) if isinstance(data, Capture) else data
+    ax = get_ax(ax)
+    lines = []
+    cmap = matplotlib.colormaps["viridis"]
+    for j, k in enumerate(curve.windows.tolist()):
+        color = cmap(j / max(1, curve.windows.size - 1))
+        (line,) = ax.plot(
+            curve.time,
+            curve.bytes[j],
+            drawstyle="steps-post",
+            color=color,
+            label=f"{k} interval{'s' if k > 1 else ''} ({k * curve.interval_s:g} s)",
+            **kwargs,
+        )
+        lines.append(line)
+    set_byte_axis(ax.yaxis)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("distinct bytes written")
+    ax.set_title("write working set over sliding windows")
+    ax.legend(fontsize="small", frameon=False, title="window")
+    return lines
+
+
+def idle_histogram(data: IdleTime | Capture, *, ax: Axes | None = None, **kwargs: Any):
+    """Bytes by intervals since last write (plus a hatched bar for never written).
+
+    Returns
+    -------
+    matplotlib.container.BarContainer
+        Bars ``0 .. at`` (intervals since last write), then the never-written bar.
+    """
+    it = idle_time(data) if isinstance(data, Capture) else data
+    ax = get_ax(ax)
+    x = np.append(it.intervals, it.intervals.size)
+    h = np.append(it.bytes, it.never)
+    kwargs.setdefault("color", ["#d62728"] * it.intervals.size + ["#bbbbbb"])
+    bars = ax.bar(x, h, width=0.9, **kwargs)
+    bars[-1].set_hatch("//")
+    ticks = np.linspace(0, it.intervals.size - 1, min(8, it.intervals.size)).round().astype(int)
+    ax.set_xticks(np.append(ticks, x[-1]), [f"{t}" for t in ticks] + ["never"])
+    set_byte_axis(ax.yaxis)
+    ax.set_xlabel(f"intervals since last write (interval {it.interval_s:g} s)")
+    ax.set_ylabel("bytes")
+    ax.set_title(f"page idle time at snapshot {it.at}")
+    return bars
+
+
+def temperature_bars(t: Temperature, *, ax: Axes | None = None, top: int = 12, **kwargs: Any):
+    """Hot / warm / cold bytes of the VMAs with the most resident bytes (horizontal bars).
+
+    Returns
+    -------
+    list of matplotlib.container.BarContainer
+        cold, warm, hot.
+    """
+    ax = get_ax(ax)
+    total = t.vma_bytes.sum(axis=1)
+    idx = np.argsort(total)[::-1][:top]
+    idx = idx[total[idx] > 0][::-1]
+    y = np.arange(idx.size)
+    left = np.zeros(idx.size)
+    out = []
+    for j, (name, color) in enumerate(
+        (("cold", "#4c72b0"), ("warm", "#dd8452"), ("hot", "#c44e52"))
+    ):
+        out.append(ax.barh(y, t.vma_bytes[idx, j], left=left, color=color, label=name, **kwargs))
+        left += t.vma_bytes[idx, j]
+    ax.set_yticks(y, [t.vma_labels[i] for i in idx])
+    set_byte_axis(ax.xaxis)
+    ax.set_title(f"resident pages by write frequency (last {t.window} intervals)")
+    ax.legend(frameon=False, fontsize="small")
+    return out
