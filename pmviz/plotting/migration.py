@@ -33,7 +33,7 @@ def precopy(est: PrecopyEstimate, *, ax: Axes | None = None, **kwargs: Any):
     ax.set_ylabel("bytes sent")
     state = "converged" if est.converged else f"did not converge ({est.reason})"
     ax.set_title(
-        f"pre-copy at {est.bandwidth / 2**20:,.0f} MiB/s: downtime "
+        f"pre-copy at {human_bytes(est.bandwidth)}/s: downtime "
         f"{est.downtime_s * 1e3:,.1f} ms, {state}",
         fontsize="medium",
     )
