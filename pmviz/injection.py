@@ -424,8 +424,9 @@ class InjectedTracker:
                     "Linux >= 6.7 with CONFIG_PTE_MARKER_UFFD_WP",
                 ) from err
             # Registered and armed while the target is stopped: tracking begins here.
-            self._inner = UffdTracker(self.pid, fd, owns_fd=True)
-            fd = -1
+            # UffdTracker owns the fd from here on, and closes it itself if it fails.
+            owned, fd = fd, -1
+            self._inner = UffdTracker(self.pid, owned, owns_fd=True)
         except BaseException:
             if fd >= 0:
                 os.close(fd)

@@ -117,12 +117,20 @@ def untracked_checksum(exe: str, phases: int) -> str:
     return d.finish()
 
 
-def assert_left_as_found(pid: int, fds_before: list[str]) -> None:
+def assert_left_as_found(pid: int, fds_before: list[str] | None) -> None:
     status = open(f"/proc/{pid}/status").read()
     assert "TracerPid:\t0\n" in status
     state = status.split("State:\t")[1][0]
     assert state in "RS", state
-    assert sorted(os.listdir(f"/proc/{pid}/fd")) == fds_before
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:  # closed meanwhile
+            pass
+    assert "anon_inode:[userfaultfd]" not in links
+    if fds_before is not None:
+        assert sorted(os.listdir(f"/proc/{pid}/fd")) == fds_before
     flags = [
         ln for ln in open(f"/proc/{pid}/smaps").read().splitlines() if ln.startswith("VmFlags")
     ]
@@ -413,7 +421,6 @@ def test_redis_server_attached_under_benchmark(tmp_path):
             ):
                 break
             time.sleep(0.05)
-        fds = sorted(os.listdir(f"/proc/{server.pid}/fd"))
         with injection.attach(server.pid) as t:
             bench = subprocess.run(
                 ["redis-benchmark", "-p", port, "-n", "3000", "-t", "set,get", "-q"],
@@ -424,7 +431,7 @@ def test_redis_server_attached_under_benchmark(tmp_path):
             written = t.collect()
         assert bench.returncode == 0 and "SET" in bench.stdout
         assert written.n_pages > 10
-        assert_left_as_found(server.pid, fds)
+        assert_left_as_found(server.pid, None)  # its client sockets come and go
         r = subprocess.run(["redis-cli", "-p", port, "dbsize"], capture_output=True, text=True)
         assert int(r.stdout) >= 1  # it kept serving after detach
     finally:
