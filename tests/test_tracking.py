@@ -441,3 +441,26 @@ def test_spawned_child_errors_are_clear():
         assert child.wait(10) == 3
         with pytest.raises(NoSuchProcess):
             child.collect()
+
+
+def test_interleaved_trackers_do_not_consume_each_others_writes():
+    base = mmap_anon(48, at=reserve(48))
+    x, y, z = base, base + 16 * P, base + 32 * P
+    try:
+        with WriteTracker([(x, x + 16 * P), (z, z + 16 * P)]) as outer:
+            with WriteTracker((y, y + 16 * P)) as inner:
+                write(base, [1, 17, 33])  # one page in each of x, y, z
+                assert page_set(outer.collect()) == pages(base, [1, 33])
+                assert page_set(inner.collect()) == pages(base, [17])
+            # the whole-process tracker's hull covers `outer`'s memory: it stays outer's
+            with WriteTracker() as whole:
+                write(base, [2, 34])
+                w = whole.collect()
+                assert page_set(w, base, base + 48 * P) == set()
+                assert {(s.start, s.end) for s in whole.skipped} >= {
+                    (x, x + 16 * P),
+                    (z, z + 16 * P),
+                }
+                assert page_set(outer.collect()) == pages(base, [2, 34])
+    finally:
+        libc.munmap(base, 48 * P)

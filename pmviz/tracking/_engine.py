@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import weakref
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,9 +28,9 @@ from .._kernel.procfs import Pid
 from ..categories import Category
 from ..errors import AccessDenied, Error, NoSuchProcess, UnsupportedKernel
 from ..features import features
-from ..maps import VmaKind, Vmas, read_maps
 from ..regions import Regions
 from . import _intervals as iv
+from ._maps import VmaRows, read_vma_rows
 from ._ranges import as_ranges
 
 __all__ = ["UffdTracker", "SkippedRange", "open_uffd", "as_ranges"]
@@ -115,6 +116,18 @@ def open_uffd() -> int:
     return fd
 
 
+# Live trackers by process: a tracker must not consume another one's write-protect state.
+_LIVE: dict[int | str, weakref.WeakSet[UffdTracker]] = {}
+
+
+def _pid_key(pid: int | str) -> int | str:
+    return os.getpid() if pid == "self" else pid
+
+
+def _live_trackers(pid: int | str) -> list[UffdTracker]:
+    return list(_LIVE.get(_pid_key(pid), ()))
+
+
 def _translate(err: OSError, pid: Pid, what: str) -> Error:
     if err.errno == errno.ESRCH:
         return NoSuchProcess(pid, f"process {pid} exited while its writes were collected")
@@ -167,6 +180,7 @@ class UffdTracker:
             except OSError as err:
                 raise procfs.translate(err, self.pid, "pagemap") from err
             self._track_new(first=True)
+            _LIVE.setdefault(_pid_key(self.pid), weakref.WeakSet()).add(self)
         except BaseException:
             self._release()
             raise
@@ -206,8 +220,7 @@ class UffdTracker:
             if self._closed:
                 raise ValueError("collect() on a closed write tracker")
             parts = self._track_new(first=False)
-            for lo, hi in self._registered.tolist():
-                parts.append(harvest_span(self._pagemap_fd, lo, hi, self.pid))
+            parts += self._harvest_registered()
             return Regions(iv.union_regions(parts, _WRITTEN))
 
     def close(self) -> None:
@@ -240,25 +253,18 @@ class UffdTracker:
         return f"<{type(self).__name__} pid={self.pid} {self.mechanism} {state}>"
 
     # -- internals ------------------------------------------------------------------------------
-    def _candidates(self, vmas: Vmas) -> tuple[np.ndarray, np.ndarray]:
+    def _candidates(self, vmas: VmaRows) -> tuple[np.ndarray, np.ndarray]:
         """Memory that should be tracked now, as pairs plus the VMA index of each."""
-        pairs = iv.as_pairs(vmas.start, vmas.end)
         if self._ranges is not None:
-            return iv.intersect_indexed(pairs, self._ranges)
-        perms = vmas.array["perms"]
-        want = (
-            np.char.startswith(perms, b"rw")
-            & np.char.endswith(perms, b"p")
-            & (vmas.kind != VmaKind.VDSO)
-        )
-        idx = np.flatnonzero(want)
-        return pairs[idx], idx
+            return iv.intersect_indexed(vmas.pairs, self._ranges)
+        idx = vmas.writable_private()
+        return vmas.pairs[idx], idx
 
     def _unregistered(self, spans: np.ndarray) -> np.ndarray:
         """The parts of ``spans`` whose VMAs carry no async-WP registration (any uffd's).
 
         ``category_mask = category_inverted = WPALLOWED`` makes the kernel skip registered
-        VMAs whole, without walking them (spec §3.2 step 5), so this costs nothing once
+        VMAs whole, without walking them (spec §3.2 step 5), so this costs little once
         everything is registered; ``return_mask = 0`` merges each unregistered span into one
         region (§3.4).
         """
@@ -268,17 +274,31 @@ class UffdTracker:
         a = np.concatenate(found)
         return iv.as_pairs(a["start"], a["end"])
 
+    def _nothing_new_in_ranges(self) -> bool:
+        """Ranges mode: one scan per range tells whether anything there is unregistered, so
+        maps need not be read at all when nothing is (the common case).
+        """
+        free = self._unregistered(self._ranges)
+        if not len(free):
+            return True
+        known = np.array(list(self._skipped), dtype=np.uint64).reshape(-1, 2)
+        return not len(iv.subtract(free, iv.union(known)))
+
     def _track_new(self, *, first: bool) -> list[np.ndarray]:
         """Register and arm candidate memory not registered yet; on later calls, return the
         pages that hold data in it (written since it appeared, as far as can be known).
         """
-        vmas = read_maps(self.pid)
-        mapped = iv.union(iv.as_pairs(vmas.start, vmas.end))
-        self._registered = iv.intersect(self._registered, mapped)
+        if not first and self._ranges is not None and self._nothing_new_in_ranges():
+            return []
+        vmas = read_vma_rows(self.pid)
+        self._registered = iv.intersect(self._registered, iv.union(vmas.pairs))
         cand, vma_index = self._candidates(vmas)
         if not len(cand):
+            self._foreign = []
             return []
-        free = self._unregistered(iv.union(cand))
+        # One scan over the hull: unregistered VMAs between candidates are walked too, which
+        # costs less than a syscall per candidate span.
+        free = self._unregistered(np.array([[cand[0, 0], cand[-1, 1]]], dtype=np.uint64))
         todo, which = iv.intersect_indexed(cand, free)
         self._note_foreign(iv.subtract(iv.subtract(iv.union(cand), free), self._registered), vmas)
         found: list[np.ndarray] = []
@@ -289,7 +309,7 @@ class UffdTracker:
             try:
                 uffd.register_wp(self._uffd, lo, hi - lo)
             except OSError as err:
-                self._note_skip(lo, hi, str(vmas.paths[i]), err)
+                self._note_skip(lo, hi, vmas.path(i), err)
                 continue
             done.append((lo, hi))
             if first:
@@ -308,25 +328,49 @@ class UffdTracker:
             self._registered = iv.union(np.concatenate([self._registered, new]))
         return found
 
-    def _note_foreign(self, pieces: np.ndarray, vmas: Vmas) -> None:
-        """Candidate memory that some other userfaultfd registered: ours to report, not track."""
-        idx = vmas.find(pieces[:, 0]) if len(pieces) else []
-        self._foreign = [
-            SkippedRange(
-                lo, hi, str(vmas.paths[i]) if i >= 0 else "", _REGISTER_ERRORS[errno.EBUSY]
+    def _harvest_registered(self) -> list[np.ndarray]:
+        """Get-and-clear everything registered, with as few scans as is safe.
+
+        Unregistered VMAs are skipped whole by a WP_MATCHING scan (spec §3.2), so one scan
+        over the hull of our registrations is enough — except where memory in that hull is
+        registered by another uffd: its write-protect state is not ours to consume. The
+        hull is cut around such memory (seen among our candidates, or registered by another
+        live tracker of the same process) and the result clipped to our registrations.
+        """
+        reg = self._registered
+        if not len(reg):
+            return []
+        avoid = [
+            iv.as_pairs(
+                np.array([f.start for f in self._foreign], dtype=np.uint64),
+                np.array([f.end for f in self._foreign], dtype=np.uint64),
             )
-            for (lo, hi), i in zip(pieces.tolist(), list(idx))
+        ]
+        avoid += [t._registered for t in _live_trackers(self.pid) if t is not self]
+        spans = iv.subtract(reg[[0, -1], [0, 1]].reshape(1, 2), iv.union(np.concatenate(avoid)))
+        parts = [harvest_span(self._pagemap_fd, lo, hi, self.pid) for lo, hi in spans.tolist()]
+        if not parts:
+            return []
+        got = np.concatenate(parts)
+        mine = iv.intersect(iv.union(iv.as_pairs(got["start"], got["end"])), reg)
+        return [iv.regions_array(mine[:, 0], mine[:, 1], _WRITTEN)]
+
+    def _note_foreign(self, pieces: np.ndarray, vmas: VmaRows) -> None:
+        """Candidate memory that some other userfaultfd registered: ours to report, not track."""
+        idx = np.searchsorted(vmas.pairs[:, 0], pieces[:, 0], side="right") - 1
+        self._foreign = [
+            SkippedRange(lo, hi, vmas.path(i), _REGISTER_ERRORS[errno.EBUSY])
+            for (lo, hi), i in zip(pieces.tolist(), idx.tolist())
         ]
 
     def _note_skip(self, lo: int, hi: int, path: str, err: OSError) -> None:
         # A VMA that vanished between reading maps and registering is not a skip: whatever
         # replaces it is picked up at the next collect.
         try:
-            still = read_maps(self.pid)
+            still = read_vma_rows(self.pid).pairs
         except Error:
             return
-        i = still.find(lo)
-        if i < 0 or int(still.start[i]) > lo or int(still.end[i]) < hi:
+        if not ((still[:, 0] <= lo) & (still[:, 1] >= hi)).any():
             return
         reason = _REGISTER_ERRORS.get(err.errno or 0, os.strerror(err.errno or 0))
         self._skipped[(lo, hi)] = SkippedRange(lo, hi, path, reason)
@@ -335,10 +379,10 @@ class UffdTracker:
         if self._uffd < 0 or not len(self._registered):
             return
         try:
-            vmas = read_maps(self.pid)
+            vmas = read_vma_rows(self.pid)
         except Error:
             return  # the process is gone, and with it every registration
-        pieces = iv.intersect(self._registered, iv.as_pairs(vmas.start, vmas.end))
+        pieces = iv.intersect(self._registered, vmas.pairs)
         for lo, hi in pieces.tolist():
             try:
                 uffd.unregister(self._uffd, lo, hi - lo)
@@ -346,6 +390,7 @@ class UffdTracker:
                 pass  # changed under us; closing the uffd below drops it anyway (spec §3.8)
 
     def _release(self) -> None:
+        _LIVE.get(_pid_key(self.pid), weakref.WeakSet()).discard(self)
         if self._pagemap_fd >= 0:
             os.close(self._pagemap_fd)
             self._pagemap_fd = -1

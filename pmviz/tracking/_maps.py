@@ -1,0 +1,61 @@
+"""A lean ``/proc/PID/maps`` reader for the trackers' per-collect VMA check.
+
+``pmviz.read_maps`` builds the full labelled table (kinds, devices, inodes); a tracker reads
+maps on every collect and needs only ranges and permissions, so it parses just those and
+keeps the raw lines for the rare message that names a path.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from .._kernel import procfs
+from .._kernel.procfs import Pid
+
+_CHUNK = 1 << 16
+
+
+class VmaRows(NamedTuple):
+    """VMAs as ``(n, 2)`` address pairs, ``S4`` permissions and the raw maps lines."""
+
+    pairs: np.ndarray
+    perms: np.ndarray
+    lines: list[bytes]
+
+    def path(self, i: int) -> str:
+        parts = self.lines[i].split(None, 5)
+        return parts[5].decode(errors="replace") if len(parts) > 5 else ""
+
+    def writable_private(self) -> np.ndarray:
+        """Indices of ``rw?p`` VMAs: what whole-process tracking registers."""
+        p = self.perms
+        return np.flatnonzero(np.char.startswith(p, b"rw") & np.char.endswith(p, b"p"))
+
+
+def read_vma_rows(pid: Pid) -> VmaRows:
+    """Read ``/proc/PID/maps`` (ranges and permissions only); errors as pmviz exceptions."""
+    try:
+        fd = os.open(procfs.proc_path(pid, "maps"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise procfs.translate(err, pid, "maps") from err
+    chunks = []
+    try:
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+    except OSError as err:
+        raise procfs.translate(err, pid, "maps") from err
+    finally:
+        os.close(fd)
+    lines = b"".join(chunks).splitlines()
+    bounds: list[int] = []
+    perms: list[bytes] = []
+    for line in lines:
+        span, perm, _ = line.split(b" ", 2)
+        lo, _, hi = span.partition(b"-")
+        bounds += (int(lo, 16), int(hi, 16))
+        perms.append(perm)
+    pairs = np.array(bounds, dtype=np.uint64).reshape(-1, 2)
+    return VmaRows(pairs, np.array(perms, dtype="S4"), lines)
