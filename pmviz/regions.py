@@ -144,6 +144,8 @@ class Regions:
     def clip(self, start: int, end: int) -> Regions:
         """The part of these regions inside ``[start, end)``, cut at the edges."""
         a = self._a
+        if end <= start:
+            return Regions(a[:0].copy(), page_size=self.page_size)
         keep = (a["end"] > np.uint64(start)) & (a["start"] < np.uint64(end))
         out = a[keep].copy()
         np.maximum(out["start"], np.uint64(start), out=out["start"])

@@ -77,6 +77,16 @@ class Layout:
     def range(self, name: str) -> tuple[int, int]:
         return self.areas[name]
 
+    def do(self, op: str, area: str, pages: PageSet) -> None:
+        """Make the child ``write``/``read`` pages of an area, or madvise them (``dontneed``,
+        ``pageout``, ``guard``); returns when it is done and quiescent again.
+        """
+        self.proc.stdin.write(json.dumps({"op": op, "area": area, "pages": list(pages)}) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        if reply != "ok\n":
+            raise RuntimeError(f"layout child failed on {op} {area}: {self.proc.stderr.read()}")
+
     def close(self) -> None:
         _reap(self.proc)
 
@@ -129,6 +139,43 @@ def spawn_layout(
         yield layout
     finally:
         _reap(proc)
+
+
+# -- layouts shared by the kernel-layer tests ---------------------------------------------------
+
+# Every page state the ioctl distinguishes without swap, each area 2 MiB aligned.
+RICH = [
+    Area("alt", 2048, write=[[0, 2048, 2]]),  # 2048 regions: > 512 (stale walk_end, §3.4)
+    Area("thp", 1024, huge=True, write=[0], read=[600]),  # a THP and a huge zero page
+    Area("hole", 1024),  # untouched: PMD holes
+    Area("zero", 64, read=[[0, 32]], write=[40]),  # 4 KiB zero pages, then pte_none
+    Area("shared", 64, kind="shared", write=[[0, 16]], read=[[30, 34]]),
+    Area("memfd", 16, kind="memfd", write=[1]),
+    Area("fpriv", 64, kind="file_private", read=[0], write=[20]),
+    Area("fshared", 64, kind="file_shared", read=[40], write=[2]),
+    Area("guard", 64, write=[[0, 64]], guard=[[4, 8], 20, [30, 40, 2]]),
+    Area(
+        "uffd",
+        256,
+        uffd=True,
+        write=[[0, 128]],
+        write_after_arm=[3, 50, [100, 110]],
+        read_after_arm=[200],
+    ),
+    Area("adj_a", 512, write=[[0, 512]]),
+    Area("adj_b", 512, kind="file_private", read=[[0, 512, 16]], gap_before=False),
+    Area("noaccess", 16, prot=""),
+]
+
+# Really swapped pages (needs the swapfile fixture), with and without a uffd-wp bit.
+SWAP = [
+    Area("swp", 256, write=[[0, 256]], pageout=[[0, 128, 2], [200, 256]]),
+    Area("swp_uffd", 64, write=[[0, 64]], uffd=True, write_after_arm=[[0, 8]], pageout=[[0, 64]]),
+    Area("swp_guard", 64, write=[[0, 64]], pageout=[[0, 32]], guard=[[40, 44]]),
+]
+
+# MADV_DONTNEED of a whole 2 MiB block: the page table stays (the fallback's documented miss).
+DONTNEED = [Area("dn", 600, write=[[0, 600]], dontneed=[[10, 20], [512, 600]])]
 
 
 # -- the child ----------------------------------------------------------------------------------
@@ -270,7 +317,21 @@ def _child(spec: dict) -> None:  # pragma: no cover - runs in the child
     hi = max(v[1] for v in result.values())
     sys.stdout.write(json.dumps({"areas": result, "span": [lo, hi]}) + "\n")
     sys.stdout.flush()
-    sys.stdin.read()  # quiescent until the parent closes our stdin
+    views = {a["name"]: (result[a["name"]][0], a["pages"]) for a in areas}
+    # Quiescent until the parent sends a command (one JSON line) or closes our stdin.
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        addr, n = views[cmd["area"]]
+        pages = _pages(cmd["pages"], n)
+        view = np.ctypeslib.as_array((ctypes.c_uint8 * (n * PAGE)).from_address(addr))
+        if cmd["op"] == "write":
+            view[np.asarray(pages, dtype=np.int64) * PAGE] = 0x3C
+        elif cmd["op"] == "read":
+            int(view[np.asarray(pages, dtype=np.int64) * PAGE].sum())
+        else:
+            madvise(addr, _runs(pages), cmd["op"])
+        sys.stdout.write("ok\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":  # pragma: no cover
