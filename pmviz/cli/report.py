@@ -1,0 +1,54 @@
+"""``pmviz report NAME.pmviz -o report.html``: a self-contained HTML report of a capture."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+def _rate(text: str) -> float:
+    """``1.25e9``, ``10Gbit``, ``1GiB``, ``500MB`` (per second) -> bytes per second."""
+    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMgG]i?)?(bit|b|B)?(/s)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"bad bandwidth {text!r}; examples: 1.25e9, 10Gbit, 1GiB, 500MB"
+        )
+    value = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    return value / 8 if m.group(3) in ("bit", "b") else value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("capture", help="a NAME.pmviz capture directory")
+    parser.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    parser.add_argument("--title", help="report title (default: pid and command)")
+    parser.add_argument("--addr-bins", type=int, default=512)
+    parser.add_argument("--time-bins", type=int, default=None, help="default: one per snapshot")
+    parser.add_argument(
+        "--bandwidth",
+        type=_rate,
+        default=1.25e9,
+        help="migration link for the pre-copy estimate, per second (default 10Gbit)",
+    )
+    parser.add_argument("--downtime", type=float, default=0.3, help="stop-and-copy budget (s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import write_report
+    from ..storage import open as open_capture
+
+    cap = open_capture(args.capture)
+    write_report(
+        cap,
+        args.output,
+        title=args.title,
+        addr_bins=args.addr_bins,
+        time_bins=args.time_bins,
+        bandwidth=args.bandwidth,
+        downtime=args.downtime,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {args.output} ({cap.n_snapshots} snapshots)")
+    return 0

@@ -1,0 +1,271 @@
+"""A self-contained HTML report of a capture: every plot as an embedded PNG, tables inline.
+
+Plotting-layer code: figures are drawn on ``matplotlib.figure.Figure`` objects (no pyplot, so
+no global state and no display needed) and embedded as base64 data URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import analysis as pa
+from . import plotting as pp
+from .capture import Capture
+from .maps import VmaKind
+from .regions import _human_bytes
+
+__all__ = ["build_report", "write_report"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:2em auto;
+color:#222;padding:0 1em}
+h1{font-weight:600}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+img{max-width:100%;height:auto}table{border-collapse:collapse;margin:.5em 0}
+td,th{padding:.2em .8em;border-bottom:1px solid #eee;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.note{color:#666;font-size:.9em}code{font-size:.9em}
+"""
+
+
+def _png(draw: Callable[[Figure], Any], size: tuple[float, float]) -> str:
+    fig = Figure(figsize=size, layout="constrained")
+    draw(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="" src="data:image/png;base64,{data}">'
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td class='num'>{c}</td>" if i else f"<td>{c}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _largest_vma(capture: Capture, prefer: str = "[heap]") -> int | str | None:
+    vmas = capture.vmas_at(-1)
+    if not len(vmas):
+        return None
+    labels = [vmas.label(i) for i in range(len(vmas))]
+    if prefer in labels:
+        return prefer
+    sizes = (vmas.end - vmas.start).astype(np.int64)
+    ok = np.isin(vmas.kind, [int(VmaKind.ANON), int(VmaKind.HEAP)])
+    if not ok.any():
+        return None
+    return int(np.flatnonzero(ok)[np.argmax(sizes[ok])])
+
+
+def build_report(
+    capture: Capture,
+    *,
+    title: str | None = None,
+    addr_bins: int = 512,
+    time_bins: int | None = None,
+    bandwidth: float = 1.25e9,
+    downtime: float = 0.3,
+    progress: bool = False,
+) -> str:
+    """Render a capture's heatmaps, working sets, sparsity and migration estimate as HTML.
+
+    Parameters
+    ----------
+    capture : Capture
+    title : str, optional
+    addr_bins, time_bins : int
+        Heatmap resolution (``time_bins=None``: one column per snapshot).
+    bandwidth : float
+        Link bytes per second for the pre-copy estimate (default 10 Gbit/s).
+    downtime : float
+        Stop-and-copy budget in seconds.
+    progress : bool
+        Show a progress bar over the sections.
+
+    Returns
+    -------
+    str
+        A complete HTML document with no external references.
+    """
+    if not capture.n_snapshots:
+        raise ValueError("the capture has no snapshots; nothing to report")
+    m = capture.meta
+    title = title or (
+        f"pmviz report: pid {m.pid}" + (f" ({' '.join(m.command)})" if m.command else "")
+    )
+    hm = dict(addr_bins=addr_bins, time_bins=time_bins)
+    sections: list[tuple[str, Callable[[], str]]] = []
+    W = capture.has_written
+
+    def heatmaps() -> str:
+        parts = [_png(lambda f: pp.composite_heatmap(capture, ax=f.add_subplot(), **hm), (11, 6))]
+        cats = (["written"] if W else []) + ["present", "swapped"]
+        for c in cats:
+            parts.append(
+                _png(lambda f, c=c: pp.heatmap(capture, c, ax=f.add_subplot(), **hm), (11, 5))
+            )
+        return (
+            "<p class='note'>Time runs left to right, addresses bottom to top; unmapped gaps "
+            "are collapsed (dashed lines) and VMAs labelled on the right. Colour is the exact "
+            "fraction of each bin's pages in the category.</p>" + "".join(parts)
+        )
+
+    def working_sets() -> str:
+        ws = pa.working_set_size(capture)
+        parts = [_png(lambda f: pp.working_set(ws, ax=f.add_subplot()), (11, 4))]
+        if W:
+            parts.append(
+                _png(lambda f: pp.working_set(ws, ax=f.add_subplot(), metric="written"), (11, 4))
+            )
+            n = capture.n_snapshots
+            wins = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n]
+            parts.append(
+                _png(
+                    lambda f: pp.wss(pa.wss_curve(capture, windows=wins), ax=f.add_subplot()),
+                    (11, 4),
+                )
+            )
+
+            def idle_and_heat(f: Figure) -> None:
+                a, b = f.subplots(1, 2)
+                pp.idle_histogram(pa.idle_time(capture), ax=a)
+                pp.temperature_bars(pa.temperature(capture), ax=b)
+
+            parts.append(_png(idle_and_heat, (12, 4.5)))
+            cum = pa.cumulative_written(capture)
+            parts.append(
+                f"<p>Distinct memory written over the capture: "
+                f"<b>{_human_bytes(int(cum[-1]))}</b>.</p>"
+            )
+        rows = [
+            [
+                f"{ws.time[i]:.3f}",
+                _human_bytes(int(ws.resident[i])),
+                _human_bytes(int(ws.swapped[i])),
+                _human_bytes(int(ws.written[i])) if ws.written is not None else "—",
+            ]
+            for i in (0, capture.n_snapshots - 1)
+        ]
+        parts.append(_table(["time (s)", "resident", "swapped", "written since previous"], rows))
+        return "".join(parts)
+
+    def sparsity() -> str:
+        vmas = capture.vmas_at(-1)
+        rows = []
+        if len(vmas):
+            sizes = (vmas.end - vmas.start).astype(np.int64)
+            for i in np.argsort(sizes)[::-1][:12].tolist():  # the 12 largest VMAs
+                sp = pa.sparsity(capture, vma=int(i))
+                rows.append(
+                    [
+                        html.escape(vmas.label(i)),
+                        _human_bytes(sp.reserved_bytes),
+                        _human_bytes(sp.matched_bytes),
+                        f"{sp.n_regions:,}",
+                        f"{sp.pages_per_region:,.1f}",
+                        f"{sp.compression:,.0f}x",
+                    ]
+                )
+        whole = pa.sparsity(capture) if len(vmas) else None
+        parts = (
+            [
+                _table(
+                    ["VMA", "reserved", "present", "runs", "pages / page_region", "vs pagemap"],
+                    rows,
+                )
+            ]
+            if rows
+            else []
+        )
+        if whole is not None and whole.n_regions:
+            parts.append(_png(lambda f: pp.size_histogram(whole, ax=f.add_subplot()), (11, 4)))
+        target = _largest_vma(capture)
+        if target is not None:
+            try:
+                parts.append(
+                    _png(lambda f: pp.hilbert(capture, ax=f.add_subplot(), vma=target), (6, 6.5))
+                )
+            except ValueError:  # a VMA too small for even a 2x2 curve
+                pass
+        return "".join(parts) or "<p>No VMA table in this capture.</p>"
+
+    def shadow() -> str:
+        san = pa.detect_sanitizer(capture.vmas_at(-1))
+        if san is None:
+            return "<p>No sanitizer shadow in this layout.</p>"
+        if san == "tsan":
+            return "<p>TSan shadow detected (not mapped back to application addresses).</p>"
+        sm = pa.materialised_shadow(capture, sanitizer=san)
+        rows = [
+            [html.escape(lbl), _human_bytes(int(b))]
+            for lbl, b in zip(sm.vma_labels, sm.vma_bytes.tolist())
+            if b
+        ]
+        return (
+            f"<p>{san.upper()} shadow: {_human_bytes(sm.shadow.size)} resident, describing "
+            f"{_human_bytes(sm.app.size)} of application memory.</p>"
+            + _table(["application VMA", "bytes with materialised shadow"], rows)
+        )
+
+    def changes() -> str:
+        if capture.n_snapshots < 2:
+            return "<p>One snapshot: nothing to compare.</p>"
+        d = pa.snapshot_diff(capture, 0, -1)
+        rows = [[k.replace("_", " "), _human_bytes(v)] for k, v in d.totals().items()]
+        return _table(["first → last snapshot", "bytes"], rows) + _png(
+            lambda f: pp.diff(d, ax=f.add_subplot()), (9, 6)
+        )
+
+    def migration() -> str:
+        dump = pa.dump_size(capture)
+        text = (
+            f"<p>CRIU would dump <b>{_human_bytes(int(dump[-1]))}</b> at the last snapshot "
+            f"(mask <code>{html.escape(repr(pa.CRIU_DUMP_MASK))}</code>).</p>"
+        )
+        if not W or capture.n_snapshots < 2:
+            return text + "<p class='note'>No write tracking: no pre-copy estimate.</p>"
+        est = pa.precopy_estimate(capture, bandwidth=bandwidth, downtime=downtime)
+        return text + _png(lambda f: pp.precopy(est, ax=f.add_subplot()), (9, 4))
+
+    sections = [
+        ("Address-space heatmaps", heatmaps),
+        ("Working set", working_sets),
+        ("Sparsity and the cost of scanning", sparsity),
+        ("Sanitizer shadow", shadow),
+        ("What changed", changes),
+        ("Checkpoint and live migration", migration),
+    ]
+    it: Any = sections
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(sections, desc="report", unit="section")
+    body = [f"<h1>{html.escape(title)}</h1>", capture._repr_html_()]
+    for name, fn in it:
+        body.append(f"<h2>{html.escape(name)}</h2>{fn()}")
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        + "".join(body)
+        + "</body></html>"
+    )
+
+
+def write_report(capture: Capture, path: str | os.PathLike[str], **kwargs: Any) -> str:
+    """Write ``build_report(capture, **kwargs)`` to ``path``; returns the path."""
+    text = build_report(capture, **kwargs)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return os.fspath(path)
