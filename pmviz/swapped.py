@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ._kernel import pagemap, procfs
+from ._kernel.pagemap_scan import PAGE_SIZE
 from ._kernel.procfs import Pid
 from .categories import Category
 from .errors import PmvizWarning
@@ -24,7 +25,7 @@ from .regions import Regions
 from .scanning import Pagemap
 from .tracking import _intervals as iv
 
-__all__ = ["resolve_swapped", "is_marker"]
+__all__ = ["resolve_swapped", "is_marker", "real_swap_pairs"]
 
 _SWAPPED = np.uint64(int(Category.SWAPPED))
 # A swapped page that is WRITTEN has no uffd-wp bit, so it cannot be a marker; a GUARD page
@@ -112,16 +113,35 @@ def _reader(fd: int) -> EntryReader:
     return lambda start, end: pagemap.read_entries(fd, start, end)
 
 
+def real_swap_pairs(fd: int, regions: np.ndarray) -> np.ndarray:
+    """Of the pages in ``regions`` (a ``REGION_DTYPE`` array of non-present SWAPPED pages),
+    those on a swap device, as ``(n, 2)`` address pairs. Used by write tracking to tell
+    written-then-swapped pages from re-armed empty ones. Without the swap type bits (no
+    CAP_SYS_ADMIN) it cannot tell and keeps them all.
+    """
+    if not len(regions) or not _swap_in_use():
+        return np.empty((0, 2), dtype=np.uint64)
+    if not features().pfn_visible:
+        return iv.as_pairs(regions["start"], regions["end"])
+    entries = _entries(_reader(fd), regions)
+    addrs, _ = iv.page_addresses(regions)
+    real = addrs[~is_marker(entries)]
+    return iv.union(iv.as_pairs(real, real + np.uint64(PAGE_SIZE)))
+
+
+def _entries(read: EntryReader, regions: np.ndarray) -> np.ndarray:
+    # One pread per region: a syscall cannot gather scattered file ranges, but the regions
+    # are run-length (a few per tracked VMA); the pages are handled in numpy.
+    parts = [read(s, e) for s, e in zip(regions["start"].tolist(), regions["end"].tolist())]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
+
+
 def _resolve(regions: Regions, ambiguous: np.ndarray, read: EntryReader) -> Regions:
     """Split the ambiguous regions by their pages' entries (vectorised per page)."""
     a = regions.array
     amb = a[ambiguous]
     page = np.uint64(regions.page_size)
-    # One pread per ambiguous region: a syscall cannot gather scattered file ranges, but the
-    # regions are run-length (a few per tracked VMA), the pages are handled in numpy.
-    entries = np.concatenate(
-        [read(s, e) for s, e in zip(amb["start"].tolist(), amb["end"].tolist())]
-    )
+    entries = _entries(read, amb)
     addrs, owner = iv.page_addresses(amb)
     marker = is_marker(entries)
     if not len(addrs):

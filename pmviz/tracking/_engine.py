@@ -26,24 +26,18 @@ from .._kernel import pagemap_scan as pms
 from .._kernel import procfs, uffd
 from .._kernel.procfs import Pid
 from ..categories import Category
-from ..errors import AccessDenied, Error, NoSuchProcess, UnsupportedKernel
-from ..features import features
+from ..errors import AccessDenied, Error, UnsupportedKernel
 from ..regions import Regions
 from . import _intervals as iv
+from ._harvest import harvest_span, scan_unregistered
+from ._harvest import translate as _translate
 from ._maps import VmaRows, read_vma_rows
 from ._ranges import as_ranges
 
 __all__ = ["UffdTracker", "SkippedRange", "open_uffd", "as_ranges"]
 
 _WRITTEN = int(Category.WRITTEN)
-_PRESENT = int(Category.PRESENT)
-_SWAPPED = int(Category.SWAPPED)
-_PFNZERO = int(Category.PFNZERO)
-_FILE = int(Category.FILE)
-_GUARD = int(Category.GUARD)
 _WPALLOWED = int(Category.WPALLOWED)
-# What a harvest must see to tell pages holding written data from emptied ones.
-_LOOK = _WRITTEN | _PRESENT | _SWAPPED | _PFNZERO | _FILE
 
 
 class SkippedRange(NamedTuple):
@@ -126,12 +120,6 @@ def _pid_key(pid: int | str) -> int | str:
 
 def _live_trackers(pid: int | str) -> list[UffdTracker]:
     return list(_LIVE.get(_pid_key(pid), ()))
-
-
-def _translate(err: OSError, pid: Pid, what: str) -> Error:
-    if err.errno == errno.ESRCH:
-        return NoSuchProcess(pid, f"process {pid} exited while its writes were collected")
-    return procfs.translate(err, pid, what)
 
 
 class UffdTracker:
@@ -268,7 +256,7 @@ class UffdTracker:
         everything is registered; ``return_mask = 0`` merges each unregistered span into one
         region (§3.4).
         """
-        found = [_scan_inverted(self._pagemap_fd, lo, hi, self.pid) for lo, hi in spans.tolist()]
+        found = [scan_unregistered(self._pagemap_fd, lo, hi, self.pid) for lo, hi in spans.tolist()]
         if not found:
             return np.empty((0, 2), dtype=np.uint64)
         a = np.concatenate(found)
@@ -351,9 +339,8 @@ class UffdTracker:
         parts = [harvest_span(self._pagemap_fd, lo, hi, self.pid) for lo, hi in spans.tolist()]
         if not parts:
             return []
-        got = np.concatenate(parts)
-        mine = iv.intersect(iv.union(iv.as_pairs(got["start"], got["end"])), reg)
-        return [iv.regions_array(mine[:, 0], mine[:, 1], _WRITTEN)]
+        got = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return [iv.intersect(got, reg)]
 
     def _note_foreign(self, pieces: np.ndarray, vmas: VmaRows) -> None:
         """Candidate memory that some other userfaultfd registered: ours to report, not track."""
@@ -397,42 +384,3 @@ class UffdTracker:
         if self._owns_fd and self._uffd >= 0:
             os.close(self._uffd)
         self._uffd = -1
-
-
-def harvest_span(fd: int, lo: int, hi: int, pid: Pid, *, file_is_data: bool = True) -> np.ndarray:
-    """Get-and-clear ``[lo, hi)`` and keep the pages that hold written data.
-
-    ``WRITTEN`` only means "not write-protected" (gotcha 7). In armed memory a page loses
-    its protection by a write, but also when ``MADV_DONTNEED`` zaps it: anonymous zaps
-    leave ``pte_none`` without a marker, which reads WRITTEN (spec §3.8), and a read then
-    maps the zero page unprotected. Neither holds written data, so keep only present pages
-    other than the zero page, and swapped pages (a written page paged out since); guard
-    pages are excluded in the kernel mask so they are never re-protected. Every emitted page,
-    kept or not, is write-protected again, so the next harvest is exact once more.
-    """
-    guard = _GUARD if features().guard else 0
-    try:
-        a = pms.scan_range(
-            fd,
-            lo,
-            hi,
-            flags=pms.PM_SCAN_WP_MATCHING,
-            category_inverted=guard,
-            category_mask=_WRITTEN | guard,
-            return_mask=_LOOK,
-        )
-    except OSError as err:
-        raise _translate(err, pid, "pagemap (PAGEMAP_SCAN)") from err
-    c = a["categories"]
-    hidden = _PFNZERO if file_is_data else _PFNZERO | _FILE
-    data = ((c & _PRESENT != 0) & (c & hidden == 0)) | (c & _SWAPPED != 0)
-    return a[data]
-
-
-def _scan_inverted(fd: int, lo: int, hi: int, pid: Pid) -> np.ndarray:
-    try:
-        return pms.scan_range(
-            fd, lo, hi, category_inverted=_WPALLOWED, category_mask=_WPALLOWED, return_mask=0
-        )
-    except OSError as err:
-        raise _translate(err, pid, "pagemap (PAGEMAP_SCAN)") from err

@@ -19,9 +19,10 @@ def as_pairs(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
 
 def union(pairs: np.ndarray) -> np.ndarray:
     """Merge overlapping or touching ``[start, end)`` pairs into sorted disjoint ones."""
+    if len(pairs) <= 1 or (pairs[1:, 0] > pairs[:-1, 1]).all():
+        # Already sorted, disjoint and not touching: the kernel's own output is.
+        return pairs[pairs[:, 1] > pairs[:, 0]]
     pairs = pairs[pairs[:, 1] > pairs[:, 0]]
-    if len(pairs) <= 1:
-        return pairs.copy()
     pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
     reach = np.maximum.accumulate(pairs[:, 1])
     # A new group starts where a pair begins beyond everything before it reaches.
@@ -40,6 +41,12 @@ def intersect_indexed(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
     """Like :func:`intersect`, plus for each piece the index of the ``a`` pair it came from."""
     if not len(a) or not len(b):
         return _EMPTY.copy(), np.empty(0, dtype=np.int64)
+    if len(b) == 1:  # clipping to one span: no search needed
+        out = a.copy()
+        np.maximum(out[:, 0], b[0, 0], out=out[:, 0])
+        np.minimum(out[:, 1], b[0, 1], out=out[:, 1])
+        keep = np.flatnonzero(out[:, 1] > out[:, 0])
+        return out[keep], keep
     # For each pair of a, the b pairs it can overlap form a contiguous index range.
     lo = np.searchsorted(b[:, 1], a[:, 0], side="right")
     hi = np.searchsorted(b[:, 0], a[:, 1], side="left")
@@ -89,12 +96,12 @@ def regions_array(starts: np.ndarray, ends: np.ndarray, categories: int | np.nda
     return a
 
 
-def union_regions(arrays: list[np.ndarray], categories: int) -> np.ndarray:
-    """Union of region arrays as one sorted, merged array, every region tagged ``categories``."""
-    parts = [as_pairs(a["start"], a["end"]) for a in arrays if len(a)]
+def union_regions(pair_arrays: list[np.ndarray], categories: int) -> np.ndarray:
+    """Union of ``(n, 2)`` pair arrays as one sorted, merged region array tagged ``categories``."""
+    parts = [p for p in pair_arrays if len(p)]
     if not parts:
         return np.empty(0, dtype=REGION_DTYPE)
-    merged = union(np.concatenate(parts))
+    merged = union(parts[0] if len(parts) == 1 else np.concatenate(parts))
     return regions_array(merged[:, 0], merged[:, 1], categories)
 
 

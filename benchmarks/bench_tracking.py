@@ -1,0 +1,114 @@
+"""Cost of ``WriteTracker.collect()`` against the kernel's own get-and-clear scan.
+
+For each write pattern in a tracked 128 MiB mapping, the same pattern is written twice: once
+harvested by ``collect()`` (maps check, new-VMA detection, harvest, filtering, merging) and once
+by one raw ``PAGEMAP_SCAN`` with ``PM_SCAN_WP_MATCHING`` and ``category_mask = return_mask =
+WRITTEN`` over the same range — what a minimal C harvester would call. Both are timed in the
+same run; the table reports medians and their ratio.
+
+    python3 benchmarks/bench_tracking.py [--repeat 25] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import mmap
+import os
+import statistics
+import time
+
+import numpy as np
+
+import pmviz
+from pmviz._kernel import pagemap_scan as pms
+from pmviz.tracking import WriteTracker
+
+P = mmap.PAGESIZE
+N_PAGES = 32768  # 128 MiB
+W = int(pmviz.Category.WRITTEN)
+
+
+def raw_harvest(fd: int, lo: int, hi: int) -> int:
+    a = pms.scan_range(fd, lo, hi, flags=pms.PM_SCAN_WP_MATCHING, category_mask=W, return_mask=W)
+    return len(a)
+
+
+def median_us(samples: list[int]) -> float:
+    return statistics.median(samples) / 1e3
+
+
+def measure(tracker, fd, view, base, pages: np.ndarray, repeat: int) -> tuple[float, float, int]:
+    offsets = pages * P
+    t_collect, t_raw, n_regions = [], [], 0
+    for _ in range(repeat):
+        view[offsets] += 1
+        t0 = time.perf_counter_ns()
+        got = tracker.collect()
+        t_collect.append(time.perf_counter_ns() - t0)
+        n_regions = len(got)
+        assert got.n_pages == len(pages), (got.n_pages, len(pages))
+        view[offsets] += 1
+        t0 = time.perf_counter_ns()
+        raw_harvest(fd, base, base + N_PAGES * P)
+        t_raw.append(time.perf_counter_ns() - t0)
+    return median_us(t_collect), median_us(t_raw), n_regions
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=25)
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+
+    buf = mmap.mmap(-1, N_PAGES * P, flags=mmap.MAP_PRIVATE)
+    view = np.frombuffer(buf, dtype=np.uint8)
+    view[::P] = 1  # populated before tracking: harvests see present pages, not holes
+    base = view.__array_interface__["data"][0]
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+
+    rows = []
+    with WriteTracker(view) as tracker:
+        for n in (0, 1, 64, 1024, 8192, 32768):  # contiguous: one region
+            c, r, nr = measure(tracker, fd, view, base, np.arange(n), args.repeat)
+            rows.append(("contiguous", n, nr, c, r))
+        for nr_want in (16, 256, 4096, 16384):  # every other page: one region per page
+            pages = np.arange(nr_want) * 2
+            c, r, nr = measure(tracker, fd, view, base, pages, args.repeat)
+            rows.append(("every 2nd page", len(pages), nr, c, r))
+
+    # Whole-process mode: every private writable VMA of this Python process.
+    with WriteTracker() as whole:
+        whole.collect()
+        spans = whole.registered
+        t_c, t_r = [], []
+        for _ in range(args.repeat):
+            view[: 64 * P : P] += 1
+            t0 = time.perf_counter_ns()
+            whole.collect()
+            t_c.append(time.perf_counter_ns() - t0)
+        for _ in range(args.repeat):
+            t0 = time.perf_counter_ns()
+            for lo, hi in zip(spans.start.tolist(), spans.end.tolist()):
+                raw_harvest(fd, lo, hi)
+            t_r.append(time.perf_counter_ns() - t0)
+        whole_row = (len(spans), spans.n_pages, median_us(t_c), median_us(t_r))
+    os.close(fd)
+    del view
+    buf.close()
+
+    head = "| pattern | written pages | regions | collect() µs | kernel get-and-clear µs | ratio |"
+    print(head)
+    print("|---|---:|---:|---:|---:|---:|")
+    for pattern, n, nr, c, r in rows:
+        print(f"| {pattern} | {n:,} | {nr:,} | {c:,.0f} | {r:,.0f} | {c / r:.1f}x |")
+    n_spans, n_pages, c, r = whole_row
+    print()
+    print(
+        "| whole process | registered spans | registered pages | collect() µs | kernel get-and-clear per span µs | ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| this interpreter | {n_spans} | {n_pages:,} | {c:,.0f} | {r:,.0f} | {c / r:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
