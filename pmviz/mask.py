@@ -206,8 +206,8 @@ class Mask:
             Bit for bit the kernel's answer for an unbounded output vector. It may share
             memory with ``regions`` when nothing had to change.
         """
-        if max_pages < 0:
-            raise ValueError(f"max_pages must be >= 0 (0 = unlimited), got {max_pages}")
+        if not 0 <= max_pages <= _U64:
+            raise ValueError(f"max_pages must be in [0, 2**64) (0 = unlimited), got {max_pages}")
         a = regions.array
         s, e, c = a["start"], a["end"], a["categories"]
         filtered = False
