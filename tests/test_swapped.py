@@ -146,3 +146,29 @@ def test_only_really_paged_out_pages_are_swapped(swapfile):
             tracker.collect()
     finally:
         buf.close()
+
+
+@pytest.mark.kernel
+@pytest.mark.root
+def test_tracking_keeps_written_swapped_pages_and_drops_rearmed_empty_ones(swapfile):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    buf = mmap.mmap(-1, 32 * P, flags=mmap.MAP_PRIVATE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    for i in range(32):
+        buf[i * P] = 1
+    try:
+        with WriteTracker((base, base + 32 * P)) as tracker:
+            for i in (3, 4, 10):
+                buf[i * P] = 2
+            assert libc.madvise(base + 3 * P, 2 * P, 21) == 0  # written, then swapped out
+            assert libc.madvise(base + 10 * P, P, 4) == 0  # written, then discarded
+            with pmviz.Pagemap("self") as pm:
+                entries = pagemap.read_entries(pm.fd, base + 3 * P, base + 5 * P)
+            if sw.is_marker(entries).any() or not (entries & np.uint64(pagemap.PM_SWAP)).all():
+                pytest.skip("MADV_PAGEOUT did not swap the pages out")
+            addrs, _ = page_addresses(tracker.collect().array)
+            assert set(addrs.tolist()) == {base + 3 * P, base + 4 * P}
+            assert tracker.collect().n_pages == 0
+    finally:
+        buf.close()

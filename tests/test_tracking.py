@@ -464,3 +464,47 @@ def test_interleaved_trackers_do_not_consume_each_others_writes():
                 assert page_set(outer.collect()) == pages(base, [2, 34])
     finally:
         libc.munmap(base, 48 * P)
+
+
+def test_guard_pages_are_never_reported_and_stay_guards(area):
+    with WriteTracker((area, area + 64 * P)) as tracker:
+        assert libc.madvise(area + 4 * P, 2 * P, 102) == 0  # MADV_GUARD_INSTALL
+        assert page_set(tracker.collect()) == set()
+        write(area, [7])
+        assert page_set(tracker.collect()) == pages(area, [7])
+        with pmviz.Pagemap("self") as pm:
+            guards = pm.scan(area, area + 64 * P).select(Category.GUARD)
+        assert page_set(guards) == pages(area, [4, 5])
+
+
+def test_thp_write_reports_one_page():
+    base = mmap_anon(1024, at=reserve(1024))
+    try:
+        libc.madvise(base, 1024 * P, 14)  # MADV_HUGEPAGE
+        write(base, range(1024))
+        with WriteTracker((base, base + 1024 * P)) as tracker:
+            write(base, [3, 700])  # an armed THP splits on its first write (spec §3.8)
+            assert page_set(tracker.collect()) == pages(base, [3, 700])
+            assert tracker.collect().n_pages == 0
+    finally:
+        libc.munmap(base, 1024 * P)
+
+
+def test_file_mappings_private_reads_are_not_writes_shared_writes_are(tmp_path):
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(256)) * (16 * P // 256))
+    hole = reserve(64)
+    with open(path, "r+b") as f, WriteTracker((hole, hole + 64 * P)) as tracker:
+        # Appear after tracking began: the first look keeps only anonymous (COWed) pages.
+        priv = libc.mmap(hole, 16 * P, PROT_RW, 0x02 | MAP_FIXED, f.fileno(), 0)
+        shared = libc.mmap(hole + 32 * P, 16 * P, PROT_RW, 0x01 | MAP_FIXED, f.fileno(), 0)
+        read(priv, range(16))
+        write(priv, [2])
+        read(shared, range(16))
+        assert page_set(tracker.collect()) == pages(priv, [2])
+        write(priv, [5])
+        write(shared, [1, 9])  # written in place: page cache is the data here
+        read(priv, [6])
+        assert page_set(tracker.collect()) == pages(priv, [5]) | pages(shared, [1, 9])
+        libc.munmap(priv, 16 * P)
+        libc.munmap(shared, 16 * P)
