@@ -1,0 +1,198 @@
+"""The classic-pagemap fallback agrees with PAGEMAP_SCAN on every category it can know."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from layouts import DONTNEED, RICH, SWAP, spawn_layout
+
+import pmviz
+import pmviz.fallback as fallback
+import pmviz.scanning as scanning
+from pmviz import Category, Mask, PmvizWarning, UnsupportedKernel
+from pmviz._kernel import pagemap as pm
+from pmviz.fallback import KNOWN_CATEGORIES, UNKNOWN_CATEGORIES, scan_pagemap
+
+pytestmark = pytest.mark.kernel
+
+KNOWN = int(KNOWN_CATEGORIES)
+KNOWN_REPORT = Mask(report=KNOWN_CATEGORIES)
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory):
+    with spawn_layout(RICH, file_dir=str(tmp_path_factory.mktemp("rich"))) as layout:
+        yield layout
+
+
+@pytest.fixture(scope="module")
+def swapped(swapfile, tmp_path_factory):
+    with spawn_layout(SWAP, file_dir=str(tmp_path_factory.mktemp("swap"))) as layout:
+        yield layout
+
+
+def known_masks():
+    field = st.integers(0, KNOWN).map(lambda v: v & KNOWN)
+    return st.builds(Mask.from_kernel, field, field, field, field)
+
+
+def test_fallback_equals_ioctl_on_known_categories(rich):
+    ioctl = pmviz.scan(rich.pid, *rich.span)
+    fb = scan_pagemap(rich.pid, *rich.span)
+    assert KNOWN_REPORT.apply(fb) == KNOWN_REPORT.apply(ioctl)
+    assert fb.pages_with(UNKNOWN_CATEGORIES, all_of=False) == 0
+    assert fb.n_pages == ioctl.n_pages  # same VMAs, same pages
+
+
+def test_fallback_equals_ioctl_on_the_whole_process(rich):
+    # The interpreter's own memory too. WRITTEN of empty pages is the one heuristic (it can
+    # only be wrong after MADV_DONTNEED of whole 2 MiB blocks), so compare without it here.
+    mask = Mask(report=KNOWN_CATEGORIES & ~Category.WRITTEN)
+    assert mask.apply(scan_pagemap(rich.pid)) == mask.apply(pmviz.scan(rich.pid))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mask=known_masks(), max_pages=st.one_of(st.just(0), st.integers(1, 6000)))
+def test_fallback_filters_like_the_kernel(rich, mask, max_pages):
+    got = scan_pagemap(rich.pid, *rich.span, mask=mask, max_pages=max_pages)
+    assert got == pmviz.scan(rich.pid, *rich.span, mask=mask, max_pages=max_pages)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fallback_range_scans(rich, data):
+    lo, hi = rich.span
+    a = data.draw(st.integers(0, (hi - lo) >> 12))
+    b = data.draw(st.integers(a, (hi - lo) >> 12))
+    start, end = lo + (a << 12), lo + (b << 12)
+    got = KNOWN_REPORT.apply(scan_pagemap(rich.pid, start, end))
+    assert got == KNOWN_REPORT.apply(pmviz.scan(rich.pid, start, end))
+
+
+def test_fallback_on_really_swapped_pages(swapped):
+    ioctl = pmviz.scan(swapped.pid, *swapped.span)
+    fb = scan_pagemap(swapped.pid, *swapped.span)
+    assert KNOWN_REPORT.apply(fb) == KNOWN_REPORT.apply(ioctl)
+    assert fb.pages_with(Category.SWAPPED) == ioctl.pages_with(Category.SWAPPED) > 100
+    # uffd-wp swap entries (bit 57) are not WRITTEN, exactly as in the ioctl.
+    su = fb.clip(*swapped.range("swp_uffd"))
+    assert su.pages_with(Category.SWAPPED | Category.WRITTEN) == 8
+
+
+def test_huge_zero_page_is_pfnzero_not_file(rich):
+    lo, _ = rich.range("thp")
+    zero = lo + 512 * 4096  # the second PMD was only read: the huge zero page
+    fd = os.open(f"/proc/{rich.pid}/pagemap", os.O_RDONLY)
+    try:
+        entry = int(pm.read_entries(fd, zero, zero + 4096)[0])
+    finally:
+        os.close(fd)
+    assert entry & pm.PM_PRESENT and entry & pm.PM_FILE  # the classic pagemap says "file"
+    fb = scan_pagemap(rich.pid, zero, zero + (2 << 20))
+    assert fb.array.tolist() == [
+        (zero, zero + (2 << 20), int(Category.PRESENT | Category.PFNZERO | Category.WRITTEN))
+    ]
+
+
+def test_dontneed_caveat_is_exactly_the_documented_one(layout_factory):
+    layout = layout_factory(DONTNEED)
+    lo, hi = layout.range("dn")
+    ioctl = KNOWN_REPORT.apply(pmviz.scan(layout.pid, lo, hi))
+    fb = KNOWN_REPORT.apply(scan_pagemap(layout.pid, lo, hi))
+    zapped_block = (lo + 512 * 4096, hi)  # a whole block zapped: its page table stays
+    assert ioctl.clip(*zapped_block).array["categories"].tolist() == [int(Category.WRITTEN)]
+    assert fb.clip(*zapped_block).array["categories"].tolist() == [0]
+    head = (lo, lo + 512 * 4096)  # zapped pages next to mapped ones: pte_none, both WRITTEN
+    assert fb.clip(*head) == ioctl.clip(*head)
+
+
+def test_masks_on_unknown_categories_warn(rich):
+    with pytest.warns(PmvizWarning, match="HUGE"):
+        got = scan_pagemap(rich.pid, *rich.span, mask=Mask(require=Category.HUGE))
+    assert len(got) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scan_pagemap(rich.pid, *rich.span, mask=Mask(require=Category.PRESENT))
+
+
+def test_without_pfns_pfnzero_is_unknown(rich, monkeypatch):
+    monkeypatch.setattr(fallback, "_zero_pfn", lambda: 0)
+    lo, hi = rich.range("zero")
+    fb = scan_pagemap(rich.pid, lo, hi)
+    assert fb.pages_with(Category.PFNZERO) == 0
+    assert pmviz.scan(rich.pid, lo, hi).pages_with(Category.PFNZERO) == 32
+    with pytest.warns(PmvizWarning, match="PFNZERO"):
+        scan_pagemap(rich.pid, lo, hi, mask=Mask(require=Category.PFNZERO))
+
+
+def test_zero_pfn_probe_finds_the_zero_page():
+    if not pmviz.features().pfn_visible:
+        pytest.skip("PFNs are hidden without CAP_SYS_ADMIN")
+    assert fallback._zero_pfn() > 0
+
+
+def test_chunking_and_merging_across_chunks(rich, monkeypatch):
+    # Small chunks: runs cut at chunk edges must merge back (chunks end on 2 MiB boundaries).
+    whole = scan_pagemap(rich.pid, *rich.span)
+    monkeypatch.setattr(fallback, "_CHUNK_PAGES", 1024)
+    monkeypatch.setattr(fallback, "_scratch", fallback._Scratch())
+    assert scan_pagemap(rich.pid, *rich.span) == whole
+
+
+# -- backend selection --------------------------------------------------------------------------
+
+
+def _without_pagemap_scan(monkeypatch):
+    fake = replace(pmviz.features(), pagemap_scan=False, categories=Category(0))
+    monkeypatch.setattr(scanning, "features", lambda: fake)
+
+
+def test_auto_backend_falls_back_when_the_probe_says_no(rich, monkeypatch):
+    calls = []
+    real = fallback.scan_pagemap
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fallback, "scan_pagemap", spy)
+    expected = pmviz.scan(rich.pid, *rich.span)  # probe says yes: the ioctl, no fallback
+    assert calls == []
+    _without_pagemap_scan(monkeypatch)
+    with pytest.warns(PmvizWarning, match="fallback"):
+        got = pmviz.scan(rich.pid, *rich.span)
+    assert len(calls) == 1
+    assert KNOWN_REPORT.apply(got) == KNOWN_REPORT.apply(expected)
+
+
+def test_ioctl_backend_without_pagemap_scan_names_the_fallback(monkeypatch):
+    _without_pagemap_scan(monkeypatch)
+    with pytest.raises(UnsupportedKernel, match="backend='pagemap'") as info:
+        pmviz.scan(backend="ioctl")
+    assert info.value.feature == "PAGEMAP_SCAN"
+    with pytest.raises(UnsupportedKernel, match="backend='pagemap'"):
+        pmviz.Pagemap().scan()
+
+
+def test_clear_written_needs_the_ioctl():
+    with pytest.raises(UnsupportedKernel, match="PAGEMAP_SCAN"):
+        pmviz.scan(backend="pagemap", clear_written=True)
+
+
+def test_fallback_result_is_a_plain_regions_array(rich):
+    fb = scan_pagemap(rich.pid, *rich.span)
+    assert fb.array.dtype == pmviz.regions.REGION_DTYPE
+    assert np.all(fb.start[1:] >= fb.end[:-1]) and np.all(fb.end > fb.start)
+    assert pickle_roundtrip(fb) == fb
+
+
+def pickle_roundtrip(obj):
+    import pickle
+
+    return pickle.loads(pickle.dumps(obj))
