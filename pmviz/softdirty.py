@@ -185,7 +185,8 @@ class SoftDirtyTracker:
                 self._read(lo, hi, shared) for lo, hi, shared in _candidates(vmas, self._ranges)
             ]
             self._clear()
-        return Regions(iv.union_regions(parts, _WRITTEN))
+        pairs = [iv.as_pairs(p["start"], p["end"]) for p in parts]
+        return Regions(iv.union_regions(pairs, _WRITTEN))
 
     def close(self) -> None:
         """Stop tracking (closes the pagemap). Idempotent."""

@@ -262,11 +262,11 @@ class UffdTracker:
         a = np.concatenate(found)
         return iv.as_pairs(a["start"], a["end"])
 
-    def _nothing_new_in_ranges(self) -> bool:
+    def _nothing_new_in_ranges(self, ranges: np.ndarray) -> bool:
         """Ranges mode: one scan per range tells whether anything there is unregistered, so
         maps need not be read at all when nothing is (the common case).
         """
-        free = self._unregistered(self._ranges)
+        free = self._unregistered(ranges)
         if not len(free):
             return True
         known = np.array(list(self._skipped), dtype=np.uint64).reshape(-1, 2)
@@ -276,7 +276,7 @@ class UffdTracker:
         """Register and arm candidate memory not registered yet; on later calls, return the
         pages that hold data in it (written since it appeared, as far as can be known).
         """
-        if not first and self._ranges is not None and self._nothing_new_in_ranges():
+        if not first and self._ranges is not None and self._nothing_new_in_ranges(self._ranges):
             return []
         vmas = read_vma_rows(self.pid)
         self._registered = iv.intersect(self._registered, iv.union(vmas.pairs))

@@ -58,8 +58,8 @@ def intersect_indexed(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
         + np.repeat(lo, counts)
     )
     out = as_pairs(np.maximum(a[ai, 0], b[bi, 0]), np.minimum(a[ai, 1], b[bi, 1]))
-    keep = out[:, 1] > out[:, 0]
-    return out[keep], ai[keep]
+    nonempty = out[:, 1] > out[:, 0]
+    return out[nonempty], ai[nonempty]
 
 
 def subtract(a: np.ndarray, b: np.ndarray) -> np.ndarray:
