@@ -11,7 +11,9 @@ accessors, so both behave the same.
 
 from __future__ import annotations
 
+import contextlib
 import html
+import mmap
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, NamedTuple
@@ -454,11 +456,53 @@ def _clip_vmas(v: Vmas, start: int, end: int) -> Vmas:
     return v[keep]
 
 
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Python < 3.13 lacks the name
+
+
+class _RowStore:
+    """A growing ``REGION_DTYPE`` column whose rows rarely move.
+
+    Backed by an anonymous ``MAP_NORESERVE`` mapping: only pages rows are written to are
+    committed, and ``MADV_HUGEPAGE`` makes faulting them in cheap. When it fills up, a mapping
+    eight times larger replaces it (one copy of the rows so far; amortised an eighth of a copy
+    per row). A moderate reservation, rather than one huge one, matters when recording this
+    very process with write tracking: arming write protection allocates page tables for the
+    whole reservation (spec §3.8, holes). Views handed out keep their old mapping alive.
+    """
+
+    INITIAL_BYTES = 64 << 20
+
+    def __init__(self, initial_bytes: int = INITIAL_BYTES) -> None:
+        self.buf = self._reserve(initial_bytes // REGION_DTYPE.itemsize)
+        self.used = 0
+
+    @staticmethod
+    def _reserve(rows: int) -> np.ndarray:
+        nbytes = rows * REGION_DTYPE.itemsize
+        try:
+            m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+        except OSError:  # strict overcommit: plain memory
+            return np.empty(rows, REGION_DTYPE)
+        with contextlib.suppress(OSError, AttributeError):
+            m.madvise(mmap.MADV_HUGEPAGE)
+        return np.frombuffer(m, REGION_DTYPE, count=rows)
+
+    def tail(self, start: int, n: int) -> np.ndarray:
+        """Writable rows ``[start, start + n)``, growing the column if it must."""
+        if start + n > len(self.buf):
+            bigger = self._reserve(max(start + n, 8 * len(self.buf)))
+            bigger[: self.used] = self.buf[: self.used]  # rows past start: a scan in progress
+            self.buf = bigger
+        self.used = max(self.used, start + n)
+        return self.buf[start : start + n]
+
+
 class CaptureBuilder:
     """Append-only columns of a capture being recorded; ``capture()`` is a consistent view.
 
-    Buffers grow by doubling, so appending is amortised O(rows); a view handed out earlier
-    keeps pointing at the old buffer, whose first rows never change afterwards.
+    Region rows live in a :class:`_RowStore` (rows never move); the small per-snapshot
+    columns grow by doubling. A view handed out earlier keeps pointing at rows that never
+    change afterwards.
     """
 
     def __init__(self, meta: CaptureMeta, *, has_written: bool) -> None:
@@ -468,9 +512,9 @@ class CaptureBuilder:
         self._vidx = np.empty(64, np.int32)
         self._tel = {k: np.empty(64, np.int64) for k in TELEMETRY_FIELDS}
         self._roff = np.zeros(65, np.int64)
-        self._regs = np.empty(4096, REGION_DTYPE)
+        self._regs = _RowStore()
         self._woff = np.zeros(65, np.int64) if has_written else None
-        self._wr = np.empty(1024, REGION_DTYPE) if has_written else None
+        self._wr = _RowStore(_RowStore.INITIAL_BYTES // 4) if has_written else None
         self.vma_tables: list[Vmas] = []
 
     @staticmethod
@@ -481,15 +525,23 @@ class CaptureBuilder:
         bigger[: len(buf)] = buf
         return bigger
 
+    def region_tail(self, n: int) -> np.ndarray:
+        """Room for ``n`` region rows of the next snapshot (the recorder scans into it)."""
+        return self._regs.tail(int(self._roff[self.n]), n)
+
     def append(
         self,
         time_ns: int,
-        regions: np.ndarray,
+        regions: np.ndarray | int,
         written: np.ndarray | None,
         vmas: Vmas | None,
         telemetry: dict[str, int],
     ) -> None:
-        """Add one snapshot; ``vmas=None`` means "unchanged since the previous snapshot"."""
+        """Add one snapshot; ``vmas=None`` means "unchanged since the previous snapshot".
+
+        ``regions`` is the snapshot's rows, or the number of rows already written into
+        :meth:`region_tail`.
+        """
         i = self.n
         if vmas is not None or not self.vma_tables:
             self.vma_tables.append(vmas if vmas is not None else Vmas())
@@ -502,15 +554,17 @@ class CaptureBuilder:
         self._time[i] = time_ns
         self._vidx[i] = len(self.vma_tables) - 1
         r0 = int(self._roff[i])
-        self._regs = self._room(self._regs, r0 + len(regions))
-        self._regs[r0 : r0 + len(regions)] = regions
-        self._roff[i + 1] = r0 + len(regions)
+        if isinstance(regions, (int, np.integer)):
+            n_rows = int(regions)
+        else:
+            n_rows = len(regions)
+            self._regs.tail(r0, n_rows)[:] = regions
+        self._roff[i + 1] = r0 + n_rows
         if self._woff is not None and self._wr is not None:
             w = np.empty(0, REGION_DTYPE) if written is None else written
             self._woff = self._room(self._woff, i + 2)
             w0 = int(self._woff[i])
-            self._wr = self._room(self._wr, w0 + len(w))
-            self._wr[w0 : w0 + len(w)] = w
+            self._wr.tail(w0, len(w))[:] = w
             self._woff[i + 1] = w0 + len(w)
         self.n = i + 1  # last: a concurrent capture() sees whole snapshots only
 
@@ -521,11 +575,11 @@ class CaptureBuilder:
         wr = woff = None
         if self._woff is not None and self._wr is not None:
             wo = self._woff[start : n + 1]
-            wr, woff = self._wr[wo[0] : wo[-1]], wo - wo[0]
+            wr, woff = self._wr.buf[wo[0] : wo[-1]], wo - wo[0]
         return Capture(
             meta or self.meta,
             self._time[start:n],
-            self._regs[ro[0] : ro[-1]],
+            self._regs.buf[ro[0] : ro[-1]],
             ro - ro[0],
             written=wr,
             written_offsets=woff,

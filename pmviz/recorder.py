@@ -20,8 +20,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import numpy as np
-
 from ._kernel import pagemap_scan as pms
 from ._kernel import procfs
 from .capture import Capture, CaptureBuilder, CaptureMeta
@@ -403,18 +401,36 @@ class Recorder:
             },
         )
 
-    def _scan(self, capacity: int) -> tuple[np.ndarray, int]:
-        fields = self._scan_fields
-        parts = []
+    def _scan_into(self, builder: CaptureBuilder, room: int) -> tuple[int, int]:
+        """Scan every range straight into the builder's next rows; (rows, resumed calls).
+
+        One ioctl per range with an output vector of ``room`` regions returns exactly what an
+        unbounded call returns (spec §3.4). Only when the vector comes back full do we resume,
+        from the end of the last region (never from the stale ``walk_end``, gotcha 2), with
+        twice the room.
+        """
+        fd = self._pagemap.fd
+        n = retries = 0
+        arg = pms.PmScanArg(size=96, **self._scan_fields)
         for lo, hi in self._ranges:
-            try:
-                parts.append(pms.scan_range(self._pagemap.fd, lo, hi, capacity=capacity, **fields))
-            except OSError as err:
-                raise _translate_scan_error(err, self._target.pid) from err
-        regions = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        # scan_range doubles its vector after every full one: that many resumed calls
-        retries = max(0, math.ceil(math.log2((len(regions) + 1) / capacity))) if regions.size else 0
-        return regions, retries
+            arg.start, arg.end = lo, hi
+            while True:
+                rows = builder.region_tail(n + room)
+                arg.vec = rows.ctypes.data + n * rows.itemsize
+                arg.vec_len = room
+                try:
+                    rc = pms.ioctl_scan(fd, arg)
+                except OSError as err:
+                    raise _translate_scan_error(err, self._target.pid) from err
+                n += rc
+                if rc < room:
+                    break
+                retries += 1
+                arg.start = int(rows["end"][n - 1])
+                if arg.start >= hi:
+                    break
+                room *= 2
+        return n, retries
 
     def _read_maps(self, previous: bytes | None) -> tuple[bytes, Vmas | None]:
         try:
@@ -432,7 +448,7 @@ class Recorder:
         self._scan_fields = _full_mask().kernel_fields()
         bar = self._progress_bar()
         maps_raw: bytes | None = None
-        capacity = 4096
+        room = 1 << 16
         interval = self.interval_ns
         reason = None
         t0 = time.monotonic_ns()
@@ -459,10 +475,13 @@ class Recorder:
                     break
                 t_snap = time.monotonic_ns()
                 try:
-                    regions, retries = self._scan(capacity)
+                    n_rows, retries = self._scan_into(builder, room)
                     t_scanned = time.monotonic_ns()
                     if resolve is not None:
-                        regions = resolve(regions)
+                        rows = builder.region_tail(n_rows)
+                        resolved = resolve(rows)
+                        n_rows = len(resolved)
+                        rows[:n_rows] = resolved
                     written = None
                     if self._source is not None:
                         written = self._source.collect().array
@@ -472,19 +491,19 @@ class Recorder:
                     reason, status = self._target.end_reason()
                     builder.meta = builder.meta.replace(exit_status=status)
                     break
-                capacity = max(4096, 1 << int(len(regions) * 1.25).bit_length())
+                room = max(room, 1 << (2 * n_rows).bit_length())  # next scan fits in one call
                 if builder.n == 0:
                     builder.meta = builder.meta.replace(
                         start_wall_ns=wall0 + (t_snap - t0), start_monotonic_ns=t_snap
                     )
                 builder.append(
                     t_snap,
-                    regions,
+                    n_rows,
                     written,
                     vmas,
                     {
                         "scan_ns": t_scanned - t_snap,
-                        "n_regions": len(regions),
+                        "n_regions": n_rows,
                         "retries": retries,
                         "skipped_ticks": skipped,
                         "collect_ns": t_collected - t_scanned,
@@ -493,7 +512,7 @@ class Recorder:
                 )
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix_str(f"{len(regions)} regions", refresh=False)
+                    bar.set_postfix_str(f"{n_rows} regions", refresh=False)
                 if self.count is not None and builder.n >= self.count:
                     reason = "count reached"
                     break
