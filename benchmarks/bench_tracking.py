@@ -28,18 +28,32 @@ N_PAGES = 32768  # 128 MiB
 W = int(pmviz.Category.WRITTEN)
 
 
-def raw_harvest(fd: int, lo: int, hi: int) -> int:
-    a = pms.scan_range(fd, lo, hi, flags=pms.PM_SCAN_WP_MATCHING, category_mask=W, return_mask=W)
-    return len(a)
+def raw_harvest(fd: int, lo: int, hi: int) -> np.ndarray:
+    return pms.scan_range(fd, lo, hi, flags=pms.PM_SCAN_WP_MATCHING, category_mask=W, return_mask=W)
+
+
+def raw_content(fd: int, written: np.ndarray) -> None:
+    """pmviz's second kernel call: a plain scan of the written span (what is data)."""
+    if len(written):
+        C = pmviz.Category
+        pms.scan_range(
+            fd,
+            int(written["start"][0]),
+            int(written["end"][-1]),
+            category_anyof_mask=int(C.PRESENT | C.SWAPPED),
+            return_mask=int(C.PRESENT | C.SWAPPED | C.PFNZERO | C.FILE),
+        )
 
 
 def median_us(samples: list[int]) -> float:
     return statistics.median(samples) / 1e3
 
 
-def measure(tracker, fd, view, base, pages: np.ndarray, repeat: int) -> tuple[float, float, int]:
+def measure(
+    tracker, fd, view, base, pages: np.ndarray, repeat: int
+) -> tuple[float, float, float, int]:
     offsets = pages * P
-    t_collect, t_raw, n_regions = [], [], 0
+    t_collect, t_raw, t_both, n_regions = [], [], [], 0
     for _ in range(repeat):
         view[offsets] += 1
         t0 = time.perf_counter_ns()
@@ -51,7 +65,11 @@ def measure(tracker, fd, view, base, pages: np.ndarray, repeat: int) -> tuple[fl
         t0 = time.perf_counter_ns()
         raw_harvest(fd, base, base + N_PAGES * P)
         t_raw.append(time.perf_counter_ns() - t0)
-    return median_us(t_collect), median_us(t_raw), n_regions
+        view[offsets] += 1
+        t0 = time.perf_counter_ns()
+        raw_content(fd, raw_harvest(fd, base, base + N_PAGES * P))
+        t_both.append(time.perf_counter_ns() - t0)
+    return median_us(t_collect), median_us(t_raw), median_us(t_both), n_regions
 
 
 def main() -> None:
@@ -69,12 +87,12 @@ def main() -> None:
     rows = []
     with WriteTracker(view) as tracker:
         for n in (0, 1, 64, 1024, 8192, 32768):  # contiguous: one region
-            c, r, nr = measure(tracker, fd, view, base, np.arange(n), args.repeat)
-            rows.append(("contiguous", n, nr, c, r))
+            c, r, b, nr = measure(tracker, fd, view, base, np.arange(n), args.repeat)
+            rows.append(("contiguous", n, nr, c, r, b))
         for nr_want in (16, 256, 4096, 16384):  # every other page: one region per page
             pages = np.arange(nr_want) * 2
-            c, r, nr = measure(tracker, fd, view, base, pages, args.repeat)
-            rows.append(("every 2nd page", len(pages), nr, c, r))
+            c, r, b, nr = measure(tracker, fd, view, base, pages, args.repeat)
+            rows.append(("every 2nd page", len(pages), nr, c, r, b))
 
     # Whole-process mode: every private writable VMA of this Python process.
     with WriteTracker() as whole:
@@ -96,11 +114,16 @@ def main() -> None:
     del view
     buf.close()
 
-    head = "| pattern | written pages | regions | collect() µs | kernel get-and-clear µs | ratio |"
-    print(head)
-    print("|---|---:|---:|---:|---:|---:|")
-    for pattern, n, nr, c, r in rows:
-        print(f"| {pattern} | {n:,} | {nr:,} | {c:,.0f} | {r:,.0f} | {c / r:.1f}x |")
+    print(
+        "| pattern | written pages | regions | collect() µs | kernel get-and-clear µs "
+        "| ratio | kernel get-and-clear + content scan µs | ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for pattern, n, nr, c, r, b in rows:
+        print(
+            f"| {pattern} | {n:,} | {nr:,} | {c:,.0f} | {r:,.0f} | {c / r:.1f}x "
+            f"| {b:,.0f} | {c / b:.1f}x |"
+        )
     n_spans, n_pages, c, r = whole_row
     print()
     print(

@@ -103,12 +103,19 @@ class WriteTracker(UffdTracker):
 
     Notes
     -----
-    ``collect()`` is exact for memory that stays mapped: a page is reported iff it was
-    written in the interval, including pages written and then discarded with
-    ``MADV_DONTNEED`` (the kernel leaves them unprotected; the harvest re-arms them, spec
-    §3.8). Memory that became trackable during the interval (a new mapping, heap growth, a
-    VMA moved by ``mremap``, which drops the registration) is reported by content: its
-    present anonymous pages other than the zero page, and its swapped pages.
+    A page is reported iff it was written since the previous ``collect()`` and still holds
+    data when the harvest runs. So writes to memory discarded before the harvest
+    (``munmap``, ``MADV_DONTNEED``) are not reported; the kernel reports a discarded anonymous
+    page as written (spec §3.8), pmviz does not, and re-arms it so later collects stay exact.
+    Memory that became trackable during the interval (a new mapping, heap growth, a VMA
+    moved by ``mremap``, which drops the registration) is reported by content: its present
+    anonymous pages other than the zero page, and its swapped pages. Shared mappings are
+    tracked only when named in ``ranges``. Memory another userfaultfd registered is left
+    alone and listed in ``skipped``.
+
+    Cost per collect: a maps read (whole-process mode only), one scan to find new VMAs, one
+    ``PM_SCAN_WP_MATCHING`` scan through the kernel's WRITTEN fast path, and one plain scan of
+    just the written pages (see ``benchmarks/RESULTS-tracking.md``).
 
     Examples
     --------
