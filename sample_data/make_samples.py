@@ -57,7 +57,11 @@ def record_asan(tmp: Path) -> pmviz.Capture:
     """An ASan-built C program allocating and freeing heap in phases (shadow memory)."""
     exe = build_asan(tmp)
     # 50 ms snapshots, 400 ms per phase: ~8 snapshots per phase, ~2.5 s in all.
-    return pmviz.record([str(exe), "400"], interval=0.05, writes="auto", progress=True)
+    # No write tracking: registering uffd-wp over ASan's ~16 TiB of rw-p MAP_NORESERVE shadow
+    # and arming it makes the kernel build page tables for all of it; on this machine that
+    # exhausted its 24 GiB within seconds (see README.md here). Present/swapped is what
+    # notebook 03 needs.
+    return pmviz.record([str(exe), "400"], interval=0.05, writes="none", progress=True)
 
 
 def record_numpy(tmp: Path) -> pmviz.Capture:
@@ -89,7 +93,7 @@ def record_redis(tmp: Path) -> pmviz.Capture:
         try:
             time.sleep(0.5)  # idle baseline
             subprocess.run(
-                ["redis-benchmark", "-p", str(port), "-q", "-n", "60000", "-r", "40000",
+                ["redis-benchmark", "-p", str(port), "-q", "-n", "150000", "-r", "50000",
                  "-d", "256", "-c", "8", "-t", "set,get,lpush"],
                 check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip

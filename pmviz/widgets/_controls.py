@@ -247,6 +247,43 @@ def figure_png(fig, *, dpi: int = 90) -> bytes:  # noqa: ANN001 - a matplotlib F
     return buf.getvalue()
 
 
+class Blitter:
+    """PNG frames of a figure where only one artist changes between frames.
+
+    The first frame draws everything and keeps the figure without ``artist`` as a
+    background; later frames restore it and draw just ``artist`` and what lies on top of it
+    in its Axes (gap lines), so ticks, labels and colour bar are not re-rendered.
+    """
+
+    def __init__(self, fig, artist) -> None:  # noqa: ANN001 - Figure, Artist
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        self.fig = fig
+        self.artist = artist
+        self.canvas = FigureCanvasAgg(fig)
+        artist.set_visible(False)
+        self.canvas.draw()
+        self.background = self.canvas.copy_from_bbox(fig.bbox)
+        artist.set_visible(True)
+        ax = artist.axes
+        z = artist.get_zorder()
+        self.above = [a for a in (*ax.lines, *ax.patches, *ax.texts) if a.get_zorder() >= z]
+
+    def frame(self, *, dpi: int = 90) -> bytes:
+        from PIL import Image
+
+        self.canvas.restore_region(self.background)
+        ax = self.artist.axes
+        ax.draw_artist(self.artist)
+        for a in self.above:
+            ax.draw_artist(a)
+        w, h = self.canvas.get_width_height()
+        img = Image.frombuffer("RGBA", (w, h), self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        buf = io.BytesIO()
+        img.save(buf, format="png", compress_level=1, dpi=(dpi, dpi))
+        return buf.getvalue()
+
+
 def parse_hex_range(text: str) -> tuple[int, int]:
     """``"0x7f00-0x7f80"`` or ``"7f00 7f80"`` → ``(start, end)``; ValueError when unreadable."""
     t = text.strip().replace(",", " ").replace("-", " ").split()

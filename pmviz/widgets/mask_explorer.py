@@ -18,6 +18,7 @@ from ..regions import Regions
 from . import _render
 from ._controls import (
     PRESETS,
+    Blitter,
     MaskControls,
     figure_png,
     kernel_fields_html,
@@ -108,6 +109,7 @@ class MaskExplorer(widgets.VBox):
         # A fixed layout: constrained layout would double the redraw time (measured).
         self.figure = Figure(figsize=figsize)
         self.artist = None
+        self._blitter: Blitter | None = None
         self._hide_shadow = self.capture is not None and _render.shadow_dominates(self.capture)
         self.last_update_s = 0.0
         self._updating = False
@@ -225,13 +227,14 @@ class MaskExplorer(widgets.VBox):
         self.selected = Capture.from_snapshots(
             CaptureMeta(pid=self.pid), [(time.monotonic_ns(), regions, None, self._vmas)]
         )
+        self._hide_shadow = _render.shadow_dominates(self.selected)
         return regions
 
     def _draw_heatmap(self) -> None:
-        if self.capture is not None and self.artist is not None:
-            # Same capture, same axes: only the colours change.
+        if self.capture is not None and self._blitter is not None:
+            # Same capture, same axes: only the mesh colours change.
             _render.redraw_grid(self.drawn, self.selected, Mask())
-            self.image.value = figure_png(self.figure)
+            self.image.value = self._blitter.frame()
             return
         fig = self.figure
         fig.clear()
@@ -248,6 +251,13 @@ class MaskExplorer(widgets.VBox):
         )
         ax.title.set_fontsize(10)
         self.artist = self.drawn.artist
+        if self.capture is None:  # one live scan: a single column, no time axis
+            ax.set_xticks([])
+            ax.set_xlabel(f"one scan of pid {self.pid} at {time.strftime('%H:%M:%S')}")
+        if self.capture is not None:
+            self._blitter = Blitter(fig, self.artist)
+            self.image.value = self._blitter.frame()
+            return
         self.image.value = figure_png(fig)
 
     def _draw_table(self) -> None:
