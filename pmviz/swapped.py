@@ -25,7 +25,7 @@ from .regions import Regions
 from .scanning import Pagemap
 from .tracking import _intervals as iv
 
-__all__ = ["resolve_swapped", "is_marker", "real_swap_pairs"]
+__all__ = ["resolve_swapped", "is_marker", "is_swap_entry", "real_swap_pairs"]
 
 _SWAPPED = np.uint64(int(Category.SWAPPED))
 # A swapped page that is WRITTEN has no uffd-wp bit, so it cannot be a marker; a GUARD page
@@ -57,13 +57,22 @@ def is_marker(entries: np.ndarray) -> np.ndarray:
     return swap & (kind == np.uint64(pagemap.MARKER_SWAP_TYPE))
 
 
+def is_swap_entry(entries: np.ndarray) -> np.ndarray:
+    """Which classic pagemap entries are real swap entries: non-present, swap, not a marker."""
+    e = np.asarray(entries, dtype=np.uint64)
+    swap = (e & np.uint64(pagemap.PM_SWAP | pagemap.PM_PRESENT)) == np.uint64(pagemap.PM_SWAP)
+    return swap & ~is_marker(e)
+
+
 def resolve_swapped(pid_or_pagemap: Pid | Pagemap, regions: Regions) -> Regions:
     """Clear ``SWAPPED`` on the pages that are uffd-wp markers, not swap.
 
     Only regions that are ``SWAPPED`` but neither ``WRITTEN`` nor ``GUARD`` are ambiguous;
     the cost is proportional to their pages (nothing at all when there are none, and only a
     read of ``/proc/swaps`` when no swap device is on, since then no page can be swapped).
-    Ambiguous regions are split where markers and real swap entries alternate.
+    Ambiguous regions are split where markers and real swap entries alternate. A page keeps
+    SWAPPED only if its pagemap entry, read right after the scan, is a real swap entry (so a
+    marker page written in between does not turn into swap).
 
     Parameters
     ----------
@@ -125,7 +134,7 @@ def real_swap_pairs(fd: int, regions: np.ndarray) -> np.ndarray:
         return iv.as_pairs(regions["start"], regions["end"])
     entries = _entries(_reader(fd), regions)
     addrs, _ = iv.page_addresses(regions)
-    real = addrs[~is_marker(entries)]
+    real = addrs[is_swap_entry(entries)]
     return iv.union(iv.as_pairs(real, real + np.uint64(PAGE_SIZE)))
 
 
@@ -143,7 +152,9 @@ def _resolve(regions: Regions, ambiguous: np.ndarray, read: EntryReader) -> Regi
     page = np.uint64(regions.page_size)
     entries = _entries(read, amb)
     addrs, owner = iv.page_addresses(amb)
-    marker = is_marker(entries)
+    # Keep SWAPPED only where a swap entry is still there: a marker page written (so made
+    # present) between the scan and this read was never on swap either.
+    marker = ~is_swap_entry(entries)
     if not len(addrs):
         return regions
     cut = np.ones(len(addrs), dtype=bool)

@@ -172,3 +172,22 @@ def test_tracking_keeps_written_swapped_pages_and_drops_rearmed_empty_ones(swapf
             assert tracker.collect().n_pages == 0
     finally:
         buf.close()
+
+
+def test_is_swap_entry_needs_a_swap_entry_that_is_not_a_marker():
+    entries = np.array(
+        [MARKER, swap_entry(0, 3), 0, 0x8300000000012345, GUARD_MARKER], dtype=np.uint64
+    )
+    assert sw.is_swap_entry(entries).tolist() == [False, True, False, False, False]
+
+
+def test_marker_written_between_scan_and_read_is_not_swap():
+    base = 0x20000000
+    r = regions((base, base + 3 * P, WP | S))
+    now = {base: MARKER, base + P: 0x8300000000012345, base + 2 * P: swap_entry(0, 1)}
+
+    def read(start, end):
+        return np.array([now[a] for a in range(start, end, P)], dtype=np.uint64)
+
+    out = sw._resolve(r, np.array([True]), read)
+    assert out.array.tolist() == [(base, base + 2 * P, WP), (base + 2 * P, base + 3 * P, WP | S)]
