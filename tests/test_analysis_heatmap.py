@@ -144,3 +144,19 @@ def test_interval_helpers():
         select=Mask(require=P),
     )
     assert (c // PAGE).tolist() == [[1, 2, 2]]
+
+
+def test_category_spellings_agree():
+    cap = two_vma_capture()
+    ref = heatmap_grid(cap, "present", addr_bins=4).grid
+    for spec in ("resident", P, {P}, [P], int(P), Mask(require=P)):
+        np.testing.assert_array_equal(heatmap_grid(cap, spec, addr_bins=4).grid, ref)
+    assert heatmap_grid(cap, "zero-page", addr_bins=4).category == "pfnzero"
+
+
+def test_analysis_does_not_import_matplotlib():
+    import subprocess
+    import sys
+
+    code = "import sys, pmviz.analysis; sys.exit('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -15,6 +15,15 @@ CategoryArg = Mask | Category | int | str
 those bits in the full scan), or any ``Mask`` (its ``matches`` on the full scan)."""
 
 
+_ALIASES = {
+    "resident": "PRESENT",
+    "zero": "PFNZERO",
+    "zero-page": "PFNZERO",
+    "zero_page": "PFNZERO",
+    "swap": "SWAPPED",
+}
+
+
 class Source(NamedTuple):
     regions: np.ndarray
     offsets: np.ndarray
@@ -42,7 +51,13 @@ def resolve(capture: Capture, category: CategoryArg) -> Source:
         return Source(capture.written, capture.written_offsets, None, "written")
     if isinstance(category, Mask):
         return Source(capture.regions, capture.region_offsets, category, _mask_label(category))
-    if isinstance(category, bool) or not isinstance(category, (str, int, Category)):
+    if isinstance(category, str):
+        category = "|".join(
+            _ALIASES.get(p.strip().lower(), p) for p in category.replace(",", "|").split("|")
+        )
+    if isinstance(category, bool) or not isinstance(
+        category, (str, int, Category, set, frozenset, list, tuple)
+    ):
         raise TypeError(
             "category must be 'written', a Category, a bit set, a category name or a Mask, "
             f"got {type(category).__name__}"
