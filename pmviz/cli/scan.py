@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..categories import Category
 from ..mask import Mask
@@ -34,15 +35,21 @@ def _names(bits: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    mask = None
-    if any(x is not None for x in (args.require, args.anyof, args.exclude)) or args.report != "all":
-        mask = Mask(
-            require=args.require, anyof=args.anyof, exclude=args.exclude, report=args.report
+    try:
+        mask = None
+        if any(x is not None for x in (args.require, args.anyof, args.exclude)) or (
+            args.report != "all"
+        ):
+            mask = Mask(
+                require=args.require, anyof=args.anyof, exclude=args.exclude, report=args.report
+            )
+        pid = args.pid  # "self" or digits; scan() validates it
+        regions = scan(
+            pid, args.start, args.end, mask=mask, max_pages=args.max_pages, backend=args.backend
         )
-    pid = args.pid if args.pid == "self" else int(args.pid)
-    regions = scan(
-        pid, args.start, args.end, mask=mask, max_pages=args.max_pages, backend=args.backend
-    )
+    except (ValueError, TypeError) as err:  # a bad argument: say which, no traceback
+        print(f"pmviz scan: error: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(
             json.dumps(

@@ -1,0 +1,57 @@
+"""features(): the run-time probe of this machine's kernel (never the version string)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import pmviz
+from pmviz import Category
+from pmviz._kernel import pagemap_scan as pms
+from pmviz.features import features, user_address_limit
+
+pytestmark = pytest.mark.kernel
+
+
+def test_probe_matches_the_reference_machine():
+    f = features()
+    assert f.kernel_release == os.uname().release
+    assert f.page_size == os.sysconf("SC_PAGE_SIZE")
+    assert f.pagemap_scan is True
+    assert f.categories == pmviz.ALL_CATEGORIES and f.guard
+    assert f.uffd_wp_async is True and f.uffd_reason == "ok"
+    assert f.soft_dirty is False  # CONFIG_MEM_SOFT_DIRTY is not set here (spec header)
+    assert f.thp_mode in ("always", "madvise", "never")
+    assert f.write_mechanisms == ["uffd-wp"]
+    assert f.pfn_visible == (os.geteuid() == 0)
+
+
+def test_probed_categories_are_exactly_what_the_kernel_accepts():
+    # CRIU's probe (spec §6): every probed bit is accepted, the next bit up is not.
+    with pmviz.Pagemap() as pm:
+        cats = int(features().categories)
+        assert pms.probe(pm.fd, cats)
+        assert not pms.probe(pm.fd, cats << 1 & ~cats)
+
+
+def test_user_address_limit_is_exact():
+    limit = user_address_limit()
+    with pmviz.Pagemap() as pm:
+        pms.ioctl_scan(pm.fd, pms.PmScanArg(size=96, start=limit & ~4095, end=limit))
+        with pytest.raises(OSError):
+            pms.ioctl_scan(pm.fd, pms.PmScanArg(size=96, start=limit & ~4095, end=limit + 1))
+
+
+def test_features_is_cached_and_serialisable():
+    assert features() is features()
+    d = features().as_dict()
+    assert json.loads(json.dumps(d))["categories"] == int(Category(0x1FF))
+    assert d["write_mechanisms"] == features().write_mechanisms
+
+
+@pytest.mark.root
+def test_swap_active_follows_the_swapfile(swapfile):
+    features.cache_clear()
+    assert features().swap_active
