@@ -53,6 +53,8 @@ from .regions import Regions
 __all__ = ["InjectedTracker", "WriteSourceChoice", "attach", "track", "open_write_source"]
 
 T = TypeVar("T")
+MAX_VMA_BYTES = 16 << 30
+"""VMAs larger than this are not tracked by default (see :func:`_engine`)."""
 _CAP_SYS_PTRACE = 19
 
 
@@ -256,8 +258,15 @@ class InjectedTracker:
 
     mechanism = "uffd-wp"
 
-    def __init__(self, pid: int, process: subprocess.Popen | None, tracer: _TracerThread):
+    def __init__(
+        self,
+        pid: int,
+        process: subprocess.Popen | None,
+        tracer: _TracerThread,
+        max_vma_bytes: int = MAX_VMA_BYTES,
+    ):
         self.pid = pid
+        self.max_vma_bytes = int(max_vma_bytes)
         self.process = process
         self.events: list[str] = []
         self.attach_seconds = 0.0
@@ -332,7 +341,9 @@ class InjectedTracker:
     @property
     def alive(self) -> bool:
         """Whether the tracked process is still running (not exited, not a zombie)."""
-        if self.process is not None and self.process.poll() is not None:
+        # Never waitpid() here: for a launched child that is also our tracee, a waitpid from
+        # this thread could swallow a ptrace stop meant for the tracer thread.
+        if self.process is not None and self.process.returncode is not None:
             return False
         st = _starttime(self.pid)
         return st is not None and st == self._starttime
@@ -346,22 +357,25 @@ class InjectedTracker:
         subprocess.TimeoutExpired
             It is still running after ``timeout`` seconds.
         """
-        if self.process is not None:
-            return self.process.wait(timeout)
+        if self.process is not None and self.process.returncode is not None:
+            return self.process.returncode
+        # Wait on a pidfd (readable once the process has exited), not with waitpid: see alive.
         try:
             pidfd = os.pidfd_open(self.pid)
         except ProcessLookupError:
-            return None
+            pidfd = -1
         try:
-            if self._starttime is None or _starttime(self.pid) != self._starttime:
-                return None
-            poller = select.poll()
-            poller.register(pidfd, select.POLLIN)
-            if not poller.poll(None if timeout is None else int(timeout * 1000)):
-                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
-            return None
+            if pidfd >= 0 and (self.process is not None or _starttime(self.pid) == self._starttime):
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                ms = None if timeout is None else max(0, int(timeout * 1000))
+                if not poller.poll(ms):
+                    cmd = self.process.args if self.process is not None else f"pid {self.pid}"
+                    raise subprocess.TimeoutExpired(cmd, timeout or 0)
         finally:
-            os.close(pidfd)
+            if pidfd >= 0:
+                os.close(pidfd)
+        return self.process.wait() if self.process is not None else None
 
     @property
     def registered(self) -> Regions:
@@ -402,8 +416,6 @@ class InjectedTracker:
 
     def _setup(self, remote: inject.Remote) -> None:
         """With the target stopped: create its uffd, take it, register and arm, release."""
-        from .tracking import UffdTracker
-
         t0 = _now()
         fd = -1
         try:
@@ -426,7 +438,7 @@ class InjectedTracker:
             # Registered and armed while the target is stopped: tracking begins here.
             # UffdTracker owns the fd from here on, and closes it itself if it fails.
             owned, fd = fd, -1
-            self._inner = UffdTracker(self.pid, owned, owns_fd=True)
+            self._inner = _engine(self.pid, owned, self.max_vma_bytes)
         except BaseException:
             if fd >= 0:
                 os.close(fd)
@@ -434,6 +446,34 @@ class InjectedTracker:
         finally:
             remote.release()
             self.attach_seconds = _now() - t0
+
+
+def _engine(pid: int, fd: int, max_vma_bytes: int) -> Any:
+    """The tracking engine on a uffd of ``pid``, minus VMAs too large to arm.
+
+    Arming write-protects holes too (WP_UNPOPULATED installs a marker per page), which
+    allocates a page table for every 2 MiB of the VMA (size / 512 bytes) whether or not it
+    holds data: a sanitizer's 16 TiB shadow or a huge ``MAP_NORESERVE`` reservation would
+    need gigabytes of kernel memory in the target and can bring the whole machine into OOM.
+    Such VMAs are reported in ``skipped`` instead.
+    """
+    from .tracking import SkippedRange, UffdTracker
+
+    class _Bounded(UffdTracker):
+        def _candidates(self, vmas: Any) -> Any:
+            pairs, idx = super()._candidates(vmas)
+            big = (pairs[:, 1] - pairs[:, 0]) > max_vma_bytes
+            for (lo, hi), i in zip(pairs[big].tolist(), idx[big].tolist()):
+                self._skipped[(lo, hi)] = SkippedRange(
+                    lo,
+                    hi,
+                    vmas.path(i),
+                    f"larger than max_vma_bytes={max_vma_bytes:#x}: arming it would allocate "
+                    f"{(hi - lo) >> 9 >> 20} MiB of page tables in the target",
+                )
+            return pairs[~big], idx[~big]
+
+    return _Bounded(pid, fd, owns_fd=True)
 
 
 def _now() -> float:
@@ -471,7 +511,7 @@ def _check_kernel() -> None:
 
 
 # -- public entry points -----------------------------------------------------------------------
-def attach(pid: int) -> InjectedTracker:
+def attach(pid: int, *, max_vma_bytes: int = MAX_VMA_BYTES) -> InjectedTracker:
     """Track the writes of a running process, from now on.
 
     The process is stopped for well under a millisecond to inject ``userfaultfd()``; it
@@ -482,6 +522,9 @@ def attach(pid: int) -> InjectedTracker:
     ----------
     pid : int
         The process (any thread of it keeps running during the injection but one).
+    max_vma_bytes : int
+        Larger VMAs are not tracked (listed in ``skipped``): arming costs the target one page
+        table per 2 MiB of VMA, populated or not (a sanitizer's shadow would need GiBs).
 
     Returns
     -------
@@ -513,12 +556,14 @@ def attach(pid: int) -> InjectedTracker:
     _check_kernel()
     _preflight(pid)
     tracer = _TracerThread(f"pmviz-tracer-{pid}")
-    tracker = InjectedTracker(pid, None, tracer)
+    tracker = InjectedTracker(pid, None, tracer, max_vma_bytes)
     _run_setup(tracker, tracker._inject_seized)
     return tracker
 
 
-def track(cmd: Sequence[str], **popen_kwargs: Any) -> InjectedTracker:
+def track(
+    cmd: Sequence[str], *, max_vma_bytes: int = MAX_VMA_BYTES, **popen_kwargs: Any
+) -> InjectedTracker:
     """Launch an unmodified program with its writes tracked from its first instruction.
 
     Any executable works (C, Go, Rust, Java, Python ...): no recompiling, no LD_PRELOAD. The
@@ -529,6 +574,8 @@ def track(cmd: Sequence[str], **popen_kwargs: Any) -> InjectedTracker:
     ----------
     cmd : sequence of str
         The program and its arguments (as for ``subprocess.Popen``).
+    max_vma_bytes : int
+        As for :func:`attach`.
     **popen_kwargs
         Passed to ``subprocess.Popen`` (``stdout=``, ``cwd=``, ``env=`` ...).
 
@@ -587,7 +634,7 @@ def track(cmd: Sequence[str], **popen_kwargs: Any) -> InjectedTracker:
                 f"PTRACE_TRACEME failed in the child (kernel.yama.ptrace_scope={scope}); "
                 "scope 3 forbids all ptrace: record without write tracking",
             ) from err
-        tracker = InjectedTracker(proc.pid, proc, tracer)
+        tracker = InjectedTracker(proc.pid, proc, tracer, max_vma_bytes)
         try:
             remote = inject.Remote.at_exec(proc.pid)
             tracker._starttime = _starttime(proc.pid)

@@ -437,3 +437,163 @@ def test_redis_server_attached_under_benchmark(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+MEMORY_SCRIPT = r"""
+import ctypes, mmap, os, sys
+P = mmap.PAGESIZE
+m = mmap.mmap(-1, 64 * P, flags=mmap.MAP_PRIVATE)
+
+def addr():
+    c = ctypes.c_char.from_buffer(m)
+    a = ctypes.addressof(c)
+    del c  # release the buffer export, or resize() would refuse
+    return a
+
+print(hex(addr()), flush=True)
+for line in sys.stdin:
+    cmd, *args = line.split()
+    if cmd == "w":
+        for i in args:
+            m[int(i) * P] = (m[int(i) * P] + 1) % 256
+        print("ok", flush=True)
+    elif cmd == "fork":
+        pid = os.fork()
+        if pid == 0:
+            for i in range(10):
+                m[i * P] = 7
+            os._exit(0)
+        print("child", os.waitpid(pid, 0)[1], flush=True)
+    elif cmd == "grow":
+        m.resize(512 * P)  # mremap(MREMAP_MAYMOVE)
+        print(hex(addr()), flush=True)
+    elif cmd == "unmap":
+        m.close()
+        print("ok", flush=True)
+"""
+
+
+def test_fork_mremap_munmap_of_tracked_memory():
+    p = subprocess.Popen(
+        [sys.executable, "-c", MEMORY_SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+
+    def cmd(line: str) -> str:
+        p.stdin.write(line + "\n")
+        p.stdin.flush()
+        return p.stdout.readline().strip()
+
+    base = int(p.stdout.readline(), 16)
+    span = [(base, base + 64 * PAGE)]
+    with injection.attach(p.pid) as t:
+        t.collect()
+        assert cmd("w 1 5 9") == "ok"
+        assert pages(t.collect(), span) == {base + i * PAGE for i in (1, 5, 9)}
+        # fork: the child writes freely (its copy is not tracked), the parent is unaffected
+        assert cmd("fork") == "child 0"
+        assert cmd("w 2") == "ok"
+        assert pages(t.collect(), span) == {base + 2 * PAGE}
+        # mremap moves the VMA and the kernel drops its registration: the moved memory is
+        # registered again and reported by content once, then exactly again
+        new = int(cmd("grow"), 16)
+        moved = [(new, new + 512 * PAGE)]
+        assert cmd("w 300") == "ok"
+        got = pages(t.collect(), moved)
+        assert {new + 300 * PAGE, new + 1 * PAGE, new + 2 * PAGE} <= got
+        assert cmd("w 3 400") == "ok"
+        assert pages(t.collect(), moved) == {new + 3 * PAGE, new + 400 * PAGE}
+        # munmap of tracked memory: nothing reported there, nothing breaks
+        assert cmd("unmap") == "ok"
+        assert pages(t.collect(), moved) == set()
+    assert_left_as_found(p.pid, None)
+    p.stdin.close()
+    assert p.wait(timeout=10) == 0
+
+
+def test_ctrl_c_and_errors_of_ours_leave_target_as_found(bins, monkeypatch):
+    d = Driven(start(bins["phases"]))
+    fds = sorted(os.listdir(f"/proc/{d.proc.pid}/fd"))
+    # An error of ours in the middle of the injection (after userfaultfd() ran in the target)
+    from pmviz._kernel import inject
+
+    def fail(pid, fd):
+        raise OSError(5, "injected failure")
+
+    monkeypatch.setattr(inject, "take_fd", fail)
+    with pytest.raises(OSError, match="injected failure"):
+        injection.attach(d.proc.pid)
+    monkeypatch.undo()
+    assert_left_as_found(d.proc.pid, fds)  # its uffd was closed again, registers restored
+    d.phase(0)
+    # Ctrl-C in a pmviz process that collects in a loop
+    code = textwrap.dedent(f"""
+        import time, pmviz.injection
+        with pmviz.injection.attach({d.proc.pid}) as t:
+            print("armed", flush=True)
+            while True:
+                t.collect()
+                time.sleep(0.005)
+    """)
+    h = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert h.stdout.readline().strip() == "armed"
+    time.sleep(0.1)
+    h.send_signal(signal.SIGINT)
+    _, err = h.communicate(timeout=20)
+    assert "KeyboardInterrupt" in err
+    assert_left_as_found(d.proc.pid, fds)
+    d.phase(1)
+    d.finish()
+
+
+def test_stopped_target_is_refused_and_stays_stopped(bins):
+    d = Driven(start(bins["phases"]))
+    os.kill(d.proc.pid, signal.SIGSTOP)
+    try:
+        for _ in range(100):
+            if open(f"/proc/{d.proc.pid}/status").read().split("State:\t")[1][0] == "T":
+                break
+            time.sleep(0.01)
+        with pytest.raises(pmviz.Error, match="stopped"):
+            injection.attach(d.proc.pid)
+        status = open(f"/proc/{d.proc.pid}/status").read()
+        assert "State:\tT" in status and "TracerPid:\t0\n" in status
+    finally:
+        os.kill(d.proc.pid, signal.SIGCONT)
+    d.phase(0)
+    d.finish()
+
+
+def test_huge_sparse_vma_is_skipped_not_armed():
+    """Arming allocates page tables for a whole VMA: a huge sparse one is skipped instead.
+
+    (0x4000 = MAP_NORESERVE, which the mmap module does not export.)
+    """
+    code = (
+        "import mmap, sys; m = mmap.mmap(-1, 4 << 30, flags=mmap.MAP_PRIVATE | 0x4000);"
+        "m[0] = 1; print('ready', flush=True); sys.stdin.read()"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+    def vm_pte() -> int:
+        line = [ln for ln in open(f"/proc/{p.pid}/status") if ln.startswith("VmPTE")][0]
+        return int(line.split()[1])
+
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        before = vm_pte()
+        with injection.attach(p.pid, max_vma_bytes=1 << 30) as t:
+            t.collect()
+            assert vm_pte() - before < 1024  # KiB; arming 4 GiB would have cost 8 MiB
+            big = [s for s in t.skipped if s.end - s.start == 4 << 30]
+            assert big and "max_vma_bytes" in big[0].reason
+    finally:
+        p.kill()
+        p.wait()

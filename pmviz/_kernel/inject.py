@@ -84,6 +84,7 @@ class Remote:
         self.saved: ptrace.UserRegs | None = None
         self.saved_sigmask = 0
         self.deferred_signals: list[int] = []
+        self.detached = False
         self.syscall_addr = 0
         self._rseq_cs_addr = 0
         self._rseq_cs = 0
@@ -97,10 +98,13 @@ class Remote:
         Raises ``OSError`` from ``PTRACE_SEIZE`` (EPERM: not permitted), ``ProcessLookupError``
         when it exits, ``ChildProcessError`` when it is stopped by job control.
         """
-        ptrace.seize(tid, ptrace.PTRACE_O_TRACESYSGOOD)
-        remote = None
+        remote = cls(pid, tid, seized=True)  # opens /proc/PID/mem first: nothing to undo
         try:
-            remote = cls(pid, tid, seized=True)
+            ptrace.seize(tid, ptrace.PTRACE_O_TRACESYSGOOD)
+        except BaseException:
+            os.close(remote.mem_fd)
+            raise
+        try:
             ptrace.interrupt(tid)
             while True:
                 stop = ptrace.wait_stop(tid)
@@ -111,6 +115,8 @@ class Remote:
                 if stop.kind == "group-stop":
                     # Detaching from a group-stop leaves it stopped, as we found it.
                     ptrace.detach(tid, 0)
+                    remote.seized = False
+                    remote.detached = True
                     raise ChildProcessError(
                         errno.EBUSY, f"process {pid} is stopped by job control ({stop})"
                     )
@@ -122,10 +128,7 @@ class Remote:
             remote._begin()
             return remote
         except BaseException:
-            if remote is not None:
-                remote._abort()
-            else:
-                _quiet_detach(tid)
+            remote._abort()
             raise
 
     @classmethod
@@ -228,6 +231,12 @@ class Remote:
 
     def _restore_and_detach(self) -> None:
         tid = self.tid
+        if self.detached:
+            if self.mem_fd >= 0:
+                os.close(self.mem_fd)
+                self.mem_fd = -1
+            return
+        self.detached = True
         try:
             if self._rseq_cs_addr:
                 self.write(self._rseq_cs_addr, struct.pack("<Q", self._rseq_cs))
@@ -249,8 +258,9 @@ class Remote:
         except ProcessLookupError:
             return
         finally:
-            os.close(self.mem_fd)
-            self.mem_fd = -1
+            if self.mem_fd >= 0:
+                os.close(self.mem_fd)
+                self.mem_fd = -1
             for sig in self.deferred_signals:
                 try:
                     os.kill(self.pid, sig)

@@ -1,0 +1,234 @@
+"""Cost of write tracking by syscall injection (``pmviz.injection``).
+
+1. Slowdown of a memory-writing C workload launched with ``pmviz.track`` and collected at
+   1 Hz and 10 Hz, against the same workload untracked (the reference, measured in the same
+   run, interleaved, best of N).
+2. Time to attach and to detach (``attach()``, the part of it during which the target is
+   stopped, ``close()``) for a small C program and a Python process holding 1 GiB of
+   written memory.
+
+Run: ``python3 benchmarks/bench_injection.py [--repeat N] [--markdown]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from pmviz import injection
+from pmviz.errors import NoSuchProcess
+
+WORKLOAD_C = r"""
+/* Writes one byte in each page of a 256 MiB buffer, pass after pass, plus a little
+ * arithmetic per cache line: a page-touching, memory-bound workload (the worst case for
+ * write tracking, whose cost is one write-protect fault per page per interval). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+int main(int argc, char **argv) {
+    long size = 256L << 20, passes = atol(argv[1]);
+    unsigned char *b = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned long sum = 0;
+    for (long p = 0; p < passes; p++)
+        for (long i = 0; i < size; i += 64) { b[i] += (unsigned char)(p + i); sum += b[i]; }
+    printf("%lu\n", sum);
+    return 0;
+}
+"""
+
+SLEEPER_C = r"""
+#include <unistd.h>
+int main(void) { char c; return (int)read(0, &c, 1); }
+"""
+
+SQLITE_SQL = (
+    "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, n REAL);"
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 1500000) "
+    "INSERT INTO t SELECT x, printf('%08d', x*7919 % 1000003), x*1.5 FROM c;"
+    "CREATE INDEX ti ON t(v); UPDATE t SET n = n * 2 WHERE id % 3 = 0;"
+    "SELECT count(*), sum(n), min(v), max(v) FROM t;"
+)
+
+BIG_PY = (
+    "import numpy as np, sys; a = np.ones(1 << 27); print('ready', flush=True); sys.stdin.read()"
+)
+
+
+def compile_c(source: str, name: str, tmp: str) -> str:
+    src = os.path.join(tmp, name + ".c")
+    exe = os.path.join(tmp, name)
+    with open(src, "w") as f:
+        f.write(source)
+    subprocess.run(["cc", "-O2", "-o", exe, src], check=True)
+    return exe
+
+
+def run_untracked(cmd: list[str]) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return time.perf_counter() - t0, out
+
+
+def run_tracked(cmd: list[str], hz: float) -> tuple[float, str, list[float], list[int]]:
+    t0 = time.perf_counter()
+    tracker = injection.track(cmd, stdout=subprocess.PIPE, text=True)
+    out_box: list[str] = []
+    reader = threading.Thread(target=lambda: out_box.append(tracker.process.stdout.read()))
+    reader.start()
+    collect_s: list[float] = []
+    n_pages: list[int] = []
+    period = 1.0 / hz
+    next_t = time.perf_counter() + period
+    with tracker:
+        while tracker.alive:
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                try:
+                    tracker.process.wait(delay)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+            next_t += period
+            c0 = time.perf_counter()
+            try:
+                written = tracker.collect()
+            except NoSuchProcess:
+                break
+            collect_s.append(time.perf_counter() - c0)
+            n_pages.append(written.n_pages)
+        tracker.wait()
+    elapsed = time.perf_counter() - t0
+    reader.join()
+    return elapsed, out_box[0], collect_s, n_pages
+
+
+def bench_slowdown(name: str, cmd: list[str], repeat: int) -> list[dict]:
+    base, tracked1, tracked10 = [], [], []
+    ref_out = None
+    extra: dict[float, tuple[list[float], list[int]]] = {1.0: ([], []), 10.0: ([], [])}
+    for _ in range(repeat):  # interleaved, so drift affects all three alike
+        t, out = run_untracked(cmd)
+        base.append(t)
+        ref_out = ref_out or out
+        for hz, bucket in ((1.0, tracked1), (10.0, tracked10)):
+            t, out, cs, pages = run_tracked(cmd, hz)
+            assert out == ref_out, "tracked output differs from untracked output"
+            bucket.append(t)
+            extra[hz][0].extend(cs)
+            extra[hz][1].extend(pages)
+    b = min(base)
+    rows = [
+        {
+            "workload": name,
+            "mode": "untracked",
+            "seconds": b,
+            "ratio": 1.0,
+            "collects": 0,
+            "pages": 0,
+            "ms": 0,
+        }
+    ]
+    for hz, bucket in ((1.0, tracked1), (10.0, tracked10)):
+        cs, pages = extra[hz]
+        rows.append(
+            {
+                "workload": name,
+                "mode": f"tracked, collect at {hz:g} Hz",
+                "seconds": min(bucket),
+                "ratio": min(bucket) / b,
+                "collects": len(cs) / repeat,
+                "pages": statistics.mean(pages) if pages else 0,
+                "ms": 1e3 * statistics.median(cs) if cs else 0,
+            }
+        )
+    return rows
+
+
+def bench_attach(label: str, cmd: list[str], ready: str | None, repeat: int) -> dict:
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if ready:
+            assert proc.stdout.readline().strip() == ready
+        time.sleep(0.1)
+        attach_s, stopped_s, close_s, registered = [], [], [], 0
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            tracker = injection.attach(proc.pid)
+            attach_s.append(time.perf_counter() - t0)
+            stopped_s.append(tracker.attach_seconds)
+            registered = tracker.registered.n_pages
+            tracker.collect()
+            t0 = time.perf_counter()
+            tracker.close()
+            close_s.append(time.perf_counter() - t0)
+        return {
+            "target": label,
+            "registered_mib": registered * os.sysconf("SC_PAGE_SIZE") / 2**20,
+            "attach_ms": 1e3 * statistics.median(attach_s),
+            "stopped_ms": 1e3 * statistics.median(stopped_s),
+            "close_ms": 1e3 * statistics.median(close_s),
+        }
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--passes", type=int, default=100)
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workload = compile_c(WORKLOAD_C, "workload", tmp)
+        sleeper = compile_c(SLEEPER_C, "sleeper", tmp)
+        slow = bench_slowdown(
+            f"C: every page of 256 MiB, {args.passes} passes",
+            [workload, str(args.passes)],
+            args.repeat,
+        )
+        slow += bench_slowdown(
+            "sqlite3 :memory:, 1.5M-row insert + index + update",
+            ["sqlite3", ":memory:", SQLITE_SQL],
+            args.repeat,
+        )
+        att = [
+            bench_attach("C program blocked in read", [sleeper], None, 10 * args.repeat),
+            bench_attach(
+                "Python, 1 GiB written numpy array",
+                [sys.executable, "-c", BIG_PY],
+                "ready",
+                3 * args.repeat,
+            ),
+        ]
+    print(
+        f"Workload: 256 MiB buffer, {args.passes} passes writing every page; best of {args.repeat}"
+    )
+    print()
+    print("| mode | wall s | vs untracked | collects/run | pages/collect | collect ms (median) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in slow:
+        print(
+            f"| {r['mode']} | {r['seconds']:.3f} | {r['ratio']:.3f}x | {r['collects']:.0f} | "
+            f"{r['pages']:,.0f} | {r['ms']:.2f} |"
+        )
+    print()
+    print("| target | registered MiB | attach() ms | target stopped ms | close() ms |")
+    print("|---|---:|---:|---:|---:|")
+    for r in att:
+        print(
+            f"| {r['target']} | {r['registered_mib']:,.1f} | {r['attach_ms']:.2f} | "
+            f"{r['stopped_ms']:.2f} | {r['close_ms']:.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
