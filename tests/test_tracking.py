@@ -435,8 +435,12 @@ def test_spawned_child_is_harvested_exactly(tmp_path):
 
 
 def test_spawned_child_errors_are_clear():
+    before = open_fds()
     with pytest.raises(TypeError, match="argv"):
         spawn_tracked_python("script.py")
+    with pytest.raises(pmviz.Error, match="exited .*before handing over"):
+        spawn_tracked_python(["-c", "pass"], python="/bin/true")
+    assert open_fds() == before
     with spawn_tracked_python(["-c", "raise SystemExit(3)"]) as child:
         assert child.wait(10) == 3
         with pytest.raises(NoSuchProcess):
@@ -508,3 +512,66 @@ def test_file_mappings_private_reads_are_not_writes_shared_writes_are(tmp_path):
         assert page_set(tracker.collect()) == pages(priv, [5]) | pages(shared, [1, 9])
         libc.munmap(priv, 16 * P)
         libc.munmap(shared, 16 * P)
+
+
+def _as_nobody(fn) -> str:
+    """Run ``fn() -> str`` in a forked child that dropped to uid/gid 65534 (nobody)."""
+    pmviz.features()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: keep our own /proc files
+            try:
+                msg = fn()
+            except BaseException as err:
+                msg = f"{type(err).__name__}: {err}"
+            os.write(w, msg.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+@pytest.mark.root
+def test_unprivileged_user_tracks_through_user_mode_only_uffd():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to nobody")
+
+    def track() -> str:
+        base = mmap_anon(16)
+        with WriteTracker((base, base + 16 * P)) as tracker:
+            write(base, [2, 3])
+            return f"ok {sorted((a - base) // P for a in page_set(tracker.collect()))}"
+
+    assert _as_nobody(track) == "ok [2, 3]"
+
+
+@pytest.mark.root
+def test_unprivileged_userfaultfd_refusal_is_access_denied_naming_the_sysctl():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to nobody")
+    with open("/proc/sys/vm/unprivileged_userfaultfd") as f:
+        if f.read().strip() != "0":
+            pytest.skip("vm.unprivileged_userfaultfd=1 allows it")
+
+    def refused() -> str:
+        real = uffd.create
+        uffd.create = lambda **_kw: real(user_mode_only=False)  # what the sysctl governs
+        try:
+            WriteTracker()
+            return "no error"
+        except AccessDenied as err:
+            return f"AccessDenied: {err}"
+        finally:
+            uffd.create = real
+
+    out = _as_nobody(refused)
+    assert out.startswith("AccessDenied") and "vm.unprivileged_userfaultfd=1" in out, out
