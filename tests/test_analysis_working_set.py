@@ -81,3 +81,44 @@ def test_no_write_tracking_is_a_clear_error():
     cap = Capture.from_snapshots(CaptureMeta(), [(0, regions((0, 1, P)), None, None)])
     with pytest.raises(ValueError, match="write tracking"):
         wss_curve(cap)
+
+
+def _random_written(seed, n=12, span=64):
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n, span)) < rng.uniform(0.05, 0.5)
+    snaps = []
+    for i in range(n):
+        row = np.concatenate([[False], dense[i], [False]]).astype(np.int8)
+        edges = np.flatnonzero(np.diff(row))
+        runs = [(int(a), int(b), int(W)) for a, b in zip(edges[0::2], edges[1::2])]
+        present = regions((0, span, P | W))
+        snaps.append((i * 10**9, present, regions(*runs), None))
+    return Capture.from_snapshots(CaptureMeta(interval_ns=10**9), snaps), dense
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_history_functions_match_a_dense_per_page_reference(seed):
+    cap, dense = _random_written(seed)
+    n = dense.shape[0]
+    assert (
+        pages(cumulative_written(cap))
+        == np.cumsum([(dense[: i + 1].any(0) & ~dense[:i].any(0)).sum() for i in range(n)]).tolist()
+    )
+    wins = (1, 3, 5, n)
+    curve = wss_curve(cap, windows=wins)
+    for j, k in enumerate(wins):
+        ref = [dense[max(0, i - k + 1) : i + 1].any(0).sum() for i in range(n)]
+        assert pages(curve.bytes[j]) == ref
+    at = n - 3
+    it = idle_time(cap, at=at)
+    ever = dense[: at + 1].any(0)
+    last = at - np.argmax(dense[: at + 1][::-1], axis=0)
+    assert pages(it.bytes) == np.bincount(at - last[ever], minlength=at + 1).tolist()
+    assert it.never // PAGE == (~ever).sum()
+    t = temperature(cap, at=at, window=4, hot=0.5)
+    f = dense[at - 3 : at + 1].sum(0) / 4
+    assert t.bytes == {
+        "cold": int((f == 0).sum()) * PAGE,
+        "warm": int(((f > 0) & (f < 0.5)).sum()) * PAGE,
+        "hot": int((f >= 0.5).sum()) * PAGE,
+    }

@@ -197,33 +197,6 @@ def elementary(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([start, end]).astype(np.uint64))
 
 
-def presence_matrix(
-    regions: np.ndarray, offsets: np.ndarray, bounds: np.ndarray, *, select: Mask | None = None
-) -> np.ndarray:
-    """``(n_snapshots, len(bounds) - 1)`` booleans: elementary interval ``k`` is in snapshot ``i``.
-
-    ``bounds`` must contain every selected region boundary (see ``elementary``).
-    """
-    offsets = np.asarray(offsets, dtype=np.int64)
-    n = offsets.size - 1
-    m = bounds.size - 1
-    if m <= 0:
-        return np.zeros((n, 0), dtype=bool)
-    snap = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
-    keep = (
-        np.ones(regions.size, dtype=bool)
-        if select is None
-        else select.matches(regions["categories"])
-    )
-    keep &= regions["end"] > regions["start"]
-    s = np.searchsorted(bounds, regions["start"][keep])
-    e = np.searchsorted(bounds, regions["end"][keep])
-    row = snap[keep] * (m + 1)
-    # Difference array along the interval axis, then a running sum: +1 at start, -1 at end.
-    diff = np.bincount(row + s, minlength=n * (m + 1)) - np.bincount(row + e, minlength=n * (m + 1))
-    return np.cumsum(diff.reshape(n, m + 1), axis=1)[:, :m] > 0
-
-
 class BitMatch:
     """Duck-typed ``Mask.matches`` for values that are not kernel categories (class codes)."""
 

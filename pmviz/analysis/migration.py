@@ -57,22 +57,30 @@ class PrecopyEstimate:
         return int(self.round_bytes.sum())
 
 
-def dirty_bytes(capture: Capture, statistic: str = "max") -> tuple[np.ndarray, np.ndarray]:
-    """Distinct bytes dirtied over windows of ``k`` intervals: ``(seconds, bytes)``, k = 0..n.
+def dirty_bytes(
+    capture: Capture, statistic: str = "max", *, exact_upto: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct bytes dirtied within windows of ``k`` intervals: ``(seconds, bytes)``.
 
-    ``statistic`` reduces over the window positions in the capture (``"max"`` or ``"mean"``).
+    Windows of every length up to ``exact_upto`` intervals, then 32 geometrically spaced
+    lengths up to the whole capture (each window length costs one pass over the write events).
+    ``statistic`` reduces over the positions where the window fits in the capture (``"max"``:
+    the worst burst, ``"mean"``). The first point is ``(0, 0)``.
     """
-    n = capture.n_snapshots
-    curve = wss_curve(capture, windows=np.arange(1, n + 1))
-    full = np.arange(1, n + 1)[:, None] <= np.arange(1, n + 1)[None, :]  # window fits
-    b = np.where(full, curve.bytes, np.nan if statistic == "mean" else -1)
-    if statistic == "max":
-        red = b.max(axis=1)
-    elif statistic == "mean":
-        red = np.nanmean(b, axis=1)
-    else:
+    if statistic not in ("max", "mean"):
         raise ValueError(f"statistic must be 'max' or 'mean', got {statistic!r}")
-    secs = np.arange(n + 1) * curve.interval_s
+    n = capture.n_snapshots
+    ks = np.arange(1, min(n, exact_upto) + 1)
+    if n > exact_upto:
+        ks = np.unique(np.concatenate([ks, np.geomspace(exact_upto, n, 32).round()]))
+    ks = ks.astype(np.int64)
+    curve = wss_curve(capture, windows=ks)
+    fits = np.arange(n)[None, :] >= ks[:, None] - 1  # window k ending at i starts at i-k+1
+    if statistic == "max":
+        red = np.where(fits, curve.bytes, -1).max(axis=1).astype(np.float64)
+    else:
+        red = (np.where(fits, curve.bytes, 0).sum(axis=1) / fits.sum(axis=1)).astype(np.float64)
+    secs = np.concatenate([[0.0], ks * curve.interval_s])
     return secs, np.concatenate([[0.0], red])
 
 

@@ -2,13 +2,14 @@
 
 Per-page history is computed on elementary intervals: the address ranges between consecutive
 boundaries of all written regions, which every snapshot covers either wholly or not at all.
-A ``(n_snapshots, n_intervals)`` boolean matrix then says which intervals were written when,
-and every question below is a vectorised reduction over it.
+Write events (interval, snapshot) sorted by interval then snapshot answer every question below
+with a few vectorised passes (bincount, difference arrays), in memory proportional to the data.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from ..capture import Capture
 from ..categories import Category as C
 from ..maps import VmaKind
 from ..mask import Mask
-from ._intervals import BitMatch, covered, elementary, prefix_coverage, presence_matrix
+from ._intervals import BitMatch, covered, elementary, prefix_coverage
 
 __all__ = [
     "WorkingSet",
@@ -107,30 +108,77 @@ def working_set_size(capture: Capture) -> WorkingSet:
 
 
 # -- per-page history ------------------------------------------------------------------------
-def _history(capture: Capture, extra: np.ndarray | None = None):
-    """(bounds, widths, written matrix) over the elementary intervals of the written sets."""
+class _History(NamedTuple):
+    """Write events over elementary intervals, sorted by (interval, snapshot).
+
+    ``bounds`` are the sorted boundaries of all written regions (and of ``extra``); interval
+    ``k`` is ``[bounds[k], bounds[k + 1])`` and is wholly in or out of every written set.
+    Event ``j`` says interval ``e[j]`` was written in snapshot ``s[j]``; ``prev[j]`` is the
+    snapshot of the previous write of the same interval (or a large negative number). Memory
+    is proportional to the data, not to snapshots x intervals.
+    """
+
+    bounds: np.ndarray
+    widths: np.ndarray
+    e: np.ndarray
+    s: np.ndarray
+    prev: np.ndarray
+    n: int
+
+
+_NEVER = -(1 << 40)
+
+
+def _history(capture: Capture, extra: np.ndarray | None = None) -> _History:
     if capture.written is None or capture.written_offsets is None:
         raise ValueError(
             "this capture has no written sets (write_mechanism="
             f"{capture.meta.write_mechanism!r}); record with write tracking"
         )
     w = capture.written
-    parts = [w["start"], w["end"]] + ([] if extra is None else [extra["start"], extra["end"]])
-    bounds = elementary(*[np.concatenate(parts[0::2]), np.concatenate(parts[1::2])])
+    w = w[w["end"] > w["start"]]
+    n = capture.n_snapshots
+    parts = [w] if extra is None else [w, extra]
+    bounds = elementary(
+        np.concatenate([p["start"] for p in parts]), np.concatenate([p["end"] for p in parts])
+    )
     widths = np.diff(bounds).astype(np.int64)
-    return bounds, widths, presence_matrix(w, capture.written_offsets, bounds)
+    snap = np.repeat(np.arange(n, dtype=np.int64), np.diff(capture.written_offsets))
+    snap = snap[capture.written["end"] > capture.written["start"]]
+    i0 = np.searchsorted(bounds, w["start"])
+    cnt = np.searchsorted(bounds, w["end"]) - i0
+    # Expand every written region into the elementary intervals it covers.
+    first = np.cumsum(cnt) - cnt
+    e = np.repeat(i0, cnt) + (np.arange(int(cnt.sum())) - np.repeat(first, cnt))
+    key = e * n + np.repeat(snap, cnt)
+    key.sort()
+    e, s = key // n, key % n
+    prev = np.full(e.size, _NEVER, dtype=np.int64)
+    same = e[1:] == e[:-1]
+    prev[1:][same] = s[:-1][same]
+    return _History(bounds, widths, e, s, prev, n)
+
+
+def _window_bytes(h: _History, k: int) -> np.ndarray:
+    """Distinct bytes written in the ``k`` intervals ending at each snapshot (exact).
+
+    Event ``(e, s)`` keeps interval ``e`` inside the window for snapshots ``s .. s + k - 1``;
+    the part already covered by the previous write of ``e`` is not counted twice.
+    """
+    lo = np.maximum(h.s, h.prev + k)
+    hi = np.minimum(h.s + k, h.n)
+    ok = lo < hi
+    wts = h.widths[h.e[ok]].astype(np.float64)
+    d = np.bincount(lo[ok], wts, minlength=h.n + 1) - np.bincount(hi[ok], wts, minlength=h.n + 1)
+    return np.rint(np.cumsum(d[: h.n])).astype(np.int64)
 
 
 def cumulative_written(capture: Capture) -> np.ndarray:
     """Distinct bytes written up to and including each snapshot (``int64``)."""
-    _, widths, m = _history(capture)
-    if not m.shape[1]:
-        return np.zeros(capture.n_snapshots, np.int64)
-    ever = m.any(axis=0)
-    first = np.argmax(m, axis=0)
-    return np.cumsum(
-        np.bincount(first[ever], weights=widths[ever], minlength=capture.n_snapshots)
-    ).astype(np.int64)
+    h = _history(capture)
+    new = h.prev == _NEVER
+    wts = h.widths[h.e[new]].astype(np.float64)
+    return np.rint(np.cumsum(np.bincount(h.s[new], wts, minlength=h.n))).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -164,15 +212,10 @@ def wss_curve(capture: Capture, windows=(1, 2, 4, 8, 16)) -> WssCurve:
     win = np.asarray(windows, dtype=np.int64)
     if win.ndim != 1 or (win < 1).any():
         raise ValueError(f"windows must be positive interval counts, got {windows!r}")
-    _, widths, m = _history(capture)
-    n = capture.n_snapshots
-    cum = np.zeros((n + 1, m.shape[1]), dtype=np.int32)
-    np.cumsum(m, axis=0, out=cum[1:])
-    idx = np.arange(1, n + 1)
-    out = np.empty((win.size, n), dtype=np.int64)
-    for j, k in enumerate(win.tolist()):  # per window length
-        inside = (cum[idx] - cum[np.maximum(idx - k, 0)]) > 0
-        out[j] = inside.astype(np.int64) @ widths
+    h = _history(capture)
+    out = np.empty((win.size, h.n), dtype=np.int64)
+    for j, k in enumerate(win.tolist()):  # per window length, O(events) each
+        out[j] = _window_bytes(h, k)
     return WssCurve(capture.times, win, out, _interval_s(capture))
 
 
@@ -219,16 +262,21 @@ def idle_time(capture: Capture, *, at: int = -1, among: str = "resident") -> Idl
     at = capture._index(at)
     res = capture.regions_at(at).array
     res = res[RESIDENT.matches(res["categories"])]
-    bounds, widths, m = _history(capture, res)
-    m = m[: at + 1]
-    last = at - np.argmax(m[::-1], axis=0) if m.shape[1] else np.zeros(0, np.int64)
-    ever = m.any(axis=0)
+    h = _history(capture, res)
+    upto = h.s <= at
+    e, s = h.e[upto], h.s[upto]
+    is_last = np.ones(e.size, dtype=bool)
+    is_last[:-1] = e[1:] != e[:-1]  # events sorted by (interval, snapshot)
+    last = np.full(h.widths.size, -1, dtype=np.int64)
+    last[e[is_last]] = s[is_last]
+    ever = last >= 0
     if among == "resident":
-        keep = covered(res["start"], res["end"], bounds[:-1])
+        keep = covered(res["start"], res["end"], h.bounds[:-1])
     else:
         keep = ever
-    hist = np.bincount(at - last[keep & ever], weights=widths[keep & ever], minlength=at + 1)
-    never = int(widths[keep & ~ever].sum())
+    sel = keep & ever
+    hist = np.bincount(at - last[sel], weights=h.widths[sel].astype(np.float64), minlength=at + 1)
+    never = int(h.widths[keep & ~ever].sum())
     return IdleTime(at, np.arange(at + 1), hist.astype(np.int64), never, _interval_s(capture))
 
 
@@ -289,9 +337,11 @@ def temperature(
         raise ValueError(f"window must be between 1 and {at + 1} intervals, got {window}")
     res = capture.regions_at(at).array
     res = res[RESIDENT.matches(res["categories"])]
-    bounds, widths, m = _history(capture, res)
+    h = _history(capture, res)
+    bounds = h.bounds
     keep = covered(res["start"], res["end"], bounds[:-1])
-    frac = m[at + 1 - w : at + 1].sum(axis=0) / w
+    inwin = (h.s > at - w) & (h.s <= at)
+    frac = np.bincount(h.e[inwin], minlength=h.widths.size) / w
     cls = np.where(frac >= hot, HOT, np.where(frac > 0, WARM, COLD))[keep]
     lo, hi = bounds[:-1][keep], bounds[1:][keep]
     # Merge neighbouring intervals of one class.
