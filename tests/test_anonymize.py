@@ -8,6 +8,7 @@ from pmviz import Regions
 from pmviz.anonymize import ALIGN, BASE, anonymize
 from pmviz.capture import Capture, CaptureMeta
 from pmviz.maps import Vmas
+from pmviz.storage import save
 
 MAPS1 = (
     "55d0c0a00000-55d0c0a02000 r--p 00000000 08:01 1234 /home/alice/secret/prog\n"
@@ -81,13 +82,13 @@ def test_paths_and_metadata_are_stripped():
 
 def test_anonymize_a_recording_and_its_file(tmp_path):
     cap = pmviz.record("self", interval=0.01, count=3, writes="none", progress=False)
-    path = cap.save(str(tmp_path / "c.pmviz"))
+    path = save(cap, str(tmp_path / "c.pmviz"))
     a = pmviz.open(path).anonymize()
     assert a.n_snapshots == 3 and a.meta.anonymized
     for i in range(3):
         assert np.array_equal(a.regions_at(i).page_counts, cap.regions_at(i).page_counts)
     assert not np.isin(a.regions["start"], cap.regions["start"]).any()
-    b = pmviz.open(a.save(str(tmp_path / "a.pmviz")))
+    b = pmviz.open(save(a, str(tmp_path / "a.pmviz")))
     assert b.meta.anonymized and b.regions_at(2) == a.regions_at(2)
 
 

@@ -1,0 +1,194 @@
+"""Capture files: bytes per region per snapshot, and loading a 1 % window of a 1 GiB capture.
+
+1. **Size.** Records real processes with ``pmviz.record(..., out=...)`` and divides the bytes
+   on disk by the region rows stored (one row per region per snapshot):
+   a quiescent child (the steady case the format is tuned for), a Python child whose heap
+   churns a little every snapshot, and this benchmark's own interpreter.
+2. **1 GiB capture.** Synthesises a capture whose region rows take 1 GiB in memory (44.7 M
+   rows of 24 bytes: 4,470 snapshots of 10,000 regions, ~1 % of them changing category per
+   snapshot), writes it with ``pmviz.storage.save`` to a temporary directory (deleted
+   afterwards, never committed), then in fresh interpreters measures the time and peak RSS
+   increase of: opening it; loading a 1 % time window; loading a 1 % address window; and,
+   as the reference, loading everything.
+
+    python3 benchmarks/bench_storage.py [--snapshots 4470] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import pmviz
+from pmviz._kernel.pagemap_scan import REGION_DTYPE
+from pmviz.capture import Capture, CaptureMeta
+from pmviz.storage import save
+
+STEADY = "import sys, numpy as np\na = np.ones(50_000_000, np.uint8)\nsys.stdin.read()\n"
+CHURN = (
+    "import sys, time, random\n"
+    "keep = []\n"
+    "while True:\n"
+    "    keep.append(bytearray(random.randrange(1 << 12, 1 << 20)))\n"
+    "    if len(keep) > 200: keep.pop(random.randrange(len(keep)))\n"
+    "    time.sleep(0.002)\n"
+)
+
+
+def disk_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def size_case(name: str, target, n: int, tmp: str) -> str:
+    out = os.path.join(tmp, f"{name}.pmviz")
+    child = None
+    if target is not None:
+        child = subprocess.Popen([sys.executable, "-c", target], stdin=subprocess.PIPE)
+        time.sleep(0.5)
+    try:
+        cap = pmviz.record(
+            child.pid if child else "self",
+            interval=0.02,
+            count=n,
+            out=out,
+            writes="none",
+            progress=False,
+        )
+    finally:
+        if child:
+            child.kill()
+            child.wait()
+    b = disk_bytes(out)
+    regions = cap.n_regions
+    return (
+        f"| {name} | {n} | {regions // n:,} | {len(cap.vma_tables)} | {b:,} | {b / regions:.3f} |"
+    )
+
+
+def synthesize(n_snap: int, n_reg: int, seed: int = 0) -> Capture:
+    rng = np.random.default_rng(seed)
+    gaps = rng.integers(1, 64, n_reg).astype(np.uint64) << np.uint64(12)
+    lens = rng.integers(1, 256, n_reg).astype(np.uint64) << np.uint64(12)
+    start = np.uint64(0x7F0000000000) + np.cumsum(gaps + lens) - lens
+    combos = np.array([0x0A, 0x02, 0x2A, 0x0E, 0x12, 0x4A, 0x0B], np.uint64)
+    cats = combos[rng.integers(0, len(combos), n_reg)]
+    regions = np.empty(n_snap * n_reg, REGION_DTYPE)
+    regions["start"] = np.tile(start, n_snap)
+    regions["end"] = np.tile(start + lens, n_snap)
+    c = np.tile(cats, n_snap)
+    flip = rng.random(len(c)) < 0.01  # ~1 % of the regions change per snapshot
+    c[flip] = combos[rng.integers(0, len(combos), int(flip.sum()))]
+    regions["categories"] = c
+    off = np.arange(n_snap + 1, dtype=np.int64) * n_reg
+    t = 10**9 + np.arange(n_snap, dtype=np.int64) * 100_000_000
+    meta = CaptureMeta(pid=1, interval_ns=100_000_000, extra={"synthetic": True})
+    tel = {"n_regions": np.full(n_snap, n_reg), "scan_ns": np.full(n_snap, 10**6)}
+    return Capture(meta, t, regions, off, telemetry=tel)
+
+
+PROBE = r"""
+import json, resource, sys, time
+import pmviz
+path, what = sys.argv[1], sys.argv[2]
+t0 = time.perf_counter()
+cap = pmviz.open(path)
+t_open = time.perf_counter() - t0
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+n = cap.n_snapshots
+if what == "time":
+    mid = cap.times[n // 2]
+    part = cap.window(mid, mid + cap.times[-1] * 0.01)
+    rows = part.n_regions
+elif what == "address":
+    r = cap.regions_at(0)
+    lo = int(r.start[len(r) // 2])
+    hi = int(r.start[len(r) // 2 + len(r) // 100])
+    part = cap.address_window(lo, hi)
+    rows = part.n_regions
+elif what == "all":
+    rows = len(cap.regions)
+else:
+    rows = 0
+dt = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+print(json.dumps({"open_s": t_open, "load_s": dt, "peak_mib": peak / 1024, "rows": int(rows)}))
+"""
+
+
+def probe(path: str, what: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, path, what], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--snapshots", type=int, default=4470)
+    ap.add_argument("--regions", type=int, default=10_000)
+    ap.add_argument("--keep", help="write the big capture here and keep it")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="pmviz-bench-storage-")
+    try:
+        print(
+            "| workload | snapshots | regions/snapshot | VMA tables | bytes on disk | "
+            "bytes per region per snapshot |"
+        )
+        print("|---|---:|---:|---:|---:|---:|")
+        print(size_case("quiescent child (numpy, 50 MB)", STEADY, 600, tmp))
+        print(size_case("churning Python heap", CHURN, 600, tmp))
+        print(size_case("this interpreter (self)", None, 300, tmp))
+
+        t0 = time.perf_counter()
+        cap = synthesize(args.snapshots, args.regions)
+        t_gen = time.perf_counter() - t0
+        path = args.keep or os.path.join(tmp, "big.pmviz")
+        t0 = time.perf_counter()
+        save(cap, path, overwrite=True)
+        t_save = time.perf_counter() - t0
+        mem_bytes = cap.regions.nbytes
+        disk = disk_bytes(path)
+        del cap
+        print()
+        print(
+            f"Synthetic capture: {args.snapshots:,} snapshots x {args.regions:,} regions = "
+            f"{mem_bytes / 2**30:.2f} GiB of region rows in memory; generated in {t_gen:.1f} s, "
+            f"written in {t_save:.1f} s, {disk / 2**20:.1f} MiB on disk "
+            f"({disk / (args.snapshots * args.regions):.3f} bytes per region per snapshot)."
+        )
+        print()
+        print(
+            "| operation (fresh interpreter) | time (s) | peak RSS increase (MiB) | rows loaded |"
+        )
+        print("|---|---:|---:|---:|")
+        o = probe(path, "open")
+        print(f"| open (metadata, footers, snapshots table) | {o['open_s']:.3f} | — | 0 |")
+        results = {w: probe(path, w) for w in ("time", "address", "all")}
+        names = {
+            "time": "1 % time window (`window`)",
+            "address": "1 % address window, all snapshots (`address_window`)",
+            "all": "everything (`regions`), reference",
+        }
+        for w, r in results.items():
+            print(f"| {names[w]} | {r['load_s']:.3f} | {r['peak_mib']:.0f} | {r['rows']:,} |")
+        t, a = results["time"], results["all"]
+        print()
+        print(
+            f"1 % time window vs everything: {t['load_s'] / a['load_s']:.3f}x the time, "
+            f"{t['peak_mib'] / max(a['peak_mib'], 1):.3f}x the peak memory."
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
