@@ -73,7 +73,7 @@ def size_case(name: str, target, n: int, tmp: str) -> str:
     )
 
 
-def synthesize(n_snap: int, n_reg: int, seed: int = 0) -> Capture:
+def synthesize(n_snap: int, n_reg: int, churn: float, seed: int = 0) -> Capture:
     rng = np.random.default_rng(seed)
     gaps = rng.integers(1, 64, n_reg).astype(np.uint64) << np.uint64(12)
     lens = rng.integers(1, 256, n_reg).astype(np.uint64) << np.uint64(12)
@@ -84,7 +84,7 @@ def synthesize(n_snap: int, n_reg: int, seed: int = 0) -> Capture:
     regions["start"] = np.tile(start, n_snap)
     regions["end"] = np.tile(start + lens, n_snap)
     c = np.tile(cats, n_snap)
-    flip = rng.random(len(c)) < 0.01  # ~1 % of the regions change per snapshot
+    flip = rng.random(len(c)) < churn  # this share of the regions changes per snapshot
     c[flip] = combos[rng.integers(0, len(combos), int(flip.sum()))]
     regions["categories"] = c
     off = np.arange(n_snap + 1, dtype=np.int64) * n_reg
@@ -96,7 +96,7 @@ def synthesize(n_snap: int, n_reg: int, seed: int = 0) -> Capture:
 
 PROBE = r"""
 import json, resource, sys, time
-import pmviz
+import pmviz, pmviz.storage  # imports (pyarrow) are not part of the measurement
 path, what = sys.argv[1], sys.argv[2]
 t0 = time.perf_counter()
 cap = pmviz.open(path)
@@ -136,6 +136,9 @@ def main() -> None:
     ap.add_argument("--snapshots", type=int, default=4470)
     ap.add_argument("--regions", type=int, default=10_000)
     ap.add_argument("--keep", help="write the big capture here and keep it")
+    ap.add_argument(
+        "--churn", type=float, default=0.002, help="share of regions changing per snapshot"
+    )
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="pmviz-bench-storage-")
     try:
@@ -149,7 +152,7 @@ def main() -> None:
         print(size_case("this interpreter (self)", None, 300, tmp))
 
         t0 = time.perf_counter()
-        cap = synthesize(args.snapshots, args.regions)
+        cap = synthesize(args.snapshots, args.regions, args.churn)
         t_gen = time.perf_counter() - t0
         path = args.keep or os.path.join(tmp, "big.pmviz")
         t0 = time.perf_counter()

@@ -254,3 +254,10 @@ def test_size_per_region_on_a_steady_workload(tmp_path):
     size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(path) for f in fs)
     assert size / cap.n_regions <= 2.0, size / cap.n_regions
     shutil.rmtree(path)
+
+
+def test_capture_without_vma_tables_roundtrips(tmp_path):
+    r = Regions.from_arrays([0x1000], [0x3000], [8])
+    cap = Capture.from_snapshots(CaptureMeta(), [(0, r, None, None), (5, r, None, None)])
+    d = open_capture(save(cap, str(tmp_path / "n.pmviz")))
+    assert len(d.vmas_at(1)) == 0 and d.window(0, 1).regions_at(1) == r

@@ -293,17 +293,17 @@ class StoredCapture(Capture):
         return self._vma_tables
 
     def _read_vmas(self) -> list[Vmas]:
+        # Tables with no rows (a process whose maps could not be read) are empty Vmas.
+        n_tables = int(self.vma_index.max()) + 1 if len(self.vma_index) else 1
         tabs = [pf.read() for pf in self._parts["vmas"]]
-        if not tabs:
-            return [Vmas()]
-        t = pa.concat_tables(tabs)
+        t = pa.concat_tables(tabs) if tabs else fmt.VMAS_SCHEMA.empty_table()
         ids = t.column("vma_table").to_numpy()
         arr = np.empty(t.num_rows, VMA_DTYPE)
         for name in VMA_DTYPE.names:
             col = t.column(name).to_numpy(zero_copy_only=False)
             arr[name] = np.char.encode(col.astype(str)) if name == "perms" else col
         paths = np.asarray(t.column("path").to_pylist(), dtype=object)
-        n_tables = int(ids.max()) + 1
+        n_tables = max(n_tables, int(ids.max()) + 1 if len(ids) else 0)
         order = np.argsort(ids, kind="stable")
         bounds = np.searchsorted(ids[order], np.arange(n_tables + 1))
         return [Vmas(arr[order[x:y]], paths[order[x:y]]) for x, y in zip(bounds, bounds[1:])]
