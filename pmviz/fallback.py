@@ -65,6 +65,8 @@ _CHUNK_PAGES = 1 << 15  # pages decoded at once: 256 KiB of entries, temporaries
 # A page's key: bits 55..63 of its entry (bit 56 "exclusive" cleared), plus ZERO and HOLE.
 # Equal keys run-length encode together; _lut() maps a key to the ioctl's categories.
 _EXCLUSIVE = 1 << 1
+_PRESENT = 1 << 8
+_ZERO_SHAPE = _PRESENT | 1 << 7 | 1 << 6 | _EXCLUSIVE  # present, swapped, file, exclusive
 _ZERO = 1 << 9
 _HOLE = 1 << 10
 _NONEMPTY_MIN = 1 << 7  # SWAPPED (62) or PRESENT (63) set
@@ -224,9 +226,8 @@ class _Scratch(threading.local):
         self.keys = np.empty(c, dtype=np.uint16)
         self.run_keys = np.empty(c, dtype=np.uint16)
         self.flags = np.empty(c, dtype=bool)
-        self.first = np.empty(c, dtype=np.intp)
+        self.addrs = np.empty(c, dtype=np.intp)
         self.cats = np.empty(c, dtype=np.uint64)
-        self.addrs = np.empty(c, dtype=np.uint64)
 
 
 _scratch = _Scratch()
@@ -276,30 +277,34 @@ class _Writer:
         return self.regions
 
     def _append(self, keys: np.ndarray, vpn: int, lut: np.ndarray) -> None:
-        """Run-length encode one chunk's keys into the buffer."""
+        """Run-length encode one chunk's keys into the buffer (about six passes per run)."""
         m = keys.shape[0]
-        change = np.flatnonzero(np.not_equal(keys[1:], keys[:-1], out=_scratch.flags[: m - 1]))
-        k = change.shape[0] + 1
-        first = _scratch.first[:k]  # index of each run's first page
-        first[0] = 0
-        np.add(change, 1, out=first[1:])
-        run_keys = np.take(keys, first, out=_scratch.run_keys[:k], mode="clip")
-        cats = np.take(lut, run_keys, out=_scratch.cats[:k], mode="clip")
-        addrs = np.add(first, vpn, out=_scratch.addrs[:k], casting="unsafe")
-        np.left_shift(addrs, np.uint64(PAGE_SHIFT), out=addrs)
-        chunk_end = (vpn + m) << PAGE_SHIFT
+        change = _scratch.flags[:m]
+        change[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=change[1:])
+        first = np.flatnonzero(change)  # index of each run's first page
+        k = first.shape[0]
         n = self.n
-        if n and self.regions["end"][n - 1] == addrs[0]:
-            if self.regions["categories"][n - 1] == cats[0]:
-                # The chunk's first run continues the previous region (chunk or VMA edge).
-                n -= 1
-                addrs[0] = self.regions["start"][n]
+        base = vpn << PAGE_SHIFT
+        merge = False
+        if n and int(self.regions["end"][n - 1]) == base:
+            # The chunk's first run may continue the previous region (chunk or VMA edge).
+            merge = int(self.regions["categories"][n - 1]) == int(lut[keys[0]])
+            n -= merge
+        prev_start = int(self.regions["start"][n]) if merge else 0
         regions = self._reserve(k)[n : n + k]
-        regions["start"] = addrs
-        ends = regions["end"]
-        ends[:-1] = addrs[1:]
-        ends[-1] = chunk_end
-        regions["categories"] = cats
+        # Computed in contiguous scratch, then one strided copy per field: numpy buffers
+        # (and so slows down several times) ufuncs and take() writing into strided outputs.
+        addrs = np.left_shift(first, PAGE_SHIFT, out=_scratch.addrs[:k])
+        addrs += base
+        starts, ends = regions["start"], regions["end"]
+        np.copyto(starts, addrs, casting="unsafe")
+        np.copyto(ends[:-1], addrs[1:], casting="unsafe")
+        ends[-1] = base + (m << PAGE_SHIFT)
+        run_keys = np.take(keys, first, out=_scratch.run_keys[:k], mode="clip")
+        regions["categories"] = np.take(lut, run_keys, out=_scratch.cats[:k], mode="clip")
+        if merge:
+            starts[0] = prev_start
         self.n = n + k
 
     def result(self) -> np.ndarray:
@@ -311,16 +316,21 @@ class _Writer:
 
 
 def _keys(entries: np.ndarray, zero_pfn: int) -> np.ndarray:
-    """Per-page keys (bits 55..63, exclusive bit cleared, plus _ZERO). Consumes ``entries``."""
+    """Per-page keys: bits 55..63 of each entry, "exclusive" cleared, plus _ZERO."""
     m = entries.shape[0]
     keys = _scratch.keys[:m]
     # Bits 48..63 are the last uint16 of each little-endian entry: one strided pass.
     np.right_shift(entries.view("<u2")[3::4], 7, out=keys)
-    keys &= np.uint16(~_EXCLUSIVE & 0x1FF)
     if zero_pfn:
-        np.bitwise_and(entries, np.uint64(pm.PM_PRESENT | pm.PM_PFN_MASK), out=entries)
-        is_zero = np.equal(entries, np.uint64(pm.PM_PRESENT | zero_pfn), out=_scratch.flags[:m])
-        np.bitwise_or(keys, np.uint16(_ZERO), out=keys, where=is_zero)
+        # The zero page is present, neither file nor exclusive (vm_normal_page() is NULL), so
+        # only such entries need their PFN compared; anonymous memory is usually exclusive.
+        maybe = np.bitwise_and(keys, np.uint16(_ZERO_SHAPE), out=_scratch.run_keys[:m])
+        candidates = np.flatnonzero(maybe == np.uint16(_PRESENT))
+        if candidates.shape[0]:
+            pfns = entries[candidates] & np.uint64(pm.PM_PFN_MASK)
+            zero = candidates[pfns == np.uint64(zero_pfn)]
+            keys[zero] |= np.uint16(_ZERO)
+    keys &= np.uint16(~_EXCLUSIVE & 0x3FF)
     return keys
 
 
