@@ -77,6 +77,7 @@ def build_report(
     time_bins: int | None = None,
     bandwidth: float = 1.25e9,
     downtime: float = 0.3,
+    axis: str = "auto",
     progress: bool = False,
 ) -> str:
     """Render a capture's heatmaps, working sets, sparsity and migration estimate as HTML.
@@ -91,6 +92,9 @@ def build_report(
         Link bytes per second for the pre-copy estimate (default 10 Gbit/s).
     downtime : float
         Stop-and-copy budget in seconds.
+    axis : str
+        Heatmap address axis (see ``pmviz.analysis.address_axis``); ``"auto"`` collapses
+        never-touched stretches when they are over 99% of the mapped space (sanitizers).
     progress : bool
         Show a progress bar over the sections.
 
@@ -105,7 +109,7 @@ def build_report(
     title = title or (
         f"pmviz report: pid {m.pid}" + (f" ({' '.join(m.command)})" if m.command else "")
     )
-    hm = dict(addr_bins=addr_bins, time_bins=time_bins)
+    hm = dict(addr_bins=addr_bins, time_bins=time_bins, axis=axis)
     sections: list[tuple[str, Callable[[], str]]] = []
     W = capture.has_written
 
@@ -141,7 +145,8 @@ def build_report(
             def idle_and_heat(f: Figure) -> None:
                 a, b = f.subplots(1, 2)
                 pp.idle_histogram(pa.idle_time(capture), ax=a)
-                pp.temperature_bars(pa.temperature(capture), ax=b)
+                window = min(10, capture.n_snapshots)
+                pp.temperature_bars(pa.temperature(capture, window=window), ax=b)
 
             parts.append(_png(idle_and_heat, (12, 4.5)))
             cum = pa.cumulative_written(capture)
@@ -237,7 +242,29 @@ def build_report(
         if not W or capture.n_snapshots < 2:
             return text + "<p class='note'>No write tracking: no pre-copy estimate.</p>"
         est = pa.precopy_estimate(capture, bandwidth=bandwidth, downtime=downtime)
-        return text + _png(lambda f: pp.precopy(est, ax=f.add_subplot()), (9, 4))
+        rows = []
+        for bw in sorted({bandwidth, 1.25e8, 1.25e9, 1.25e10}):  # 1, 10, 100 Gbit/s
+            e = pa.precopy_estimate(capture, bandwidth=bw, downtime=downtime)
+            rows.append(
+                [
+                    f"{bw * 8 / 1e9:g} Gbit/s",
+                    f"{e.round_bytes.size - 1}",
+                    f"{e.downtime_s * 1e3:,.1f} ms",
+                    f"{e.total_s:,.2f} s",
+                    _human_bytes(e.total_bytes),
+                    "yes" if e.converged else e.reason,
+                ]
+            )
+        return (
+            text
+            + f"<p class='note'>Pre-copy model: each round resends the pages written while the "
+            f"previous one was sent (the capture's worst window of that length); stop and copy "
+            f"once a round fits {downtime * 1e3:g} ms.</p>"
+            + _table(
+                ["link", "pre-copy rounds", "downtime", "total time", "sent", "converged"], rows
+            )
+            + _png(lambda f: pp.precopy(est, ax=f.add_subplot()), (9, 4))
+        )
 
     sections = [
         ("Address-space heatmaps", heatmaps),

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..capture import Capture
-from ..maps import VmaKind, Vmas
+from ..categories import Category
+from ..maps import VmaKind
+from ..mask import Mask
 from ._intervals import union
 
 __all__ = ["AddressAxis", "address_axis"]
@@ -91,13 +93,41 @@ class AddressAxis:
 
 
 def _all_vmas(capture: Capture) -> tuple[np.ndarray, np.ndarray]:
-    """Every VMA of every table (duplicates dropped), sorted by start, with labels."""
+    """Every VMA of every table, sorted by start (labels left empty: see ``_label_vmas``)."""
     tables = [t for t in capture.vma_tables if len(t)]
     if not tables:
         return np.empty(0, BAND_DTYPE), np.empty(0, dtype=object)
     arr = np.concatenate([t.array for t in tables])
-    # One label per VMA; a per-VMA loop (the tables have hundreds of rows, not millions).
-    labels = np.array([t.label(i) for t in tables for i in range(len(t))], dtype=object)
+    labels = np.empty(arr.size, dtype=object)
+    out = np.empty(arr.size, BAND_DTYPE)
+    out["start"], out["end"], out["kind"] = arr["start"], arr["end"], arr["kind"]
+    order = np.lexsort((out["end"], out["start"]))
+    return out[order], labels[order]
+
+
+def _label_vmas(capture: Capture) -> tuple[np.ndarray, np.ndarray]:
+    """VMAs for labelling: the latest table wins where tables disagree.
+
+    A reservation that later became memory (``---p`` turned ``rw-p``), or a heap that grew,
+    is labelled as last seen; VMAs that disappeared keep their old label. One pass per table.
+    """
+    tables = [t for t in capture.vma_tables if len(t)]
+    keep_arr, keep_lab = [], []
+    us = ue = np.empty(0, np.uint64)
+    for t in tables[::-1]:  # newest first
+        a = t.array
+        hit = np.zeros(len(t), bool)
+        if us.size:
+            i = np.searchsorted(ue, a["start"], side="right")
+            hit = (i < us.size) & (us[np.minimum(i, us.size - 1)] < a["end"])
+        sel = np.flatnonzero(~hit)
+        keep_arr.append(a[sel])
+        keep_lab.append(np.array([t.label(j) for j in sel.tolist()], dtype=object))
+        us, ue = union(np.concatenate([us, a["start"]]), np.concatenate([ue, a["end"]]))
+    if not keep_arr:
+        return np.empty(0, BAND_DTYPE), np.empty(0, dtype=object)
+    arr = np.concatenate(keep_arr)
+    labels = np.concatenate(keep_lab)
     out = np.empty(arr.size, BAND_DTYPE)
     out["start"], out["end"], out["kind"] = arr["start"], arr["end"], arr["kind"]
     order = np.lexsort((out["end"], out["start"]))
@@ -124,56 +154,99 @@ def _merge_bands(vmas: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
     return out, labels[first]
 
 
+def _row_sources(capture: Capture) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = [(capture.regions, capture.region_offsets)]
+    if capture.written is not None and capture.written_offsets is not None:
+        out.append((capture.written, capture.written_offsets))
+    return out
+
+
+def _span(capture: Capture) -> tuple[int, int]:
+    """Lowest start and highest end of any region (each snapshot is sorted: no full pass)."""
+    lo, hi = [], []
+    for regs, off in _row_sources(capture):
+        nonempty = off[1:] > off[:-1]
+        if nonempty.any():
+            lo.append(int(regs["start"][off[:-1][nonempty]].min()))
+            hi.append(int(regs["end"][off[1:][nonempty] - 1].max()))
+    return (min(lo), max(hi)) if lo else (0, 0)
+
+
+def _occupied(capture: Capture, min_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where any page was ever present, swapped or written; gaps below ``min_gap`` kept."""
+    keep = Mask(anyof=Category.PRESENT | Category.SWAPPED)
+    s_parts, e_parts = [], []
+    for i, (regs, _) in enumerate(_row_sources(capture)):
+        r = regs if i else regs[keep.matches(regs["categories"])]
+        s_parts.append(r["start"])
+        e_parts.append(r["end"])
+    s, e = union(np.concatenate(s_parts), np.concatenate(e_parts))
+    if s.size > 1 and min_gap > 0:
+        new = np.ones(s.size, dtype=bool)
+        new[1:] = (s[1:] - e[:-1]) >= np.uint64(min_gap)
+        first = np.flatnonzero(new)
+        last = np.append(first[1:] - 1, s.size - 1)
+        s, e = s[first], e[last]
+    return s, e
+
+
 def address_axis(
     capture: Capture,
     *,
     kind: str = "compact",
     addr_range: tuple[int, int] | None = None,
     skip_kinds: tuple[VmaKind, ...] = (VmaKind.GUARD,),
+    min_gap: int = 1 << 20,
 ) -> AddressAxis:
     """Build the address axis of a capture.
 
     Parameters
     ----------
     capture : Capture
-    kind : {"compact", "linear"}
+    kind : {"compact", "occupied", "auto", "linear"}
         ``"compact"``: the union of all VMAs seen (without VMA tables: of all regions seen),
-        gaps removed. ``"linear"``: ``addr_range`` (default the span of all regions) as is.
+        gaps removed. ``"occupied"``: only where some page was ever present, swapped or
+        written (gaps under ``min_gap`` kept), for layouts dominated by huge sparse
+        reservations such as sanitizer shadow. ``"auto"``: ``"occupied"`` when that is under
+        1% of the compact axis, else ``"compact"``. ``"linear"``: ``addr_range`` (default the
+        span of all regions) as is.
     addr_range : (int, int), optional
         Zoom: only ``[start, end)`` of the address space.
     skip_kinds : tuple of VmaKind
         VMA kinds left off a compact axis; by default inaccessible reservations (``---p``
         guards, sanitizer shadow gaps), which can be terabytes and never hold a page.
+    min_gap : int
+        Bytes: on an occupied axis, empty stretches shorter than this stay visible.
 
     Returns
     -------
     AddressAxis
     """
-    if kind not in ("compact", "linear"):
-        raise ValueError(f"axis must be 'compact' or 'linear', got {kind!r}")
-    vmas, labels = _all_vmas(capture)
-    if kind == "linear" or not vmas.size:
-        parts = [capture.regions]
-        if capture.written is not None:
-            parts.append(capture.written)
-        regs = np.concatenate(parts)
-        regs = regs[regs["end"] > regs["start"]]
+    kinds = ("compact", "occupied", "auto", "linear")
+    if kind not in kinds:
+        raise ValueError(f"axis must be one of {kinds}, got {kind!r}")
+    vmas, _ = _all_vmas(capture)
+    if kind == "auto":
+        compact = address_axis(
+            capture, kind="compact", addr_range=addr_range, skip_kinds=skip_kinds
+        )
+        occupied = address_axis(capture, kind="occupied", addr_range=addr_range, min_gap=min_gap)
+        return occupied if occupied.length < 0.01 * compact.length else compact
     if kind == "linear":
-        if addr_range is None:
-            if regs.size:
-                addr_range = (int(regs["start"].min()), int(regs["end"].max()))
-            else:
-                addr_range = (0, 0)
-        s = np.array([addr_range[0]], np.uint64)
-        e = np.array([max(addr_range[1], addr_range[0])], np.uint64)
+        lo, hi = _span(capture) if addr_range is None else addr_range
+        s = np.array([lo], np.uint64)
+        e = np.array([max(hi, lo)], np.uint64)
     else:
-        if vmas.size:
+        if kind == "occupied":
+            s, e = _occupied(capture, min_gap)
+        elif vmas.size:
             keep = ~np.isin(vmas["kind"], np.array([int(k) for k in skip_kinds], np.int8))
             s, e = union(vmas["start"][keep], vmas["end"][keep])
         else:
             # No maps recorded: the regions themselves tell what is mapped (spec §3.2: the
             # scan reports every page of every VMA it visits). Runs first, to keep the sort small.
-            st, en = regs["start"], regs["end"]
+            st = np.concatenate([r["start"] for r, _ in _row_sources(capture)])
+            en = np.concatenate([r["end"] for r, _ in _row_sources(capture)])
             run = np.ones(st.size, dtype=bool)
             run[1:] = st[1:] != en[:-1]
             first = np.flatnonzero(run)
@@ -184,7 +257,7 @@ def address_axis(
             s, e = np.maximum(s, lo), np.minimum(e, hi)
             k = e > s
             s, e = s[k], e[k]
-    bands, blabels = _merge_bands(vmas, labels)
+    bands, blabels = _merge_bands(*_label_vmas(capture))
     if bands.size and s.size:
         bands = bands.copy()
         bands["start"] = np.maximum(bands["start"], s[0])
@@ -196,14 +269,3 @@ def address_axis(
         k[k] &= bands["end"][k] > s[np.minimum(i[k], s.size - 1)]
         bands, blabels = bands[k], blabels[k]
     return AddressAxis(kind, s.astype(np.uint64), e.astype(np.uint64), bands, blabels)
-
-
-def vma_table_union(tables: list[Vmas]) -> Vmas:
-    """All VMAs of several tables in one (for labelling)."""
-    tables = [t for t in tables if len(t)]
-    if not tables:
-        return Vmas()
-    arr = np.concatenate([t.array for t in tables])
-    paths = np.concatenate([t.paths for t in tables])
-    order = np.argsort(arr["start"], kind="stable")
-    return Vmas(arr[order], list(paths[order]))

@@ -121,8 +121,10 @@ def heatmap_grid(
         Address zoom ``[start, end)``.
     time_range : (float, float), optional
         Time zoom in seconds since the first snapshot (either end may be None).
-    axis : {"compact", "linear"} or AddressAxis
-        ``"compact"`` collapses unmapped gaps; ``"linear"`` spans ``addr_range`` as is.
+    axis : {"compact", "occupied", "auto", "linear"} or AddressAxis
+        ``"compact"`` collapses unmapped gaps; ``"occupied"`` also collapses stretches where
+        no page was ever present, swapped or written (sanitizer shadow); ``"auto"`` picks
+        between those two; ``"linear"`` spans ``addr_range`` as is (see ``address_axis``).
 
     Returns
     -------

@@ -40,7 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", help="mask: categories that must be clear")
     parser.add_argument("--addr-bins", type=int, default=512)
     parser.add_argument("--time-bins", type=int, default=None, help="default: one per snapshot")
-    parser.add_argument("--axis", choices=("compact", "linear"), default="compact")
+    parser.add_argument(
+        "--axis",
+        choices=("auto", "compact", "occupied", "linear"),
+        default="auto",
+        help="compact: unmapped gaps collapsed; occupied: never-touched stretches too; "
+        "auto: occupied when compact would be over 99%% empty (sanitizer shadow)",
+    )
     parser.add_argument("--addr-range", type=_range, help="START:END address zoom (hex ok)")
     parser.add_argument("--time-range", type=_time_range, help="T0:T1 seconds zoom")
     parser.add_argument("--size", type=_size, default=(12.0, 7.0), help="inches, e.g. 12x7")

@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="migration link for the pre-copy estimate, per second (default 10Gbit)",
     )
     parser.add_argument("--downtime", type=float, default=0.3, help="stop-and-copy budget (s)")
+    parser.add_argument(
+        "--axis",
+        choices=("auto", "compact", "occupied", "linear"),
+        default="auto",
+        help="heatmap address axis (auto: collapse never-touched stretches when they dominate)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -48,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         time_bins=args.time_bins,
         bandwidth=args.bandwidth,
         downtime=args.downtime,
+        axis=args.axis,
         progress=not args.no_progress,
     )
     print(f"wrote {args.output} ({cap.n_snapshots} snapshots)")

@@ -97,7 +97,7 @@ def heatmap(
         g.time_edges, g.addr_pos, np.ma.masked_invalid(g.grid.T), cmap=cm, **kwargs
     )
     if colorbar:
-        cb = ax.figure.colorbar(mesh, ax=ax, pad=0.12 if bands else 0.03)
+        cb = ax.figure.colorbar(mesh, ax=ax, pad=0.09 if bands else 0.02)
         cb.set_label(f"fraction of pages {g.category}")
     decorate_address_axis(ax, g, bands=bands)
     ax.set_xlabel("time (s)")
@@ -208,14 +208,11 @@ def decorate_address_axis(
     ax.set_ylim(float(g.addr_pos[0]), float(g.addr_pos[-1]))
     ax.set_yticks(address_ticks(axis, float(g.addr_pos[0]), float(g.addr_pos[-1])))
     ax.yaxis.set_major_formatter(hex_formatter(axis.to_real))
-    ax.set_ylabel(
-        "address"
-        + (
-            " (unmapped gaps collapsed)"
-            if axis.kind == "compact" and axis.seg_start.size > 1
-            else ""
-        )
-    )
+    collapsed = {
+        "compact": " (unmapped gaps collapsed)",
+        "occupied": " (empty stretches collapsed)",
+    }
+    ax.set_ylabel("address" + (collapsed.get(axis.kind, "") if axis.seg_start.size > 1 else ""))
     ax.tick_params(axis="y", labelsize="small")
     for t in ax.get_yticklabels():
         t.set_family("monospace")
@@ -224,9 +221,10 @@ def decorate_address_axis(
     lo, hi = float(g.addr_pos[0]), float(g.addr_pos[-1])
     span = max(hi - lo, 1.0)
     # Collapsed gaps: a dashed line where one mapped segment ends and the next begins.
-    for p in axis.seg_pos[1:]:
-        if lo < p < hi:
-            ax.axhline(p, color="white", lw=0.8, ls=(0, (3, 2)), alpha=0.9)
+    inside = axis.seg_pos[1:][(axis.seg_pos[1:] > lo) & (axis.seg_pos[1:] < hi)]
+    if inside.size <= 40:  # beyond that, lines would be clutter
+        for p in inside.tolist():
+            ax.axhline(p, color="#9a9a9a", lw=0.7, ls=(0, (3, 2)), alpha=0.8)
     bs, be = axis.band_positions()
     trans = blended_transform_factory(ax.transAxes, ax.transData)
     for s, e, k, label in zip(

@@ -111,7 +111,9 @@ def idle_histogram(data: IdleTime | Capture, *, ax: Axes | None = None, **kwargs
     kwargs.setdefault("color", ["#d62728"] * it.intervals.size + ["#bbbbbb"])
     bars = ax.bar(x, h, width=0.9, **kwargs)
     bars[-1].set_hatch("//")
-    ticks = np.linspace(0, it.intervals.size - 1, min(8, it.intervals.size)).round().astype(int)
+    n = it.intervals.size
+    ticks = np.unique(np.linspace(0, n - 1, min(8, n)).round().astype(int))
+    ticks = ticks[(ticks < n - 1 - n // 10) | (ticks == 0)]  # room for the "never" label
     ax.set_xticks(np.append(ticks, x[-1]), [f"{t}" for t in ticks] + ["never"])
     set_byte_axis(ax.yaxis)
     ax.set_xlabel(f"intervals since last write (interval {it.interval_s:g} s)")
@@ -121,7 +123,7 @@ def idle_histogram(data: IdleTime | Capture, *, ax: Axes | None = None, **kwargs
 
 
 def temperature_bars(t: Temperature, *, ax: Axes | None = None, top: int = 12, **kwargs: Any):
-    """Hot / warm / cold bytes of the VMAs with the most resident bytes (horizontal bars).
+    """Hot / warm / cold bytes per VMA label, the ``top`` largest (horizontal bars).
 
     Returns
     -------
@@ -129,8 +131,12 @@ def temperature_bars(t: Temperature, *, ax: Axes | None = None, top: int = 12, *
         cold, warm, hot.
     """
     ax = get_ax(ax)
-    total = t.vma_bytes.sum(axis=1)
-    idx = np.argsort(total)[::-1][:top]
+    # One bar per label: a library's or the heap's several VMAs add up.
+    names, inv = np.unique(np.array(t.vma_labels, dtype=object), return_inverse=True)
+    per = np.zeros((names.size, 3), dtype=np.int64)
+    np.add.at(per, inv, t.vma_bytes)
+    total = per.sum(axis=1)
+    idx = np.argsort(total, kind="stable")[::-1][:top]
     idx = idx[total[idx] > 0][::-1]
     y = np.arange(idx.size)
     left = np.zeros(idx.size)
@@ -138,9 +144,9 @@ def temperature_bars(t: Temperature, *, ax: Axes | None = None, top: int = 12, *
     for j, (name, color) in enumerate(
         (("cold", "#4c72b0"), ("warm", "#dd8452"), ("hot", "#c44e52"))
     ):
-        out.append(ax.barh(y, t.vma_bytes[idx, j], left=left, color=color, label=name, **kwargs))
-        left += t.vma_bytes[idx, j]
-    ax.set_yticks(y, [t.vma_labels[i] for i in idx])
+        out.append(ax.barh(y, per[idx, j], left=left, color=color, label=name, **kwargs))
+        left += per[idx, j]
+    ax.set_yticks(y, [str(names[i]) for i in idx])
     set_byte_axis(ax.xaxis)
     ax.set_title(f"resident pages by write frequency (last {t.window} intervals)")
     ax.legend(frameon=False, fontsize="small")
