@@ -334,3 +334,33 @@ def test_bad_arguments():
         record(2**22 + 12345, count=1, progress=False)
     with pytest.raises(pmviz.Error, match="cannot start"):
         record(["/nonexistent/prog"], count=1, progress=False)
+
+
+class SlowOnce(FakeSource):
+    """Takes 250 ms to collect at the third snapshot: an overrun of a 100 ms schedule."""
+
+    def collect(self):
+        if self.n == 2:
+            time.sleep(0.25)
+        return super().collect()
+
+
+def test_an_overrun_skips_ticks_and_records_it():
+    cap = record("self", interval=0.1, count=5, writes=SlowOnce(), progress=False)
+    skipped = cap.telemetry["skipped_ticks"].tolist()
+    # snapshot 2 started at 0.2 s and ended after 0.45 s: ticks 3 and 4 are skipped
+    assert skipped == [0, 0, 0, 2, 0]
+    ticks = np.arange(5) + np.cumsum(skipped)
+    late = cap.time_ns - cap.meta.extra["schedule_start_ns"] - ticks * 100_000_000
+    assert (late >= 0).all() and (late < 50_000_000).all(), late
+
+
+def test_ranges_limit_the_scan():
+    buf = np.ones(4 << 20, np.uint8)
+    lo = (buf.ctypes.data + 4095) & ~4095
+    hi = lo + (256 << 12)
+    cap = record("self", interval=0.01, count=2, ranges=[(lo, hi)], writes="none", progress=False)
+    r = cap.regions_at(1)
+    assert int(r.start[0]) == lo and int(r.end[-1]) == hi
+    assert r.pages_with(Category.PRESENT) == 256
+    assert cap.meta.extra["ranges"] == [[lo, hi]]
