@@ -172,7 +172,7 @@ def scan_pagemap(
     >>> scan_pagemap().pages_with(pmviz.Category.PRESENT) > 0
     True
     """
-    from .scanning import _check_max_pages, check_mask, check_range
+    from .scanning import _check_max_pages, _open_pagemap, check_mask, check_range
 
     pid = procfs.normalize_pid(pid)
     lo, hi = check_range(start, end)
@@ -185,7 +185,8 @@ def scan_pagemap(
     _warn_unknown(mask)
     # Round like the ioctl (spec §2 check 10): end up to a page.
     hi = -(-hi // PAGE_SIZE) * PAGE_SIZE
-    with procfs.open_fd(pid, "pagemap") as fd:
+    fd = _open_pagemap(pid)
+    try:
         vmas = read_maps(pid)
         out = _Writer(fd, pid)
         for i in range(len(vmas)):  # per VMA (not per page): a few hundred at most
@@ -195,6 +196,10 @@ def scan_pagemap(
             if s < e and path not in _PFNMAP_NAMES:
                 out.add_vma(s, e, _is_anon_private(path, bytes(vmas.array["perms"][i])))
         runs = out.result()
+    except OSError as err:  # pread after the target exited, or lost access
+        raise procfs.translate(err, pid, "pagemap") from err
+    finally:
+        os.close(fd)
     return mask.apply(Regions(runs), max_pages=max_pages)
 
 

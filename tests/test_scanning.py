@@ -328,7 +328,7 @@ def test_bad_pid_arguments():
         pmviz.scan(mask=Category.PRESENT)
 
 
-def _as_nobody(target: int | str, backend: str = "auto") -> tuple[str, str]:
+def _as_nobody(target: int | str, backend: str = "auto", dumpable: bool = True) -> tuple[str, str]:
     """Scan ``target`` from a forked child that dropped to uid/gid 65534 (nobody)."""
     import pmviz.fallback  # noqa: F401 - import everything before dropping privileges
 
@@ -343,7 +343,8 @@ def _as_nobody(target: int | str, backend: str = "auto") -> tuple[str, str]:
             os.setuid(65534)
             # A real user's process is dumpable; setuid() just made this one not so, which
             # would hide its own /proc files from it.
-            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+            if dumpable:
+                ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
             t = os.getpid() if target == "child" else target
             try:
                 res = pmviz.scan(t, backend=backend)
@@ -382,6 +383,14 @@ def test_a_non_root_user_can_scan_its_own_process():
             kind, text = _as_nobody(target, backend)
             assert kind == "ok", (target, backend, text)
             assert int(text) > 0
+
+
+@pytest.mark.root
+def test_a_process_that_dropped_privileges_is_told_how_to_read_itself():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to nobody")
+    kind, text = _as_nobody("self", "ioctl", dumpable=False)
+    assert kind == "AccessDenied" and "PR_SET_DUMPABLE" in text
 
 
 # -- the other layouts also scan consistently ---------------------------------------------------
