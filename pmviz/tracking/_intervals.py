@@ -23,6 +23,8 @@ def union(pairs: np.ndarray) -> np.ndarray:
         # Already sorted, disjoint and not touching: the kernel's own output is.
         return pairs[pairs[:, 1] > pairs[:, 0]]
     pairs = pairs[pairs[:, 1] > pairs[:, 0]]
+    if len(pairs) <= 1:
+        return pairs
     pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
     reach = np.maximum.accumulate(pairs[:, 1])
     # A new group starts where a pair begins beyond everything before it reaches.
