@@ -109,7 +109,7 @@ def build_report(
     title = title or (
         f"pmviz report: pid {m.pid}" + (f" ({' '.join(m.command)})" if m.command else "")
     )
-    hm = dict(addr_bins=addr_bins, time_bins=time_bins, axis=axis)
+    hm: dict[str, Any] = dict(addr_bins=addr_bins, time_bins=time_bins, axis=axis)
     sections: list[tuple[str, Callable[[], str]]] = []
     W = capture.has_written
 
@@ -117,9 +117,11 @@ def build_report(
         parts = [_png(lambda f: pp.composite_heatmap(capture, ax=f.add_subplot(), **hm), (11, 6))]
         cats = (["written"] if W else []) + ["present", "swapped"]
         for c in cats:
-            parts.append(
-                _png(lambda f, c=c: pp.heatmap(capture, c, ax=f.add_subplot(), **hm), (11, 5))
-            )
+
+            def one(f: Figure, c: str = c) -> None:
+                pp.heatmap(capture, c, ax=f.add_subplot(), **hm)
+
+            parts.append(_png(one, (11, 5)))
         return (
             "<p class='note'>Time runs left to right, addresses bottom to top; unmapped gaps "
             "are collapsed (dashed lines) and VMAs labelled on the right. Colour is the exact "

@@ -253,8 +253,8 @@ def address_axis(
             last = np.append(first[1:] - 1, st.size - 1)
             s, e = union(st[first], en[last])
         if addr_range is not None:
-            lo, hi = (np.uint64(max(0, int(x))) for x in addr_range)
-            s, e = np.maximum(s, lo), np.minimum(e, hi)
+            zlo, zhi = (np.uint64(max(0, int(x))) for x in addr_range)
+            s, e = np.maximum(s, zlo), np.minimum(e, zhi)
             k = e > s
             s, e = s[k], e[k]
     bands, blabels = _merge_bands(*_label_vmas(capture))

@@ -70,10 +70,8 @@ class ByteLocator(Locator):
     def tick_values(self, vmin: float, vmax: float):  # noqa: D102
         top = max(abs(vmin), abs(vmax), 1.0)
         unit = 1024.0 ** int(np.floor(np.log(top) / np.log(1024)))
-        return (
-            MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(vmin / unit, vmax / unit)
-            * unit
-        )
+        nice = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10])
+        return np.asarray(nice.tick_values(vmin / unit, vmax / unit)) * unit
 
 
 def human_bytes(x: float) -> str:

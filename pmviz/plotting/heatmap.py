@@ -215,7 +215,7 @@ def decorate_address_axis(
     ax.set_ylabel("address" + (collapsed.get(axis.kind, "") if axis.seg_start.size > 1 else ""))
     ax.tick_params(axis="y", labelsize="small")
     for t in ax.get_yticklabels():
-        t.set_family("monospace")
+        t.set_fontfamily("monospace")
     if not bands:
         return
     lo, hi = float(g.addr_pos[0]), float(g.addr_pos[-1])
