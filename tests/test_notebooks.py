@@ -122,3 +122,44 @@ def test_mask_explorer_notebook_numbers():
     assert number(r"max_pages=  100:\s+1 regions,\s+(\d+) pages", out) == 100
     widgets = list(outputs(nb, "application/vnd.jupyter.widget-view+json"))
     assert len(widgets) == 1
+
+
+@pytest.mark.slow
+def test_working_set_notebook_numbers():
+    nb = execute("02-working-set-analysis.ipynb")
+    out = stdout(nb)
+    # numpy workload: a 64 MiB array plus a 16 MiB sorted copy, interpreter and libraries.
+    assert 80 <= number(r"peak resident\s+([\d.]+) MiB", out) <= 200
+    assert 64 <= number(r"distinct bytes written in the whole run: ([\d.]+) MiB", out) <= 160
+    # the hot loop rewrites a 4 MiB window (plus a few cold pages) every interval
+    assert 3.5 <= number(r"late in the run: ([\d.]+) MiB", out) <= 6
+    assert number(r"hot ([\d.]+) MiB", out) >= 3.5
+    assert number(r"under load, ([\d.]+) MiB when idle", out) < 2
+    assert len(list(outputs(nb, "image/png"))) == 5
+
+
+@pytest.mark.slow
+def test_sanitizer_notebook_numbers():
+    nb = execute("03-sanitizer-shadow-sparsity.ipynb")
+    out = stdout(nb)
+    assert "sanitizer detected from the layout: asan" in out
+    assert 19.9 <= number(r"reserving ([\d.]+) TiB", out) <= 20.1
+    shadow_mib = number(r"of which ([\d.]+) MiB shadow", out)
+    assert 1 <= shadow_mib <= 64  # a few MiB of 16 TiB
+    assert number(r"=> ([\d,]+)x less data", out) > 1e6
+    assert number(r"page_region entries\s+(\d+)", out) < 1000
+    assert len(list(outputs(nb, "image/png"))) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.kernel
+def test_live_migration_notebook_numbers():
+    nb = execute("05-live-migration.ipynb")
+    out = stdout(nb)
+    assert "10 Gbit/s" in out and "converged" in out
+    assert "100 Mbit/s" in out
+    n = number(r"recorded (\d+) snapshots \(uffd-wp\)", out)
+    assert 20 <= n <= 80  # the ~4 s workload at 100 ms
+    assert "target exited with status 0" in out
+    assert len(list(outputs(nb, "image/png"))) == 4
+    assert len(list(outputs(nb, "application/vnd.jupyter.widget-view+json"))) == 1

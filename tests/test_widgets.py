@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -230,3 +231,36 @@ def test_parse_hex_range():
     assert parse_hex_range(" 1000 3000 ") == (0x1000, 0x3000)
     with pytest.raises(ValueError, match="not above"):
         parse_hex_range("0x3000-0x1000")
+
+
+# -- LiveView --------------------------------------------------------------------------------
+@pytest.mark.kernel
+def test_live_view_records_redraws_and_stops():
+    import sys
+
+    from pmviz.widgets import LiveView
+
+    code = (
+        "import time, numpy as np\n"
+        "a = np.zeros(8 << 17)\n"
+        "for i in range(40):\n"
+        "    a[i * 8192:(i + 1) * 8192] = 1; time.sleep(0.05)\n"
+        "time.sleep(30)\n"
+    )
+    live = LiveView([sys.executable, "-c", code], interval=0.05, refresh=0.3)
+    try:
+        deadline = time.monotonic() + 20
+        while live.n_redraws < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert live.n_redraws >= 2 and live.running
+        assert "recording" in live.status.value
+        live.stop_button.click()  # the Stop button finalises the capture
+        live._thread.join(20)
+    finally:
+        live.stop()
+    cap = live.capture
+    assert not live.running and live.stop_button.disabled
+    assert len(cap) >= 3
+    assert live.image.value[:4] == b"\x89PNG"
+    assert "stopped" in live.status.value
+    assert live.recorder.process is None or live.recorder.process.poll() is not None

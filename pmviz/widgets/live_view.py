@@ -106,6 +106,11 @@ class LiveView(widgets.VBox):
         self.stop_button.disabled = True
         self.stop_button.description = "Stopped"
 
+    def wait(self, timeout: float | None = None) -> Capture | None:
+        """Wait until the recording ends by itself (target exit, ``duration``, ``count``)."""
+        self._thread.join(timeout)
+        return self.capture
+
     def stop(self, timeout: float = 30.0) -> Capture | None:
         """Stop recording, wait for the last redraw, and return the final capture."""
         self._stopping.set()
