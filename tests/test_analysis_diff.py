@@ -81,3 +81,19 @@ def test_hilbert_map_places_fractions_on_the_curve():
     assert h1.order == 1 and h1.image[0, 0] == 1 and h1.image.sum() == 1
     with pytest.raises(ValueError, match="order"):
         hilbert_map(r, start=BASE, end=BASE + 16 * PAGE, order=3)
+
+
+def test_results_render_in_notebooks():
+    import pmviz.analysis as pa
+
+    cap = two_vma_capture()
+    for obj, title in (
+        (pa.working_set_size(cap), "WorkingSet"),
+        (pa.temperature(cap), "Temperature"),
+        (snapshot_diff(cap, 1, 2), "SnapshotDiff"),
+        (precopy_estimate(cap, bandwidth=64 * PAGE, downtime=0.01), "Pre-copy"),
+        (pa.sparsity(cap), "Sparsity"),
+    ):
+        html = obj._repr_html_()
+        assert html.startswith("<div><b>") and title in html
+    assert "8.0 KiB in 1 regions" in snapshot_diff(cap, 1, 2)._repr_html_()

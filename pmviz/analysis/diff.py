@@ -9,6 +9,7 @@ import numpy as np
 
 from ..capture import Capture, CaptureMeta
 from ..regions import REGION_DTYPE, Regions
+from ._html import human_bytes, table
 from ._intervals import set_op, union
 from .axis import AddressAxis, address_axis
 from .heatmap import bin_address
@@ -39,6 +40,15 @@ class SnapshotDiff:
     def totals(self) -> dict[str, int]:
         """Bytes per change."""
         return {k: getattr(self, k).size for k in CHANGES if getattr(self, k) is not None}
+
+    def _repr_html_(self) -> str:
+        return table(
+            "SnapshotDiff",
+            {
+                k.replace("_", " "): f"{human_bytes(v)} in {len(getattr(self, k)):,} regions"
+                for k, v in self.totals().items()
+            },
+        )
 
     def changes(self) -> list[str]:
         """The change kinds present in this diff, in ``CHANGES`` order."""

@@ -9,6 +9,7 @@ import numpy as np
 from ..capture import Capture
 from ..categories import Category as C
 from ..mask import Mask
+from ._html import human_bytes, table
 from ._intervals import prefix_coverage
 from .working_set import wss_curve
 
@@ -55,6 +56,20 @@ class PrecopyEstimate:
     @property
     def total_bytes(self) -> int:
         return int(self.round_bytes.sum())
+
+    def _repr_html_(self) -> str:
+        rounds = " → ".join(human_bytes(float(b)) for b in self.round_bytes[:12])
+        return table(
+            "Pre-copy estimate",
+            {
+                "link": f"{human_bytes(self.bandwidth)}/s",
+                "rounds (last = stop and copy)": rounds
+                + (" …" if self.round_bytes.size > 12 else ""),
+                "downtime": f"{self.downtime_s * 1e3:,.1f} ms (budget {self.budget_s * 1e3:g} ms)",
+                "total": f"{self.total_s:,.2f} s, {human_bytes(self.total_bytes)} sent",
+                "converged": "yes" if self.converged else f"no: {self.reason}",
+            },
+        )
 
 
 def dirty_bytes(

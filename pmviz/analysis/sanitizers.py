@@ -21,6 +21,7 @@ from ..categories import Category
 from ..maps import SHADOW_RANGES, VmaKind, Vmas
 from ..mask import Mask
 from ..regions import REGION_DTYPE, Regions
+from ._html import human_bytes, table
 from ._intervals import prefix_coverage, union
 
 __all__ = [
@@ -129,6 +130,18 @@ class ShadowMap:
     app: Regions
     vma_bytes: np.ndarray
     vma_labels: list[str]
+
+    def _repr_html_(self) -> str:
+        top = np.argsort(self.vma_bytes)[::-1][:8]
+        rows = {
+            "sanitizer": self.sanitizer.upper(),
+            "resident shadow": f"{human_bytes(self.shadow.size)} in {len(self.shadow):,} runs",
+            "application memory described": human_bytes(self.app.size),
+        }
+        for i in top.tolist():
+            if self.vma_bytes[i]:
+                rows[f"  {self.vma_labels[i]} #{i}"] = human_bytes(int(self.vma_bytes[i]))
+        return table("Materialised shadow", rows)
 
 
 def materialised_shadow(

@@ -17,6 +17,7 @@ from ..capture import Capture
 from ..categories import Category as C
 from ..maps import VmaKind
 from ..mask import Mask
+from ._html import human_bytes, table
 from ._intervals import BitMatch, covered, elementary, prefix_coverage
 
 __all__ = [
@@ -58,6 +59,25 @@ class WorkingSet:
     swapped_by_kind: np.ndarray
     written_by_kind: np.ndarray | None
 
+    def _repr_html_(self) -> str:
+        rows = {
+            "snapshots": f"{self.time.size:,} over {self.time[-1] if self.time.size else 0:.2f} s",
+            "resident (max / last)": f"{human_bytes(int(self.resident.max(initial=0)))} / "
+            f"{human_bytes(int(self.resident[-1])) if self.resident.size else '—'}",
+            "swapped (max)": human_bytes(int(self.swapped.max(initial=0))),
+        }
+        if self.written is not None:
+            rows["written per interval (max / mean)"] = (
+                f"{human_bytes(int(self.written.max(initial=0)))} / "
+                f"{human_bytes(float(self.written.mean()) if self.written.size else 0)}"
+            )
+        if self.resident.size:
+            by = self.resident_by_kind[-1]
+            rows["resident by kind (last)"] = ", ".join(
+                f"{k} {human_bytes(int(b))}" for k, b in zip(self.kinds, by.tolist()) if b
+            )
+        return table("WorkingSet", rows)
+
     def to_pandas(self):  # noqa: ANN201 - pandas is optional
         """One row per snapshot: time and the three totals."""
         import pandas as pd
@@ -74,15 +94,15 @@ def _by_kind(capture: Capture, regions, offsets, select) -> tuple[np.ndarray, np
     total = prefix_coverage(regions, offsets, np.array([0, 2**64 - 1], np.uint64), select=select)
     total = total[:, 1] - total[:, 0]
     by_kind = np.zeros((n, len(KINDS)), dtype=np.int64)
-    for t, table in enumerate(capture.vma_tables):  # per VMA table, not per region
+    for t, vt in enumerate(capture.vma_vts):  # per VMA vt, not per region
         rows = np.flatnonzero(capture.vma_index == t)
-        if not rows.size or not len(table):
+        if not rows.size or not len(vt):
             continue
-        pts = np.stack([table.start, table.end], axis=1).ravel()
+        pts = np.stack([vt.start, vt.end], axis=1).ravel()
         c = prefix_coverage(regions, offsets, pts, select=select, rows=rows)
         per_vma = c[:, 1::2] - c[:, 0::2]
-        onehot = np.zeros((len(table), len(KINDS)), dtype=np.int64)
-        onehot[np.arange(len(table)), table.kind.astype(np.int64)] = 1
+        onehot = np.zeros((len(vt), len(KINDS)), dtype=np.int64)
+        onehot[np.arange(len(vt)), vt.kind.astype(np.int64)] = 1
         by_kind[rows] = per_vma @ onehot
     by_kind[:, -1] = total - by_kind[:, :-1].sum(axis=1)
     return total, by_kind
@@ -301,6 +321,12 @@ class Temperature:
     bytes: dict[str, int]
     vma_bytes: np.ndarray
     vma_labels: list[str]
+
+    def _repr_html_(self) -> str:
+        rows = {k: human_bytes(v) for k, v in self.bytes.items()}
+        rows["window"] = f"last {self.window} intervals up to snapshot {self.at}"
+        rows["runs"] = f"{self.regions.size:,}"
+        return table("Temperature of resident pages", rows)
 
 
 COLD, WARM, HOT = 1, 2, 4
