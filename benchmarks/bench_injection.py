@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -70,14 +71,22 @@ def compile_c(source: str, name: str, tmp: str) -> str:
     return exe
 
 
-def run_untracked(cmd: list[str]) -> tuple[float, str]:
-    t0 = time.perf_counter()
+def child_cpu() -> float:
+    """CPU seconds (user + system) of all reaped children so far: the target's own cost,
+    insensitive to other load on the machine, and it includes its write-protect faults.
+    """
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_untracked(cmd: list[str]) -> tuple[float, float, str]:
+    c0, t0 = child_cpu(), time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, child_cpu() - c0, out
 
 
-def run_tracked(cmd: list[str], hz: float) -> tuple[float, str, list[float], list[int]]:
-    t0 = time.perf_counter()
+def run_tracked(cmd: list[str], hz: float) -> tuple[float, float, str, list[float], list[int]]:
+    c0, t0 = child_cpu(), time.perf_counter()
     tracker = injection.track(cmd, stdout=subprocess.PIPE, text=True)
     out_box: list[str] = []
     reader = threading.Thread(target=lambda: out_box.append(tracker.process.stdout.read()))
@@ -106,49 +115,47 @@ def run_tracked(cmd: list[str], hz: float) -> tuple[float, str, list[float], lis
         tracker.wait()
     elapsed = time.perf_counter() - t0
     reader.join()
-    return elapsed, out_box[0], collect_s, n_pages
+    return elapsed, child_cpu() - c0, out_box[0], collect_s, n_pages
 
 
 def bench_slowdown(name: str, cmd: list[str], repeat: int) -> list[dict]:
-    base, tracked1, tracked10 = [], [], []
+    modes = [
+        ("untracked", None),
+        ("tracked, collect at 1 Hz", 1.0),
+        ("tracked, collect at 10 Hz", 10.0),
+    ]
+    wall: dict[str, list[float]] = {m: [] for m, _ in modes}
+    cpu: dict[str, list[float]] = {m: [] for m, _ in modes}
+    collects: dict[str, list[float]] = {m: [] for m, _ in modes}
+    pages: dict[str, list[int]] = {m: [] for m, _ in modes}
     ref_out = None
-    extra: dict[float, tuple[list[float], list[int]]] = {1.0: ([], []), 10.0: ([], [])}
-    for _ in range(repeat):  # interleaved, so drift affects all three alike
-        t, out = run_untracked(cmd)
-        base.append(t)
-        ref_out = ref_out or out
-        for hz, bucket in ((1.0, tracked1), (10.0, tracked10)):
-            t, out, cs, pages = run_tracked(cmd, hz)
-            assert out == ref_out, "tracked output differs from untracked output"
-            bucket.append(t)
-            extra[hz][0].extend(cs)
-            extra[hz][1].extend(pages)
-    b = min(base)
-    rows = [
+    for _ in range(repeat):  # interleaved, so drift in machine load affects all modes alike
+        for mode, hz in modes:
+            if hz is None:
+                t, c, out = run_untracked(cmd)
+            else:
+                t, c, out, cs, pg = run_tracked(cmd, hz)
+                collects[mode].extend(cs)
+                pages[mode].extend(pg)
+            ref_out = ref_out or out
+            assert out == ref_out, f"{mode}: output differs from the untracked output"
+            wall[mode].append(t)
+            cpu[mode].append(c)
+    base_wall, base_cpu = min(wall["untracked"]), min(cpu["untracked"])
+    return [
         {
             "workload": name,
-            "mode": "untracked",
-            "seconds": b,
-            "ratio": 1.0,
-            "collects": 0,
-            "pages": 0,
-            "ms": 0,
+            "mode": mode,
+            "seconds": min(wall[mode]),
+            "ratio": min(wall[mode]) / base_wall,
+            "cpu": min(cpu[mode]),
+            "cpu_ratio": min(cpu[mode]) / base_cpu,
+            "collects": len(collects[mode]) / repeat,
+            "pages": statistics.mean(pages[mode]) if pages[mode] else 0,
+            "ms": 1e3 * statistics.median(collects[mode]) if collects[mode] else 0,
         }
+        for mode, _ in modes
     ]
-    for hz, bucket in ((1.0, tracked1), (10.0, tracked10)):
-        cs, pages = extra[hz]
-        rows.append(
-            {
-                "workload": name,
-                "mode": f"tracked, collect at {hz:g} Hz",
-                "seconds": min(bucket),
-                "ratio": min(bucket) / b,
-                "collects": len(cs) / repeat,
-                "pages": statistics.mean(pages) if pages else 0,
-                "ms": 1e3 * statistics.median(cs) if cs else 0,
-            }
-        )
-    return rows
 
 
 def bench_attach(label: str, cmd: list[str], ready: str | None, repeat: int) -> dict:
@@ -209,14 +216,19 @@ def main() -> int:
             ),
         ]
     print(
-        f"Workload: 256 MiB buffer, {args.passes} passes writing every page; best of {args.repeat}"
+        f"Launched workloads, best of {args.repeat} interleaved runs; target CPU = its user + "
+        "system time (rusage), which includes its write-protect faults"
     )
     print()
-    print("| mode | wall s | vs untracked | collects/run | pages/collect | collect ms (median) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| workload | mode | wall s | wall vs untracked | target CPU s | CPU vs untracked "
+        "| collects/run | pages/collect | collect ms (median) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in slow:
         print(
-            f"| {r['mode']} | {r['seconds']:.3f} | {r['ratio']:.3f}x | {r['collects']:.0f} | "
+            f"| {r['workload']} | {r['mode']} | {r['seconds']:.3f} | {r['ratio']:.3f}x | "
+            f"{r['cpu']:.3f} | {r['cpu_ratio']:.3f}x | {r['collects']:.0f} | "
             f"{r['pages']:,.0f} | {r['ms']:.2f} |"
         )
     print()

@@ -205,6 +205,14 @@ def _starttime(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _has_memory(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            return bool(f.read(1))
+    except OSError:
+        return False
+
+
 def _pick_thread(pid: int) -> int:
     """A thread to borrow: the leader unless it is asleep uninterruptibly (``D``: a vfork
     parent, disk I/O), where ``PTRACE_INTERRUPT`` could wait indefinitely, or already dead.
@@ -272,6 +280,7 @@ class InjectedTracker:
         self.attach_seconds = 0.0
         self._tracer = tracer
         self._inner: Any = None
+        self._lost = ""
         self._lock = threading.RLock()
         self._closed = False
         self._starttime = _starttime(pid)
@@ -300,14 +309,25 @@ class InjectedTracker:
         with self._lock:
             if self._closed:
                 raise ValueError("collect() on a closed InjectedTracker")
+            if self._inner is None:
+                raise Error(f"write tracking of process {self.pid} was lost: {self._lost}")
             try:
                 return self._inner.collect()
             except NoSuchProcess:
-                if not self.alive:
+                # Exiting (its mm already gone, maps empty) or exited: that is the end.
+                if not (self.alive and _has_memory(self.pid)):
                     raise
             # Alive but its old mm is gone: it called execve. Track the new image.
             self._inner.close()
             self._inner = None
+            try:
+                self._tracer.call(self._inject_seized)
+            except Error as err:
+                if not self.alive:
+                    raise NoSuchProcess(self.pid) from err
+                self._lost = f"it called exec and tracking could not be set up again: {err}"
+                self.events.append(f"exec: {self._lost}")
+                raise Error(f"write tracking of process {self.pid} was lost: {self._lost}") from err
             self.events.append("exec: the target executed a new program; uffd injected again")
             warnings.warn(
                 f"process {self.pid} called exec; write tracking was set up again for the new "
@@ -315,7 +335,6 @@ class InjectedTracker:
                 PmvizWarning,
                 stacklevel=2,
             )
-            self._tracer.call(self._inject_seized)
             return Regions()
 
     def close(self) -> None:
@@ -386,6 +405,13 @@ class InjectedTracker:
     def skipped(self) -> list:
         """VMAs that could not be registered, with the reason (``SkippedRange``)."""
         return self._inner.skipped if self._inner is not None else []
+
+    def __del__(self) -> None:
+        # Forgotten without close(): the engine closes its own fd (the kernel then drops all
+        # tracking state); only the idle tracer thread is left to end.
+        with contextlib.suppress(Exception):
+            if not self._closed:
+                self._tracer._queue.put(None)
 
     def __enter__(self) -> InjectedTracker:
         return self
@@ -661,9 +687,17 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _run_setup(tracker: InjectedTracker, fn: Callable[[], None]) -> None:
+    future = tracker._tracer.submit(fn)
     try:
-        _wait_future(tracker._tracer.submit(fn), tracker._tracer)
+        _wait_future(future, tracker._tracer)
     except BaseException:
+        # Ctrl-C while waiting: the injection finishes on the tracer thread, then is undone.
+        def undo(_: Future) -> None:
+            if tracker._inner is not None:
+                tracker._inner.close()
+                tracker._inner = None
+
+        future.add_done_callback(undo)
         tracker._closed = True
         tracker._tracer.stop()
         _live.discard(tracker)
