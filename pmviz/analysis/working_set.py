@@ -94,7 +94,7 @@ def _by_kind(capture: Capture, regions, offsets, select) -> tuple[np.ndarray, np
     total = prefix_coverage(regions, offsets, np.array([0, 2**64 - 1], np.uint64), select=select)
     total = total[:, 1] - total[:, 0]
     by_kind = np.zeros((n, len(KINDS)), dtype=np.int64)
-    for t, vt in enumerate(capture.vma_vts):  # per VMA vt, not per region
+    for t, vt in enumerate(capture.vma_tables):  # per VMA table, not per region
         rows = np.flatnonzero(capture.vma_index == t)
         if not rows.size or not len(vt):
             continue
