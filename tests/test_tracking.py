@@ -620,3 +620,29 @@ def test_runs_to_regions_matches_flags(flags):
     addrs, _ = page_addresses(r)
     assert set(addrs.tolist()) == {0x10000 + i * P for i, f in enumerate(flags) if f}
     assert _canonical(iv.as_pairs(r["start"], r["end"]).reshape(-1, 2)) or not len(r)
+
+
+def test_unregistrable_vmas_are_skipped_with_the_reason(tmp_path):
+    from pmviz.tracking._maps import read_vma_rows
+
+    vmas = read_vma_rows("self")
+    special = {vmas.path(i): tuple(p) for i, p in enumerate(vmas.pairs.tolist())}
+    path = tmp_path / "ro.bin"
+    path.write_bytes(b"x" * 2 * P)
+    with open(path, "rb") as f:
+        ro = mmap.mmap(f.fileno(), 2 * P, prot=mmap.PROT_READ, flags=mmap.MAP_SHARED)
+        view = np.frombuffer(ro, np.uint8)
+        wanted = [view] + [special[k] for k in ("[vvar]", "[vdso]") if k in special]
+        before = open_fds()
+        with WriteTracker(wanted) as tracker:
+            assert tracker.registered.n_pages == 0
+            reasons = {s.path: s.reason for s in tracker.skipped}
+            assert tracker.collect().n_pages == 0
+        assert open_fds() == before
+        del view, wanted
+        ro.close()
+    assert "VM_MAYWRITE" in reasons[str(path)]
+    if "[vvar]" in special:
+        assert "VM_PFNMAP" in reasons["[vvar]"]
+    if "[vdso]" in special:
+        assert "special mapping" in reasons["[vdso]"]

@@ -29,7 +29,7 @@ from ..categories import Category
 from ..errors import AccessDenied, Error, UnsupportedKernel
 from ..regions import Regions
 from . import _intervals as iv
-from ._harvest import harvest_span, scan_unregistered
+from ._harvest import harvest_span, scan, scan_unregistered
 from ._harvest import translate as _translate
 from ._maps import VmaRows, read_vma_rows
 from ._ranges import as_ranges
@@ -49,6 +49,7 @@ class SkippedRange(NamedTuple):
     reason: str
 
 
+_UNWALKED = "a VM_PFNMAP/VM_IO mapping (such as [vvar]): no pages for PAGEMAP_SCAN to track"
 _REGISTER_ERRORS = {
     errno.EBUSY: "registered by another userfaultfd",
     errno.EPERM: "not writable through this mapping (no VM_MAYWRITE)",
@@ -289,6 +290,8 @@ class UffdTracker:
         free = self._unregistered(np.array([[cand[0, 0], cand[-1, 1]]], dtype=np.uint64))
         todo, which = iv.intersect_indexed(cand, free)
         self._note_foreign(iv.subtract(iv.subtract(iv.union(cand), free), self._registered), vmas)
+        # Candidates neither free nor registered are skipped by the kernel's walk (spec §3.2
+        # step 3): VM_PFNMAP/VM_IO mappings such as [vvar]. There is nothing to track there.
         found: list[np.ndarray] = []
         done = []
         for (lo, hi), i in zip(todo.tolist(), vma_index[which].tolist()):
@@ -343,12 +346,28 @@ class UffdTracker:
         return [iv.intersect(got, reg)]
 
     def _note_foreign(self, pieces: np.ndarray, vmas: VmaRows) -> None:
-        """Candidate memory that some other userfaultfd registered: ours to report, not track."""
-        idx = np.searchsorted(vmas.pairs[:, 0], pieces[:, 0], side="right") - 1
-        self._foreign = [
-            SkippedRange(lo, hi, vmas.path(i), _REGISTER_ERRORS[errno.EBUSY])
-            for (lo, hi), i in zip(pieces.tolist(), idx.tolist())
+        """Classify candidate memory that is not free and not ours (both rare): registered by
+        some other userfaultfd, or a VM_PFNMAP/VM_IO mapping the kernel's walk skips.
+        """
+        self._foreign = []
+        if not len(pieces):
+            return
+        found = [
+            scan(self._pagemap_fd, lo, hi, self.pid, category_mask=_WPALLOWED, return_mask=0)
+            for lo, hi in pieces.tolist()
         ]
+        a = np.concatenate(found)
+        taken = iv.union(iv.as_pairs(a["start"], a["end"]))
+        for part, reason in (
+            (iv.intersect(pieces, taken), _REGISTER_ERRORS[errno.EBUSY]),
+            (iv.subtract(pieces, taken), _UNWALKED),
+        ):
+            part = iv.intersect(part, vmas.pairs)  # one entry per VMA
+            idx = np.searchsorted(vmas.pairs[:, 0], part[:, 0], side="right") - 1
+            self._foreign += [
+                SkippedRange(lo, hi, vmas.path(i), reason)
+                for (lo, hi), i in zip(part.tolist(), idx.tolist())
+            ]
 
     def _note_skip(self, lo: int, hi: int, path: str, err: OSError) -> None:
         # A VMA that vanished between reading maps and registering is not a skip: whatever
