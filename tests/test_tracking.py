@@ -101,6 +101,12 @@ def pages(addr: int, idx) -> set[int]:
     return {addr + i * P for i in idx}
 
 
+def shrink_heap_back(ours: int, brk0: int) -> None:
+    """Undo our sbrk only if nothing (malloc) moved the break since: never cut its memory."""
+    if libc.sbrk(0) == ours:
+        libc.sbrk(brk0 - ours)
+
+
 def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
@@ -189,7 +195,7 @@ def test_whole_process_mode_contains_heap_growth_and_new_mmaps():
             assert page_set(tracker.collect(), new, new + 16 * P) == pages(new, [4])
             libc.munmap(new, 16 * P)
         finally:
-            libc.sbrk(-64 * P)
+            shrink_heap_back(grown + 64 * P, brk0)
 
 
 def test_dontneed_leaves_no_phantom_writes_and_rearms(area):
@@ -646,3 +652,19 @@ def test_unregistrable_vmas_are_skipped_with_the_reason(tmp_path):
         assert "VM_PFNMAP" in reasons["[vvar]"]
     if "[vdso]" in special:
         assert "special mapping" in reasons["[vdso]"]
+
+
+def test_heap_growth_inside_a_tracked_range_is_exact():
+    brk0 = libc.sbrk(0)
+    lo = (brk0 + P - 1) & ~(P - 1)
+    with WriteTracker((lo, lo + 256 * P)) as tracker:
+        assert tracker.registered.n_pages == 0  # nothing mapped there yet
+        assert libc.sbrk(lo + 64 * P - brk0) == brk0  # grow the heap by 64 pages
+        try:
+            write(lo, [0, 9, 63])
+            assert page_set(tracker.collect(), lo, lo + 256 * P) == pages(lo, [0, 9, 63])
+            assert tracker.registered.n_pages == 64
+            write(lo, [10])
+            assert page_set(tracker.collect(), lo, lo + 256 * P) == pages(lo, [10])
+        finally:
+            shrink_heap_back(lo + 64 * P, brk0)
