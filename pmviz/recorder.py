@@ -100,8 +100,8 @@ class _Target:
                 status = None
         if status is not None:
             return _describe_status(status), status
-        if self.real_pid != os.getpid() and _alive(self.real_pid):
-            # Our pagemap fd pins the old mm: ESRCH with a live pid means execve().
+        if self.real_pid != os.getpid() and _has_new_mm(self.real_pid):
+            # Our pagemap fd pins the old mm: ESRCH while the pid has an mm means execve().
             return "target exec'd a new program", None
         return "target exited", None
 
@@ -125,6 +125,18 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in (b"Z", b"X")
+
+
+def _has_new_mm(pid: int) -> bool:
+    """Whether ``pid`` can be scanned through a fresh pagemap (an exiting process cannot)."""
+    if not _alive(pid):
+        return False
+    try:
+        with Pagemap(pid) as pm:
+            pm.scan(0, pms.PAGE_SIZE)
+    except Error:
+        return False
+    return True
 
 
 def _cmdline(pid: int) -> list[str] | None:

@@ -184,13 +184,16 @@ def test_writes_auto_on_a_pid():
 
 
 def test_background_recorder_live_view_and_stop():
-    rec = Recorder("self", interval=0.02, progress=False).start()
+    rec = Recorder("self", interval=0.02, writes="none", progress=False).start()
     try:
-        time.sleep(0.15)
+        deadline = time.monotonic() + 10
+        while rec.capture.n_snapshots < 3:
+            assert time.monotonic() < deadline and rec.running
+            time.sleep(0.02)
         first = rec.capture.n_snapshots
-        assert first >= 3 and rec.running
-        time.sleep(0.15)
-        assert rec.capture.n_snapshots > first
+        while rec.capture.n_snapshots == first:
+            assert time.monotonic() < deadline and rec.running
+            time.sleep(0.02)
     finally:
         cap = rec.stop()
     assert not rec.running and cap.meta.end_reason == "stopped"

@@ -83,20 +83,24 @@ SCHEMAS = {
     "vmas": VMAS_SCHEMA,
 }
 
-# Measured in benchmarks/bench_storage.py: plain + zstd beats dictionary and DELTA encodings for
-# addresses, because consecutive snapshots repeat long runs of identical values that zstd
-# matches; the low-cardinality columns get dictionaries (then RLE) before zstd.
+ROW_GROUP_ROWS = 1 << 19
+"""Region rows per row group: big enough for zstd to see many snapshots, small enough that a
+1 % time window of a large capture reads a few row groups."""
+
+# Measured in benchmarks/bench_storage.py. Consecutive snapshots repeat long runs of identical
+# addresses; zstd removes that repetition only within one data page, so a page must span many
+# snapshots: one page per column chunk (Arrow's default cap of 20,000 rows per page cost 20x
+# in size). Plain + zstd beats dictionary and DELTA encodings for the address columns (delta
+# encoding hides the cross-snapshot repetition); low-cardinality columns get dictionaries.
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "compression_level": 3,
     "use_dictionary": ["snapshot", "categories", "vma_table", "perms", "kind", "path"],
     "write_statistics": True,
     "write_page_checksum": True,
-    "data_page_size": 1 << 20,
+    "data_page_size": ROW_GROUP_ROWS * 8,
+    "max_rows_per_page": ROW_GROUP_ROWS,
 }
-ROW_GROUP_ROWS = 1 << 19
-"""Region rows per row group: big enough for zstd to see many snapshots, small enough that a
-1 % time window of a large capture reads a few row groups."""
 
 
 @dataclass(frozen=True, order=True)

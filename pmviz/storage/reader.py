@@ -81,10 +81,17 @@ class _PartFile:
         return self.read_rows(0, self.num_rows, self.schema.names)
 
 
-def _to_regions(t: pa.Table) -> np.ndarray:
-    out = np.empty(t.num_rows, REGION_DTYPE)
+def _to_regions(t: pa.Table, out: np.ndarray | None = None) -> np.ndarray:
+    """Arrow columns -> ``REGION_DTYPE`` rows, chunk by chunk (no intermediate concatenation)."""
+    if out is None:
+        out = np.empty(t.num_rows, REGION_DTYPE)
     for name in ("start", "end", "categories"):
-        out[name] = t.column(name).to_numpy()
+        field = out[name]
+        pos = 0
+        for chunk in t.column(name).chunks:
+            n = len(chunk)
+            field[pos : pos + n] = chunk.to_numpy(zero_copy_only=False)
+            pos += n
     return out
 
 
@@ -235,14 +242,20 @@ class StoredCapture(Capture):
         off = self.region_offsets if table == "regions" else self.written_offsets
         assert off is not None
         ids = self.snapshot_ids
-        chunks = []
+        out = np.empty(int(off[b] - off[a]), REGION_DTYPE)
+        pos = 0
         for pf in self._parts[table]:
             lo_id, hi_id = max(int(ids[a]), pf.part.first), min(int(ids[b - 1]) + 1, pf.part.end)
             if hi_id <= lo_id:
                 continue
             lo, hi = self._row_range(pf, off, lo_id, hi_id)
-            chunks.append(_to_regions(pf.read_rows(lo, hi, ["start", "end", "categories"])))
-        return np.concatenate(chunks) if chunks else _NO_ROWS
+            _to_regions(
+                pf.read_rows(lo, hi, ["start", "end", "categories"]), out[pos : pos + hi - lo]
+            )
+            pos += hi - lo
+        if pos != len(out):
+            raise CaptureError(self.path, f"{table}: expected {len(out)} rows, found {pos}")
+        return out
 
     def _row_range(self, pf: _PartFile, off: np.ndarray, lo_id: int, hi_id: int) -> tuple[int, int]:
         """Rows of snapshots ``[lo_id, hi_id)`` inside part ``pf``."""
