@@ -160,3 +160,33 @@ def test_analysis_does_not_import_matplotlib():
 
     code = "import sys, pmviz.analysis; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 17])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_prefix_coverage_chunks_and_threads_agree_with_a_loop(monkeypatch, chunk, threads):
+    import pmviz.analysis._intervals as iv
+
+    monkeypatch.setattr(iv, "_CHUNK_REGIONS", chunk)
+    monkeypatch.setattr(iv, "_local", __import__("threading").local())
+    rng = np.random.default_rng(chunk + threads)
+    cap = _random_capture(rng, n_snap=23)
+    pts = np.sort(rng.integers(BASE - PAGE, BASE + 301 * PAGE, 25)).astype(np.uint64)
+    sel = Mask(require=P)
+    got = prefix_coverage(cap.regions, cap.region_offsets, pts, select=sel, threads=threads)
+    for i in range(cap.n_snapshots):
+        want = np.zeros(pts.size, np.int64)
+        for s, e, c in cap.regions_at(i).array.tolist():
+            if c & P:
+                want += np.clip(pts.astype(np.int64), s, e) - s
+        assert got[i].tolist() == want.tolist()
+    rows = np.array([2, 3, 9, 22])
+    two_d = prefix_coverage(
+        cap.regions,
+        cap.region_offsets,
+        np.tile(pts, (4, 1)),
+        rows=rows,
+        select=sel,
+        threads=threads,
+    )
+    assert (two_d == got[rows]).all()

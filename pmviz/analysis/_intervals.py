@@ -24,10 +24,9 @@ _local = threading.local()
 class _Buf:
     def __init__(self, n: int) -> None:
         self.size = n
-        self.u64a = np.empty(n, np.uint64)
+        self.u64a = np.empty(n + 1, np.uint64)
         self.u64b = np.empty(n, np.uint64)
         self.mask = np.empty(n, bool)
-        self.cum = np.empty(n + 1, np.uint64)
 
 
 def _buffers(n: int) -> _Buf:
@@ -36,6 +35,24 @@ def _buffers(n: int) -> _Buf:
     if buf is None or buf.size < n:
         buf = _local.buf = _Buf(max(n, _CHUNK_REGIONS))
     return buf
+
+
+def _segment_prefix(ln: np.ndarray, starts: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``ln[starts[j]:k[j, p]].sum()`` for every row ``j`` and point ``p``.
+
+    One ``add.reduceat`` over the row starts and points (nondecreasing across the chunk), then
+    a small cumulative sum per row: reading ``ln`` once, where a full prefix sum would also
+    write one value per region.
+    """
+    rows, n_pts = k.shape
+    b = np.empty((rows, n_pts + 1), dtype=np.int64)
+    b[:, 0] = starts
+    b[:, 1:] = k
+    flat = b.ravel()
+    seg = np.add.reduceat(ln, flat)
+    # reduceat gives ln[i] (not 0) for an empty segment [i, i): zero those.
+    seg[:-1][flat[1:] == flat[:-1]] = 0
+    return np.cumsum(seg.reshape(rows, n_pts + 1)[:, :n_pts], axis=1).astype(np.int64)
 
 
 def _matches(select, categories: np.ndarray, buf: _Buf, n: int) -> np.ndarray:
@@ -156,13 +173,12 @@ def prefix_coverage(
         en = chunk["end"]
         n = chunk.size
         buf = _buffers(n)
-        ln = np.subtract(en, st, out=buf.u64a[:n])
+        ln = buf.u64a[: n + 1]  # one extra zero: reduceat may start a segment at n
+        np.subtract(en, st, out=ln[:n])
+        ln[n] = 0
         if select is not None:
             m = _matches(select, chunk["categories"], buf, n)
-            np.multiply(ln, m, out=ln)
-        cum = buf.cum[: n + 1]
-        cum[0] = 0
-        np.cumsum(ln, out=cum[1:])
+            np.multiply(ln[:n], m, out=ln[:n])
         ends = np.append(starts[1:], chunk.size)
         k = np.empty((rr.size, n_pts), dtype=np.int64)
         for j in range(rr.size):  # one searchsorted per snapshot (a few hundred points)
@@ -179,7 +195,7 @@ def prefix_coverage(
                 has_prev &= m[prev]
             has_prev &= e_prev > p2
             over = np.where(has_prev, e_prev - np.minimum(p2, e_prev), 0).astype(np.int64)
-            out[c0:c1] = (cum[k] - cum[starts][:, None]).astype(np.int64) - over
+            out[c0:c1] = _segment_prefix(ln, starts, k) - over
 
     n_threads = threads or min(os.cpu_count() or 1, 4)
     pairs = list(zip(cuts[:-1].tolist(), cuts[1:].tolist()))
