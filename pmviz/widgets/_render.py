@@ -132,6 +132,23 @@ def draw_capture(
     return Drawn(ax, artist, cells, axis, lo, hi, time_range, addr_bins)
 
 
+def axis_covers(axis: AddressAxis, vmas, *, hide_shadow: bool = False) -> bool:  # noqa: ANN001
+    """Whether every accessible VMA lies inside the axis segments (then the axis still fits).
+
+    A live process changes its VMA table all the time (heap growth, a new arena, an mmap
+    that merges with its neighbour); as long as nothing new falls outside the drawn axis, the
+    picture can be recoloured in place instead of rebuilt.
+    """
+    keep = vmas.kind != VmaKind.GUARD
+    if hide_shadow:
+        keep &= vmas.kind != VmaKind.SHADOW
+    s, e = vmas.start[keep], vmas.end[keep]
+    i = np.searchsorted(axis.seg_end, s, side="right")
+    inside = i < axis.seg_start.size
+    j = np.minimum(i, axis.seg_start.size - 1)
+    return bool(np.all(inside & (axis.seg_start[j] <= s) & (e <= axis.seg_end[j])))
+
+
 def redraw_grid(drawn: Drawn, capture: Capture, category: str | Mask) -> None:
     """Recompute the grid on the drawn axis and put it into the existing mesh.
 

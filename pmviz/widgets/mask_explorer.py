@@ -20,7 +20,6 @@ from ._controls import (
     PRESETS,
     Blitter,
     MaskControls,
-    figure_png,
     kernel_fields_html,
     python_snippet,
     region_table_html,
@@ -110,6 +109,7 @@ class MaskExplorer(widgets.VBox):
         self.figure = Figure(figsize=figsize)
         self.artist = None
         self._blitter: Blitter | None = None
+        self._vmas = None
         self._hide_shadow = self.capture is not None and _render.shadow_dominates(self.capture)
         self.last_update_s = 0.0
         self._updating = False
@@ -231,8 +231,12 @@ class MaskExplorer(widgets.VBox):
         return regions
 
     def _draw_heatmap(self) -> None:
-        if self.capture is not None and self._blitter is not None:
-            # Same capture, same axes: only the mesh colours change.
+        same_layout = self.capture is not None or (
+            self.artist is not None
+            and _render.axis_covers(self.drawn.axis, self._vmas, hide_shadow=self._hide_shadow)
+        )
+        if self._blitter is not None and same_layout:
+            # Same address layout, same axes: only the mesh colours change.
             _render.redraw_grid(self.drawn, self.selected, Mask())
             self.image.value = self._blitter.frame()
             return
@@ -253,12 +257,9 @@ class MaskExplorer(widgets.VBox):
         self.artist = self.drawn.artist
         if self.capture is None:  # one live scan: a single column, no time axis
             ax.set_xticks([])
-            ax.set_xlabel(f"one scan of pid {self.pid} at {time.strftime('%H:%M:%S')}")
-        if self.capture is not None:
-            self._blitter = Blitter(fig, self.artist)
-            self.image.value = self._blitter.frame()
-            return
-        self.image.value = figure_png(fig)
+            ax.set_xlabel(f"pid {self.pid}, rescanned on every change")
+        self._blitter = Blitter(fig, self.artist)
+        self.image.value = self._blitter.frame()
 
     def _draw_table(self) -> None:
         if self.capture is not None:
