@@ -17,7 +17,7 @@ import numpy as np
 
 from ..mask import Mask
 
-_CHUNK_REGIONS = 1 << 17  # 3 MiB of regions per chunk: the temporaries stay in cache
+_CHUNK_REGIONS = 1 << 15  # 768 KiB of regions per chunk: the temporaries stay in cache
 _local = threading.local()
 
 

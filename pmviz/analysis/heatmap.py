@@ -132,8 +132,11 @@ def heatmap_grid(
 
     Examples
     --------
-    >>> g = heatmap_grid(capture, "present", addr_bins=256)  # doctest: +SKIP
-    >>> g.grid.shape, hex(int(g.addr_edges[0]))  # doctest: +SKIP
+    >>> import pmviz
+    >>> cap = pmviz.open("sample_data/numpy-workload.pmviz")  # doctest: +SKIP
+    >>> g = heatmap_grid(cap, "written", addr_bins=256)  # doctest: +SKIP
+    >>> g.grid.shape  # one row per snapshot, one column per address bin  # doctest: +SKIP
+    (47, 256)
     """
     src = resolve(capture, category)
     ax = (

@@ -71,6 +71,13 @@ def heatmap(
     -------
     matplotlib.collections.QuadMesh
         ``get_array()`` is ``grid.T`` (address bins x time bins), NaN masked.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt, pmviz, pmviz.plotting as pp
+    >>> cap = pmviz.open("sample_data/numpy-workload.pmviz")  # doctest: +SKIP
+    >>> fig, ax = plt.subplots(figsize=(12, 6))  # doctest: +SKIP
+    >>> mesh = pp.heatmap(cap, "written", ax=ax, time_range=(1, 3))  # doctest: +SKIP
     """
     g = _grid(
         data,
