@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from pmviz import Regions
-from pmviz.capture import Capture, CaptureBuilder, CaptureMeta
+from pmviz.capture import Capture, CaptureMeta
 from pmviz.maps import Vmas
+from pmviz.recorder import CaptureBuilder
 
 MAPS = (
     "00400000-00402000 r-xp 00000000 08:01 42 /usr/bin/prog\n"

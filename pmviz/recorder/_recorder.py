@@ -1,216 +1,28 @@
-"""Recording: periodic full-category scans of a process into a :class:`~pmviz.capture.Capture`.
-
-One ``/proc/PID/pagemap`` stays open for the whole recording. Every tick takes, in order: the
-scan (every VMA, no filter, every category the kernel knows: spec §9, so that any mask can be
-applied later offline), the pages written since the previous tick (when a write source is on),
-and ``/proc/PID/maps`` (stored only when its text changed). Ticks follow absolute deadlines
-``t0 + k * interval``, so there is no drift; a tick that starts after its successor's deadline
-skips the ticks it missed and records how many. A second thread writes the growing capture to
-disk at least every ``flush_interval`` seconds (see ``pmviz.storage``).
-"""
+"""``Recorder`` and ``record()``: the recording loop, its writer thread, and their ending."""
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
-from ._kernel import pagemap_scan as pms
-from ._kernel import procfs
-from .capture import Capture, CaptureBuilder, CaptureMeta
-from .errors import CaptureError, Error, NoSuchProcess
-from .features import features
-from .maps import Vmas
-from .regions import Regions
-from .scanning import Pagemap, _full_mask, _translate_scan_error, check_range
+from .._kernel import pagemap_scan as pms
+from .._kernel import procfs
+from ..capture import Capture, CaptureMeta
+from ..errors import CaptureError, Error, NoSuchProcess
+from ..features import features
+from ..maps import Vmas
+from ..regions import Regions
+from ..scanning import Pagemap, _full_mask, _translate_scan_error
+from ._builder import CaptureBuilder
+from ._target import _parse_ranges, _Target
+from ._writes import _open_writes
 
-__all__ = ["record", "Recorder", "WriteSource"]
-
-WRITES_CHOICES = ("auto", "none", "uffd-wp", "soft-dirty")
-
-
-class WriteSource(Protocol):
-    """Where written sets come from (``pmviz.tracking`` / ``pmviz.softdirty`` / injection)."""
-
-    mechanism: str
-    pid: int | str
-
-    def collect(self) -> Regions:
-        """Pages written since the previous call."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class _Target:
-    """The process being recorded: ``"self"``, an existing pid, or a command we launched."""
-
-    def __init__(self, target: str | int | Sequence[str]) -> None:
-        self.process: Any = None  # a Popen-like object when we launched the program
-        self.launch_command: list[str] | None = None
-        self.command: list[str] | None = None  # what meta records
-        if isinstance(target, str) and target == "self":
-            self.pid: int | str = "self"
-            self.real_pid = os.getpid()
-            self.command = _cmdline(self.real_pid)
-        elif isinstance(target, (list, tuple)):
-            if not target or not all(isinstance(a, str) for a in target):
-                raise TypeError(f"a command target must be a non-empty list of str, got {target!r}")
-            self.launch_command = self.command = list(target)
-            self.pid = self.real_pid = -1  # set by launch()
-            if shutil.which(target[0]) is None:
-                raise Error(
-                    f"cannot start {target[0]!r}: no such program (or not executable) on PATH"
-                )
-        else:
-            pid = procfs.normalize_pid(target)
-            if pid == "self":  # pragma: no cover - handled above
-                raise AssertionError
-            self.pid = self.real_pid = int(pid)
-            self.command = _cmdline(self.real_pid)
-
-    def launch(self, process: Any = None) -> None:
-        if process is None:
-            try:
-                assert self.launch_command is not None
-                process = subprocess.Popen(self.launch_command)
-            except OSError as err:
-                raise Error(f"cannot start {self.launch_command[0]!r}: {err.strerror}") from err
-        self.process = process
-        self.pid = self.real_pid = int(process.pid)
-
-    def exit_status(self) -> int | None:
-        """The launched program's status once it has exited (``-N`` = killed by signal N)."""
-        if self.process is None:
-            return None
-        return self.process.poll()
-
-    def end_reason(self) -> tuple[str, int | None]:
-        """Why the target can no longer be scanned."""
-        status = None
-        if self.process is not None:
-            try:
-                status = self.process.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                status = None
-        if status is not None:
-            return _describe_status(status), status
-        if self.real_pid != os.getpid() and _has_new_mm(self.real_pid):
-            # Our pagemap fd pins the old mm: ESRCH while the pid has an mm means execve().
-            return "target exec'd a new program", None
-        return "target exited", None
-
-
-def _describe_status(status: int) -> str:
-    if status < 0:
-        import signal
-
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:
-            name = f"signal {-status}"
-        return f"target killed by {name}"
-    return f"target exited with status {status}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
-
-
-def _has_new_mm(pid: int) -> bool:
-    """Whether ``pid`` can be scanned through a fresh pagemap (an exiting process cannot)."""
-    if not _alive(pid):
-        return False
-    try:
-        with Pagemap(pid) as pm:
-            pm.scan(0, pms.PAGE_SIZE)
-    except Error:
-        return False
-    return True
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = procfs.read_text(pid, "cmdline")
-    except Error:
-        return None
-    return [a for a in raw.split("\0") if a] or None
-
-
-def _parse_ranges(ranges: Sequence[tuple[int, int]] | None) -> list[tuple[int, int]]:
-    if ranges is None:
-        return [check_range(None, None)]
-    out = sorted(check_range(int(a), int(b)) for a, b in ranges)
-    for (_, e), (s, _) in zip(out, out[1:]):
-        if s < e:
-            raise ValueError(f"ranges overlap at {s:#x}; give disjoint [start, end) pairs")
-    return out
-
-
-def _open_writes(target: _Target, writes: Any) -> tuple[Any, str]:
-    """A write source for ``target`` (or None) and the reason/mechanism, per ``writes``.
-
-    The mechanisms live in ``pmviz.tracking`` (in-process uffd-wp), ``pmviz.injection``
-    (uffd-wp inside another process) and ``pmviz.softdirty``; they are imported lazily so a
-    recording without write tracking needs none of them.
-    """
-    if writes is None or writes == "none":
-        return None, "write tracking off (writes='none')"
-    if not isinstance(writes, str):
-        if not hasattr(writes, "collect"):
-            raise TypeError(
-                "writes must be a WriteSource (with collect()) or one of "
-                f"{WRITES_CHOICES}, got {writes!r}"
-            )
-        return writes, getattr(writes, "mechanism", "custom")
-    if writes not in WRITES_CHOICES:
-        raise ValueError(f"writes must be one of {WRITES_CHOICES}, got {writes!r}")
-    try:
-        source, reason = _make_source(target, writes)
-    except ImportError as err:
-        source, reason = None, f"write tracking is not available in this pmviz ({err})"
-    except Error as err:
-        if writes != "auto":
-            raise
-        source, reason = None, f"no write tracking: {err}"
-    if source is None and writes != "auto":
-        raise Error(f"writes={writes!r} is not available for this target: {reason}")
-    return source, reason
-
-
-def _make_source(target: _Target, writes: str) -> tuple[Any, str]:
-    if writes == "soft-dirty":
-        from .softdirty import SoftDirtyTracker
-
-        return SoftDirtyTracker(target.real_pid), "soft-dirty"
-    if target.pid == "self":
-        from .tracking import WriteTracker
-
-        tracker = WriteTracker()
-        return tracker, f"{tracker.mechanism}: in-process WriteTracker"
-    if target.launch_command is not None and target.process is None:
-        from .injection import track
-
-        tracked = track(target.launch_command)
-        target.launch(tracked.process)
-        return tracked, f"{tracked.mechanism}: injected into the launched program"
-    from .injection import open_write_source
-
-    source, reason = open_write_source(target.real_pid)
-    if source is not None and writes == "uffd-wp" and source.mechanism != "uffd-wp":
-        source.close()
-        return None, f"uffd-wp could not be set up ({reason})"
-    return source, reason
+__all__ = ["record", "Recorder"]
 
 
 class Recorder:
@@ -337,7 +149,7 @@ class Recorder:
             self._builder = CaptureBuilder(meta, has_written=source is not None)
             self._writer = None
             if self.out is not None:
-                from .storage import CaptureWriter
+                from ..storage import CaptureWriter
 
                 self._writer = CaptureWriter(
                     self.out, meta, has_written=source is not None, overwrite=self.overwrite
@@ -404,7 +216,7 @@ class Recorder:
 
     # -- internals ----------------------------------------------------------------------------
     def _initial_meta(self, source: Any, reason: str) -> CaptureMeta:
-        from . import __version__
+        from .. import __version__
 
         f = features()
         return CaptureMeta(
@@ -578,8 +390,10 @@ class Recorder:
         if self._source is None or getattr(self._source, "mechanism", "") != "uffd-wp":
             return None
         try:
-            from .swapped import resolve_swapped
-        except ImportError:
+            from ..swapped import resolve_swapped
+        except ModuleNotFoundError as err:
+            if err.name != "pmviz.swapped":
+                raise
             return None
         pm = self._pagemap
         return lambda regions: resolve_swapped(pm, Regions(regions)).array

@@ -1,0 +1,176 @@
+"""``CaptureBuilder``: the columns of a capture being recorded, appended to without copying."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import mmap
+
+import numpy as np
+
+from .._kernel.pagemap_scan import REGION_DTYPE
+from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta
+from ..maps import Vmas
+
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Python < 3.13 lacks the name
+_MADV_POPULATE_WRITE = 23  # Linux >= 5.14; older kernels say EINVAL and nothing happens
+_libc = ctypes.CDLL(None, use_errno=True)
+_madvise = _libc.madvise
+_madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_madvise.restype = ctypes.c_int
+
+
+class _RowStore:
+    """A growing ``REGION_DTYPE`` column whose rows rarely move.
+
+    Backed by an anonymous ``MAP_NORESERVE`` mapping: only pages rows are written to are
+    committed, and ``MADV_HUGEPAGE`` makes faulting them in cheap. When it fills up, a mapping
+    eight times larger replaces it (one copy of the rows so far; amortised an eighth of a copy
+    per row). A moderate reservation, rather than one huge one, matters when recording this
+    very process with write tracking: arming write protection allocates page tables for the
+    whole reservation (spec §3.8, holes). Views handed out keep their old mapping alive.
+    """
+
+    INITIAL_BYTES = 64 << 20
+
+    def __init__(self, initial_bytes: int = INITIAL_BYTES) -> None:
+        self.buf = self._reserve(initial_bytes // REGION_DTYPE.itemsize)
+        self.used = 0
+        self.faulted = 0  # rows [0, faulted) are known to be faulted in
+
+    @staticmethod
+    def _reserve(rows: int) -> np.ndarray:
+        nbytes = rows * REGION_DTYPE.itemsize
+        try:
+            m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+        except OSError:  # strict overcommit: plain memory
+            return np.empty(rows, REGION_DTYPE)
+        with contextlib.suppress(OSError, AttributeError):
+            m.madvise(mmap.MADV_HUGEPAGE)
+        return np.frombuffer(m, REGION_DTYPE, count=rows)
+
+    def prefault(self, rows: int) -> None:
+        """Fault in the next ``rows`` rows past the last used one (``MADV_POPULATE_WRITE``).
+
+        The recorder calls this from a helper thread, so that the kernel's copy-out of the
+        next scan lands on memory that is already there instead of faulting it in page by
+        page inside the scan.
+        """
+        buf = self.buf
+        lo = max(self.used, self.faulted)
+        hi = min(self.used + rows, len(buf))
+        if hi - lo < 4096 // REGION_DTYPE.itemsize:
+            return
+        base = buf.ctypes.data
+        start = (base + lo * REGION_DTYPE.itemsize + 4095) & ~4095
+        end = (base + hi * REGION_DTYPE.itemsize) & ~4095
+        if end > start and _madvise(start, end - start, _MADV_POPULATE_WRITE) == 0:
+            self.faulted = hi
+
+    def tail(self, start: int, n: int) -> np.ndarray:
+        """Writable rows ``[start, start + n)``, growing the column if it must."""
+        if start + n > len(self.buf):
+            bigger = self._reserve(max(start + n, 8 * len(self.buf)))
+            bigger[: self.used] = self.buf[: self.used]  # rows past start: a scan in progress
+            self.buf = bigger
+            self.faulted = self.used
+        self.used = max(self.used, start + n)
+        return self.buf[start : start + n]
+
+
+class CaptureBuilder:
+    """Append-only columns of a capture being recorded; ``capture()`` is a consistent view.
+
+    Region rows live in a :class:`_RowStore` (rows never move); the small per-snapshot
+    columns grow by doubling. A view handed out earlier keeps pointing at rows that never
+    change afterwards.
+    """
+
+    def __init__(self, meta: CaptureMeta, *, has_written: bool) -> None:
+        self.meta = meta
+        self.n = 0
+        self._time = np.empty(64, np.int64)
+        self._vidx = np.empty(64, np.int32)
+        self._tel = {k: np.empty(64, np.int64) for k in TELEMETRY_FIELDS}
+        self._roff = np.zeros(65, np.int64)
+        self._regs = _RowStore()
+        self._woff = np.zeros(65, np.int64) if has_written else None
+        self._wr = _RowStore(_RowStore.INITIAL_BYTES // 4) if has_written else None
+        self.vma_tables: list[Vmas] = []
+
+    @staticmethod
+    def _room(buf: np.ndarray, need: int) -> np.ndarray:
+        if need <= len(buf):
+            return buf
+        bigger = np.empty(max(need, 2 * len(buf)), buf.dtype)
+        bigger[: len(buf)] = buf
+        return bigger
+
+    def prefault(self, region_rows: int, written_rows: int = 0) -> None:
+        """Fault in room for the next snapshots (see ``_RowStore.prefault``)."""
+        self._regs.prefault(region_rows)
+        if self._wr is not None and written_rows:
+            self._wr.prefault(written_rows)
+
+    def region_tail(self, n: int) -> np.ndarray:
+        """Room for ``n`` region rows of the next snapshot (the recorder scans into it)."""
+        return self._regs.tail(int(self._roff[self.n]), n)
+
+    def append(
+        self,
+        time_ns: int,
+        regions: np.ndarray | int,
+        written: np.ndarray | None,
+        vmas: Vmas | None,
+        telemetry: dict[str, int],
+    ) -> None:
+        """Add one snapshot; ``vmas=None`` means "unchanged since the previous snapshot".
+
+        ``regions`` is the snapshot's rows, or the number of rows already written into
+        :meth:`region_tail`.
+        """
+        i = self.n
+        if vmas is not None or not self.vma_tables:
+            self.vma_tables.append(vmas if vmas is not None else Vmas())
+        self._time = self._room(self._time, i + 1)
+        self._vidx = self._room(self._vidx, i + 1)
+        self._roff = self._room(self._roff, i + 2)
+        for k in TELEMETRY_FIELDS:
+            self._tel[k] = self._room(self._tel[k], i + 1)
+            self._tel[k][i] = int(telemetry.get(k, 0))
+        self._time[i] = time_ns
+        self._vidx[i] = len(self.vma_tables) - 1
+        r0 = int(self._roff[i])
+        if isinstance(regions, (int, np.integer)):
+            n_rows = int(regions)
+        else:
+            n_rows = len(regions)
+            self._regs.tail(r0, n_rows)[:] = regions
+        self._roff[i + 1] = r0 + n_rows
+        if self._woff is not None and self._wr is not None:
+            w = np.empty(0, REGION_DTYPE) if written is None else written
+            self._woff = self._room(self._woff, i + 2)
+            w0 = int(self._woff[i])
+            self._wr.tail(w0, len(w))[:] = w
+            self._woff[i + 1] = w0 + len(w)
+        self.n = i + 1  # last: a concurrent capture() sees whole snapshots only
+
+    def capture(self, start: int = 0, meta: CaptureMeta | None = None) -> Capture:
+        """Snapshots ``start..n-1`` as a Capture of views (no copy of region rows)."""
+        n = self.n
+        ro = self._roff[start : n + 1]
+        wr = woff = None
+        if self._woff is not None and self._wr is not None:
+            wo = self._woff[start : n + 1]
+            wr, woff = self._wr.buf[wo[0] : wo[-1]], wo - wo[0]
+        return Capture(
+            meta or self.meta,
+            self._time[start:n],
+            self._regs.buf[ro[0] : ro[-1]],
+            ro - ro[0],
+            written=wr,
+            written_offsets=woff,
+            vma_tables=list(self.vma_tables),
+            vma_index=self._vidx[start:n],
+            telemetry={k: v[start:n] for k, v in self._tel.items()},
+        )
