@@ -12,7 +12,7 @@ from ..capture import Capture
 from ..maps import Vmas
 from ..regions import _human_bytes
 from . import _render
-from ._controls import figure_png, lookup, parse_hex_range, readout_html
+from ._controls import Blitter, figure_png, lookup, parse_hex_range, readout_html
 
 __all__ = ["CaptureViewer"]
 
@@ -108,6 +108,7 @@ class CaptureViewer(widgets.VBox):
         self.readout = widgets.HTML()
         self.message = widgets.HTML()
         self.readout_info: dict[str, str] = {}
+        self._blitter: Blitter | None = None
         self.addr_range: tuple[int, int] | None = None
 
         self.figure = Figure(figsize=figsize)
@@ -213,7 +214,8 @@ class CaptureViewer(widgets.VBox):
         fig = self.figure
         fig.clear()
         ax = fig.add_subplot()
-        fig.subplots_adjust(left=0.12, right=0.9, bottom=0.18, top=0.92)
+        bottom = 0.2 if self.category.value == "composite" else 0.12  # room for the legend
+        fig.subplots_adjust(left=0.12, right=0.9, bottom=bottom, top=0.92)
         try:
             self.drawn = _render.draw_capture(
                 ax,
@@ -230,6 +232,8 @@ class CaptureViewer(widgets.VBox):
         self.message.value = ""
         self._cursor = None
         self._place_cursor()
+        # Cursor moves then only redraw the cursor line over a cached background.
+        self._blitter = None if self.interactive else Blitter(fig, self._cursor)
         self._publish()
 
     def _place_cursor(self) -> None:
@@ -242,6 +246,8 @@ class CaptureViewer(widgets.VBox):
     def _publish(self) -> None:
         if self.interactive:
             self._canvas.draw_idle()
+        elif self._blitter is not None:
+            self.image.value = self._blitter.frame()
         else:
             self.image.value = figure_png(self.figure)
 
