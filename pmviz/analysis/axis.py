@@ -250,7 +250,7 @@ def address_axis(
             run = np.ones(st.size, dtype=bool)
             run[1:] = st[1:] != en[:-1]
             first = np.flatnonzero(run)
-            last = np.append(first[1:] - 1, st.size - 1)
+            last = np.append(first[1:] - 1, st.size - 1) if st.size else first
             s, e = union(st[first], en[last])
         if addr_range is not None:
             zlo, zhi = (np.uint64(max(0, int(x))) for x in addr_range)

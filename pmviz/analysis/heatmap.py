@@ -138,6 +138,8 @@ def heatmap_grid(
     >>> g.grid.shape  # one row per snapshot, one column per address bin  # doctest: +SKIP
     (47, 256)
     """
+    if not capture.n_snapshots:
+        raise ValueError("the capture has no snapshots; there is nothing to bin")
     src = resolve(capture, category)
     ax = (
         axis
