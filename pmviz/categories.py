@@ -58,6 +58,8 @@ def parse_categories(spec: str | int | Category | Iterable[str | Category] | Non
         names: Iterable[str | Category]
         if isinstance(spec, str):
             names = [p for p in spec.replace(",", "|").replace("+", "|").split("|") if p.strip()]
+        elif isinstance(spec, bool):
+            raise TypeError("categories must be names, a Category or an int, not a bool")
         else:
             names = spec
         value = 0

@@ -60,7 +60,8 @@ KNOWN_CATEGORIES = ALL_CATEGORIES & ~UNKNOWN_CATEGORIES
 
 _PFNMAP_NAMES = frozenset({"[vvar]", "[vvar_vclock]"})  # skipped by the ioctl (spec §3.2)
 _BLOCK_PAGES = 1 << (21 - PAGE_SHIFT)  # pages per PMD: one page table
-_CHUNK_PAGES = 1 << 15  # pages decoded at once: 256 KiB of entries, temporaries stay in cache
+_CHUNK_PAGES = 1 << 15  # pages decoded at once: temporaries stay in cache
+_READ_PAGES = 1 << 18  # pages read at once (2 MiB of entries): a multiple of _CHUNK_PAGES
 
 # A page's key: bits 55..63 of its entry (bit 56 "exclusive" cleared), plus ZERO and HOLE.
 # Equal keys run-length encode together; _lut() maps a key to the ioctl's categories.
@@ -227,7 +228,7 @@ class _Scratch(threading.local):
 
     def __init__(self) -> None:
         c = _CHUNK_PAGES
-        self.entries = np.empty(c, dtype=np.uint64)
+        self.entries = np.empty(_READ_PAGES, dtype=np.uint64)
         self.keys = np.empty(c, dtype=np.uint16)
         self.run_keys = np.empty(c, dtype=np.uint16)
         self.flags = np.empty(c, dtype=bool)
@@ -258,15 +259,21 @@ class _Writer:
         lut = _lut(anon)
         vpn = first
         while vpn < last:
-            # Chunks end on 2 MiB boundaries: a page table never straddles two of them.
-            stop = min(last, (vpn + _CHUNK_PAGES) // _BLOCK_PAGES * _BLOCK_PAGES)
+            # One large read (the kernel walks page tables fastest in one go), decoded in
+            # cache-sized chunks; both end on 2 MiB boundaries so that a page table never
+            # straddles two chunks.
+            stop = min(last, (vpn + _READ_PAGES) // _BLOCK_PAGES * _BLOCK_PAGES)
             entries = _scratch.entries[: stop - vpn]
             if pm.pread_entries(self.fd, vpn << PAGE_SHIFT, entries) != len(entries):
                 # A short read inside a VMA: the process exited under us (its mm is gone).
                 raise NoSuchProcess(self.pid, f"process {self.pid} exited during the scan")
-            keys = _keys(entries, self.zero_pfn)
-            _mark_holes(self.fd, keys, vpn)
-            self._append(keys, vpn, lut)
+            lo = 0
+            while lo < stop - vpn:
+                hi = min(stop - vpn, (vpn + lo) // _BLOCK_PAGES * _BLOCK_PAGES + _CHUNK_PAGES - vpn)
+                keys = _keys(entries[lo:hi], self.zero_pfn)
+                _mark_holes(self.fd, keys, vpn + lo)
+                self._append(keys, vpn + lo, lut)
+                lo = hi
             vpn = stop
 
     def _reserve(self, k: int) -> np.ndarray:

@@ -62,7 +62,7 @@ field = st.one_of(st.integers(0, ALL), st.sampled_from([0, 0, 2, 8, 0x18, ALL]))
 any_mask = st.builds(Mask.from_kernel, field, field, field, field)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(mask=any_mask, regions=recordings(), max_pages=st.integers(0, 40))
 def test_apply_equals_the_kernel_loop(mask, regions, max_pages):
     got = mask.apply(regions, max_pages=max_pages)

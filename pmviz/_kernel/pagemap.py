@@ -49,7 +49,7 @@ def pread_entries(fd: int, start: int, out: np.ndarray) -> int:
     """
     first = start >> PAGE_SHIFT
     n = out.shape[0]
-    view = memoryview(out.view(np.uint8))
+    view = memoryview(out.view(np.uint8))  # type: ignore[arg-type]
     done = 0
     while done < n:
         todo = min(n - done, _CHUNK_PAGES)

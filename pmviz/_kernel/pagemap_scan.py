@@ -254,7 +254,7 @@ class RegionBuffer:
     def view(self, n_regions: int) -> np.ndarray:
         """The first ``n_regions`` slots, to write into (valid while this buffer lives)."""
         raw = (ctypes.c_char * (n_regions * _REGION_BYTES)).from_address(self.addr)
-        return np.frombuffer(raw, dtype=REGION_DTYPE)
+        return np.frombuffer(memoryview(raw), dtype=REGION_DTYPE)
 
     @property
     def __array_interface__(self) -> dict:

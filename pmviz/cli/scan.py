@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _names(bits: int) -> str:
-    return "|".join(c.name for c in Category if bits & c.value) or "0"
+    return "|".join(c.name or "" for c in Category if bits & c.value) or "0"
 
 
 def run(args: argparse.Namespace) -> int:
