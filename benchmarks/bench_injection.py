@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
+import select
 import statistics
 import subprocess
 import sys
@@ -71,23 +71,33 @@ def compile_c(source: str, name: str, tmp: str) -> str:
     return exe
 
 
-def child_cpu() -> float:
-    """CPU seconds (user + system) of all reaped children so far: the target's own cost,
-    insensitive to other load on the machine, and it includes its write-protect faults.
+def reap(proc: subprocess.Popen) -> float:
+    """Reap ``proc`` with wait4 and return its CPU seconds (user + system): the target's
+    own cost, including its write-protect faults, and insensitive to other load on the box.
     """
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    return usage.ru_utime + usage.ru_stime
+
+
+def exited_within(pidfd: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for the process to exit, without reaping it."""
+    return bool(select.select([pidfd], [], [], max(0.0, seconds))[0])
 
 
 def run_untracked(cmd: list[str]) -> tuple[float, float, str]:
-    c0, t0 = child_cpu(), time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return time.perf_counter() - t0, child_cpu() - c0, out
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    cpu = reap(proc)
+    return time.perf_counter() - t0, cpu, out
 
 
 def run_tracked(cmd: list[str], hz: float) -> tuple[float, float, str, list[float], list[int]]:
-    c0, t0 = child_cpu(), time.perf_counter()
+    t0 = time.perf_counter()
     tracker = injection.track(cmd, stdout=subprocess.PIPE, text=True)
+    pidfd = os.pidfd_open(tracker.pid)
     out_box: list[str] = []
     reader = threading.Thread(target=lambda: out_box.append(tracker.process.stdout.read()))
     reader.start()
@@ -96,14 +106,7 @@ def run_tracked(cmd: list[str], hz: float) -> tuple[float, float, str, list[floa
     period = 1.0 / hz
     next_t = time.perf_counter() + period
     with tracker:
-        while tracker.alive:
-            delay = next_t - time.perf_counter()
-            if delay > 0:
-                try:
-                    tracker.process.wait(delay)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
+        while not exited_within(pidfd, next_t - time.perf_counter()):
             next_t += period
             c0 = time.perf_counter()
             try:
@@ -112,10 +115,11 @@ def run_tracked(cmd: list[str], hz: float) -> tuple[float, float, str, list[floa
                 break
             collect_s.append(time.perf_counter() - c0)
             n_pages.append(written.n_pages)
-        tracker.wait()
+    cpu = reap(tracker.process)
     elapsed = time.perf_counter() - t0
+    os.close(pidfd)
     reader.join()
-    return elapsed, child_cpu() - c0, out_box[0], collect_s, n_pages
+    return elapsed, cpu, out_box[0], collect_s, n_pages
 
 
 def bench_slowdown(name: str, cmd: list[str], repeat: int) -> list[dict]:

@@ -576,9 +576,10 @@ def attach(pid: int, *, max_vma_bytes: int = MAX_VMA_BYTES) -> InjectedTracker:
     >>> p.wait()
     0
     """
-    pid = procfs.normalize_pid(pid)
-    if not isinstance(pid, int):
+    normalized = procfs.normalize_pid(pid)
+    if not isinstance(normalized, int):
         raise ValueError("attach() needs a pid; for this process use pmviz.WriteTracker()")
+    pid = normalized
     _check_kernel()
     _preflight(pid)
     tracer = _TracerThread(f"pmviz-tracer-{pid}")
