@@ -185,7 +185,7 @@ def _spec(bits: int) -> str:
     return repr(category_names(bits))
 
 
-def python_snippet(mask: Mask, max_pages: int = 0, *, pid: int | None = None) -> str:
+def python_snippet(mask: Mask, max_pages: int = 0, *, pid: int | str | None = None) -> str:
     """A copy-pasteable Python call that selects what ``mask`` selects."""
     f = mask.kernel_fields()
     inv, req, anyof, ret = (
@@ -210,7 +210,7 @@ def python_snippet(mask: Mask, max_pages: int = 0, *, pid: int | None = None) ->
             "# offline, bit for bit what the kernel would have returned:\n"
             f"regions = mask.apply(capture.regions_at(i){extra})"
         )
-    return f"mask = {mask_src}\nregions = pmviz.scan({pid}, mask=mask{extra})"
+    return f"mask = {mask_src}\nregions = pmviz.scan({pid!r}, mask=mask{extra})"
 
 
 def region_table_html(regions: Regions, vmas: Vmas | None, *, max_rows: int = 12) -> str:

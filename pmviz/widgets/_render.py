@@ -8,6 +8,7 @@ and keeps what is needed to map a mouse position back to a snapshot and an addre
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from matplotlib import colors
@@ -65,8 +66,8 @@ def loaded(capture: Capture) -> Capture:
 class Drawn:
     """A drawn heatmap and how to turn data coordinates back into snapshots and addresses."""
 
-    ax: object
-    artist: object
+    ax: Any
+    artist: Any
     cells: np.ndarray
     """Snapshot ``i`` is drawn over ``[cells[i], cells[i + 1])`` seconds."""
     axis: AddressAxis

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+import os
 import time
+from typing import Any
 
 import ipywidgets as widgets
 from matplotlib.figure import Figure
@@ -11,8 +13,9 @@ from matplotlib.figure import Figure
 from .. import scanning
 from .._kernel import procfs
 from ..capture import Capture, CaptureMeta
+from ..categories import Category
 from ..features import features
-from ..maps import read_maps
+from ..maps import Vmas, read_maps
 from ..mask import Mask
 from ..regions import Regions
 from . import _render
@@ -79,11 +82,13 @@ class MaskExplorer(widgets.VBox):
             if not len(source):
                 raise ValueError("the capture has no snapshots")
             self.capture: Capture | None = _render.loaded(source)
-            self.pid: int | None = None
+            self.pid: int | str | None = None
         else:
             self.capture = None
-            self.pid = procfs.normalize_pid(source)  # type: ignore[arg-type]
-        self.controls = MaskControls(features().categories if self.pid else Mask().return_mask)
+            self.pid = procfs.normalize_pid(source)
+        self.controls = MaskControls(
+            features().categories if self.pid else Category(Mask().return_mask)
+        )
         self.preset = widgets.Dropdown(
             options=["(custom)", *PRESETS], value="(custom)", description="preset"
         )
@@ -107,9 +112,10 @@ class MaskExplorer(widgets.VBox):
         self.status = widgets.HTML()
         # A fixed layout: constrained layout would double the redraw time (measured).
         self.figure = Figure(figsize=figsize)
-        self.artist = None
+        self.artist: Any = None
+        self.drawn: _render.Drawn
         self._blitter: Blitter | None = None
-        self._vmas = None
+        self._vmas: Vmas | None = None
         self._hide_shadow = self.capture is not None and _render.shadow_dominates(self.capture)
         self.last_update_s = 0.0
         self._updating = False
@@ -222,10 +228,12 @@ class MaskExplorer(widgets.VBox):
         )
 
     def _rescan(self, mask: Mask, max_pages: int) -> Regions:
+        assert self.pid is not None
         regions = scanning.scan(self.pid, mask=mask, max_pages=max_pages)
-        self._vmas = read_maps(self.pid)
+        self._vmas = vmas = read_maps(self.pid)
         self.selected = Capture.from_snapshots(
-            CaptureMeta(pid=self.pid), [(time.monotonic_ns(), regions, None, self._vmas)]
+            CaptureMeta(pid=os.getpid() if self.pid == "self" else int(self.pid)),
+            [(time.monotonic_ns(), regions, None, vmas)],
         )
         self._hide_shadow = _render.shadow_dominates(self.selected)
         return regions
@@ -262,8 +270,5 @@ class MaskExplorer(widgets.VBox):
         self.image.value = self._blitter.frame()
 
     def _draw_table(self) -> None:
-        if self.capture is not None:
-            vmas = self.capture.vmas_at(self.snapshot.value)
-        else:
-            vmas = self._vmas
+        vmas = self.capture.vmas_at(self.snapshot.value) if self.capture is not None else self._vmas
         self.table.value = region_table_html(self.result, vmas)
