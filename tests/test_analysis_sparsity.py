@@ -102,3 +102,20 @@ def test_detect_and_map_materialised_asan_shadow():
     assert m.vma_bytes.tolist() == [0, 0, 0, 16 * PAGE]
     with pytest.raises(ValueError, match="no sanitizer"):
         materialised_shadow(scan, vmas=Vmas())
+
+
+def test_materialised_shadow_of_the_recorded_asan_sample():
+    import pathlib
+
+    import pmviz
+
+    path = pathlib.Path(__file__).parent.parent / "sample_data" / "asan-phases.pmviz"
+    if not path.exists():
+        pytest.skip("sample capture not built")
+    cap = pmviz.open(str(path))
+    assert detect_sanitizer(cap.vmas_at(-1)) == "asan"
+    m = materialised_shadow(cap)
+    assert m.shadow.size > 0 and m.app.size == 8 * m.shadow.size
+    assert (app_to_shadow(m.app.start, "asan") == m.shadow.start).all()
+    # Shadow describes memory the program mapped: nearly all of it lies in the app's VMAs.
+    assert m.vma_bytes.sum() > 0.95 * m.app.size
