@@ -261,3 +261,15 @@ def test_capture_without_vma_tables_roundtrips(tmp_path):
     cap = Capture.from_snapshots(CaptureMeta(), [(0, r, None, None), (5, r, None, None)])
     d = open_capture(save(cap, str(tmp_path / "n.pmviz")))
     assert len(d.vmas_at(1)) == 0 and d.window(0, 1).regions_at(1) == r
+
+
+def test_reading_does_not_import_pandas(tmp_path):
+    import subprocess
+    import sys
+
+    path = save(synthetic(n=20), str(tmp_path / "p.pmviz"))
+    code = (
+        "import sys, pmviz; c = pmviz.open(sys.argv[1]); c.window(0.05, 0.1).vmas_at(0); "
+        "c.regions_at(3); c.address_window(0, 1 << 47); sys.exit('pandas' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code, path]).returncode == 0
