@@ -268,8 +268,11 @@ def test_reading_does_not_import_pandas(tmp_path):
     import sys
 
     path = save(synthetic(n=20), str(tmp_path / "p.pmviz"))
+    r = Regions.from_arrays([0x1000], [0x3000], [8])  # and one without VMA tables
+    bare = save(Capture.from_snapshots(CaptureMeta(), [(0, r, None, None)]), str(tmp_path / "b"))
     code = (
         "import sys, pmviz; c = pmviz.open(sys.argv[1]); c.window(0.05, 0.1).vmas_at(0); "
-        "c.regions_at(3); c.address_window(0, 1 << 47); sys.exit('pandas' in sys.modules)"
+        "c.regions_at(3); c.address_window(0, 1 << 47); pmviz.open(sys.argv[2]).window(0, 1); "
+        "sys.exit('pandas' in sys.modules)"
     )
-    assert subprocess.run([sys.executable, "-c", code, path]).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code, path, bare]).returncode == 0

@@ -51,7 +51,7 @@ class _PartFile:
         g0 = int(np.searchsorted(self.rg_offsets, lo, side="right")) - 1
         g1 = int(np.searchsorted(self.rg_offsets, hi, side="left"))
         if hi <= lo:
-            return self.schema.empty_table().select(columns)
+            return _empty(self.schema).select(columns)
         try:
             with self._open() as f:
                 t = f.read_row_groups(list(range(g0, g1)), columns=columns)
@@ -81,6 +81,11 @@ class _PartFile:
         return self.read_rows(0, self.num_rows, self.schema.names)
 
 
+def _empty(schema: pa.Schema) -> pa.Table:
+    # Schema.empty_table() and pa.array([]) import pandas; this does not.
+    return pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+
+
 def _np(a: pa.Array) -> np.ndarray:
     """An integer Arrow array as numpy, nulls as 0, from its buffers: zero-copy when there are
     no nulls (``to_numpy`` and ``fill_null`` would import pandas, costing ~0.4 s per open).
@@ -100,7 +105,7 @@ def _column(t: pa.Table, name: str) -> np.ndarray:
     chunks = [_np(c) for c in t.column(name).chunks]
     if len(chunks) == 1:
         return chunks[0]
-    dtype = _np(pa.array([], t.schema.field(name).type)).dtype
+    dtype = _np(pa.nulls(0, t.schema.field(name).type)).dtype
     return np.concatenate(chunks) if chunks else np.empty(0, dtype)
 
 
@@ -204,7 +209,7 @@ class StoredCapture(Capture):
                 raise CaptureError(pf.part.path, "damaged part: snapshot numbers do not match")
             tables.append(t)
         schema = fmt.SNAPSHOTS_SCHEMA
-        t = pa.concat_tables(tables) if tables else schema.empty_table()
+        t = pa.concat_tables(tables) if tables else _empty(schema)
         out = {}
         for name in schema.names:
             out[name] = _column(t, name)
@@ -331,7 +336,7 @@ class StoredCapture(Capture):
         # Tables with no rows (a process whose maps could not be read) are empty Vmas.
         n_tables = int(self.vma_index.max()) + 1 if len(self.vma_index) else 1
         tabs = [pf.read() for pf in self._parts["vmas"]]
-        t = pa.concat_tables(tabs) if tabs else fmt.VMAS_SCHEMA.empty_table()
+        t = pa.concat_tables(tabs) if tabs else _empty(fmt.VMAS_SCHEMA)
         ids = _column(t, "vma_table")
         arr = np.empty(t.num_rows, VMA_DTYPE)
         for name in VMA_DTYPE.names:
