@@ -181,8 +181,12 @@ def test_capture_viewer_written_category_reads_written_sets(capture):
     assert v.category.value == "written"
     v.snapshot.value = 2
     lo = ANON + 256 * P
-    assert v.show_address(lo + P)["region"] == f"{lo:#x}–{lo + 128 * P:#x}"
-    assert "not reported" in v.show_address(ANON)["region"]
+    info = v.show_address(lo + P)
+    assert info["written"].startswith(f"yes, in the interval ending here (run {lo:#x}–")
+    assert info["categories"] == "WRITTEN|PRESENT"  # the full scan's categories
+    info = v.show_address(ANON)
+    assert info["written"] == "not in the interval ending here"
+    assert info["categories"] == "WRITTEN"
 
 
 def test_capture_viewer_zoom_category_and_scale_redraw(capture):

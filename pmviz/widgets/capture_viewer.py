@@ -194,18 +194,19 @@ class CaptureViewer(widgets.VBox):
     def show_address(self, address: int, *, snapshot: int | None = None) -> dict[str, str]:
         """Fill the read-out for ``address`` in ``snapshot`` (default: the cursor snapshot)."""
         i = self.snapshot.value if snapshot is None else snapshot
-        regions = self._regions_for(i)
         info = {"snapshot": f"{i} (t = {self.capture.times[i]:.2f} s)"}
-        info.update(lookup(regions, self.capture.vmas_at(i), address))
+        info.update(lookup(self.capture.regions_at(i), self.capture.vmas_at(i), address))
+        written = self.capture.written_at(i)
+        if written is not None:
+            w = lookup(written, None, address)
+            info["written"] = (
+                f"yes, in the interval ending here (run {w['region']}, {w['size']})"
+                if "size" in w
+                else "not in the interval ending here"
+            )
         self.readout_info = info
         self.readout.value = readout_html(info)
         return info
-
-    def _regions_for(self, i: int):  # noqa: ANN202
-        cat = self.category.value
-        if cat == "written" and self.capture.has_written:
-            return self.capture.written_at(i)
-        return self.capture.regions_at(i)
 
     # -- drawing --------------------------------------------------------------------------
     def redraw(self) -> None:
