@@ -353,7 +353,6 @@ def test_bad_arguments():
         injection.track(["/nonexistent/program"])
 
 
-@pytest.mark.slow
 def test_sqlite3_workload_unchanged_and_tracked(tmp_path):
     if shutil.which("sqlite3") is None:
         pytest.skip("sqlite3 not installed")
@@ -392,7 +391,6 @@ def test_sqlite3_workload_unchanged_and_tracked(tmp_path):
     assert len(total) > 100  # its page cache and heap were written, and reported
 
 
-@pytest.mark.slow
 def test_redis_server_attached_under_benchmark(tmp_path):
     if not (shutil.which("redis-server") and shutil.which("redis-benchmark")):
         pytest.skip("redis not installed")
