@@ -59,6 +59,16 @@ class _PartFile:
             raise CaptureError(self.part.path, f"damaged part (corrupt data): {err}") from err
         return t.slice(lo - int(self.rg_offsets[g0]), hi - lo)
 
+    def iter_rows(self, lo: int, hi: int, columns: list[str], groups: int = 4):  # noqa: ANN201
+        """Rows ``[lo, hi)`` as tables of at most ``groups`` row groups each (bounded memory)."""
+        g0 = int(np.searchsorted(self.rg_offsets, lo, side="right")) - 1
+        g1 = int(np.searchsorted(self.rg_offsets, hi, side="left"))
+        for g in range(max(g0, 0), g1, groups):
+            a = max(lo, int(self.rg_offsets[g]))
+            b = min(hi, int(self.rg_offsets[min(g + groups, g1)]))
+            if b > a:
+                yield self.read_rows(a, b, columns)
+
     def _open(self) -> pq.ParquetFile:
         # Reopened per read (footer reused) so an open capture holds no file descriptors.
         return pq.ParquetFile(
@@ -276,10 +286,9 @@ class StoredCapture(Capture):
             if hi_id <= lo_id:
                 continue
             lo, hi = self._row_range(pf, off, lo_id, hi_id)
-            _to_regions(
-                pf.read_rows(lo, hi, ["start", "end", "categories"]), out[pos : pos + hi - lo]
-            )
-            pos += hi - lo
+            for t in pf.iter_rows(lo, hi, ["start", "end", "categories"]):
+                _to_regions(t, out[pos : pos + t.num_rows])
+                pos += t.num_rows
         if pos != len(out):
             raise CaptureError(self.path, f"{table}: expected {len(out)} rows, found {pos}")
         return out
