@@ -179,11 +179,15 @@ def main() -> None:
         )
         print()
         print(
-            "| operation (fresh interpreter) | time (s) | peak RSS increase (MiB) | rows loaded |"
+            "| operation (fresh interpreter) | time (s) | peak RSS during it (MiB) | "
+            "peak increase (MiB) | rows loaded |"
         )
         print("|---|---:|---:|---:|---:|")
         o = probe(path, "open")
-        print(f"| open (metadata, footers, snapshots table) | {o['open_s']:.3f} | — | 0 |")
+        print(
+            f"| open (metadata, footers, snapshots table) | {o['open_s']:.3f} | "
+            f"{o['rss_open_mib']:.0f} (RSS after) | — | 0 |"
+        )
         results = {w: probe(path, w) for w in ("time", "address", "all")}
         names = {
             "time": "1 % time window (`window`)",
