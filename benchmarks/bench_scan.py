@@ -5,14 +5,16 @@
 Workloads (all in this process, scanned through /proc/self/pagemap by both sides):
 
 (a) 1 GiB of alternating present pages: 262,144 regions.
-(b) a 16 TiB MAP_NORESERVE mapping with 1000 touched pages (ASan-shadow-like): ~2000 regions.
+(b) a 16 TiB MAP_NORESERVE mapping with 1000 touched pages (ASan-shadow-like).
 (c) a 1-page range through a reused ``Pagemap``: the fixed cost per call.
-(d) ``Mask.apply`` on the regions of (a), regions in per second.
-(e) the classic-pagemap fallback on (a) against a raw ``pread`` of the same 262,144 entries.
+(d) ``Mask.apply`` on the regions of (a), in regions per second.
+(e) the classic-pagemap fallback against a raw ``pread`` of the same entries, on (a) (one
+    region per page, the worst case) and on 1 GiB in runs of 64 pages.
 
 The C reference (``benchmarks/c/scan_ref.c``, compiled here with ``cc -O2``) resumes after a
 full vector exactly like pmviz, into one reused pre-faulted vector. Rounds interleave C and
-pmviz so that a noisy machine slows both alike; the table reports medians and minima.
+pmviz so that a noisy machine slows both alike. Every time is taken twice, wall clock and the
+thread's CPU time (less disturbed by other load on a shared machine); tables give medians.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,6 +41,26 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE = mmap.PAGESIZE
 GIB = 1 << 30
 TIB = 1 << 40
+MAP_NORESERVE = 0x4000
+
+
+@dataclass
+class Timing:
+    """Median and best per-call seconds, wall clock and thread CPU time."""
+
+    wall: float
+    wall_best: float
+    cpu: float
+    cpu_best: float
+
+    @classmethod
+    def merge(cls, parts: list[Timing]) -> Timing:
+        return cls(
+            statistics.median(p.wall for p in parts),
+            min(p.wall_best for p in parts),
+            statistics.median(p.cpu for p in parts),
+            min(p.cpu_best for p in parts),
+        )
 
 
 def compile_reference(tmp: str) -> str:
@@ -49,169 +72,175 @@ def compile_reference(tmp: str) -> str:
     return exe
 
 
-def run_c(exe: str, start: int, end: int, iterations: int, mode: str = "scan"):
+def run_c(exe: str, start: int, end: int, iterations: int, mode: str) -> tuple[int, Timing]:
     out = subprocess.run(
         [exe, str(os.getpid()), hex(start), hex(end), str(iterations), mode],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.split()
-    n, pages, best, median = (int(x) for x in out)
-    return n, pages, best / 1e9, median / 1e9
+    n, _, best, median, cpu_best, cpu_median = (int(x) for x in out)
+    return n, Timing(median / 1e9, best / 1e9, cpu_median / 1e9, cpu_best / 1e9)
 
 
-def time_py(fn, iterations: int) -> tuple[float, float]:
-    times = []
+def time_py(fn, iterations: int) -> Timing:
+    wall, cpu = [], []
     for _ in range(iterations):
-        t = time.perf_counter()
+        c, t = time.thread_time(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times), statistics.median(times)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.thread_time() - c)
+    return Timing(statistics.median(wall), min(wall), statistics.median(cpu), min(cpu))
 
 
-def compare(exe, start, end, rounds, iterations, fn, mode="scan"):
-    """Interleaved rounds; returns (c_best, c_median, py_best, py_median, c_regions)."""
-    c_best, c_med, p_best, p_med = [], [], [], []
-    n = 0
+def compare_c(exe, start, end, rounds, iterations, fn, mode="scan"):
+    """Interleaved rounds of C and pmviz; returns (C timing, pmviz timing, C region count)."""
     fn()  # warm up (first-call allocations, caches)
+    cs, ps, n = [], [], 0
     for _ in range(rounds):
-        n, _, b, m = run_c(exe, start, end, iterations, mode)
-        c_best.append(b)
-        c_med.append(m)
-        b, m = time_py(fn, iterations)
-        p_best.append(b)
-        p_med.append(m)
-    return min(c_best), statistics.median(c_med), min(p_best), statistics.median(p_med), n
+        n, c = run_c(exe, start, end, iterations, mode)
+        cs.append(c)
+        ps.append(time_py(fn, iterations))
+    return Timing.merge(cs), Timing.merge(ps), n
 
 
-def workload_alternating() -> tuple[mmap.mmap, int]:
-    m = mmap.mmap(-1, GIB, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    m.madvise(mmap.MADV_NOHUGEPAGE)  # keep 4 KiB pages: every other one present
-    view = np.frombuffer(m, dtype=np.uint8)
-    view[:: 2 * PAGE] = 1
-    addr = view.ctypes.data
-    del view
-    return m, addr
+def compare_py(rounds, iterations, ref, fn):
+    fn()
+    rs, fs = [], []
+    for _ in range(rounds):
+        rs.append(time_py(ref, iterations))
+        fs.append(time_py(fn, iterations))
+    return Timing.merge(rs), Timing.merge(fs)
 
 
-def workload_shadow(rng: np.random.Generator) -> tuple[mmap.mmap, int]:
-    m = mmap.mmap(-1, 16 * TIB, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000)
-    view = np.frombuffer(m, dtype=np.uint8)
-    pages = rng.choice(16 * TIB // PAGE, size=1000, replace=False)
-    view[pages * PAGE] = 1
-    addr = view.ctypes.data
-    del view
-    return m, addr
+def mapped(size: int, flags: int = 0) -> tuple[mmap.mmap, np.ndarray]:
+    m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flags)
+    m.madvise(mmap.MADV_NOHUGEPAGE)  # 4 KiB pages, as the workloads describe
+    return m, np.frombuffer(m, dtype=np.uint8)
+
+
+def ratio_row(label, ref: Timing, got: Timing, target: float, unit=1e3, suffix="ms") -> str:
+    ok = "ok" if got.wall / ref.wall <= target else "MISSED"
+    cpu_ok = "ok" if got.cpu / ref.cpu <= target else "MISSED"
+    return (
+        f"| {label} | {ref.wall * unit:.3f} {suffix} | {got.wall * unit:.3f} {suffix} "
+        f"| {got.wall / ref.wall:.3f} {ok} | {got.cpu / ref.cpu:.3f} {cpu_ok} | ≤ {target:.2f} |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--out", help="also write the markdown table to this file")
+    parser.add_argument("--out", help="also write the markdown tables to this file")
     args = parser.parse_args()
-    rows = []
+    rounds = args.rounds
+    head = "| workload | {ref} (median) | {got} (median) | ratio wall | ratio CPU | target |"
+    lines = [
+        "## Kernel layer benchmarks",
+        "",
+        f"`python3 benchmarks/bench_scan.py --rounds {rounds}` on Linux "
+        f"{os.uname().release}, {os.cpu_count()} CPUs, load average at start "
+        f"{os.getloadavg()[0]:.2f}. Ratios are medians over interleaved rounds.",
+        "",
+        head.format(ref="C loop", got="pmviz.scan"),
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         exe = compile_reference(tmp)
         pagemap = pmviz.Pagemap()
 
-        big, a = workload_alternating()
+        big, view = mapped(GIB)
+        view[:: 2 * PAGE] = 1
+        a = view.ctypes.data
         span = (a, a + GIB)
         regions = pagemap.scan(*span)
         assert len(regions) == 262_144, len(regions)
-        cb, cm, pb, pmed, n = compare(exe, *span, args.rounds, 15, lambda: pagemap.scan(*span))
+        c, p, n = compare_c(exe, *span, rounds, 15, lambda: pagemap.scan(*span))
         assert n == len(regions)
-        rows.append(("(a) 1 GiB alternating, 262,144 regions", cb, cm, pb, pmed, 1.10))
+        lines.append(ratio_row("(a) 1 GiB alternating pages, 262,144 regions", c, p, 1.10))
 
-        shadow, s = workload_shadow(np.random.default_rng(42))
+        shadow, sview = mapped(16 * TIB, MAP_NORESERVE)
+        rng = np.random.default_rng(42)
+        sview[rng.choice(16 * TIB // PAGE, size=1000, replace=False) * PAGE] = 1
+        s = sview.ctypes.data
         sspan = (s, s + 16 * TIB)
         sregions = pagemap.scan(*sspan)
         assert sregions.pages_with(Category.PRESENT) == 1000
-        cb, cm, pb, pmed, n = compare(exe, *sspan, args.rounds, 15, lambda: pagemap.scan(*sspan))
+        c, p, n = compare_c(exe, *sspan, rounds, 15, lambda: pagemap.scan(*sspan))
         assert n == len(sregions)
-        rows.append((f"(b) 16 TiB NORESERVE, 1000 pages, {n:,} regions", cb, cm, pb, pmed, 1.10))
+        label = f"(b) 16 TiB NORESERVE, 1000 touched pages, {n:,} regions"
+        lines.append(ratio_row(label, c, p, 1.10))
+        del sview
         shadow.close()
 
-        one = (a, a + PAGE)
-        cb, cm, pb, pmed, _ = compare(
-            exe, a, a + PAGE, args.rounds, 2000, lambda: pagemap.scan(*one), "page"
+        c, p, _ = compare_c(
+            exe, a, a + PAGE, rounds, 3000, lambda: pagemap.scan(a, a + PAGE), "page"
         )
-        fixed = (cb, cm, pb, pmed)
+        ok = "ok" if p.wall <= 20e-6 else "MISSED"
+        lines += [
+            "",
+            "| (c) 1-page range, reused `Pagemap` | wall (median) | CPU (median) | target |",
+            "|---|---:|---:|---:|",
+            f"| C ioctl | {c.wall * 1e6:.2f} µs | {c.cpu * 1e6:.2f} µs | |",
+            f"| pmviz `Pagemap.scan` | {p.wall * 1e6:.2f} µs | {p.cpu * 1e6:.2f} µs "
+            f"| ≤ 20 µs {ok} |",
+            f"| fixed overhead of pmviz | {(p.wall - c.wall) * 1e6:.2f} µs "
+            f"| {(p.cpu - c.cpu) * 1e6:.2f} µs | |",
+            "",
+            "| (d) `Mask.apply` on the 262,144 regions of (a) | wall (median) | CPU (median) "
+            "| target |",
+            "|---|---:|---:|---:|",
+        ]
+        masks = (
+            (
+                "CRIU dump mask (anyof PRESENT/SWAPPED, exclude FILE/PFNZERO)",
+                Mask(anyof="present|swapped", exclude="file|pfnzero"),
+            ),
+            (
+                "require WRITTEN and PRESENT, report WRITTEN",
+                Mask(require="written|present", report="written"),
+            ),
+            ("report PRESENT only (merges everything)", Mask(report="present")),
+        )
+        for label, mask in masks:
+            t = Timing.merge([time_py(lambda m=mask: m.apply(regions), 20) for _ in range(rounds)])
+            rate, cpu_rate = len(regions) / t.wall, len(regions) / t.cpu
+            ok = "ok" if rate >= 20e6 else "MISSED"
+            lines.append(
+                f"| {label} | {rate / 1e6:.1f} M regions/s | {cpu_rate / 1e6:.1f} M regions/s "
+                f"| ≥ 20 M/s {ok} |"
+            )
 
-        criu = Mask(anyof="present|swapped", exclude="file|pfnzero")
-        written = Mask(require="written|present", report="written")
-        apply_rows = []
-        for label, mask in (("CRIU dump mask", criu), ("require WRITTEN|PRESENT", written)):
-            best, med = time_py(lambda m=mask: m.apply(regions), 30)
-            apply_rows.append((label, len(regions) / med, len(regions) / best))
-
-        fd = pagemap.fd
+        lines += [
+            "",
+            head.format(ref="raw pread", got="fallback"),
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         entries = np.empty(GIB // PAGE, dtype=np.uint64)
+        fd = pagemap.fd
 
-        def raw_pread():
-            pm.pread_entries(fd, a, entries)
+        def raw(start):
+            return lambda: pm.pread_entries(fd, start, entries)
 
-        scan_pagemap("self", *span)
-        r_b, r_m, f_b, f_m = [], [], [], []
-        for _ in range(args.rounds):
-            b, m = time_py(raw_pread, 10)
-            r_b.append(b)
-            r_m.append(m)
-            b, m = time_py(lambda: scan_pagemap("self", *span), 10)
-            f_b.append(b)
-            f_m.append(m)
-        fallback = (min(r_b), statistics.median(r_m), min(f_b), statistics.median(f_m))
+        r, f = compare_py(rounds, 10, raw(a), lambda: scan_pagemap("self", *span))
+        lines.append(ratio_row("(e) 1 GiB alternating pages: one region per page", r, f, 1.50))
+        runs, rview = mapped(GIB)
+        for start in range(0, GIB, 128 * PAGE):
+            rview[start : start + 64 * PAGE : PAGE] = 1
+        b = rview.ctypes.data
+        assert len(scan_pagemap("self", b, b + GIB)) == 4096
+        r, f = compare_py(rounds, 10, raw(b), lambda: scan_pagemap("self", b, b + GIB))
+        lines.append(ratio_row("(e') 1 GiB in runs of 64 pages: 4,096 regions", r, f, 1.50))
+        del view, rview
         big.close()
+        runs.close()
+        pagemap.close()
 
-    lines = [
-        "## Kernel layer benchmarks",
-        "",
-        f"`python3 benchmarks/bench_scan.py --rounds {args.rounds}` on Linux "
-        f"{os.uname().release}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.2f} (shared machine: medians over interleaved rounds).",
-        "",
-        "| workload | C median | pmviz median | ratio (median) | ratio (best) | target |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for label, cb, cm, pb, pmed, target in rows:
-        ok = "ok" if pmed / cm <= target else "MISSED"
-        lines.append(
-            f"| {label} | {cm * 1e3:.3f} ms | {pmed * 1e3:.3f} ms | {pmed / cm:.3f} "
-            f"| {pb / cb:.3f} | ≤ {target:.2f} {ok} |"
-        )
-    cb, cm, pb, pmed = fixed
-    ok = "ok" if pmed <= 20e-6 else "MISSED"
-    lines += [
-        "",
-        "| fixed cost per call (1-page range, reused `Pagemap`) | median | best | target |",
-        "|---|---:|---:|---:|",
-        f"| C ioctl | {cm * 1e6:.2f} µs | {cb * 1e6:.2f} µs | |",
-        f"| pmviz `Pagemap.scan` | {pmed * 1e6:.2f} µs | {pb * 1e6:.2f} µs | ≤ 20 µs {ok} |",
-        f"| pmviz overhead over C | {(pmed - cm) * 1e6:.2f} µs | {(pb - cb) * 1e6:.2f} µs | |",
-        "",
-        "| `Mask.apply` on the 262,144 regions of (a) | median | best | target |",
-        "|---|---:|---:|---:|",
-    ]
-    for label, med_rate, best_rate in apply_rows:
-        ok = "ok" if med_rate >= 20e6 else "MISSED"
-        lines.append(
-            f"| {label} | {med_rate / 1e6:.1f} M regions/s | {best_rate / 1e6:.1f} M regions/s "
-            f"| ≥ 20 M/s {ok} |"
-        )
-    rb, rm, fb, fm = fallback
-    ok = "ok" if fm / rm <= 1.5 else "MISSED"
-    lines += [
-        "",
-        "| fallback on (a): 262,144 entries | raw pread | fallback | ratio (median) "
-        "| ratio (best) | target |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| classic pagemap → Regions | {rm * 1e3:.3f} ms | {fm * 1e3:.3f} ms | {fm / rm:.3f} "
-        f"| {fb / rb:.3f} | ≤ 1.50 {ok} |",
-    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        with open(args.out, "w") as out:
+            out.write(text)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ UNKNOWN_CATEGORIES = Category.HUGE | Category.WPALLOWED
 KNOWN_CATEGORIES = ALL_CATEGORIES & ~UNKNOWN_CATEGORIES
 """Categories the fallback reports (see the module docstring for the caveats)."""
 
+_ALL = int(ALL_CATEGORIES)
 _PFNMAP_NAMES = frozenset({"[vvar]", "[vvar_vclock]"})  # skipped by the ioctl (spec §3.2)
 _BLOCK_PAGES = 1 << (21 - PAGE_SHIFT)  # pages per PMD: one page table
 _CHUNK_PAGES = 1 << 15  # pages decoded at once: temporaries stay in cache
@@ -67,14 +68,15 @@ _READ_PAGES = 1 << 18  # pages read at once (2 MiB of entries): a multiple of _C
 # Equal keys run-length encode together; _lut() maps a key to the ioctl's categories.
 _EXCLUSIVE = 1 << 1
 _PRESENT = 1 << 8
-_ZERO_SHAPE = _PRESENT | 1 << 7 | 1 << 6 | _EXCLUSIVE  # present, swapped, file, exclusive
+_FILE = 1 << 6
+_ZERO_SHAPE = _PRESENT | 1 << 7 | _EXCLUSIVE  # present, swapped, exclusive
 _ZERO = 1 << 9
 _HOLE = 1 << 10
 _NONEMPTY_MIN = 1 << 7  # SWAPPED (62) or PRESENT (63) set
 
 
 @functools.cache
-def _lut(anon_private: bool) -> np.ndarray:
+def _lut() -> np.ndarray:
     key = np.arange(1 << 11, dtype=np.uint64)
     bit = lambda k: (key >> np.uint64(k)) & np.uint64(1)  # noqa: E731
     present, swapped, file, guard, wp, sd = bit(8), bit(7), bit(6), bit(3), bit(2), bit(0)
@@ -90,10 +92,6 @@ def _lut(anon_private: bool) -> np.ndarray:
         | written * np.uint64(Category.WRITTEN)
         | zero * np.uint64(Category.PFNZERO)
     )
-    if anon_private:
-        # The huge zero page is the only "file" page a private anonymous VMA can map.
-        huge_zero = (present & file).astype(bool)
-        cats[huge_zero] ^= np.uint64(Category.FILE | Category.PFNZERO)
     return cats
 
 
@@ -190,17 +188,22 @@ def scan_pagemap(
     try:
         vmas = read_maps(pid)
         out = _Writer(fd, pid)
-        for i in range(len(vmas)):  # per VMA (not per page): a few hundred at most
-            path = str(vmas.paths[i])
-            s = max(int(vmas.start[i]), lo)
-            e = min(int(vmas.end[i]), hi)
+        starts = np.maximum(vmas.start, np.uint64(lo)).tolist()
+        ends = np.minimum(vmas.end, np.uint64(hi)).tolist()
+        perms = vmas.array["perms"].tolist()
+        for s, e, path, perm in zip(starts, ends, vmas.paths.tolist(), perms):
+            # Per VMA (not per page): a few hundred, at most a few thousand.
             if s < e and path not in _PFNMAP_NAMES:
-                out.add_vma(s, e, _is_anon_private(path, bytes(vmas.array["perms"][i])))
+                out.add_vma(s, e, _is_anon_private(path, perm))
         runs = out.result()
     except OSError as err:  # pread after the target exited, or lost access
         raise procfs.translate(err, pid, "pagemap") from err
     finally:
         os.close(fd)
+    if not (max_pages or mask.category_mask or mask.category_anyof_mask) and (
+        mask.return_mask & _ALL == _ALL
+    ):
+        return Regions(runs)  # runs of distinct keys are already the kernel's regions
     return mask.apply(Regions(runs), max_pages=max_pages)
 
 
@@ -256,7 +259,7 @@ class _Writer:
 
     def add_vma(self, start: int, end: int, anon: bool) -> None:
         first, last = start >> PAGE_SHIFT, end >> PAGE_SHIFT
-        lut = _lut(anon)
+        lut = _lut()
         vpn = first
         while vpn < last:
             # One large read (the kernel walks page tables fastest in one go), decoded in
@@ -270,7 +273,7 @@ class _Writer:
             lo = 0
             while lo < stop - vpn:
                 hi = min(stop - vpn, (vpn + lo) // _BLOCK_PAGES * _BLOCK_PAGES + _CHUNK_PAGES - vpn)
-                keys = _keys(entries[lo:hi], self.zero_pfn)
+                keys = _keys(entries[lo:hi], self.zero_pfn, anon)
                 _mark_holes(self.fd, keys, vpn + lo)
                 self._append(keys, vpn + lo, lut)
                 lo = hi
@@ -327,22 +330,31 @@ class _Writer:
         return np.asarray(self.buffer)
 
 
-def _keys(entries: np.ndarray, zero_pfn: int) -> np.ndarray:
-    """Per-page keys: bits 55..63 of each entry, "exclusive" cleared, plus _ZERO."""
+def _keys(entries: np.ndarray, zero_pfn: int, anon: bool) -> np.ndarray:
+    """Per-page keys: bits 55..63 of each entry, "exclusive" cleared, _ZERO for zero pages.
+
+    Distinct keys mean distinct categories, so runs of equal keys are the kernel's regions.
+    """
     m = entries.shape[0]
     keys = _scratch.keys[:m]
     # Bits 48..63 are the last uint16 of each little-endian entry: one strided pass.
     np.right_shift(entries.view("<u2")[3::4], 7, out=keys)
-    if zero_pfn:
-        # The zero page is present, neither file nor exclusive (vm_normal_page() is NULL), so
-        # only such entries need their PFN compared; anonymous memory is usually exclusive.
-        maybe = np.bitwise_and(keys, np.uint16(_ZERO_SHAPE), out=_scratch.run_keys[:m])
-        candidates = np.flatnonzero(maybe == np.uint16(_PRESENT))
-        if candidates.shape[0]:
-            pfns = entries[candidates] & np.uint64(pm.PM_PFN_MASK)
-            zero = candidates[pfns == np.uint64(zero_pfn)]
-            keys[zero] |= np.uint16(_ZERO)
-    keys &= np.uint16(~_EXCLUSIVE & 0x3FF)
+    # Zero pages are present, not swapped and not exclusive (vm_normal_page() is NULL), so
+    # only such entries are looked at again; anonymous memory is almost always exclusive.
+    maybe = np.bitwise_and(keys, np.uint16(_ZERO_SHAPE), out=_scratch.run_keys[:m])
+    candidates = np.flatnonzero(maybe == np.uint16(_PRESENT))
+    if candidates.shape[0]:
+        file = (keys[candidates] & np.uint16(_FILE)) != 0
+        if anon:
+            # The huge zero page reads as "file" (spec §5); in a private anonymous VMA
+            # nothing else can, and the ioctl calls it PFNZERO, not FILE.
+            huge = candidates[file]
+            keys[huge] ^= np.uint16(_FILE | _ZERO)
+        if zero_pfn:
+            small = candidates[~file]
+            pfns = entries[small] & np.uint64(pm.PM_PFN_MASK)
+            keys[small[pfns == np.uint64(zero_pfn)]] |= np.uint16(_ZERO)
+    keys &= np.uint16(~_EXCLUSIVE & 0x7FF)
     return keys
 
 
