@@ -13,8 +13,10 @@ harvesting then happen from outside, through that duplicate and ``/proc/PID/page
 * The target holds no extra file descriptor. pmviz holds the only reference to the uffd, so
   when pmviz ends, whichever way (``close()``, an exception, Ctrl-C, even SIGKILL), the
   kernel unregisters every VMA and drops every write protection: the target is left as found.
-  Only a SIGKILL of pmviz *during* an injection (two syscalls, well under a millisecond) could
-  leave the borrowed thread with wrong registers; nothing else needs a watchdog.
+  Only a SIGKILL of pmviz *during* the two injected syscalls (tens of microseconds, once per
+  attach) could leave the borrowed thread with wrong registers: the registers are given back
+  right after them, before the registration work, and the thread waits in a stop from which
+  the kernel resumes it correctly even if pmviz dies. So no watchdog process is needed.
 * ``exec`` in the target gives it a new mm: pmviz notices at the next ``collect()`` and
   injects again (``events`` records it; writes between the exec and that collect are not
   reported). ``fork``: the child is not tracked (the kernel drops the registrations of a
@@ -453,6 +455,9 @@ class InjectedTracker:
                 fd = inject.take_fd(self.pid, target_fd)
             finally:
                 inject.close_fd(remote, target_fd)
+                # Registers back now: the rest needs the thread stopped, not borrowed, and
+                # so a SIGKILL of pmviz from here on cannot hurt it (see Remote.restore).
+                remote.restore()
             try:
                 kuffd.api(fd)
             except OSError as err:

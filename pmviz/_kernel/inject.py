@@ -29,10 +29,11 @@ How a thread is borrowed (``Remote``), and why each step is there:
    ``orig_rax = -1`` (no restart fix-up may apply to this fake state), arguments in
    rdi/rsi/rdx/r10/r8/r9; ``PTRACE_SYSCALL`` to the syscall-enter stop and again to the
    exit stop, where ``rax`` is the result. No user instruction but that ``syscall`` runs.
-4. Release: restore the registers, the signal mask and the rseq pointer (the kernel clears
-   it while our ``rip`` is outside the critical section), then, for a seized thread,
-   ``PTRACE_INTERRUPT`` + ``PTRACE_CONT`` so that it stops once more in ``get_signal()``,
-   now with its *original* registers, and detach there. The kernel then performs exactly
+4. Restore (``Remote.restore``, right after the last injected syscall): the registers, the
+   signal mask and the rseq pointer (the kernel clears it while our ``rip`` is outside the
+   critical section), then, for a seized thread, ``PTRACE_INTERRUPT`` + ``PTRACE_CONT`` so
+   that it stops once more in ``get_signal()``, now with its *original* registers; detach
+   from there (``Remote.release``), possibly after more work from outside. The kernel then performs exactly
    the restart it would have performed without us (or ``-EINTR``/the handler, if a signal
    became deliverable). gdb's inferior calls and CRIU's compel keep the same contract;
    here the kernel does the fix-up instead of a re-implementation of it.
@@ -85,6 +86,7 @@ class Remote:
         self.saved_sigmask = 0
         self.deferred_signals: list[int] = []
         self.detached = False
+        self.restored = False
         self.syscall_addr = 0
         self._rseq_cs_addr = 0
         self._rseq_cs = 0
@@ -218,46 +220,45 @@ class Remote:
             ptrace.resume_to_syscall(self.tid)
 
     # -- release ----------------------------------------------------------------------------
-    def release(self) -> None:
-        """Restore everything and let the thread go (see the module docstring, step 4)."""
-        self._restore_and_detach()
+    def restore(self) -> None:
+        """Give the thread back its registers, signal mask and rseq pointer, keep it stopped.
 
-    def _abort(self) -> None:
-        """Best-effort release after an error of ours: never leave the thread stopped."""
-        try:
-            self.release()
-        except OSError:
-            _quiet_detach(self.tid)
-
-    def _restore_and_detach(self) -> None:
+        A seized thread is parked in a fresh ``PTRACE_EVENT_STOP`` inside ``get_signal()``
+        (module docstring, step 4): from there, even if pmviz dies and the kernel detaches it,
+        it resumes exactly as it would have without us. Idempotent.
+        """
+        if self.restored or self.detached:
+            return
+        self.restored = True
         tid = self.tid
-        if self.detached:
-            if self.mem_fd >= 0:
-                os.close(self.mem_fd)
-                self.mem_fd = -1
-            return
-        self.detached = True
+        if self._rseq_cs_addr:
+            self.write(self._rseq_cs_addr, struct.pack("<Q", self._rseq_cs))
+        if self.saved is not None:
+            ptrace.set_regs(tid, self.saved)
+            ptrace.set_sigmask(tid, self.saved_sigmask)
+        if self.seized:
+            ptrace.interrupt(tid)
+            ptrace.cont(tid, 0)
+            while True:
+                stop = ptrace.wait_stop(tid)
+                if stop.kind == "exited":
+                    self.detached = True  # gone: nothing left to detach from
+                    return
+                if stop.kind == "event-stop" and stop.event == ptrace.PTRACE_EVENT_STOP:
+                    return
+                ptrace.cont(tid, stop.sig if stop.kind == "signal" else 0)
+
+    def release(self) -> None:
+        """Restore everything (if not done yet) and let the thread go."""
         try:
-            if self._rseq_cs_addr:
-                self.write(self._rseq_cs_addr, struct.pack("<Q", self._rseq_cs))
-            if self.saved is not None:
-                ptrace.set_regs(tid, self.saved)
-                ptrace.set_sigmask(tid, self.saved_sigmask)
-            if self.seized:
-                # Stop once more in get_signal() with the original registers (module doc, 5).
-                ptrace.interrupt(tid)
-                ptrace.cont(tid, 0)
-                while True:
-                    stop = ptrace.wait_stop(tid)
-                    if stop.kind == "exited":
-                        return
-                    if stop.kind == "event-stop" and stop.event == ptrace.PTRACE_EVENT_STOP:
-                        break
-                    ptrace.cont(tid, stop.sig if stop.kind == "signal" else 0)
-            ptrace.detach(tid, 0)
+            if not self.detached:
+                self.restore()
+            if not self.detached:
+                ptrace.detach(self.tid, 0)
         except ProcessLookupError:
-            return
+            pass
         finally:
+            self.detached = True
             if self.mem_fd >= 0:
                 os.close(self.mem_fd)
                 self.mem_fd = -1
@@ -266,6 +267,14 @@ class Remote:
                     os.kill(self.pid, sig)
                 except OSError:
                     pass
+            self.deferred_signals = []
+
+    def _abort(self) -> None:
+        """Best-effort release after an error of ours: never leave the thread stopped."""
+        try:
+            self.release()
+        except OSError:
+            _quiet_detach(self.tid)
 
 
 def _quiet_detach(tid: int) -> None:
