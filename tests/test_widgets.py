@@ -268,3 +268,21 @@ def test_live_view_records_redraws_and_stops():
     assert live.image.value[:4] == b"\x89PNG"
     assert "stopped" in live.status.value
     assert live.recorder.process is None or live.recorder.process.poll() is not None
+
+
+@pytest.mark.kernel
+def test_mask_explorer_live_pid_that_exits_says_so():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.3)
+        ex = MaskExplorer(child.pid)
+        before = ex.image.value
+    finally:
+        child.kill()
+        child.wait()
+    ex.controls.choices[C.PRESENT].value = "require"
+    assert "has exited" in ex.status.value
+    assert ex.image.value == before  # the last picture stays

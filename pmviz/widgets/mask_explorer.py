@@ -14,6 +14,7 @@ from .. import scanning
 from .._kernel import procfs
 from ..capture import Capture, CaptureMeta
 from ..categories import Category
+from ..errors import Error
 from ..features import features
 from ..maps import Vmas, read_maps
 from ..mask import Mask
@@ -116,6 +117,7 @@ class MaskExplorer(widgets.VBox):
         self.drawn: _render.Drawn
         self._blitter: Blitter | None = None
         self._vmas: Vmas | None = None
+        self._gone = False
         self._hide_shadow = self.capture is not None and _render.shadow_dominates(self.capture)
         self.last_update_s = 0.0
         self._updating = False
@@ -209,8 +211,19 @@ class MaskExplorer(widgets.VBox):
         if self.capture is not None:
             self.selected = _render.masked_capture(self.capture, mask, max_pages)
             self.result = self.selected.regions_at(self.snapshot.value)
+        elif self._gone:
+            return
         else:
-            self.result = self._rescan(mask, max_pages)
+            try:
+                self.result = self._rescan(mask, max_pages)
+            except Error as err:  # the process exited or became unreadable: say so, keep the view
+                if not hasattr(self, "selected"):
+                    raise
+                self._gone = True
+                self.status.value = (
+                    f"<span class='pmviz-status' style='color:#b00'>{html.escape(str(err))}</span>"
+                )
+                return
         self.fields.value = kernel_fields_html(mask, max_pages)
         self.code.value = (
             "<details open><summary>Python</summary><pre style='font-size:12px'>"
