@@ -47,7 +47,6 @@ from ._kernel.pagemap_scan import PAGE_SHIFT, PAGE_SIZE, REGION_DTYPE, RegionBuf
 from ._kernel.procfs import Pid
 from .categories import ALL_CATEGORIES, Category
 from .errors import NoSuchProcess, PmvizWarning
-from .maps import read_maps
 from .mask import Mask
 from .regions import Regions
 
@@ -117,10 +116,29 @@ def _zero_pfn() -> int:
         page.close()
 
 
-def _is_anon_private(path: str, perms: bytes) -> bool:
-    return perms[3:4] == b"p" and (
-        not path or path in ("[heap]", "[stack]") or path[:6] == "[anon:"
-    )
+def _is_anon(path: str) -> bool:
+    return not path or path in ("[heap]", "[stack]") or path.startswith("[anon:")
+
+
+def _vma_spans(pid: Pid, lo: int, hi: int) -> list[tuple[int, int, str, bool]]:
+    """``(start, end, path, shared)`` of the VMAs meeting ``[lo, hi)``, clipped to it.
+
+    Only what the fallback needs from ``/proc/PID/maps``: much cheaper than ``read_maps``,
+    which classifies every VMA (the fallback's fixed cost is mostly this parse).
+    """
+    spans = []
+    for line in procfs.read_text(pid, "maps").splitlines():
+        dash = line.index("-")
+        space = line.index(" ", dash)
+        start, end = int(line[:dash], 16), int(line[dash + 1 : space], 16)
+        if start >= hi:
+            break  # maps is sorted by address
+        if end <= lo:
+            continue
+        fields = line.split(None, 5)
+        path = fields[5].strip() if len(fields) > 5 else ""
+        spans.append((max(start, lo), min(end, hi), path, fields[1][3] == "s"))
+    return spans
 
 
 def scan_pagemap(
@@ -186,15 +204,11 @@ def scan_pagemap(
     hi = -(-hi // PAGE_SIZE) * PAGE_SIZE
     fd = _open_pagemap(pid)
     try:
-        vmas = read_maps(pid)
         out = _Writer(fd, pid)
-        starts = np.maximum(vmas.start, np.uint64(lo)).tolist()
-        ends = np.minimum(vmas.end, np.uint64(hi)).tolist()
-        perms = vmas.array["perms"].tolist()
-        for s, e, path, perm in zip(starts, ends, vmas.paths.tolist(), perms):
+        for s, e, path, shared in _vma_spans(pid, lo, hi):
             # Per VMA (not per page): a few hundred, at most a few thousand.
-            if s < e and path not in _PFNMAP_NAMES:
-                out.add_vma(s, e, _is_anon_private(path, perm))
+            if path not in _PFNMAP_NAMES:
+                out.add_vma(s, e, not shared and _is_anon(path))
         runs = out.result()
     except OSError as err:  # pread after the target exited, or lost access
         raise procfs.translate(err, pid, "pagemap") from err

@@ -98,7 +98,12 @@ _SHM_PREFIXES = ("/dev/shm/", "/SYSV", "/memfd:", "/dev/zero")
 
 
 def _in_shadow(start: int, end: int) -> bool:
+    if start >= _SHADOW_END:  # the usual anonymous VMA near the top of the address space
+        return False
     return any(lo <= start and end <= hi for rs in SHADOW_RANGES.values() for lo, hi in rs)
+
+
+_SHADOW_END = max(hi for rs in SHADOW_RANGES.values() for _, hi in rs)
 
 
 class Vmas:
