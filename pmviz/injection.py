@@ -8,8 +8,13 @@ given back with its registers and syscall-restart state intact). Registration, a
 harvesting then happen from outside, through that duplicate and ``/proc/PID/pagemap``
 (``pmviz.tracking.UffdTracker``). Consequences worth knowing:
 
-* Between those two syscalls the target runs untraced: no ptrace stops, no TracerPid, its own
-  debugger can attach; its other threads never stop at all.
+* Apart from those two syscalls the target runs untraced: no ptrace stops, no TracerPid, its
+  own debugger can attach later; its other threads never stop at all.
+* Refused, with the reason and the fix: ptrace not permitted (``kernel.yama.ptrace_scope``,
+  CAP_SYS_PTRACE, another user's process, an existing tracer), a job-control-stopped target,
+  and targets under a seccomp filter (an injected syscall it forbids could kill it).
+* VMAs larger than ``max_vma_bytes`` are not tracked: arming a VMA costs one page table per
+  2 MiB of it, populated or not (a sanitizer's terabytes of shadow would exhaust memory).
 * The target holds no extra file descriptor. pmviz holds the only reference to the uffd, so
   when pmviz ends, whichever way (``close()``, an exception, Ctrl-C, even SIGKILL), the
   kernel unregisters every VMA and drops every write protection: the target is left as found.
@@ -43,10 +48,10 @@ import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from queue import SimpleQueue
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from ._kernel import inject, procfs, ptrace
+from ._kernel import ptrace_access as access
 from ._kernel import uffd as kuffd
 from .errors import AccessDenied, Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
 from .features import features
@@ -54,186 +59,8 @@ from .regions import Regions
 
 __all__ = ["InjectedTracker", "WriteSourceChoice", "attach", "track", "open_write_source"]
 
-T = TypeVar("T")
 MAX_VMA_BYTES = 16 << 30
 """VMAs larger than this are not tracked by default (see :func:`_engine`)."""
-_CAP_SYS_PTRACE = 19
-
-
-# -- the tracer thread -------------------------------------------------------------------------
-class _TracerThread:
-    """One thread that issues every ptrace request of a tracker, in order."""
-
-    def __init__(self, name: str) -> None:
-        self._queue: SimpleQueue[tuple[Callable[[], Any], Future] | None] = SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while (item := self._queue.get()) is not None:
-            fn, future = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except BaseException as err:  # handed to the caller's thread
-                    future.set_exception(err)
-
-    def submit(self, fn: Callable[[], T]) -> Future:
-        future: Future = Future()
-        self._queue.put((fn, future))
-        return future
-
-    def call(self, fn: Callable[[], T]) -> T:
-        if threading.current_thread() is self._thread:
-            return fn()
-        return self.submit(fn).result()
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=10)
-
-
-# -- permission diagnosis ----------------------------------------------------------------------
-def _status(pid: int) -> dict[str, str]:
-    text = procfs.read_text(pid, "status")
-    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
-
-
-def _has_cap_sys_ptrace() -> bool:
-    caps = int(_status(os.getpid()).get("CapEff", "0"), 16)
-    return bool(caps >> _CAP_SYS_PTRACE & 1)
-
-
-def _ptrace_scope() -> int | None:
-    try:
-        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return None
-
-
-def _preflight(pid: int) -> None:
-    """Refuse what we must not inject into, naming the reason and the remedy."""
-    if pid == os.getpid():
-        raise ValueError("pmviz cannot inject into its own process; use pmviz.WriteTracker()")
-    st = _status(pid)
-    if st.get("State", "").startswith(("Z", "X")):
-        raise NoSuchProcess(pid, f"process {pid} has exited (it is a zombie)")
-    tracer = int(st.get("TracerPid", "0"))
-    if tracer and tracer != os.getpid():
-        comm = _comm(tracer)
-        raise AccessDenied(
-            pid,
-            f"process {pid} is already traced by process {tracer} ({comm}), e.g. a debugger; "
-            "a process can have only one tracer: detach it first (gdb: `detach`, strace: "
-            "Ctrl-C), then attach pmviz",
-        )
-    if st.get("Seccomp", "0").strip() != "0":
-        raise AccessDenied(
-            pid,
-            f"process {pid} runs under seccomp (mode {st['Seccomp'].strip()}): an injected "
-            "userfaultfd() could be answered by its filter with SIGSYS and kill it, so pmviz "
-            "does not inject; record it without write tracking",
-        )
-    try:
-        with open(f"/proc/{pid}/maps") as f:
-            if not f.read(1):
-                raise ValueError(f"process {pid} is a kernel thread: no user memory to track")
-    except OSError as err:
-        raise procfs.translate(err, pid, "maps") from err
-
-
-def _comm(pid: int) -> str:
-    try:
-        return procfs.read_text(pid, "comm").strip()
-    except Error:
-        return "?"
-
-
-def _denied(pid: int, err: OSError) -> Error:
-    """``PTRACE_SEIZE`` failed: say which rule forbids it and how to lift it."""
-    if err.errno == errno.ESRCH:
-        return NoSuchProcess(pid)
-    if err.errno not in (errno.EPERM, errno.EACCES):
-        return Error(f"ptrace attach to {pid}: {os.strerror(err.errno or 0)}")
-    scope = _ptrace_scope()
-    cap = _has_cap_sys_ptrace()
-    try:
-        st = _status(pid)
-    except Error as gone:
-        return gone
-    tracer = int(st.get("TracerPid", "0"))
-    uids = {int(u) for u in st.get("Uid", "").split()}
-    if tracer:
-        why = f"it is already traced by process {tracer} ({_comm(tracer)}); detach that first"
-    elif scope == 3:
-        why = (
-            "kernel.yama.ptrace_scope=3 forbids every ptrace attach until reboot; record "
-            "without write tracking"
-        )
-    elif scope == 2 and not cap:
-        why = (
-            "kernel.yama.ptrace_scope=2 allows attaching only with CAP_SYS_PTRACE: run pmviz "
-            "as root (or `setcap cap_sys_ptrace+ep` on the interpreter)"
-        )
-    elif uids != {os.geteuid()} and not cap:
-        why = (
-            f"it belongs to another user (uid {sorted(uids)}): attaching to another user's "
-            "process needs CAP_SYS_PTRACE (run pmviz as root)"
-        )
-    elif scope == 1 and not cap:
-        why = (
-            "kernel.yama.ptrace_scope=1 allows attaching only to your own descendants: "
-            "launch the program through pmviz (`pmviz record -- CMD`, pmviz.track), or "
-            "`sudo sysctl kernel.yama.ptrace_scope=0`, or run as root"
-        )
-    else:
-        why = (
-            "it is not dumpable (a setuid/setgid program, or prctl(PR_SET_DUMPABLE, 0)) or a "
-            "security module (SELinux/AppArmor) denies ptrace; that needs CAP_SYS_PTRACE"
-        )
-    return AccessDenied(pid, f"may not attach to process {pid} with ptrace: {why}")
-
-
-def _starttime(pid: int) -> int | None:
-    try:
-        text = procfs.read_text(pid, "stat")
-    except Error:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def _has_memory(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/maps", "rb") as f:
-            return bool(f.read(1))
-    except OSError:
-        return False
-
-
-def _pick_thread(pid: int) -> int:
-    """A thread to borrow: the leader unless it is asleep uninterruptibly (``D``: a vfork
-    parent, disk I/O), where ``PTRACE_INTERRUPT`` could wait indefinitely, or already dead.
-    """
-    best = pid
-    try:
-        tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return pid
-    for tid in [pid] + [t for t in tids if t != pid]:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                text = f.read()
-        except OSError:
-            continue
-        state = text[text.rindex(")") + 2]
-        if state in "RS":
-            return tid
-    return best
 
 
 # -- the tracker -------------------------------------------------------------------------------
@@ -272,7 +99,7 @@ class InjectedTracker:
         self,
         pid: int,
         process: subprocess.Popen | None,
-        tracer: _TracerThread,
+        tracer: ptrace.TracerThread,
         max_vma_bytes: int = MAX_VMA_BYTES,
     ):
         self.pid = pid
@@ -285,7 +112,7 @@ class InjectedTracker:
         self._lost = ""
         self._lock = threading.RLock()
         self._closed = False
-        self._starttime = _starttime(pid)
+        self._starttime = access.starttime(pid)
         _live.add(self)
 
     # -- WriteSource ---------------------------------------------------------------------------
@@ -317,7 +144,7 @@ class InjectedTracker:
                 return self._inner.collect()
             except NoSuchProcess:
                 # Exiting (its mm already gone, maps empty) or exited: that is the end.
-                if not (self.alive and _has_memory(self.pid)):
+                if not (self.alive and access.has_memory(self.pid)):
                     raise
             # Alive but its old mm is gone: it called execve. Track the new image.
             self._inner.close()
@@ -366,7 +193,7 @@ class InjectedTracker:
         # this thread could swallow a ptrace stop meant for the tracer thread.
         if self.process is not None and self.process.returncode is not None:
             return False
-        st = _starttime(self.pid)
+        st = access.starttime(self.pid)
         return st is not None and st == self._starttime
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -386,7 +213,9 @@ class InjectedTracker:
         except ProcessLookupError:
             pidfd = -1
         try:
-            if pidfd >= 0 and (self.process is not None or _starttime(self.pid) == self._starttime):
+            if pidfd >= 0 and (
+                self.process is not None or access.starttime(self.pid) == self._starttime
+            ):
                 poller = select.poll()
                 poller.register(pidfd, select.POLLIN)
                 ms = None if timeout is None else max(0, int(timeout * 1000))
@@ -427,8 +256,8 @@ class InjectedTracker:
 
     # -- injection (tracer thread only) --------------------------------------------------------
     def _inject_seized(self) -> None:
-        _preflight(self.pid)
-        tid = _pick_thread(self.pid)
+        access.preflight(self.pid)
+        tid = access.pick_thread(self.pid)
         try:
             remote = inject.Remote.seize(self.pid, tid)
         except ChildProcessError as err:
@@ -439,7 +268,7 @@ class InjectedTracker:
         except ProcessLookupError as err:
             raise NoSuchProcess(self.pid) from err
         except OSError as err:
-            raise _denied(self.pid, err) from err
+            raise access.denied(self.pid, err) from err
         self._setup(remote)
 
     def _setup(self, remote: inject.Remote) -> None:
@@ -586,8 +415,8 @@ def attach(pid: int, *, max_vma_bytes: int = MAX_VMA_BYTES) -> InjectedTracker:
         raise ValueError("attach() needs a pid; for this process use pmviz.WriteTracker()")
     pid = normalized
     _check_kernel()
-    _preflight(pid)
-    tracer = _TracerThread(f"pmviz-tracer-{pid}")
+    access.preflight(pid)
+    tracer = ptrace.TracerThread(f"pmviz-tracer-{pid}")
     tracker = InjectedTracker(pid, None, tracer, max_vma_bytes)
     _run_setup(tracker, tracker._inject_seized)
     return tracker
@@ -653,14 +482,14 @@ def track(
             user_preexec()
         ptrace.traceme()
 
-    tracer = _TracerThread(f"pmviz-tracer-{cmd[0]}")
+    tracer = ptrace.TracerThread(f"pmviz-tracer-{cmd[0]}")
 
     def launch() -> InjectedTracker:
         # Popen on the tracer thread: PTRACE_TRACEME makes the forking *thread* the tracer.
         try:
             proc = subprocess.Popen(cmd, preexec_fn=preexec, **popen_kwargs)
         except subprocess.SubprocessError as err:
-            scope = _ptrace_scope()
+            scope = access.ptrace_scope()
             raise AccessDenied(
                 None,
                 f"PTRACE_TRACEME failed in the child (kernel.yama.ptrace_scope={scope}); "
@@ -669,7 +498,7 @@ def track(
         tracker = InjectedTracker(proc.pid, proc, tracer, max_vma_bytes)
         try:
             remote = inject.Remote.at_exec(proc.pid)
-            tracker._starttime = _starttime(proc.pid)
+            tracker._starttime = access.starttime(proc.pid)
             tracker._setup(remote)
         except BaseException:
             _kill(proc)
@@ -710,7 +539,7 @@ def _run_setup(tracker: InjectedTracker, fn: Callable[[], None]) -> None:
         raise
 
 
-def _wait_future(future: Future, tracer: _TracerThread) -> Any:
+def _wait_future(future: Future, tracer: ptrace.TracerThread) -> Any:
     """``future.result()``; on Ctrl-C the injection still finishes cleanly, then is undone."""
     try:
         return future.result()

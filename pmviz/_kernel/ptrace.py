@@ -11,7 +11,14 @@ import ctypes
 import os
 import platform
 import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
+from queue import SimpleQueue
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 PTRACE_TRACEME = 0
 PTRACE_CONT = 7
@@ -164,3 +171,36 @@ def wait_stop(tid: int) -> Stop:
     if event:
         return Stop("event-stop", sig, event, status)
     return Stop("signal", sig, status=status)
+
+
+class TracerThread:
+    """One thread that issues every ptrace request of a tracker, in order."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: SimpleQueue[tuple[Callable[[], Any], Future] | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, future = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as err:  # handed to the caller's thread
+                    future.set_exception(err)
+
+    def submit(self, fn: Callable[[], T]) -> Future:
+        future: Future = Future()
+        self._queue.put((fn, future))
+        return future
+
+    def call(self, fn: Callable[[], T]) -> T:
+        if threading.current_thread() is self._thread:
+            return fn()
+        return self.submit(fn).result()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
