@@ -61,6 +61,8 @@ def preflight(pid: int) -> None:
             if not f.read(1):
                 raise ValueError(f"process {pid} is a kernel thread: no user memory to track")
     except OSError as err:
+        if err.errno in (errno.EACCES, errno.EPERM):
+            raise denied(pid, err) from err  # the same rules as ptrace: say which one
         raise procfs.translate(err, pid, "maps") from err
 
 
