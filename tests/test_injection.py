@@ -342,6 +342,24 @@ def test_other_users_process_names_capability(bins):
     d.finish()
 
 
+def test_no_fd_or_thread_leaks_in_pmviz(bins):
+    def own_fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    d = Driven(start(bins["phases"]))
+    before_fds, before_threads = own_fds(), threading.active_count()
+    for _ in range(5):
+        with injection.attach(d.proc.pid) as t:
+            d.phase(0)
+            t.collect()
+        t = injection.track(["true"])
+        t.wait()
+        t.close()
+    assert own_fds() == before_fds
+    assert threading.active_count() == before_threads  # tracer threads ended
+    d.finish()
+
+
 def test_bad_arguments():
     with pytest.raises(TypeError, match="list of arguments"):
         injection.track("ls -l")
