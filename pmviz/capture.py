@@ -84,7 +84,7 @@ class CaptureMeta:
 class Snapshot(NamedTuple):
     """One snapshot, as views into its capture."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, as the lead's API has it
     time_ns: int
     regions: Regions
     written: Regions | None
@@ -148,7 +148,7 @@ class Capture:
         self,
         meta: CaptureMeta,
         time_ns: np.ndarray,
-        regions: np.ndarray,
+        regions: np.ndarray | None,
         region_offsets: np.ndarray,
         *,
         written: np.ndarray | None = None,
@@ -208,7 +208,11 @@ class Capture:
         A ``None`` VMA table repeats the previous one; written sets must be all present or all
         ``None``. Meant for tests and synthetic data; the recorder appends columns directly.
         """
-        times, regs, wr, tables, index = [], [], [], [], []
+        times: list[int] = []
+        regs: list[np.ndarray] = []
+        wr: list[np.ndarray | None] = []
+        tables: list[Vmas] = []
+        index: list[int] = []
         for t, r, w, v in snapshots:
             times.append(int(t))
             regs.append(r.array)
@@ -220,13 +224,14 @@ class Capture:
         if any(has_w) and not all(has_w):
             raise ValueError("either every snapshot has a written set or none has")
         empty = np.empty(0, REGION_DTYPE)
+        ws = [w for w in wr if w is not None] if all(has_w) and wr else None
         return cls(
             meta,
             np.array(times, dtype=np.int64),
             np.concatenate(regs) if regs else empty,
             _offsets([len(r) for r in regs]),
-            written=(np.concatenate(wr) if wr else empty) if all(has_w) and wr else None,
-            written_offsets=_offsets([len(w) for w in wr]) if all(has_w) and wr else None,
+            written=np.concatenate(ws) if ws else (empty if ws is not None else None),
+            written_offsets=_offsets([len(w) for w in ws]) if ws is not None else None,
             vma_tables=tables or None,
             vma_index=np.array(index, dtype=np.int32),
             telemetry={"n_regions": np.array([len(r) for r in regs], dtype=np.int64)},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import mmap
 
 import numpy as np
@@ -13,11 +12,6 @@ from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta
 from ..maps import Vmas
 
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Python < 3.13 lacks the name
-_MADV_POPULATE_WRITE = 23  # Linux >= 5.14; older kernels say EINVAL and nothing happens
-_libc = ctypes.CDLL(None, use_errno=True)
-_madvise = _libc.madvise
-_madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_madvise.restype = ctypes.c_int
 
 
 class _RowStore:
@@ -36,7 +30,6 @@ class _RowStore:
     def __init__(self, initial_bytes: int = INITIAL_BYTES) -> None:
         self.buf = self._reserve(initial_bytes // REGION_DTYPE.itemsize)
         self.used = 0
-        self.faulted = 0  # rows [0, faulted) are known to be faulted in
 
     @staticmethod
     def _reserve(rows: int) -> np.ndarray:
@@ -49,31 +42,12 @@ class _RowStore:
             m.madvise(mmap.MADV_HUGEPAGE)
         return np.frombuffer(m, REGION_DTYPE, count=rows)
 
-    def prefault(self, rows: int) -> None:
-        """Fault in the next ``rows`` rows past the last used one (``MADV_POPULATE_WRITE``).
-
-        The recorder calls this from a helper thread, so that the kernel's copy-out of the
-        next scan lands on memory that is already there instead of faulting it in page by
-        page inside the scan.
-        """
-        buf = self.buf
-        lo = max(self.used, self.faulted)
-        hi = min(self.used + rows, len(buf))
-        if hi - lo < 4096 // REGION_DTYPE.itemsize:
-            return
-        base = buf.ctypes.data
-        start = (base + lo * REGION_DTYPE.itemsize + 4095) & ~4095
-        end = (base + hi * REGION_DTYPE.itemsize) & ~4095
-        if end > start and _madvise(start, end - start, _MADV_POPULATE_WRITE) == 0:
-            self.faulted = hi
-
     def tail(self, start: int, n: int) -> np.ndarray:
         """Writable rows ``[start, start + n)``, growing the column if it must."""
         if start + n > len(self.buf):
             bigger = self._reserve(max(start + n, 8 * len(self.buf)))
             bigger[: self.used] = self.buf[: self.used]  # rows past start: a scan in progress
             self.buf = bigger
-            self.faulted = self.used
         self.used = max(self.used, start + n)
         return self.buf[start : start + n]
 
@@ -105,12 +79,6 @@ class CaptureBuilder:
         bigger = np.empty(max(need, 2 * len(buf)), buf.dtype)
         bigger[: len(buf)] = buf
         return bigger
-
-    def prefault(self, region_rows: int, written_rows: int = 0) -> None:
-        """Fault in room for the next snapshots (see ``_RowStore.prefault``)."""
-        self._regs.prefault(region_rows)
-        if self._wr is not None and written_rows:
-            self._wr.prefault(written_rows)
 
     def region_tail(self, n: int) -> np.ndarray:
         """Room for ``n`` region rows of the next snapshot (the recorder scans into it)."""

@@ -160,9 +160,6 @@ class Recorder:
             self._kill_launched()
             raise
         self._thread = threading.Thread(target=self._run, name="pmviz-recorder", daemon=True)
-        self._prefault_wanted = threading.Event()
-        self._prefault_rows = (0, 0)
-        threading.Thread(target=self._prefault_loop, name="pmviz-prefault", daemon=True).start()
         self._thread.start()
         if self._writer is not None:
             self._writer_thread = threading.Thread(
@@ -347,9 +344,6 @@ class Recorder:
                         "snapshot_ns": time.monotonic_ns() - t_snap,
                     },
                 )
-                # room for the next scan, faulted in by the helper thread
-                self._prefault_rows = (room, 2 * len(written) if written is not None else 0)
-                self._prefault_wanted.set()
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"{n_rows} regions", refresh=False)
@@ -374,16 +368,6 @@ class Recorder:
             self._stop.set()
             if self._writer_thread is None:
                 self._finish()
-
-    def _prefault_loop(self) -> None:
-        """Fault in the row store ahead of the scans, off the recording thread (2+ CPUs)."""
-        builder = self._builder
-        assert builder is not None
-        while not self._done.is_set():
-            if not self._prefault_wanted.wait(0.2):
-                continue
-            self._prefault_wanted.clear()
-            builder.prefault(*self._prefault_rows)
 
     def _swapped_resolver(self) -> Any:
         """On uffd-wp tracking, markers read as SWAPPED (spec gotcha 9): clear them per scan."""

@@ -35,7 +35,7 @@ class _Target:
                     f"cannot start {target[0]!r}: no such program (or not executable) on PATH"
                 )
         else:
-            pid = procfs.normalize_pid(target)
+            pid = procfs.normalize_pid(target)  # type: ignore[arg-type]  # str/int left
             if pid == "self":  # pragma: no cover - handled above
                 raise AssertionError
             self.pid = self.real_pid = int(pid)
@@ -43,11 +43,12 @@ class _Target:
 
     def launch(self, process: Any = None) -> None:
         if process is None:
+            cmd = self.launch_command
+            assert cmd is not None
             try:
-                assert self.launch_command is not None
-                process = subprocess.Popen(self.launch_command)
+                process = subprocess.Popen(cmd)
             except OSError as err:
-                raise Error(f"cannot start {self.launch_command[0]!r}: {err.strerror}") from err
+                raise Error(f"cannot start {cmd[0]!r}: {err.strerror}") from err
         self.process = process
         self.pid = self.real_pid = int(process.pid)
 

@@ -169,7 +169,7 @@ class StoredCapture(Capture):
         super().__init__(
             meta,
             snaps["time_ns"],
-            None,  # type: ignore[arg-type] - loaded lazily
+            None,  # loaded lazily: see the regions property
             _offsets(snaps["region_rows"]),
             vma_index=snaps["vma_table"],
             telemetry={k: snaps[k] for k in TELEMETRY_FIELDS},
@@ -348,7 +348,7 @@ class StoredCapture(Capture):
         t = pa.concat_tables(tabs) if tabs else _empty(fmt.VMAS_SCHEMA)
         ids = _column(t, "vma_table")
         arr = np.empty(t.num_rows, VMA_DTYPE)
-        for name in VMA_DTYPE.names:
+        for name in VMA_DTYPE.names or ():
             if name == "perms":  # per VMA, not per region: a list is fine
                 arr[name] = [p.encode() for p in t.column(name).to_pylist()]
             else:
@@ -427,7 +427,9 @@ class StoredCapture(Capture):
                 s_end, s_start = st.get("end"), st.get("start")
                 if (
                     s_end is not None
+                    and s_start is not None
                     and s_end.has_min_max
+                    and s_start.has_min_max
                     and (s_end.max <= start or s_start.min >= end)
                 ):
                     continue
