@@ -91,3 +91,21 @@ def test_report_of_a_recorded_child(tmp_path):
     png = tmp_path / "grow.png"
     assert main(["heatmap", str(out), "-o", str(png)]) == 0
     assert png.read_bytes().startswith(PNG)
+
+
+def test_cli_heatmap_auto_axis_collapses_asan_shadow(tmp_path):
+    import pathlib
+
+    import pmviz.analysis as pa
+
+    path = pathlib.Path(__file__).parent.parent / "sample_data" / "asan-phases.pmviz"
+    if not path.exists():
+        pytest.skip("sample capture not built")
+    cap = pmviz.open(str(path))
+    compact = pa.address_axis(cap, kind="compact")
+    auto = pa.address_axis(cap, kind="auto")
+    assert auto.kind == "occupied" and auto.length < 0.01 * compact.length
+    assert "shadow" in auto.labels.tolist()
+    png = tmp_path / "asan.png"
+    assert main(["heatmap", str(path), "-o", str(png), "--category", "present"]) == 0
+    assert png.read_bytes().startswith(PNG)
