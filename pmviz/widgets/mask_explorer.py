@@ -41,6 +41,10 @@ class MaskExplorer(widgets.VBox):
     :meth:`Mask.apply` — bit for bit what the kernel would have returned, no rescan. On a pid
     the process is scanned again with the mask.
 
+    When sanitizer shadow is most of the mapped memory (an ASan build reserves ~20 TiB), the
+    heatmap's address axis leaves the shadow VMAs out — they would squeeze everything else into
+    a few pixels; the region table and counts still include them.
+
     Parameters
     ----------
     source : Capture or int or "self"
