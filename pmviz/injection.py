@@ -56,11 +56,9 @@ from ._kernel import uffd as kuffd
 from .errors import AccessDenied, Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
 from .features import features
 from .regions import Regions
+from .tracking._engine import MAX_VMA_BYTES
 
 __all__ = ["InjectedTracker", "WriteSourceChoice", "attach", "track", "open_write_source"]
-
-MAX_VMA_BYTES = 16 << 30
-"""VMAs larger than this are not tracked by default (see :func:`_engine`)."""
 
 
 # -- the tracker -------------------------------------------------------------------------------
@@ -309,31 +307,10 @@ class InjectedTracker:
 
 
 def _engine(pid: int, fd: int, max_vma_bytes: int) -> Any:
-    """The tracking engine on a uffd of ``pid``, minus VMAs too large to arm.
+    """The tracking engine on a uffd of ``pid``; VMAs too large to arm are skipped by it."""
+    from .tracking import UffdTracker
 
-    Arming write-protects holes too (WP_UNPOPULATED installs a marker per page), which
-    allocates a page table for every 2 MiB of the VMA (size / 512 bytes) whether or not it
-    holds data: a sanitizer's 16 TiB shadow or a huge ``MAP_NORESERVE`` reservation would
-    need gigabytes of kernel memory in the target and can bring the whole machine into OOM.
-    Such VMAs are reported in ``skipped`` instead.
-    """
-    from .tracking import SkippedRange, UffdTracker
-
-    class _Bounded(UffdTracker):
-        def _candidates(self, vmas: Any) -> Any:
-            pairs, idx = super()._candidates(vmas)
-            big = (pairs[:, 1] - pairs[:, 0]) > max_vma_bytes
-            for (lo, hi), i in zip(pairs[big].tolist(), idx[big].tolist()):
-                self._skipped[(lo, hi)] = SkippedRange(
-                    lo,
-                    hi,
-                    vmas.path(i),
-                    f"larger than max_vma_bytes={max_vma_bytes:#x}: arming it would allocate "
-                    f"{(hi - lo) >> 9 >> 20} MiB of page tables in the target",
-                )
-            return pairs[~big], idx[~big]
-
-    return _Bounded(pid, fd, owns_fd=True)
+    return UffdTracker(pid, fd, owns_fd=True, max_vma_bytes=max_vma_bytes)
 
 
 def _now() -> float:

@@ -668,3 +668,22 @@ def test_heap_growth_inside_a_tracked_range_is_exact():
             assert page_set(tracker.collect(), lo, lo + 256 * P) == pages(lo, [10])
         finally:
             shrink_heap_back(lo + 64 * P, brk0)
+
+
+@pytest.mark.kernel
+def test_whole_process_tracker_skips_huge_sparse_vmas():
+    # Arming a 64 GiB reservation would allocate 128 MiB of page tables for nothing; the
+    # engine lists it in `skipped` instead (one limit for WriteTracker and injection).
+    big = mmap.mmap(
+        -1, 64 << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000
+    )  # MAP_NORESERVE
+    lo = ctypes.addressof(ctypes.c_char.from_buffer(big))
+    try:
+        with pmviz.WriteTracker() as t:
+            assert any(s.start <= lo < s.end and "max_vma_bytes" in s.reason for s in t.skipped)
+            reg = t.registered
+            assert not ((reg.start <= lo) & (reg.end > lo)).any()
+            big[0] = 1
+            assert not (t.collect().start == lo).any()
+    finally:
+        big.close()

@@ -34,7 +34,13 @@ from ._harvest import translate as _translate
 from ._maps import VmaRows, read_vma_rows
 from ._ranges import as_ranges
 
-__all__ = ["UffdTracker", "SkippedRange", "open_uffd", "as_ranges"]
+__all__ = ["UffdTracker", "SkippedRange", "open_uffd", "as_ranges", "MAX_VMA_BYTES"]
+
+# Arming write-protects holes too (WP_UNPOPULATED installs a marker per page), which allocates
+# a page table for every 2 MiB of a VMA (size / 512 bytes) whether or not it holds data: a
+# sanitizer's 16 TiB shadow or a huge MAP_NORESERVE reservation would need gigabytes of kernel
+# memory and can bring the whole machine into OOM (seen here: 9.9 GB of page tables).
+MAX_VMA_BYTES = 16 << 30
 
 _WRITTEN = int(Category.WRITTEN)
 _WPALLOWED = int(Category.WPALLOWED)
@@ -146,12 +152,25 @@ class UffdTracker:
         writable VMA, now and later.
     owns_fd : bool
         Close ``uffd_fd`` in :meth:`close` (closing drops all write-protect state).
+    max_vma_bytes : int or None
+        With ``ranges=None``, VMAs larger than this are not tracked but listed in
+        :attr:`skipped` (arming costs ``size / 512`` bytes of page tables, data or not).
+        ``None`` tracks every VMA whatever its size. Explicit ``ranges`` are always tracked.
     """
 
     mechanism = "uffd-wp"
 
-    def __init__(self, pid: Pid, uffd_fd: int, ranges: Any = None, *, owns_fd: bool = True):
+    def __init__(
+        self,
+        pid: Pid,
+        uffd_fd: int,
+        ranges: Any = None,
+        *,
+        owns_fd: bool = True,
+        max_vma_bytes: int | None = MAX_VMA_BYTES,
+    ):
         self.pid = procfs.normalize_pid(pid)
+        self.max_vma_bytes = max_vma_bytes
         self._uffd = uffd_fd
         self._owns_fd = owns_fd
         self._pagemap_fd = -1
@@ -247,7 +266,19 @@ class UffdTracker:
         if self._ranges is not None:
             return iv.intersect_indexed(vmas.pairs, self._ranges)
         idx = vmas.writable_private()
-        return vmas.pairs[idx], idx
+        pairs = vmas.pairs[idx]
+        if self.max_vma_bytes is not None:
+            big = (pairs[:, 1] - pairs[:, 0]) > self.max_vma_bytes
+            for (lo, hi), i in zip(pairs[big].tolist(), idx[big].tolist()):
+                self._skipped[(lo, hi)] = SkippedRange(
+                    lo,
+                    hi,
+                    vmas.path(i),
+                    f"larger than max_vma_bytes={self.max_vma_bytes:#x}: arming it would "
+                    f"allocate {(hi - lo) >> 9 >> 20} MiB of page tables",
+                )
+            pairs, idx = pairs[~big], idx[~big]
+        return pairs, idx
 
     def _unregistered(self, spans: np.ndarray) -> np.ndarray:
         """The parts of ``spans`` whose VMAs carry no async-WP registration (any uffd's).
