@@ -79,10 +79,22 @@ def test_doctor_table_and_json(capsys):
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
     assert "PAGEMAP_SCAN" in text and "userfaultfd WP_ASYNC" in text and "THP" in text
+    assert "scan backend          PAGEMAP_SCAN ioctl" in text
     assert main(["doctor", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["pagemap_scan"] is True and d["categories"] == 0x1FF
     assert d == json.loads(json.dumps(pmviz.features().as_dict()))
+
+
+def test_doctor_names_the_fallback_when_the_probe_says_no(monkeypatch, capsys):
+    from dataclasses import replace
+
+    import pmviz.cli.doctor as doctor
+
+    fake = replace(pmviz.features(), pagemap_scan=False, categories=Category(0))
+    monkeypatch.setattr(doctor, "features", lambda: fake)
+    assert main(["doctor"]) == 0
+    assert "classic pagemap fallback (HUGE and WPALLOWED unknown" in capsys.readouterr().out
 
 
 def test_cli_as_a_subprocess(child):

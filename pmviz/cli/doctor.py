@@ -27,6 +27,14 @@ def run(args: argparse.Namespace) -> int:
             yes[f.pagemap_scan] + ("" if f.pagemap_scan else " (fallback: classic pagemap)"),
         ),
         (
+            "scan backend",
+            "PAGEMAP_SCAN ioctl"
+            if f.pagemap_scan
+            else "classic pagemap fallback (HUGE and WPALLOWED unknown"
+            + ("" if f.pfn_visible else ", PFNZERO needs CAP_SYS_ADMIN")
+            + ")",
+        ),
+        (
             "categories",
             f"{int(f.categories):#x} (" + "|".join(c.name or "" for c in f.categories) + ")",
         ),
