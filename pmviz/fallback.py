@@ -24,9 +24,11 @@ WRITTEN                 "not uffd-write-protected": the inverse of bit 57 for pr
                         ``pte_none`` in an existing page table and nothing for a PMD hole
                         (non-uffd VMA, Linux 6.18). The classic entry is 0 for both, so an empty
                         page counts as in a hole when no page of its 2 MiB block is mapped or
-                        swapped, and as ``pte_none`` (WRITTEN) otherwise. Wrong for blocks that
-                        were emptied by MADV_DONTNEED (the page table stays: the ioctl says
-                        WRITTEN) and for holes in uffd-wp VMAs (the ioctl says WRITTEN).
+                        swapped, and as ``pte_none`` (WRITTEN) otherwise. Wrong for blocks
+                        whose pages were all mapped once and unmapped since (MADV_DONTNEED;
+                        reclaim or MADV_PAGEOUT of shmem and file pages, which leave
+                        ``pte_none``): the page table stays and the ioctl says WRITTEN. Also
+                        wrong for holes in uffd-wp VMAs (the ioctl says WRITTEN).
 HUGE, WPALLOWED         unknown: never set. A mask that filters on them warns.
 ======================  ======================================================================
 

@@ -336,3 +336,40 @@ def _child(spec: dict) -> None:  # pragma: no cover - runs in the child
 
 if __name__ == "__main__":  # pragma: no cover
     _child(json.loads(sys.argv[1]))
+
+
+def random_areas(draw, *, swap: bool = False) -> list[Area]:
+    """A hypothesis-drawn layout (``draw`` from ``st.composite``): 1-4 areas of every kind.
+
+    No MADV_DONTNEED and no paging out of shmem or file pages (both leave emptied page
+    tables: the fallback's documented WRITTEN miss); MADV_PAGEOUT of anonymous memory only
+    when ``swap`` (a swap device must be on for it to mean anything).
+    """
+    from hypothesis import strategies as st
+
+    def page_set(n: int) -> list:
+        spans = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 64)), max_size=4))
+        step = draw(st.sampled_from([1, 1, 2, 3]))
+        return [[lo, min(n, lo + length), step] for lo, length in spans]
+
+    areas = []
+    for i in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["anon", "anon", "shared", "memfd", "file_private"]))
+        n = draw(st.sampled_from([1, 7, 64, 511, 512, 513, 1024]))
+        areas.append(
+            Area(
+                f"r{i}",
+                n,
+                kind=kind,
+                huge=kind == "anon" and n >= 512 and draw(st.booleans()),
+                write=page_set(n),
+                read=page_set(n),
+                uffd=kind in ("anon", "shared") and draw(st.booleans()),
+                write_after_arm=page_set(n),
+                # Paged-out shmem/file pages become pte_none, not swap entries (spec gotcha 9).
+                pageout=page_set(n) if swap and kind == "anon" else [],
+                guard=page_set(n) if kind == "anon" and draw(st.booleans()) else [],
+                gap_before=draw(st.booleans()) or i == 0,
+            )
+        )
+    return areas

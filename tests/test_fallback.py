@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from layouts import DONTNEED, RICH, SWAP, spawn_layout
+from layouts import DONTNEED, RICH, SWAP, random_areas, spawn_layout
 
 import pmviz
 import pmviz.fallback as fallback
@@ -196,3 +196,27 @@ def pickle_roundtrip(obj):
     import pickle
 
     return pickle.loads(pickle.dumps(obj))
+
+
+@st.composite
+def drawn_layouts(draw):
+    return random_areas(draw, swap=True)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(areas=drawn_layouts(), mask=known_masks(), max_pages=st.integers(0, 2000))
+def test_random_layouts_agree(swapfile, tmp_path_factory, areas, mask, max_pages):
+    # Layouts drawn by hypothesis, swapped pages included: the kernel's own answer, the
+    # offline emulation and the fallback must all agree.
+    with spawn_layout(areas, file_dir=str(tmp_path_factory.mktemp("drawn"))) as layout:
+        full = pmviz.scan(layout.pid, *layout.span)
+        expected = mask.apply(full, max_pages=max_pages)
+        assert pmviz.scan(layout.pid, *layout.span, mask=mask, max_pages=max_pages) == expected
+        fb = scan_pagemap(layout.pid, *layout.span)
+        assert KNOWN_REPORT.apply(fb) == KNOWN_REPORT.apply(full)
+        got = scan_pagemap(layout.pid, *layout.span, mask=mask, max_pages=max_pages)
+        assert got == expected
