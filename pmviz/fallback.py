@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import mmap
 import os
+import re
 import threading
 import warnings
 
@@ -131,21 +132,20 @@ def _vma_spans(pid: Pid, lo: int, hi: int) -> list[tuple[int, int, str, bool]]:
     """``(start, end, path, shared)`` of the VMAs meeting ``[lo, hi)``, clipped to it.
 
     Only what the fallback needs from ``/proc/PID/maps``: much cheaper than ``read_maps``,
-    which classifies every VMA (the fallback's fixed cost is mostly this parse).
+    which classifies every VMA (the fallback's fixed cost is mostly reading maps).
     """
     spans = []
-    for line in procfs.read_text(pid, "maps").splitlines():
-        dash = line.index("-")
-        space = line.index(" ", dash)
-        start, end = int(line[:dash], 16), int(line[dash + 1 : space], 16)
+    for first, last, share, path in _MAPS_LINE.findall(procfs.read_text(pid, "maps")):
+        start, end = int(first, 16), int(last, 16)
         if start >= hi:
             break  # maps is sorted by address
-        if end <= lo:
-            continue
-        fields = line.split(None, 5)
-        path = fields[5].strip() if len(fields) > 5 else ""
-        spans.append((max(start, lo), min(end, hi), path, fields[1][3] == "s"))
+        if end > lo:
+            spans.append((max(start, lo), min(end, hi), path, share == "s"))
     return spans
+
+
+# "start-end perms offset dev inode   path": the fields the fallback needs, one regex pass.
+_MAPS_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S{3}(\S) \S+ \S+ \S+ *(.*)$", re.MULTILINE)
 
 
 def scan_pagemap(

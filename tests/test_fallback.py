@@ -220,3 +220,15 @@ def test_random_layouts_agree(swapfile, tmp_path_factory, areas, mask, max_pages
         assert KNOWN_REPORT.apply(fb) == KNOWN_REPORT.apply(full)
         got = scan_pagemap(layout.pid, *layout.span, mask=mask, max_pages=max_pages)
         assert got == expected
+
+
+def test_lean_maps_reader_agrees_with_read_maps(rich):
+    spans = fallback._vma_spans(rich.pid, 0, 1 << 64)
+    vmas = pmviz.read_maps(rich.pid)
+    assert [(s, e) for s, e, _, _ in spans] == list(zip(vmas.start.tolist(), vmas.end.tolist()))
+    assert [p for _, _, p, _ in spans] == list(vmas.paths)
+    assert [sh for *_, sh in spans] == [p[3:4] == b"s" for p in vmas.array["perms"].tolist()]
+    lo, hi = rich.range("zero")
+    assert fallback._vma_spans(rich.pid, lo + 4096, hi - 4096) == [
+        (lo + 4096, hi - 4096, "", False)
+    ]
