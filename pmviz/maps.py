@@ -29,10 +29,12 @@ class VmaKind(enum.IntEnum):
 
 
 # Fixed sanitizer shadow layouts on x86-64 (compiler-rt's asan_mapping.h, msan_allocator /
-# tsan_platform.h). An anonymous VMA inside one of these is shadow, whatever its size.
+# tsan_platform.h). An anonymous VMA inside one of these is shadow, provided the process shows
+# that sanitizer's signature: an anonymous reservation of at least _SIGNATURE_BYTES inside its
+# ranges (ordinary programs never reserve a TiB there, but a big arena may land in a range).
 SHADOW_RANGES: dict[str, list[tuple[int, int]]] = {
     "asan": [
-        (0x00007FFF8000, 0x00008FFF7000),  # LowShadow
+        (0x00007FFF7000, 0x00008FFF7000),  # LowShadow (its VMA starts one page low)
         (0x02008FFF7000, 0x10007FFF8000),  # HighShadow
         (0x00008FFF7000, 0x02008FFF7000),  # ShadowGap (PROT_NONE, reserved)
     ],
@@ -73,15 +75,16 @@ _SPECIAL = {
 }
 
 
-def _kind(path: str, perms: str, inode: int, start: int, end: int, shadow: bool) -> VmaKind:
+_SIGNATURE_BYTES = 1 << 40
+
+
+def _kind(path: str, perms: str, inode: int) -> VmaKind:
     # Most VMAs are mapped files, then anonymous memory: test those first (thousands per call).
     if path[:1] == "/":
         if path.startswith(_SHM_PREFIXES) or (perms[3] == "s" and inode == 0):
             return VmaKind.SHM
         return VmaKind.FILE
     if not path or path.startswith("[anon:"):
-        if shadow and _in_shadow(start, end):
-            return VmaKind.SHADOW
         if perms.startswith("---"):
             return VmaKind.GUARD
         return VmaKind.ANON
@@ -97,13 +100,19 @@ def _kind(path: str, perms: str, inode: int, start: int, end: int, shadow: bool)
 _SHM_PREFIXES = ("/dev/shm/", "/SYSV", "/memfd:", "/dev/zero")
 
 
-def _in_shadow(start: int, end: int) -> bool:
-    if start >= _SHADOW_END:  # the usual anonymous VMA near the top of the address space
-        return False
-    return any(lo <= start and end <= hi for rs in SHADOW_RANGES.values() for lo, hi in rs)
-
-
-_SHADOW_END = max(hi for rs in SHADOW_RANGES.values() for _, hi in rs)
+def _mark_shadow(a: np.ndarray) -> None:
+    """Re-label anonymous VMAs inside the shadow ranges of a sanitizer the process runs."""
+    anon = (a["kind"] == VmaKind.ANON) | (a["kind"] == VmaKind.GUARD)
+    if not anon.any():
+        return
+    start, end = a["start"], a["end"]
+    for ranges in SHADOW_RANGES.values():  # three sanitizers, a few ranges each
+        inside = np.zeros(len(a), dtype=bool)
+        for lo, hi in ranges:
+            inside |= (start >= np.uint64(lo)) & (end <= np.uint64(hi))
+        inside &= anon
+        if ((end - start)[inside] >= _SIGNATURE_BYTES).any():
+            a["kind"][inside] = VmaKind.SHADOW
 
 
 class Vmas:
@@ -150,10 +159,9 @@ class Vmas:
         a["dev_major"] = [int(d[0], 16) for d in devs]
         a["dev_minor"] = [int(d[2], 16) for d in devs]
         a["perms"] = [p.encode() for p in perms]
-        a["kind"] = [
-            _kind(path, perm, inode, start, end, detect_shadow)
-            for path, perm, inode, start, end in zip(paths, perms, inodes, starts, ends)
-        ]
+        a["kind"] = [_kind(path, perm, inode) for path, perm, inode in zip(paths, perms, inodes)]
+        if detect_shadow:
+            _mark_shadow(a)
         return cls(a, paths)
 
     @property

@@ -52,7 +52,7 @@ def test_parse_columns_and_kinds():
         VmaKind.STACK,
         VmaKind.VDSO,
         VmaKind.VDSO,
-        VmaKind.SHADOW,  # inside ASan's HighShadow
+        VmaKind.ANON,  # inside ASan's HighShadow, but no ASan signature in this table
     ]
 
 
@@ -68,7 +68,7 @@ def test_labels_and_selections():
     assert v.label(0) == "cat"
     assert v.label(2) == "[heap]"
     assert v.label(7) == "anon"
-    assert v.label(12) == "shadow"
+    assert v.label(12) == "anon"  # no sanitizer signature: see the shadow test below
     rw = v.writable_private()
     assert all(p == b"rw-p" for p in rw.array["perms"])
     assert len(rw) == 5
@@ -123,3 +123,19 @@ def test_procfs_root_is_configurable(tmp_path):
     (tmp_path / "123").mkdir()
     (tmp_path / "123" / "maps").write_text(SAMPLE)
     assert read_maps(123, procfs_root=str(tmp_path)) == Vmas.parse(SAMPLE)
+
+
+def test_shadow_needs_the_sanitizers_signature():
+    asan = (
+        "7fff7000-8fff7000 rw-p 00000000 00:00 0\n"  # LowShadow: its VMA starts a page low
+        "8fff7000-2008fff7000 ---p 00000000 00:00 0\n"  # ShadowGap
+        "2008fff7000-10007fff8000 rw-p 00000000 00:00 0\n"  # HighShadow, 15 TiB
+        "7f0000000000-7f0000100000 rw-p 00000000 00:00 0\n"  # an ordinary anonymous VMA
+    )
+    kinds = [VmaKind(k) for k in Vmas.parse(asan).kind]
+    assert kinds == [VmaKind.SHADOW] * 3 + [VmaKind.ANON]
+    assert Vmas.parse(asan).label(2) == "shadow"
+    # A 1 MiB arena that happens to land in MSan's range is not shadow.
+    arena = "10000000000-10000100000 rw-p 00000000 00:00 0\n"
+    assert [VmaKind(k) for k in Vmas.parse(arena).kind] == [VmaKind.ANON]
+    assert VmaKind(Vmas.parse(asan, detect_shadow=False).kind[2]) == VmaKind.ANON
