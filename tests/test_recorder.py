@@ -367,3 +367,15 @@ def test_ranges_limit_the_scan():
     assert int(r.start[0]) == lo and int(r.end[-1]) == hi
     assert r.pages_with(Category.PRESENT) == 256
     assert cap.meta.extra["ranges"] == [[lo, hi]]
+
+
+def test_writes_auto_without_a_mechanism_warns_and_says_why(monkeypatch):
+    from pmviz.recorder import _writes
+
+    monkeypatch.setattr(_writes, "_make_source", lambda t, w: (None, "no mechanism here"))
+    with pytest.warns(pmviz.PmvizWarning, match="no mechanism here"):
+        cap = record("self", interval=0.01, count=2, progress=False)
+    assert cap.meta.write_mechanism == "none" and not cap.has_written
+    assert cap.meta.extra["writes_reason"] == "no mechanism here"
+    with pytest.raises(pmviz.Error, match="not available"):
+        record("self", interval=0.01, count=2, writes="uffd-wp", progress=False)

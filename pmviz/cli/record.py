@@ -6,7 +6,9 @@ import argparse
 import re
 import signal
 import sys
+import warnings
 
+from ..errors import PmvizWarning
 from ..recorder import WRITES_CHOICES, Recorder
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -66,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         overwrite=args.overwrite,
     )
-    rec.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PmvizWarning)  # the reason is printed below instead
+        rec.start()
     # SIGINT (Ctrl-C) and SIGTERM end the recording; the file is then finished normally.
     handlers = {
         signal.SIGINT: lambda *_: rec.request_stop("interrupted (SIGINT)"),

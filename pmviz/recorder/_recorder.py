@@ -7,13 +7,14 @@ import os
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from .._kernel import pagemap_scan as pms
 from .._kernel import procfs
 from ..capture import Capture, CaptureMeta
-from ..errors import CaptureError, Error, NoSuchProcess
+from ..errors import CaptureError, Error, NoSuchProcess, PmvizWarning
 from ..features import features
 from ..maps import Vmas
 from ..regions import Regions
@@ -140,6 +141,8 @@ class Recorder:
         if self._thread is not None:
             raise RuntimeError("a Recorder records once; create a new one")
         source, reason = _open_writes(self._target, self._writes_arg)
+        if source is None and self._writes_arg == "auto":
+            warnings.warn(f"recording without written sets: {reason}", PmvizWarning, stacklevel=2)
         try:
             if self._target.launch_command is not None and self._target.process is None:
                 self._target.launch()
