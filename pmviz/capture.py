@@ -301,6 +301,11 @@ class Capture:
         for i in range(self.n_snapshots):
             yield self.snapshot(i)
 
+    @property
+    def snapshots(self) -> Sequence[Snapshot]:
+        """The snapshots as a sequence: ``cap.snapshots[-1].regions``, ``len(cap.snapshots)``."""
+        return _Snapshots(self)
+
     def select(self, snapshots: slice | np.ndarray) -> Capture:
         """A capture of a subset of snapshots (a slice or a boolean/integer index)."""
         idx = np.arange(self.n_snapshots)[snapshots]
@@ -446,6 +451,21 @@ class Capture:
             for k, v in self.summary().items()
         )
         return f"<div><b>pmviz {type(self).__name__}</b><table>{body}</table></div>"
+
+
+class _Snapshots(Sequence):
+    """A read-only sequence view of a capture's snapshots (built on demand, as views)."""
+
+    def __init__(self, capture: Capture) -> None:
+        self._capture = capture
+
+    def __len__(self) -> int:
+        return self._capture.n_snapshots
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 - int -> Snapshot, slice -> list
+        if isinstance(i, slice):
+            return [self._capture.snapshot(k) for k in range(*i.indices(len(self)))]
+        return self._capture.snapshot(int(i))
 
 
 def _clip_vmas(v: Vmas, start: int, end: int) -> Vmas:

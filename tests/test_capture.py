@@ -42,6 +42,9 @@ def test_from_snapshots_layout_and_accessors():
         s = cap.snapshot(i)
         assert s.time_ns == t and s.regions == r and s.written == w and s.vmas == v
     assert cap.regions_at(-1) == snaps[-1][1]
+    assert len(cap.snapshots) == 6 and cap.snapshots[-1].regions == snaps[-1][1]
+    assert [s.index for s in cap.snapshots[1:3]] == [1, 2]
+    assert [s.time_ns for s in cap] == [t for t, *_ in snaps]
     with pytest.raises(IndexError):
         cap.regions_at(6)
 

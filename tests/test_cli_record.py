@@ -117,3 +117,27 @@ def test_signal_finalises_the_file(tmp_path, sig):
     assert cap.meta.end_reason == (
         "interrupted (SIGINT)" if sig == signal.SIGINT else "terminated (SIGTERM)"
     )
+
+
+def test_info_names_a_damaged_part_and_lenient_skips_it(tmp_path, capsys):
+    from pmviz.capture import Capture, CaptureMeta
+    from pmviz.regions import Regions
+    from pmviz.storage import CaptureWriter
+    from pmviz.storage import format as fmt
+
+    r = Regions.from_arrays([0x1000], [0x3000], [8])
+    cap = Capture.from_snapshots(CaptureMeta(), [(i, r, None, None) for i in range(4)])
+    path = str(tmp_path / "d.pmviz")
+    w = CaptureWriter(path, cap.meta, has_written=False, merge_every=100)
+    w.flush(cap.select(slice(0, 2)))
+    w.flush(cap)
+    w.finish(cap.meta)
+    victim = os.path.join(path, "regions", fmt.part_name(2, 4))
+    with open(victim, "r+b") as f:
+        f.truncate(100)
+    assert main(["info", path]) == 1
+    assert victim in capsys.readouterr().err
+    with pytest.warns(Warning, match="skipped damaged parts"):
+        assert main(["info", "--lenient", path]) == 0
+    out = capsys.readouterr().out
+    assert "damaged parts skipped" in out and "2 over" in out
