@@ -379,3 +379,9 @@ def test_writes_auto_without_a_mechanism_warns_and_says_why(monkeypatch):
     assert cap.meta.extra["writes_reason"] == "no mechanism here"
     with pytest.raises(pmviz.Error, match="not available"):
         record("self", interval=0.01, count=2, writes="uffd-wp", progress=False)
+
+
+@pytest.mark.skipif(pmviz.features().soft_dirty, reason="this kernel has soft-dirty")
+def test_soft_dirty_on_a_kernel_without_it_says_so():
+    with pytest.raises(pmviz.UnsupportedKernel, match="CONFIG_MEM_SOFT_DIRTY"):
+        record("self", interval=0.01, count=2, writes="soft-dirty", progress=False)
