@@ -20,5 +20,6 @@ lab: install
 	  --ServerApp.root_dir=notebooks
 
 test: install-test chromium
-	ruff check pmviz tests benchmarks
+	$(PYTHON) -m ruff check pmviz tests benchmarks sample_data
+	$(PYTHON) -m mypy pmviz
 	$(PYTHON) -m pytest -q
