@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _intervals as iv
 from .capture import Capture
 from .maps import Vmas
 
@@ -46,15 +47,7 @@ _KERNEL_NAMES = {
 def _groups(ranges: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Sorted disjoint ``(starts, ends)`` covering every ``(n, 2)`` range given."""
     pairs = np.concatenate([r for r in ranges if len(r)] or [np.empty((0, 2), np.uint64)])
-    pairs = pairs[pairs[:, 1] > pairs[:, 0]]
-    if not len(pairs):
-        return np.empty(0, np.uint64), np.empty(0, np.uint64)
-    pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
-    reach = np.maximum.accumulate(pairs[:, 1])
-    first = np.ones(len(pairs), bool)
-    first[1:] = pairs[1:, 0] > reach[:-1]  # touching ranges stay one group
-    last = np.append(first[1:], True)
-    return pairs[first, 0], reach[last]
+    return iv.union_columns(pairs[:, 0], pairs[:, 1])  # touching ranges stay one group
 
 
 def _new_starts(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ._intervals import merge_runs
 from .categories import ALL_CATEGORIES, Category, parse_categories
 from .regions import REGION_DTYPE, Regions
 
@@ -220,18 +221,9 @@ class Mask:
         if self.return_mask & int(ALL_CATEGORIES) != int(ALL_CATEGORIES):
             out = c & np.uint64(self.return_mask)
         n = s.shape[0]
-        merged = False
-        if n > 1:
-            new = np.empty(n, dtype=bool)
-            new[0] = True
-            np.not_equal(s[1:], e[:-1], out=new[1:])
-            new[1:] |= out[1:] != out[:-1]
-            first = np.flatnonzero(new)
-            if first.shape[0] != n:
-                last_end = e[np.append(first[1:] - 1, n - 1)]
-                s, e, out = s[first], last_end, out[first]
-                n = first.shape[0]
-                merged = True
+        s, e, out = merge_runs(s, e, out)
+        merged = s.shape[0] != n
+        n = s.shape[0]
         if filtered or merged or out is not c:
             res = np.empty(n, dtype=REGION_DTYPE)
             res["start"] = s

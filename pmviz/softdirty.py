@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import _intervals as iv
 from ._kernel import pagemap as pm_bits
 from ._kernel import pagemap_scan as pms
 from ._kernel import procfs
@@ -32,7 +33,6 @@ from .errors import Error, UnsupportedKernel
 from .features import features, user_address_limit
 from .maps import VmaKind, Vmas, read_maps
 from .regions import Regions
-from .tracking import _intervals as iv
 from .tracking._ranges import as_ranges
 
 __all__ = ["SoftDirtyTracker", "decode_entries", "select_written"]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import _intervals as iv
 from ._kernel import pagemap, procfs
 from ._kernel.pagemap_scan import PAGE_SIZE
 from ._kernel.procfs import Pid
@@ -23,7 +24,6 @@ from .errors import PmvizWarning
 from .features import features
 from .regions import Regions
 from .scanning import Pagemap
-from .tracking import _intervals as iv
 
 __all__ = ["resolve_swapped", "is_marker", "is_swap_entry", "real_swap_pairs"]
 
@@ -157,13 +157,9 @@ def _resolve(regions: Regions, ambiguous: np.ndarray, read: EntryReader) -> Regi
     marker = ~is_swap_entry(entries)
     if not len(addrs):
         return regions
-    cut = np.ones(len(addrs), dtype=bool)
-    cut[1:] = (owner[1:] != owner[:-1]) | (marker[1:] != marker[:-1])
-    first = np.flatnonzero(cut)
-    last = np.append(first[1:], len(addrs)) - 1
-    cats = amb["categories"][owner[first]]
-    cats = np.where(marker[first], cats & ~_SWAPPED, cats)
-    split = iv.regions_array(addrs[first], addrs[last] + page, cats)
+    cats = amb["categories"][owner]
+    cats = np.where(marker, cats & ~_SWAPPED, cats)
+    split = iv.regions_array(*iv.merge_runs(addrs, addrs + page, cats))
     out = np.concatenate([a[~ambiguous], split])
     out = out[np.argsort(out["start"], kind="stable")]
     return Regions(iv.merge_equal_neighbours(out), page_size=regions.page_size)

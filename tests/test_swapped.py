@@ -11,10 +11,10 @@ import pytest
 import pmviz
 from pmviz import Category, Regions
 from pmviz import swapped as sw
+from pmviz._intervals import page_addresses
 from pmviz._kernel import pagemap
 from pmviz.regions import REGION_DTYPE
 from pmviz.tracking import WriteTracker
-from pmviz.tracking._intervals import page_addresses
 
 P = mmap.PAGESIZE
 S, W, PR, WP, G = (

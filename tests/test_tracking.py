@@ -15,6 +15,7 @@ import pytest
 
 import pmviz
 from pmviz import AccessDenied, Category, NoSuchProcess, Regions, UnsupportedKernel
+from pmviz._intervals import page_addresses
 from pmviz._kernel import uffd
 from pmviz.tracking import (
     TrackedChild,
@@ -25,7 +26,6 @@ from pmviz.tracking import (
     harvest_written,
     spawn_tracked_python,
 )
-from pmviz.tracking._intervals import page_addresses
 
 pytestmark = [
     pytest.mark.kernel,
@@ -581,51 +581,6 @@ def test_unprivileged_userfaultfd_refusal_is_access_denied_naming_the_sysctl():
 
     out = _as_nobody(refused)
     assert out.startswith("AccessDenied") and "vm.unprivileged_userfaultfd=1" in out, out
-
-
-# -- interval arithmetic (pure) ------------------------------------------------------------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from pmviz.tracking import _intervals as iv  # noqa: E402
-
-_pairs = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 8)), max_size=12).map(
-    lambda xs: np.array([(s, s + n) for s, n in xs], dtype=np.uint64).reshape(-1, 2)
-)
-
-
-def _cells(pairs: np.ndarray) -> set[int]:
-    return {x for s, e in pairs.tolist() for x in range(s, e)}
-
-
-def _canonical(pairs: np.ndarray) -> bool:
-    return bool((pairs[:, 1] > pairs[:, 0]).all() and (pairs[1:, 0] > pairs[:-1, 1]).all())
-
-
-@settings(max_examples=300, deadline=None)
-@given(_pairs, _pairs)
-def test_interval_algebra_matches_sets(a, b):
-    ua, ub = iv.union(a), iv.union(b)
-    assert _cells(ua) == _cells(a) and _canonical(ua)
-    inter, which = iv.intersect_indexed(ua, ub)
-    assert _cells(inter) == _cells(a) & _cells(b)
-    assert all(ua[i, 0] <= s and e <= ua[i, 1] for (s, e), i in zip(inter.tolist(), which.tolist()))
-    assert _cells(iv.subtract(ua, ub)) == _cells(a) - _cells(b)
-    page = np.uint64(P)
-    merged = iv.union_regions([ua * page, ub * page], 2)
-    assert _cells(iv.as_pairs(merged["start"] // page, merged["end"] // page)) == _cells(
-        a
-    ) | _cells(b)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.booleans(), max_size=40))
-def test_runs_to_regions_matches_flags(flags):
-    r = iv.runs_to_regions(np.array(flags, dtype=bool), 0x10000, 2)
-    addrs, _ = page_addresses(r)
-    assert set(addrs.tolist()) == {0x10000 + i * P for i, f in enumerate(flags) if f}
-    assert _canonical(iv.as_pairs(r["start"], r["end"]).reshape(-1, 2)) or not len(r)
 
 
 def test_unregistrable_vmas_are_skipped_with_the_reason(tmp_path):

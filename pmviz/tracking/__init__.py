@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from .. import _intervals as iv
 from .._kernel.procfs import Pid
 from ..categories import Category
 from ..errors import UnsupportedKernel
 from ..features import features, user_address_limit
 from ..regions import Regions
 from ..scanning import Pagemap
-from . import _intervals as iv
 from ._engine import SkippedRange, UffdTracker, as_ranges, harvest_span, open_uffd
 from .child import TrackedChild, spawn_tracked_python
 

@@ -22,13 +22,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .. import _intervals as iv
 from .._kernel import pagemap_scan as pms
 from .._kernel import procfs, uffd
 from .._kernel.procfs import Pid
 from ..categories import Category
 from ..errors import AccessDenied, Error, UnsupportedKernel
 from ..regions import Regions
-from . import _intervals as iv
 from ._harvest import harvest_span, scan, scan_unregistered
 from ._harvest import translate as _translate
 from ._maps import VmaRows, read_vma_rows

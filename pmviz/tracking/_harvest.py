@@ -23,12 +23,12 @@ import errno
 
 import numpy as np
 
+from .. import _intervals as iv
 from .._kernel import pagemap_scan as pms
 from .._kernel import procfs
 from .._kernel.procfs import Pid
 from ..categories import Category
 from ..errors import Error, NoSuchProcess
-from . import _intervals as iv
 
 _WRITTEN = int(Category.WRITTEN)
 _PRESENT = int(Category.PRESENT)

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import _intervals as iv
 from ..maps import Vmas
 from ..regions import Regions
-from . import _intervals as iv
 
 __all__ = ["as_ranges"]
 
