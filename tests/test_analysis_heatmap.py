@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from synthetic import BASE, HEAP, PAGE, P, S, W, regions, two_vma_capture, vmas
 
-from pmviz.analysis._intervals import prefix_coverage, set_op, union
+from pmviz._intervals import set_op, union_columns
+from pmviz.analysis._intervals import prefix_coverage
 from pmviz.analysis.axis import address_axis
 from pmviz.analysis.heatmap import heatmap_grid, snapshot_cells
 from pmviz.capture import Capture, CaptureMeta
@@ -130,7 +131,7 @@ def test_grid_matches_per_page_rasterisation(seed):
 
 
 def test_interval_helpers():
-    s, e = union(np.array([5, 1, 3, 10]), np.array([6, 3, 4, 12]))
+    s, e = union_columns(np.array([5, 1, 3, 10]), np.array([6, 3, 4, 12]))
     assert s.tolist() == [1, 5, 10] and e.tolist() == [4, 6, 12]
     a = (np.array([0, 10], np.uint64), np.array([5, 20], np.uint64))
     b = (np.array([3], np.uint64), np.array([12], np.uint64))

@@ -1,16 +1,17 @@
-"""Vectorised arithmetic on sorted ``[start, end)`` interval lists (the core of this layer).
+"""Coverage kernels over a capture's sorted ``[start, end)`` region lists (the core of this layer).
 
-Everything here works on whole arrays: a capture's concatenated regions plus offsets, or
-plain start/end arrays. The one loop per snapshot in ``prefix_coverage`` runs a single
-``searchsorted`` of a few hundred query points into that snapshot's regions; the per-region
-work (matching, lengths, prefix sums) is done per chunk of snapshots on whole arrays.
+The plain interval algebra (union, covered, set operations) lives in ``pmviz._intervals``;
+this module holds what only analysis needs. Everything here works on whole arrays: a
+capture's concatenated regions plus offsets, or plain start/end arrays. The one loop per
+snapshot in ``prefix_coverage`` runs a single ``searchsorted`` of a few hundred query points
+into that snapshot's regions; the per-region work (matching, lengths, prefix sums) is done
+per chunk of snapshots on whole arrays.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -62,50 +63,6 @@ def _matches(select, categories: np.ndarray, buf: _Buf, n: int) -> np.ndarray:
         tmp = np.bitwise_and(categories, req, out=buf.u64b[:n])
         return np.equal(tmp, req, out=buf.mask[:n])
     return select.matches(categories)
-
-
-def union(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Merge possibly overlapping / touching intervals into sorted disjoint ones."""
-    s = np.asarray(start, dtype=np.uint64)
-    e = np.asarray(end, dtype=np.uint64)
-    keep = e > s
-    s, e = s[keep], e[keep]
-    if not s.size:
-        return s, e
-    order = np.argsort(s, kind="stable")
-    s, e = s[order], e[order]
-    reach = np.maximum.accumulate(e)
-    new = np.empty(s.size, dtype=bool)
-    new[0] = True
-    new[1:] = s[1:] > reach[:-1]  # touching intervals merge too
-    first = np.flatnonzero(new)
-    last = np.append(first[1:] - 1, s.size - 1)
-    return s[first], reach[last]
-
-
-def covered(start: np.ndarray, end: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Whether each point lies in one of the sorted disjoint intervals."""
-    p = np.asarray(points, dtype=np.uint64)
-    return np.searchsorted(start, p, side="right") > np.searchsorted(end, p, side="right")
-
-
-def set_op(
-    a: tuple[np.ndarray, np.ndarray],
-    b: tuple[np.ndarray, np.ndarray],
-    op: Callable[[np.ndarray, np.ndarray], np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:
-    """``op(in_a, in_b)`` over the elementary intervals of two disjoint sorted interval sets.
-
-    ``op`` is a vectorised boolean function such as ``lambda x, y: y & ~x`` (in b, not in a).
-    Returns the merged result intervals.
-    """
-    bounds = np.unique(np.concatenate([a[0], a[1], b[0], b[1]]).astype(np.uint64))
-    if bounds.size < 2:
-        empty = np.empty(0, np.uint64)
-        return empty, empty.copy()
-    lo = bounds[:-1]
-    keep = op(covered(a[0], a[1], lo), covered(b[0], b[1], lo))
-    return union(lo[keep], bounds[1:][keep])
 
 
 def prefix_coverage(
@@ -206,11 +163,6 @@ def prefix_coverage(
         for c in pairs:
             work(*c)
     return out
-
-
-def elementary(start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """The sorted unique boundaries of a set of intervals (elementary intervals between them)."""
-    return np.unique(np.concatenate([start, end]).astype(np.uint64))
 
 
 class BitMatch:

@@ -1,4 +1,4 @@
-"""Turn a user's ``category`` argument into the rows it reads (scans or written sets) and a mask."""
+"""Turn a user's ``data`` / ``category`` arguments into the rows they read and a mask."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import numpy as np
 
 from ..capture import Capture
 from ..categories import Category, parse_categories
+from ..maps import Vmas
 from ..mask import Mask
+from ..regions import Regions
 
 CategoryArg = Mask | Category | int | str
 """``"written"`` (the write-tracking sets), a category / bit set / name (pages having all of
@@ -63,8 +65,25 @@ def resolve(capture: Capture, category: CategoryArg) -> Source:
             f"got {type(category).__name__}"
         )
     bits = parse_categories(category)
-    label = "|".join(c.name.lower() for c in Category if bits & c) or "mapped"  # type: ignore[union-attr]
-    return Source(capture.regions, capture.region_offsets, Mask(require=bits), label)
+    return Source(capture.regions, capture.region_offsets, Mask(require=bits), category_label(bits))
+
+
+def snapshot(data: Capture | Regions, at: int, vmas: Vmas | None) -> tuple[Regions, Vmas]:
+    """One scan and its VMA table from a capture (snapshot ``at``) or a scan plus ``vmas``.
+
+    A ``vmas`` given explicitly wins over the capture's own; none at all is an empty table.
+    """
+    if isinstance(data, Capture):
+        regs = data.regions_at(at)
+        vmas = data.vmas_at(at) if vmas is None else vmas
+    else:
+        regs = data
+    return regs, Vmas() if vmas is None else vmas
+
+
+def category_label(bits: Category) -> str:
+    """``"present|written"`` for those bits; ``"mapped"`` for none."""
+    return "|".join(c.name.lower() for c in Category if bits & c) or "mapped"  # type: ignore[union-attr]
 
 
 def _mask_label(mask: Mask) -> str:

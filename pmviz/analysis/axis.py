@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._intervals import merge_runs, union_columns
 from ..capture import Capture
 from ..categories import Category
 from ..maps import VmaKind
 from ..mask import Mask
-from ._intervals import union
 
 __all__ = ["AddressAxis", "address_axis"]
 
@@ -123,7 +123,7 @@ def _label_vmas(capture: Capture) -> tuple[np.ndarray, np.ndarray]:
         sel = np.flatnonzero(~hit)
         keep_arr.append(a[sel])
         keep_lab.append(np.array([t.label(j) for j in sel.tolist()], dtype=object))
-        us, ue = union(np.concatenate([us, a["start"]]), np.concatenate([ue, a["end"]]))
+        us, ue = union_columns(np.concatenate([us, a["start"]]), np.concatenate([ue, a["end"]]))
     if not keep_arr:
         return np.empty(0, BAND_DTYPE), np.empty(0, dtype=object)
     arr = np.concatenate(keep_arr)
@@ -180,7 +180,7 @@ def _occupied(capture: Capture, min_gap: int) -> tuple[np.ndarray, np.ndarray]:
         r = regs if i else regs[keep.matches(regs["categories"])]
         s_parts.append(r["start"])
         e_parts.append(r["end"])
-    s, e = union(np.concatenate(s_parts), np.concatenate(e_parts))
+    s, e = union_columns(np.concatenate(s_parts), np.concatenate(e_parts))
     if s.size > 1 and min_gap > 0:
         new = np.ones(s.size, dtype=bool)
         new[1:] = (s[1:] - e[:-1]) >= np.uint64(min_gap)
@@ -241,17 +241,14 @@ def address_axis(
             s, e = _occupied(capture, min_gap)
         elif vmas.size:
             keep = ~np.isin(vmas["kind"], np.array([int(k) for k in skip_kinds], np.int8))
-            s, e = union(vmas["start"][keep], vmas["end"][keep])
+            s, e = union_columns(vmas["start"][keep], vmas["end"][keep])
         else:
             # No maps recorded: the regions themselves tell what is mapped (spec §3.2: the
             # scan reports every page of every VMA it visits). Runs first, to keep the sort small.
             st = np.concatenate([r["start"] for r, _ in _row_sources(capture)])
             en = np.concatenate([r["end"] for r, _ in _row_sources(capture)])
-            run = np.ones(st.size, dtype=bool)
-            run[1:] = st[1:] != en[:-1]
-            first = np.flatnonzero(run)
-            last = np.append(first[1:] - 1, st.size - 1) if st.size else first
-            s, e = union(st[first], en[last])
+            st, en, _ = merge_runs(st, en)
+            s, e = union_columns(st, en)
         if addr_range is not None:
             zlo, zhi = (np.uint64(max(0, int(x))) for x in addr_range)
             s, e = np.maximum(s, zlo), np.minimum(e, zhi)

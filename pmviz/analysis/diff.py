@@ -7,10 +7,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._intervals import set_op, union_columns
 from ..capture import Capture, CaptureMeta
 from ..regions import REGION_DTYPE, Regions
 from ._html import human_bytes, table
-from ._intervals import set_op, union
 from .axis import AddressAxis, address_axis
 from .heatmap import bin_address
 from .working_set import RESIDENT, SWAPPED
@@ -58,7 +58,7 @@ class SnapshotDiff:
 def _sel(regions: Regions, mask) -> tuple[np.ndarray, np.ndarray]:
     a = regions.array
     a = a[mask.matches(a["categories"])]
-    return union(a["start"], a["end"])
+    return union_columns(a["start"], a["end"])
 
 
 def _as_regions(iv: tuple[np.ndarray, np.ndarray], page_size: int) -> Regions:
@@ -98,7 +98,7 @@ def snapshot_diff(
             raise ValueError(f"snapshot b ({ib}) comes before a ({ia}); swap them")
         o = capture.written_offsets
         w = capture.written[o[ia + 1] : o[ib + 1]]
-        written = _as_regions(union(w["start"], w["end"]), ps)
+        written = _as_regions(union_columns(w["start"], w["end"]), ps)
     pair = Capture.from_snapshots(
         CaptureMeta(page_size=ps),
         [(0, ra, None, capture.vmas_at(a)), (1, rb, None, second.vmas_at(b))],

@@ -9,8 +9,8 @@ import numpy as np
 from ..capture import Capture
 from ..regions import Regions
 from ._intervals import prefix_coverage
-from ._select import CategoryArg
-from .sparsity import Mask, _label, parse_categories, select_ranges
+from ._select import CategoryArg, category_label
+from .sparsity import Mask, parse_categories, select_ranges
 
 __all__ = ["hilbert_d2xy", "HilbertMap", "hilbert_map"]
 
@@ -108,5 +108,5 @@ def hilbert_map(
     x, y = hilbert_d2xy(order, np.arange(cells))
     img = np.zeros((1 << order, 1 << order))
     img[y, x] = frac
-    label = repr(mask) if isinstance(category, Mask) else _label(parse_categories(category))
+    label = repr(mask) if isinstance(category, Mask) else category_label(parse_categories(category))
     return HilbertMap(img, order, edges, lo, lo + n_pages * ps, label)

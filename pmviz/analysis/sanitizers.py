@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._intervals import union_columns
 from ..capture import Capture
 from ..categories import Category
 from ..maps import SHADOW_RANGES, VmaKind, Vmas
 from ..mask import Mask
 from ..regions import REGION_DTYPE, Regions
 from ._html import human_bytes, table
-from ._intervals import prefix_coverage, union
+from ._intervals import prefix_coverage
+from ._select import snapshot
 
 __all__ = [
     "ASAN_SHADOW_OFFSET",
@@ -174,12 +176,7 @@ def materialised_shadow(
     ValueError
         No sanitizer shadow in the layout (with ``"auto"``), or TSan (not mappable).
     """
-    if isinstance(data, Capture):
-        regs = data.regions_at(at)
-        vmas = data.vmas_at(at) if vmas is None else vmas
-    else:
-        regs = data
-    vmas = Vmas() if vmas is None else vmas
+    regs, vmas = snapshot(data, at, vmas)
     if sanitizer == "auto":
         found = detect_sanitizer(vmas)
         if found is None:
@@ -215,7 +212,7 @@ def materialised_shadow(
     vb = np.zeros(len(vmas), np.int64)
     if len(vmas) and app.size:
         # MSan shadow and origin describe the same bytes: count each application byte once.
-        us, ue = union(app["start"], app["end"])
+        us, ue = union_columns(app["start"], app["end"])
         flat = np.zeros(us.size, REGION_DTYPE)
         flat["start"], flat["end"] = us, ue
         pts = np.stack([vmas.start, vmas.end], axis=1).ravel()

@@ -12,6 +12,7 @@ from ..categories import Category, parse_categories
 from ..maps import Vmas
 from ..mask import Mask
 from ..regions import REGION_DTYPE, Regions, _human_bytes
+from ._select import category_label, snapshot
 
 __all__ = ["Sparsity", "sparsity", "PAGE_REGION_BYTES", "PAGEMAP_ENTRY_BYTES"]
 
@@ -117,10 +118,6 @@ class Sparsity:
         return f"<div><b>Sparsity</b><table>{body}</table></div>"
 
 
-def _label(bits: Category) -> str:
-    return "|".join(c.name.lower() for c in Category if bits & c) or "mapped"  # type: ignore[union-attr]
-
-
 def select_ranges(
     vmas: Vmas, vma=None, start: int | None = None, end: int | None = None
 ) -> np.ndarray:
@@ -185,19 +182,14 @@ def sparsity(
     -------
     Sparsity
     """
-    if isinstance(data, Capture):
-        regs = data.regions_at(at)
-        vmas = data.vmas_at(at) if vmas is None else vmas
-    else:
-        regs = data
-    vmas = Vmas() if vmas is None else vmas
+    regs, vmas = snapshot(data, at, vmas)
     if isinstance(category, Mask):
         mask = category
     else:
         # Report only the category's bits: maximal runs, the most compact filtered scan.
         bits = parse_categories(category)
         mask = Mask(require=bits, report=bits)
-    label = repr(mask) if isinstance(category, Mask) else _label(parse_categories(category))
+    label = repr(mask) if isinstance(category, Mask) else category_label(parse_categories(category))
     ranges = select_ranges(vmas, vma, start, end)
     parts = [regs.clip(int(s), int(e)) for s, e in ranges.tolist()]  # per VMA
     clipped = Regions.concat(parts) if parts else Regions(np.empty(0, REGION_DTYPE))

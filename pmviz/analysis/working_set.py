@@ -13,12 +13,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._intervals import covered, elementary, merge_runs
 from ..capture import Capture
 from ..categories import Category as C
 from ..maps import VmaKind
 from ..mask import Mask
 from ._html import human_bytes, table
-from ._intervals import BitMatch, covered, elementary, prefix_coverage
+from ._intervals import BitMatch, prefix_coverage
 
 __all__ = [
     "WorkingSet",
@@ -370,13 +371,9 @@ def temperature(
     frac = np.bincount(h.e[inwin], minlength=h.widths.size) / w
     cls = np.where(frac >= hot, HOT, np.where(frac > 0, WARM, COLD))[keep]
     lo, hi = bounds[:-1][keep], bounds[1:][keep]
-    # Merge neighbouring intervals of one class.
-    new = np.ones(lo.size, dtype=bool)
-    new[1:] = (lo[1:] != hi[:-1]) | (cls[1:] != cls[:-1])
-    first = np.flatnonzero(new)
-    last = np.append(first[1:] - 1, lo.size - 1)
-    out = np.empty(first.size, dtype=capture.regions.dtype)
-    out["start"], out["end"], out["categories"] = lo[first], hi[last], cls[first]
+    lo, hi, cls = merge_runs(lo, hi, cls)  # neighbouring intervals of one class
+    out = np.empty(lo.size, dtype=capture.regions.dtype)
+    out["start"], out["end"], out["categories"] = lo, hi, cls
     sizes = (out["end"] - out["start"]).astype(np.int64)
     names = {COLD: "cold", WARM: "warm", HOT: "hot"}
     totals = {names[c]: int(sizes[out["categories"] == c].sum()) for c in (COLD, WARM, HOT)}
