@@ -300,6 +300,55 @@ def merge_runs(
     return start[first], end, None if values is None else values[first]
 
 
+def bridge_gaps(start: np.ndarray, end: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Join neighbours separated by at most ``max_gap`` into one interval.
+
+    Parameters
+    ----------
+    start, end : numpy.ndarray
+        Sorted disjoint interval columns.
+    max_gap : int
+        The widest gap (``start[i + 1] - end[i]``) that is bridged; 0 joins touching ones.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(start, end)`` of the joined intervals (covering the bridged gaps too).
+    """
+    n = start.shape[0]
+    if n <= 1:
+        return start, end
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.greater(start[1:] - end[:-1], np.uint64(max_gap), out=new[1:])
+    first = np.flatnonzero(new)
+    return start[first], end[_heads_to_bounds(first, n)]
+
+
+def clip_regions(a: np.ndarray, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut regions to ``[start, end)``, dropping those outside.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        ``REGION_DTYPE`` regions (any order; one or many snapshots concatenated).
+    start, end : int
+        The window.
+
+    Returns
+    -------
+    clipped : numpy.ndarray
+        A new array of the overlapping regions, cut at the window's edges.
+    keep : numpy.ndarray
+        ``bool`` per input region: whether it overlaps the window.
+    """
+    keep = (a["end"] > np.uint64(start)) & (a["start"] < np.uint64(end))
+    out = a[keep]  # a copy: boolean indexing
+    np.maximum(out["start"], np.uint64(start), out=out["start"])
+    np.minimum(out["end"], np.uint64(end), out=out["end"])
+    return out, keep
+
+
 def regions_array(starts: np.ndarray, ends: np.ndarray, categories: int | np.ndarray) -> np.ndarray:
     """A ``REGION_DTYPE`` array from parallel columns.
 

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._intervals import clip_regions
 from ._kernel.pagemap_scan import PAGE_SIZE, REGION_DTYPE
 from .categories import Category
 from .maps import Vmas
@@ -109,11 +110,8 @@ def clip_rows(
     arr: np.ndarray, off: np.ndarray, start: int, end: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut every snapshot's regions to ``[start, end)``; returns the rows and new offsets."""
-    keep = (arr["end"] > np.uint64(start)) & (arr["start"] < np.uint64(end))
+    out, keep = clip_regions(arr, start, end)
     snap = np.repeat(np.arange(len(off) - 1), np.diff(off))
-    out = arr[keep]  # a copy: boolean indexing
-    np.maximum(out["start"], np.uint64(start), out=out["start"])
-    np.minimum(out["end"], np.uint64(end), out=out["end"])
     return out, _offsets(np.bincount(snap[keep], minlength=len(off) - 1))
 
 

@@ -8,6 +8,7 @@ from typing import NamedTuple, overload
 
 import numpy as np
 
+from ._intervals import clip_regions
 from ._kernel.pagemap_scan import PAGE_SHIFT, PAGE_SIZE, REGION_DTYPE
 from .categories import Category
 
@@ -146,11 +147,7 @@ class Regions:
         a = self._a
         if end <= start:
             return Regions(a[:0].copy(), page_size=self.page_size)
-        keep = (a["end"] > np.uint64(start)) & (a["start"] < np.uint64(end))
-        out = a[keep].copy()
-        np.maximum(out["start"], np.uint64(start), out=out["start"])
-        np.minimum(out["end"], np.uint64(end), out=out["end"])
-        return Regions(out, page_size=self.page_size)
+        return Regions(clip_regions(a, start, end)[0], page_size=self.page_size)
 
     def to_pandas(self):  # noqa: ANN201 - pandas is optional
         """A ``pandas.DataFrame`` with ``start``, ``end``, ``n_pages`` and ``categories``."""

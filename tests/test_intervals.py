@@ -129,6 +129,26 @@ def test_page_align_runs_and_page_addresses():
     assert owner.tolist() == [0, 0, 1]
 
 
+def test_bridge_gaps_hand_cases():
+    s, e = iv.bridge_gaps(_u(0, 5, 7, 20), _u(4, 6, 10, 22), 1)
+    assert s.tolist() == [0, 20] and e.tolist() == [10, 22]
+    s, e = iv.bridge_gaps(_u(0, 5, 7, 20), _u(4, 6, 10, 22), 0)
+    assert s.tolist() == [0, 5, 7, 20] and e.tolist() == [4, 6, 10, 22]
+    s, e = iv.bridge_gaps(_u(0, 4), _u(4, 6), 0)  # touching: joined
+    assert s.tolist() == [0] and e.tolist() == [6]
+    assert iv.bridge_gaps(_u(3), _u(4), 100)[0].tolist() == [3]
+
+
+def test_clip_regions_hand_cases():
+    a = iv.regions_array(_u(0, 10, 20), _u(5, 15, 30), _u(1, 2, 3))
+    out, keep = iv.clip_regions(a, 3, 22)
+    assert out.tolist() == [(3, 5, 1), (10, 15, 2), (20, 22, 3)]
+    assert keep.tolist() == [True, True, True]
+    out, keep = iv.clip_regions(a, 5, 10)  # only touching: nothing overlaps
+    assert not len(out) and not keep.any()
+    assert a.tolist() == [(0, 5, 1), (10, 15, 2), (20, 30, 3)]  # the input is untouched
+
+
 # -- against Python sets of pages ----------------------------------------------------------------
 
 
@@ -187,6 +207,28 @@ def test_merge_runs_matches_pages(items):
     assert got == page_value
     # Maximal: no two output neighbours touch with equal values.
     assert not ((s[1:] == e[:-1]) & (v[1:] == v[:-1])).any()
+
+
+@settings(max_examples=300, deadline=None)
+@given(_pairs, st.integers(0, 5))
+def test_bridge_gaps_and_clip_match_sets(a, gap):
+    u = iv.union(a)
+    s, e = iv.bridge_gaps(u[:, 0], u[:, 1], gap)
+    joined = iv.as_pairs(s, e)
+    cells = _cells(u)
+    # The bridged gaps, and only they, are added.
+    holes = {
+        x
+        for lo, hi in zip(u[:-1, 1].tolist(), u[1:, 0].tolist())
+        if hi - lo <= gap
+        for x in range(lo, hi)
+    }
+    assert _cells(joined) == cells | holes
+    assert not len(joined) or (joined[1:, 0] - joined[:-1, 1] > gap).all()
+    regions = iv.regions_array(u[:, 0], u[:, 1], 1)
+    out, keep = iv.clip_regions(regions, 10, 40)
+    assert _cells(iv.as_pairs(out["start"], out["end"])) == {x for x in cells if 10 <= x < 40}
+    assert keep.sum() == len(out)
 
 
 @settings(max_examples=200, deadline=None)

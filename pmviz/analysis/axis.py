@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._intervals import merge_runs, union_columns
+from .._intervals import bridge_gaps, merge_runs, union_columns
 from ..capture import Capture
 from ..categories import Category
 from ..maps import VmaKind
@@ -181,12 +181,8 @@ def _occupied(capture: Capture, min_gap: int) -> tuple[np.ndarray, np.ndarray]:
         s_parts.append(r["start"])
         e_parts.append(r["end"])
     s, e = union_columns(np.concatenate(s_parts), np.concatenate(e_parts))
-    if s.size > 1 and min_gap > 0:
-        new = np.ones(s.size, dtype=bool)
-        new[1:] = (s[1:] - e[:-1]) >= np.uint64(min_gap)
-        first = np.flatnonzero(new)
-        last = np.append(first[1:] - 1, s.size - 1)
-        s, e = s[first], e[last]
+    if min_gap > 0:
+        s, e = bridge_gaps(s, e, min_gap - 1)
     return s, e
 
 

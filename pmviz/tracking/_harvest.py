@@ -74,15 +74,11 @@ def harvest_span(fd: int, lo: int, hi: int, pid: Pid, *, file_is_data: bool = Tr
 
 def keep_data(fd: int, written: np.ndarray, pid: Pid, file_is_data: bool) -> np.ndarray:
     """The parts of the ``written`` pairs whose pages hold data now (see the module doc)."""
-    reach = written[:, 1]
-    cut = np.ones(len(written), dtype=bool)
-    cut[1:] = written[1:, 0] - reach[:-1] > np.uint64(_CLUSTER_GAP)
-    first = np.flatnonzero(cut)
-    last = np.append(first[1:], len(written)) - 1
+    clusters = iv.bridge_gaps(written[:, 0], written[:, 1], _CLUSTER_GAP)
     content = np.concatenate(
         [
             scan(fd, lo, hi, pid, category_anyof_mask=_PRESENT | _SWAPPED, return_mask=_CONTENT)
-            for lo, hi in zip(written[first, 0].tolist(), written[last, 1].tolist())
+            for lo, hi in zip(clusters[0].tolist(), clusters[1].tolist())
         ]
     )
     c = content["categories"]
