@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from layouts import DONTNEED, RICH, SWAP, random_areas, spawn_layout
+from layouts import DONTNEED, PMD, PMD_PAGES, RICH, SWAP, Area, random_areas, spawn_layout
 
 import pmviz
 import pmviz.fallback as fallback
@@ -145,6 +145,58 @@ def test_chunking_and_merging_across_chunks(rich, monkeypatch):
     assert scan_pagemap(rich.pid, *rich.span) == whole
 
 
+# A page-by-page checkerboard next to runs, zero pages, file pages and an untouched 2 MiB block:
+# many runs per chunk (the dense, boolean-mask path) and a PMD hole in one layout.
+DENSE = [
+    Area(
+        "checker",
+        4 * PMD_PAGES,
+        write=[[0, 700, 2], [700, 900], [901, 1000, 3]],
+        read=[[1000, 1100, 2], [1100, 1200]],
+    ),
+    Area("file", 300, kind="file_private", read=[[0, 300, 2]], write=[[1, 300, 6]]),
+]
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory):
+    with spawn_layout(DENSE, file_dir=str(tmp_path_factory.mktemp("dense"))) as layout:
+        yield layout
+
+
+@pytest.mark.parametrize(("chunk", "block"), [(None, None), (1024, 1000), (512, 96)])
+def test_one_region_per_page_equals_the_ioctl(dense, monkeypatch, chunk, block):
+    # Run-length encoding with many runs goes block by block; runs cut at chunk and block
+    # edges (here at odd places too) must merge back into exactly the kernel's regions.
+    if chunk:
+        monkeypatch.setattr(fallback, "_CHUNK_PAGES", chunk)
+        monkeypatch.setattr(fallback, "_DENSE_PAGES", block)
+        monkeypatch.setattr(fallback, "_scratch", fallback._Scratch())
+    ioctl = pmviz.scan(dense.pid, *dense.span)
+    fb = scan_pagemap(dense.pid, *dense.span)
+    assert KNOWN_REPORT.apply(fb) == KNOWN_REPORT.apply(ioctl)
+    # Already merged as the kernel merges, without help from Mask.apply: no THP, uffd or
+    # MADV_DONTNEED here, so (PFNs visible) the fallback knows everything the kernel says.
+    a = fb.array
+    assert not np.any(
+        (a["end"][:-1] == a["start"][1:]) & (a["categories"][:-1] == a["categories"][1:])
+    )
+    if pmviz.features().pfn_visible:
+        assert fb == ioctl
+    lo, _ = dense.range("checker")
+    checker = fb.clip(lo, lo + 700 * 4096)
+    assert len(checker) == 700 and checker.n_pages == 700
+    assert fb.clip(lo + 3 * PMD, lo + 4 * PMD).array["categories"].tolist() == [0]  # a hole
+    if pmviz.features().pfn_visible:
+        zero = fb.clip(lo + 1000 * 4096, lo + 1200 * 4096)
+        assert (
+            zero.pages_with(Category.PFNZERO)
+            == 150
+            == ioctl.clip(lo + 1000 * 4096, lo + 1200 * 4096).pages_with(Category.PFNZERO)
+        )
+    assert fb == scan_pagemap(dense.pid, *dense.span)  # scratch reuse leaves no trace
+
+
 # -- backend selection --------------------------------------------------------------------------
 
 
@@ -232,3 +284,26 @@ def test_lean_maps_reader_agrees_with_read_maps(rich):
     assert fallback._vma_spans(rich.pid, lo + 4096, hi - 4096) == [
         (lo + 4096, hi - 4096, "", False)
     ]
+
+
+def test_lean_maps_reader_stops_at_the_range_end(rich, monkeypatch):
+    # maps is read in growing pieces and no further than the first VMA past the range:
+    # records cut between two reads must still parse, and a range ends the read early.
+    every = fallback._vma_spans(rich.pid, 0, 1 << 64)
+    reads = []
+    real_read = os.read
+
+    def counting_read(fd, size):
+        reads.append(size)
+        return real_read(fd, size)
+
+    monkeypatch.setattr(fallback.os, "read", counting_read)
+    for i in (0, 1, len(every) // 2, len(every) - 1):
+        s, e, _, _ = every[i]
+        reads.clear()
+        assert fallback._vma_spans(rich.pid, s, e) == [every[i]]
+        if i < 10:
+            assert len(reads) == 1  # the first 4 KiB hold the VMA and the next one
+    reads.clear()
+    assert fallback._vma_spans(rich.pid, 0, 1 << 64) == every
+    assert len(reads) >= 3  # several pieces, cut anywhere in a record
