@@ -52,6 +52,36 @@ def _heads_to_bounds(first: np.ndarray, n: int) -> np.ndarray:
     return last
 
 
+def concat_aranges(starts: int | np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + c) for s, c in zip(starts, counts)])`` without the loop.
+
+    Expands index ranges (rows of snapshots, elementary intervals a region spans, pages of a
+    region) into one flat index array.
+
+    Parameters
+    ----------
+    starts : int or numpy.ndarray
+        First value of each range (one for all, or one per range).
+    counts : numpy.ndarray
+        Length of each range (non-negative).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int64`` of length ``counts.sum()``.
+
+    Examples
+    --------
+    >>> concat_aranges(np.array([10, 0]), np.array([2, 3])).tolist()
+    [10, 11, 0, 1, 2]
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    ends = np.cumsum(counts)
+    # Each value is its position in the output, shifted by (range start - range offset).
+    shift = np.asarray(starts, dtype=np.int64) - (ends - counts)
+    return np.repeat(shift, counts) + np.arange(int(ends[-1]) if len(ends) else 0)
+
+
 def union_columns(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Merge intervals that overlap or touch into sorted disjoint, non-touching ones.
 
@@ -152,11 +182,7 @@ def intersect_indexed(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
     hi = np.searchsorted(b[:, 0], a[:, 1], side="left")
     counts = np.maximum(hi - lo, 0)
     ai = np.repeat(np.arange(len(a)), counts)
-    bi = (
-        np.arange(counts.sum())
-        - np.repeat(np.cumsum(counts) - counts, counts)
-        + np.repeat(lo, counts)
-    )
+    bi = concat_aranges(lo, counts)
     out = as_pairs(np.maximum(a[ai, 0], b[bi, 0]), np.minimum(a[ai, 1], b[bi, 1]))
     nonempty = out[:, 1] > out[:, 0]
     return out[nonempty], ai[nonempty]
@@ -480,5 +506,5 @@ def page_addresses(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     shift = np.uint64(PAGE_SHIFT)
     counts = ((a["end"] - a["start"]) >> shift).astype(np.int64)
     owner = np.repeat(np.arange(len(a)), counts)
-    within = np.arange(counts.sum(), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    within = concat_aranges(0, counts)
     return a["start"][owner] + (within.astype(np.uint64) << shift), owner

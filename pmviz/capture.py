@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._intervals import clip_regions
+from ._intervals import clip_regions, concat_aranges
 from ._kernel.pagemap_scan import PAGE_SIZE, REGION_DTYPE
 from .categories import Category
 from .maps import Vmas
@@ -102,8 +102,7 @@ def _gather(arr: np.ndarray, off: np.ndarray, idx: np.ndarray) -> tuple[np.ndarr
     """Rows of snapshots ``idx`` (in that order) and their new offsets, without a Python loop."""
     lens = off[idx + 1] - off[idx]
     new_off = _offsets(lens)
-    take = np.repeat(off[idx] - new_off[:-1], lens) + np.arange(new_off[-1])
-    return arr[take], new_off
+    return arr[concat_aranges(off[idx], lens)], new_off
 
 
 def clip_rows(

@@ -149,6 +149,19 @@ def test_clip_regions_hand_cases():
     assert a.tolist() == [(0, 5, 1), (10, 15, 2), (20, 30, 3)]  # the input is untouched
 
 
+def test_concat_aranges_hand_cases():
+    assert iv.concat_aranges(np.array([10, 0, 7]), np.array([2, 0, 3])).tolist() == [
+        10,
+        11,
+        7,
+        8,
+        9,
+    ]
+    assert iv.concat_aranges(0, np.array([3, 1])).tolist() == [0, 1, 2, 0]
+    got = iv.concat_aranges(np.array([], np.int64), np.array([], np.int64))
+    assert got.dtype == np.int64 and not got.size
+
+
 # -- against Python sets of pages ----------------------------------------------------------------
 
 
@@ -254,3 +267,12 @@ def test_shared_module_imports_only_the_lowest_layers():
     assert all(
         m in allowed or m.startswith(("._kernel", ".categories", ".regions")) for m in modules
     ), modules
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 5)), max_size=20))
+def test_concat_aranges_matches_a_loop(ranges):
+    starts = np.array([s for s, _ in ranges], dtype=np.int64)
+    counts = np.array([c for _, c in ranges], dtype=np.int64)
+    want = [x for s, c in ranges for x in range(s, s + c)]
+    assert iv.concat_aranges(starts, counts).tolist() == want

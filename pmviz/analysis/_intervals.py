@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .._intervals import concat_aranges
 from ..mask import Mask
 
 _CHUNK_REGIONS = 1 << 15  # 768 KiB of regions per chunk: the temporaries stay in cache
@@ -124,8 +125,7 @@ def prefix_coverage(
             take_lens = offsets[rr + 1] - offsets[rr]
             starts = np.zeros(rr.size, dtype=np.int64)
             np.cumsum(take_lens[:-1], out=starts[1:])
-            idx = np.repeat(offsets[rr] - starts, take_lens) + np.arange(take_lens.sum())
-            chunk = regions[idx]
+            chunk = regions[concat_aranges(offsets[rr], take_lens)]
         st = chunk["start"]
         en = chunk["end"]
         n = chunk.size

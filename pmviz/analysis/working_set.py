@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._intervals import covered, elementary, merge_runs
+from .._intervals import concat_aranges, covered, elementary, merge_runs
 from ..capture import Capture
 from ..categories import Category as C
 from ..maps import VmaKind
@@ -169,8 +169,7 @@ def _history(capture: Capture, extra: np.ndarray | None = None) -> _History:
     i0 = np.searchsorted(bounds, w["start"])
     cnt = np.searchsorted(bounds, w["end"]) - i0
     # Expand every written region into the elementary intervals it covers.
-    first = np.cumsum(cnt) - cnt
-    e = np.repeat(i0, cnt) + (np.arange(int(cnt.sum())) - np.repeat(first, cnt))
+    e = concat_aranges(i0, cnt)
     key = e * n + np.repeat(snap, cnt)
     key.sort()
     e, s = key // n, key % n

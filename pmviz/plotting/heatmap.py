@@ -13,6 +13,7 @@ from matplotlib.collections import QuadMesh
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.transforms import blended_transform_factory
 
+from .._intervals import concat_aranges
 from ..analysis.axis import AddressAxis
 from ..analysis.heatmap import HeatmapGrid, heatmap_grid
 from ..capture import Capture
@@ -196,7 +197,7 @@ def address_ticks(axis: AddressAxis, lo: float, hi: float, *, max_ticks: int = 1
     n = np.minimum(((se - first) // np.uint64(step)).astype(np.int64) + 1, max_ticks)
     n = np.where(first < se, n, 0)
     seg = np.repeat(np.arange(ss.size), n)
-    k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    k = concat_aranges(0, n)
     inner = sp[seg] + (first[seg] - ss[seg]).astype(np.int64) + k * step
     cand = np.unique(np.concatenate([sp, inner]).astype(np.float64))
     cand = cand[(cand >= lo) & (cand <= hi)]
