@@ -69,7 +69,7 @@ _ALL = int(ALL_CATEGORIES)
 _PFNMAP_NAMES = frozenset({"[vvar]", "[vvar_vclock]"})  # skipped by the ioctl (spec §3.2)
 _BLOCK_PAGES = 1 << (21 - PAGE_SHIFT)  # pages per PMD: one page table
 _CHUNK_PAGES = 1 << 17  # pages read and decoded at once (1 MiB of entries: stays in L2)
-_DENSE_PAGES = 1 << 15  # pages run-length encoded at once when runs are many
+_DENSE_PAGES = 1 << 13  # pages run-length encoded at once when runs are many (see _append)
 # numpy scalars for the ufunc calls, made once (a Python int is converted on every call).
 _U64_PAGE_SHIFT = np.uint64(PAGE_SHIFT)
 _U64_TOP_SHIFT = np.uint64(55)  # bits 55..63 of an entry become a page's key
@@ -92,6 +92,7 @@ _U16 = {
         ("key_mask", _KEY_MASK),
         ("nonempty_min", _NONEMPTY_MIN),
         ("hole", _HOLE),
+        ("file", _FILE),
     ]
 }
 
@@ -328,9 +329,9 @@ class _Writer:
             if pm.pread_entries(self.fd, vpn << PAGE_SHIFT, entries) != stop - vpn:
                 # A short read inside a VMA: the process exited under us (its mm is gone).
                 raise NoSuchProcess(self.pid, f"process {self.pid} exited during the scan")
-            keys = _keys(entries, self.zero_pfn, anon)
+            keys = np.right_shift(entries, _U64_TOP_SHIFT, out=scratch.keys[: stop - vpn])
             _mark_holes(self.fd, keys, vpn)
-            self._append(keys, vpn)
+            self._append(keys, entries, vpn, anon)
             vpn = stop
 
     def _reserve(self, k: int) -> np.ndarray:
@@ -347,15 +348,36 @@ class _Writer:
             self.regions = self.buffer.view(self.buffer.capacity)
         return self.regions
 
-    def _append(self, keys: np.ndarray, vpn: int) -> None:
-        """Run-length encode one chunk's keys into the buffer.
+    def _append(self, keys: np.ndarray, entries: np.ndarray, vpn: int, anon: bool) -> None:
+        """Run-length encode one chunk's raw keys into the buffer.
 
-        One pass finds where the key changes. Few runs are gathered by index; many are
-        gathered by boolean mask (cheaper per run), a cache-sized block of pages at a time.
+        One pass finds where the key changes. When runs are few, they are gathered by index
+        and finished at run level: unless a run may hold zero pages, clearing "exclusive"
+        (not a category) and merging the runs that differed only in it gives the same runs
+        as clearing it page by page, for a few passes over the runs instead of four over the
+        pages. Otherwise the keys are finished page by page and encoded again; many runs are
+        gathered by boolean mask (cheaper per run), a cache-sized block at a time.
         """
         m = keys.shape[0]
         scratch = _scratch
+        base = vpn << PAGE_SHIFT
         change = scratch.flags[:m]
+        np.not_equal(keys[1:], keys[:-1], out=change[1:])
+        change[0] = True
+        k = int(np.count_nonzero(change))
+        if k <= m >> 4:
+            first = np.flatnonzero(change).view(np.uint64)
+            run_keys = np.take(keys, first, out=scratch.run_keys[:k], mode="clip")
+            if not _may_hold_zero_pages(run_keys, self.zero_pfn, anon):
+                np.bitwise_and(run_keys, _U16["key_mask"], out=run_keys)
+                new = np.not_equal(run_keys[1:], run_keys[:-1])
+                if not new.all():
+                    keep = np.concatenate(([True], new))
+                    first, run_keys = first[keep], run_keys[keep]
+                offsets = np.left_shift(first, _U64_PAGE_SHIFT, out=scratch.addrs[: len(first)])
+                self._write(offsets, run_keys, base, m)
+                return
+        _finish_keys(keys, entries, self.zero_pfn, anon)  # (uses the flags as scratch too)
         np.not_equal(keys[1:], keys[:-1], out=change[1:])
         change[0] = True
         k = int(np.count_nonzero(change))
@@ -363,7 +385,7 @@ class _Writer:
             first = np.flatnonzero(change).view(np.uint64)
             offsets = np.left_shift(first, _U64_PAGE_SHIFT, out=scratch.addrs[:k])
             run_keys = np.take(keys, first, out=scratch.run_keys[:k], mode="clip")
-            self._write(offsets, run_keys, vpn << PAGE_SHIFT, m)
+            self._write(offsets, run_keys, base, m)
             return
         for lo in range(0, m, _DENSE_PAGES):
             hi = min(m, lo + _DENSE_PAGES)
@@ -403,23 +425,36 @@ class _Writer:
         return np.asarray(self.buffer)
 
 
-def _keys(entries: np.ndarray, zero_pfn: int, anon: bool) -> np.ndarray:
-    """Per-page keys: bits 55..63 of each entry, "exclusive" cleared, _ZERO for zero pages.
+# A page's key is bits 55..63 of its entry (one contiguous shift-and-narrow pass, twice as
+# fast as reading the entries' top uint16 with a stride of 4), finished by _finish_keys.
 
-    Distinct keys mean distinct categories, so runs of equal keys are the kernel's regions.
+
+def _may_hold_zero_pages(keys: np.ndarray, zero_pfn: int, anon: bool) -> bool:
+    """Whether ``_finish_keys`` would change any page with one of these raw keys.
+
+    Zero pages are present, not swapped and not exclusive (vm_normal_page() is NULL);
+    anonymous memory is almost always exclusive. Such "file" pages matter only in anonymous
+    VMAs (the huge zero page), others only when the zero page's PFN is known.
     """
-    m = entries.shape[0]
-    keys = _scratch.keys[:m]
-    # One contiguous shift-and-narrow pass: twice as fast as reading the entries' top
-    # uint16 with a stride of 4.
-    np.right_shift(entries, _U64_TOP_SHIFT, out=keys, casting="unsafe")
-    # Zero pages are present, not swapped and not exclusive (vm_normal_page() is NULL), so
-    # only such entries are looked at again; anonymous memory is almost always exclusive.
+    shaped = (keys & _U16["zero_shape"]) == _U16["present"]
+    if not (anon and zero_pfn):
+        file = (keys & _U16["file"]) != 0
+        shaped &= file if anon else ~file if zero_pfn else False
+    return bool(shaped.any())
+
+
+def _finish_keys(keys: np.ndarray, entries: np.ndarray, zero_pfn: int, anon: bool) -> None:
+    """Raw keys to final keys in place: "exclusive" cleared, _ZERO for zero pages.
+
+    Distinct final keys mean distinct categories, so runs of equal keys are the kernel's
+    regions.
+    """
+    m = keys.shape[0]
     maybe = np.bitwise_and(keys, _U16["zero_shape"], out=_scratch.tmp[:m])
     shaped = np.equal(maybe, _U16["present"], out=_scratch.flags[:m])
     if shaped.any():
         candidates = np.flatnonzero(shaped)
-        file = (keys[candidates] & np.uint16(_FILE)) != 0
+        file = (keys[candidates] & _U16["file"]) != 0
         if anon:
             # The huge zero page reads as "file" (spec §5); in a private anonymous VMA
             # nothing else can, and the ioctl calls it PFNZERO, not FILE.
@@ -430,7 +465,6 @@ def _keys(entries: np.ndarray, zero_pfn: int, anon: bool) -> np.ndarray:
             pfns = entries[small] & np.uint64(pm.PM_PFN_MASK)
             keys[small[pfns == np.uint64(zero_pfn)]] |= np.uint16(_ZERO)
     np.bitwise_and(keys, _U16["key_mask"], out=keys)
-    return keys
 
 
 def _mark_holes(fd: int, keys: np.ndarray, vpn: int) -> None:

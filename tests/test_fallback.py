@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import warnings
 from dataclasses import replace
@@ -307,3 +308,32 @@ def test_lean_maps_reader_stops_at_the_range_end(rich, monkeypatch):
     reads.clear()
     assert fallback._vma_spans(rich.pid, 0, 1 << 64) == every
     assert len(reads) >= 3  # several pieces, cut anywhere in a record
+
+
+def test_runs_differing_only_in_exclusivity_merge(tmp_path):
+    # Pages of one file mapped twice here: the ones mapped in both are not "exclusive"
+    # (bit 56), which is no category, so the kernel returns a single region.
+    path = tmp_path / "twice"
+    path.write_bytes(b"\1" * 64 * 4096)
+    with open(path, "r+b") as f:
+        first, second = mmap.mmap(f.fileno(), 64 * 4096), mmap.mmap(f.fileno(), 64 * 4096)
+    a, b = np.frombuffer(first, np.uint8), np.frombuffer(second, np.uint8)
+    try:
+        int(a[::4096].sum()) + int(b[16 * 4096 : 32 * 4096 : 4096].sum())
+        start = a.ctypes.data
+        end = start + 64 * 4096
+        fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+        try:
+            exclusive = pm.read_entries(fd, start, end) & np.uint64(pm.PM_MMAP_EXCLUSIVE)
+        finally:
+            os.close(fd)
+        assert 0 < np.count_nonzero(exclusive) < 64  # the layout is what the test needs
+        fb = scan_pagemap("self", start, end)
+        assert fb == pmviz.scan("self", start, end)
+        assert fb.array.tolist() == [
+            (start, end, int(Category.FILE | Category.PRESENT | Category.WRITTEN))
+        ]
+    finally:
+        del a, b
+        first.close()
+        second.close()
