@@ -66,9 +66,11 @@ KNOWN_CATEGORIES = ALL_CATEGORIES & ~UNKNOWN_CATEGORIES
 """Categories the fallback reports (see the module docstring for the caveats)."""
 
 _ALL = int(ALL_CATEGORIES)
+_NO_MASK = Mask()
 _PFNMAP_NAMES = frozenset({"[vvar]", "[vvar_vclock]"})  # skipped by the ioctl (spec §3.2)
 _BLOCK_PAGES = 1 << (21 - PAGE_SHIFT)  # pages per PMD: one page table
 _CHUNK_PAGES = 1 << 17  # pages read and decoded at once (1 MiB of entries: stays in L2)
+_SMALL_REGIONS = 1 << 13  # results up to this size are built in scratch, then copied out
 _DENSE_PAGES = 1 << 13  # pages run-length encoded at once when runs are many (see _append)
 # numpy scalars for the ufunc calls, made once (a Python int is converted on every call).
 _U64_PAGE_SHIFT = np.uint64(PAGE_SHIFT)
@@ -231,7 +233,7 @@ def scan_pagemap(
     pid = procfs.normalize_pid(pid)
     lo, hi = check_range(start, end)
     if mask is None:
-        mask = Mask()
+        mask = _NO_MASK
     elif not isinstance(mask, Mask):
         raise TypeError(f"mask must be a pmviz.Mask, got {type(mask).__name__}")
     check_mask(mask)
@@ -290,6 +292,7 @@ class _Scratch(threading.local):
         self.addrs = np.empty(runs, dtype=np.uint64)
         self.run_keys = np.empty(runs, dtype=np.uint16)
         self.cats = np.empty(runs, dtype=np.uint64)
+        self.out = np.empty(_SMALL_REGIONS, dtype=REGION_DTYPE)
         # Byte offset of each page in a dense block, and the first page of each 2 MiB block
         # of an aligned chunk: constants, made once.
         self.offsets = np.arange(_DENSE_PAGES, dtype=np.uint64) << _U64_PAGE_SHIFT
@@ -311,8 +314,10 @@ class _Writer:
         self.fd, self.pid = fd, pid
         self.zero_pfn = _zero_pfn()
         self.lut = _lut()
+        # Small results are written to scratch and copied out: cheaper than setting up a
+        # RegionBuffer (mremap, array interface), which takes over when they grow.
         self.buffer: RegionBuffer | None = None
-        self.regions = np.empty(0, dtype=REGION_DTYPE)
+        self.regions = _scratch.out
         self.n = 0
         # The last region written, as Python ints (cheaper than reading numpy scalars back).
         self.last_end = self.last_categories = -1
@@ -337,10 +342,15 @@ class _Writer:
     def _reserve(self, k: int) -> np.ndarray:
         """Room for ``k`` more regions; returns the writable view of everything so far."""
         need = self.n + k
+        if need <= len(self.regions):
+            return self.regions
         if self.buffer is None:
-            # Sized for now, not more: it reuses the memory of the last result, and
-            # growing it to the usual size would cost a mremap on every scan.
+            # Sized for now, not more: it reuses the memory of the last large result, and
+            # growing it to a usual size would cost a mremap on every scan.
             self.buffer = RegionBuffer(need)
+            view = self.buffer.view(self.buffer.capacity)
+            view[: self.n] = self.regions[: self.n]
+            self.regions = view
         while self.buffer.capacity < need:
             self.regions = np.empty(0, dtype=REGION_DTYPE)  # no view across a move
             self.buffer.grow()
@@ -419,7 +429,7 @@ class _Writer:
 
     def result(self) -> np.ndarray:
         if self.buffer is None:
-            return np.empty(0, dtype=REGION_DTYPE)
+            return self.regions[: self.n].copy()
         self.regions = np.empty(0, dtype=REGION_DTYPE)  # drop the view before trimming
         self.buffer.trim(self.n)
         return np.asarray(self.buffer)

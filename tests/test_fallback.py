@@ -18,6 +18,7 @@ import pmviz.fallback as fallback
 import pmviz.scanning as scanning
 from pmviz import Category, Mask, PmvizWarning, UnsupportedKernel
 from pmviz._kernel import pagemap as pm
+from pmviz._kernel import pagemap_scan
 from pmviz.fallback import KNOWN_CATEGORIES, UNKNOWN_CATEGORIES, scan_pagemap
 
 pytestmark = pytest.mark.kernel
@@ -165,14 +166,20 @@ def dense(tmp_path_factory):
         yield layout
 
 
-@pytest.mark.parametrize(("chunk", "block"), [(None, None), (1024, 1000), (512, 96)])
-def test_one_region_per_page_equals_the_ioctl(dense, monkeypatch, chunk, block):
+@pytest.mark.parametrize(
+    ("chunk", "block", "small"), [(None, None, None), (1024, 1000, 900), (512, 96, 600)]
+)
+def test_one_region_per_page_equals_the_ioctl(dense, monkeypatch, chunk, block, small):
     # Run-length encoding with many runs goes block by block; runs cut at chunk and block
-    # edges (here at odd places too) must merge back into exactly the kernel's regions.
+    # edges (here at odd places too) must merge back into exactly the kernel's regions, and
+    # a result outgrowing the scratch output moves to a RegionBuffer intact.
     if chunk:
         monkeypatch.setattr(fallback, "_CHUNK_PAGES", chunk)
         monkeypatch.setattr(fallback, "_DENSE_PAGES", block)
+        monkeypatch.setattr(fallback, "_SMALL_REGIONS", small)
         monkeypatch.setattr(fallback, "_scratch", fallback._Scratch())
+        # No recycled result memory (it could hold an equal earlier result).
+        monkeypatch.setattr(pagemap_scan, "_spare", [])
     ioctl = pmviz.scan(dense.pid, *dense.span)
     fb = scan_pagemap(dense.pid, *dense.span)
     assert KNOWN_REPORT.apply(fb) == KNOWN_REPORT.apply(ioctl)
