@@ -71,7 +71,9 @@ _PFNMAP_NAMES = frozenset({"[vvar]", "[vvar_vclock]"})  # skipped by the ioctl (
 _BLOCK_PAGES = 1 << (21 - PAGE_SHIFT)  # pages per PMD: one page table
 _CHUNK_PAGES = 1 << 17  # pages read and decoded at once (1 MiB of entries: stays in L2)
 _SMALL_REGIONS = 1 << 13  # results up to this size are built in scratch, then copied out
-_DENSE_PAGES = 1 << 13  # pages run-length encoded at once when runs are many (see _append)
+# Pages run-length encoded at once when runs are many (see _append). Their temporaries (up
+# to 160 KiB) are then recycled by malloc; at 32K pages they were page-faulted in every time.
+_DENSE_PAGES = 1 << 14
 # numpy scalars for the ufunc calls, made once (a Python int is converted on every call).
 _U64_PAGE_SHIFT = np.uint64(PAGE_SHIFT)
 _U64_TOP_SHIFT = np.uint64(55)  # bits 55..63 of an entry become a page's key
