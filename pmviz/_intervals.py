@@ -78,8 +78,8 @@ def concat_aranges(starts: int | np.ndarray, counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.int64)
     ends = np.cumsum(counts)
     # Each value is its position in the output, shifted by (range start - range offset).
-    shift = np.asarray(starts, dtype=np.int64) - (ends - counts)
-    return np.repeat(shift, counts) + np.arange(int(ends[-1]) if len(ends) else 0)
+    shift = (ends - counts) - np.asarray(starts, dtype=np.int64)
+    return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) - np.repeat(shift, counts)
 
 
 def union_columns(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -506,5 +506,5 @@ def page_addresses(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     shift = np.uint64(PAGE_SHIFT)
     counts = ((a["end"] - a["start"]) >> shift).astype(np.int64)
     owner = np.repeat(np.arange(len(a)), counts)
-    within = concat_aranges(0, counts)
-    return a["start"][owner] + (within.astype(np.uint64) << shift), owner
+    first_page = (a["start"] >> shift).astype(np.int64)  # page numbers are < 2**52
+    return concat_aranges(first_page, counts).astype(np.uint64) << shift, owner
