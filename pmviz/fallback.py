@@ -351,7 +351,7 @@ class _Writer:
             # growing it to a usual size would cost a mremap on every scan.
             self.buffer = RegionBuffer(need)
             view = self.buffer.view(self.buffer.capacity)
-            view[: self.n] = self.regions[: self.n]
+            view[: self.n].view(np.uint64)[:] = self.regions[: self.n].view(np.uint64)
             self.regions = view
         while self.buffer.capacity < need:
             self.regions = np.empty(0, dtype=REGION_DTYPE)  # no view across a move
@@ -431,7 +431,8 @@ class _Writer:
 
     def result(self) -> np.ndarray:
         if self.buffer is None:
-            return self.regions[: self.n].copy()
+            # Copied as plain words: numpy copies a structured array field by field, 8x slower.
+            return self.regions[: self.n].view(np.uint64).copy().view(REGION_DTYPE)
         self.regions = np.empty(0, dtype=REGION_DTYPE)  # drop the view before trimming
         self.buffer.trim(self.n)
         return np.asarray(self.buffer)
