@@ -152,12 +152,14 @@ def _vma_spans(pid: Pid, lo: int, hi: int) -> list[tuple[int, int, str, bool]]:
 
     Only what the fallback needs from ``/proc/PID/maps``: much cheaper than ``read_maps``,
     which classifies every VMA. The kernel formats maps as it is read, about 1.5 us per VMA
-    (most of the fallback's fixed cost), so it is read in growing pieces and no further than
-    the first VMA past ``hi``: a range near the bottom of the address space costs a few lines.
+    (most of the fallback's fixed cost), so it is read in growing pieces (1 KiB, then four
+    times more each time) and no further than the first VMA past ``hi``. Mappings are placed
+    top-down, so the most recent large ones (the usual targets) come right after the heap,
+    within the first few records.
     """
     spans: list[tuple[int, int, str, bool]] = []
     with procfs.open_fd(pid, "maps") as fd:
-        tail, size = b"", 1 << 12
+        tail, size = b"", 1 << 10
         while True:
             try:
                 piece = os.read(fd, size)

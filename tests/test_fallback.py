@@ -311,7 +311,7 @@ def test_lean_maps_reader_stops_at_the_range_end(rich, monkeypatch):
         reads.clear()
         assert fallback._vma_spans(rich.pid, s, e) == [every[i]]
         if i < 10:
-            assert len(reads) == 1  # the first 4 KiB hold the VMA and the next one
+            assert len(reads) <= 2  # the first 5 KiB hold the VMA and the next one
     reads.clear()
     assert fallback._vma_spans(rich.pid, 0, 1 << 64) == every
     assert len(reads) >= 3  # several pieces, cut anywhere in a record
