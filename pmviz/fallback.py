@@ -35,7 +35,9 @@ HUGE, WPALLOWED         unknown: never set. A mask that filters on them warns.
 VM_PFNMAP VMAs, which the ioctl skips, are recognised by name (``[vvar]``, ``[vvar_vclock]``);
 a device driver's PFN mapping would be reported by the fallback and skipped by the ioctl.
 Cost: 8 bytes read per page of every VMA in the range (a 16 TiB reservation is 32 GiB of
-reads), which is why PAGEMAP_SCAN exists.
+reads), which is why PAGEMAP_SCAN exists. Decoding adds about a third to the read when runs
+span tens of pages, and about 1.5 times the read when every page is a region of its own
+(``benchmarks/RESULTS-kernel.md``, (e)).
 """
 
 from __future__ import annotations
@@ -283,7 +285,7 @@ class _Scratch(threading.local):
     """Per-thread work arrays for one chunk, reused across scans.
 
     Fresh arrays above glibc's mmap threshold are page-faulted in on every allocation, which
-    costs more than decoding them; a chunk's arrays (about 2.5 MiB) are kept instead.
+    costs more than decoding them; a chunk's arrays (about 2.3 MiB) are kept instead.
     """
 
     def __init__(self) -> None:
@@ -307,11 +309,12 @@ _scratch = _Scratch()
 
 
 class _Writer:
-    """Decodes VMAs chunk by chunk into one growing region buffer, merging across chunks.
+    """Decodes VMAs chunk by chunk into one growing region array, merging across chunks.
 
-    The output lives in a ``RegionBuffer`` (no copy however large), and adjacent equal runs
-    are merged at chunk and VMA boundaries, so for an unfiltered mask the result is already
-    what the kernel returns and ``Mask.apply`` passes it through untouched.
+    The output starts in per-thread scratch and moves to a ``RegionBuffer`` (no copy however
+    large) when it outgrows it. Adjacent equal runs are merged at chunk, block and VMA
+    boundaries, so for an unfiltered mask the result is already what the kernel returns and
+    ``Mask.apply`` passes it through untouched.
     """
 
     def __init__(self, fd: int, pid: Pid) -> None:
