@@ -8,7 +8,6 @@ clipped full scan.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from layouts import DONTNEED, RICH, SWAP, Area, spawn_layout
+from privileges import as_nobody
 
 import pmviz
 from pmviz import Category, Mask
@@ -346,39 +346,14 @@ def test_bad_pid_arguments():
 
 
 def _as_nobody(target: int | str, backend: str = "auto", dumpable: bool = True) -> tuple[str, str]:
-    """Scan ``target`` from a forked child that dropped to uid/gid 65534 (nobody)."""
+    """Scan ``target`` ("child" = the unprivileged process itself) as nobody."""
     import pmviz.fallback  # noqa: F401 - import everything before dropping privileges
 
-    pmviz.features()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            os.close(r)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            # A real user's process is dumpable; setuid() just made this one not so, which
-            # would hide its own /proc files from it.
-            if dumpable:
-                ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
-            t = os.getpid() if target == "child" else target
-            try:
-                res = pmviz.scan(t, backend=backend)
-                msg = f"ok\t{res.pages_with(Category.PRESENT)}"
-            except pmviz.Error as err:
-                msg = f"{type(err).__name__}\t{err}"
-            except BaseException as err:
-                msg = f"RAW {type(err).__name__}\t{err}"
-            os.write(w, msg.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        out = f.read()
-    os.waitpid(pid, 0)
-    kind, _, text = out.partition("\t")
-    return kind, text
+    def scan() -> str:
+        t = os.getpid() if target == "child" else target
+        return str(pmviz.scan(t, backend=backend).pages_with(Category.PRESENT))
+
+    return as_nobody(scan, dumpable=dumpable)
 
 
 @pytest.mark.root

@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 import pytest
+from privileges import as_nobody
 
 import pmviz
 from pmviz import AccessDenied, Category, NoSuchProcess, Regions, UnsupportedKernel
@@ -520,32 +521,6 @@ def test_file_mappings_private_reads_are_not_writes_shared_writes_are(tmp_path):
         libc.munmap(shared, 16 * P)
 
 
-def _as_nobody(fn) -> str:
-    """Run ``fn() -> str`` in a forked child that dropped to uid/gid 65534 (nobody)."""
-    pmviz.features()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            os.close(r)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: keep our own /proc files
-            try:
-                msg = fn()
-            except BaseException as err:
-                msg = f"{type(err).__name__}: {err}"
-            os.write(w, msg.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        out = f.read()
-    os.waitpid(pid, 0)
-    return out
-
-
 @pytest.mark.root
 def test_unprivileged_user_tracks_through_user_mode_only_uffd():
     if os.geteuid() != 0:
@@ -555,9 +530,9 @@ def test_unprivileged_user_tracks_through_user_mode_only_uffd():
         base = mmap_anon(16)
         with WriteTracker((base, base + 16 * P)) as tracker:
             write(base, [2, 3])
-            return f"ok {sorted((a - base) // P for a in page_set(tracker.collect()))}"
+            return str(sorted((a - base) // P for a in page_set(tracker.collect())))
 
-    assert _as_nobody(track) == "ok [2, 3]"
+    assert as_nobody(track) == ("ok", "[2, 3]")
 
 
 @pytest.mark.root
@@ -574,13 +549,11 @@ def test_unprivileged_userfaultfd_refusal_is_access_denied_naming_the_sysctl():
         try:
             WriteTracker()
             return "no error"
-        except AccessDenied as err:
-            return f"AccessDenied: {err}"
         finally:
             uffd.create = real
 
-    out = _as_nobody(refused)
-    assert out.startswith("AccessDenied") and "vm.unprivileged_userfaultfd=1" in out, out
+    kind, text = as_nobody(refused)
+    assert kind == "AccessDenied" and "vm.unprivileged_userfaultfd=1" in text, (kind, text)
 
 
 def test_unregistrable_vmas_are_skipped_with_the_reason(tmp_path):

@@ -1,0 +1,45 @@
+"""Run a piece of a test as an unprivileged user (uid/gid 65534, nobody) in a forked child."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable
+
+import pmviz
+
+
+def as_nobody(fn: Callable[[], str], *, dumpable: bool = True) -> tuple[str, str]:
+    """Run ``fn() -> str`` as nobody; return ``("ok", result)`` or ``(exception name, message)``.
+
+    A pmviz error comes back under its class name; anything else is prefixed ``RAW`` so a
+    test can tell a translated error from a leaked ``OSError``. ``dumpable=False`` keeps the
+    state ``setuid()`` leaves behind, which hides the process's own /proc files from it; a
+    real user's process is dumpable.
+    """
+    pmviz.features()  # probe (and import) before dropping privileges
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            if dumpable:
+                ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+            try:
+                msg = f"ok\t{fn()}"
+            except pmviz.Error as err:
+                msg = f"{type(err).__name__}\t{err}"
+            except BaseException as err:
+                msg = f"RAW {type(err).__name__}\t{err}"
+            os.write(w, msg.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    kind, _, text = out.partition("\t")
+    return kind, text
