@@ -9,7 +9,7 @@ from typing import NamedTuple, overload
 import numpy as np
 
 from ._intervals import clip_regions
-from ._kernel.pagemap_scan import PAGE_SHIFT, PAGE_SIZE, REGION_DTYPE
+from ._kernel.pagemap_scan import PAGE_SIZE, REGION_DTYPE
 from .categories import Category
 
 __all__ = ["Region", "Regions", "REGION_DTYPE"]
@@ -191,19 +191,18 @@ class Regions:
         n = len(self)
         size = _human_bytes(self.size)
         rows = []
-        for r in self[:max_rows]:
+        shown = self[:max_rows]
+        for r, pages in zip(shown, shown.page_counts.tolist()):
             cats = html.escape(_names(int(r.categories)))
             rows.append(
                 f"<tr><td><code>{r.start:#014x}</code></td><td><code>{r.end:#014x}</code></td>"
-                f"<td style='text-align:right'>{(r.end - r.start) >> PAGE_SHIFT:,}</td>"
+                f"<td style='text-align:right'>{pages:,}</td>"
                 f"<td>{cats}</td></tr>"
             )
         if n > max_rows:
             rows.append(f"<tr><td colspan=4><i>… {n - max_rows:,} more regions</i></td></tr>")
         by_cat = "".join(
-            f"<li>{c.name}: {self.pages_with(c):,} pages</li>"
-            for c in Category
-            if self.pages_with(c)
+            f"<li>{c.name}: {pages:,} pages</li>" for c in Category if (pages := self.pages_with(c))
         )
         return (
             f"<div><b>Regions</b>: {n:,} regions, {self.n_pages:,} pages ({size})"

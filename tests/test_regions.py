@@ -83,6 +83,12 @@ def test_repr_and_html(regions):
     assert "10 more regions" in many._repr_html_()
 
 
+def test_html_counts_pages_of_the_regions_page_size():
+    big = Regions.from_arrays([0], [3 * 16384], 8, page_size=16384)  # e.g. an arm64 capture
+    html = big._repr_html_()
+    assert "text-align:right'>3</td>" in html and "PRESENT: 3 pages" in html
+
+
 def test_a_live_scan_is_kernel_written_regions():
     r = pmviz.scan()
     assert r.array.dtype == REGION_DTYPE
