@@ -15,13 +15,9 @@ from .categories import Category
 
 __all__ = ["Features", "features", "user_address_limit"]
 
-# x86-64 4-level paging: access_ok() admits end <= TASK_SIZE_MAX (spec §2 check 6); with
-# 5-level paging the limit is 2**56 - PAGE. Other arches are probed down from the largest.
-_CANDIDATE_LIMITS = (
-    (1 << 56) - pms.PAGE_SIZE,
-    (1 << 47) - pms.PAGE_SIZE,
-    (1 << 39) - pms.PAGE_SIZE,
-)
+# x86-64 4-level paging: access_ok() admits end <= TASK_SIZE_MAX (spec §2 check 6). Used only
+# where the limit cannot be probed (no PAGEMAP_SCAN); otherwise user_address_limit() bisects.
+_DEFAULT_LIMIT = (1 << 47) - pms.PAGE_SIZE
 
 
 @dataclass(frozen=True)
@@ -88,7 +84,7 @@ def user_address_limit() -> int:
     try:
         fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return _CANDIDATE_LIMITS[1]
+        return _DEFAULT_LIMIT
     try:
 
         def accepted(end: int) -> bool:
@@ -102,7 +98,7 @@ def user_address_limit() -> int:
             return True
 
         if not accepted(pms.PAGE_SIZE):
-            return _CANDIDATE_LIMITS[1]
+            return _DEFAULT_LIMIT
         lo, hi = pms.PAGE_SIZE, (1 << 64) - 1  # accepted(lo), not accepted(hi)
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -112,7 +108,7 @@ def user_address_limit() -> int:
                 hi = mid
         return lo
     except OSError:  # ENOTTY: no PAGEMAP_SCAN, the limit does not matter
-        return _CANDIDATE_LIMITS[1]
+        return _DEFAULT_LIMIT
     finally:
         os.close(fd)
 
@@ -180,6 +176,6 @@ def features() -> Features:
         uffd_reason=reason if has_scan else "PAGEMAP_SCAN missing (needs Linux >= 6.7)",
         thp_mode=thp_mode,
         swap_active=any(line.strip() for line in swaps),
-        user_address_limit=user_address_limit() if has_scan else _CANDIDATE_LIMITS[1],
+        user_address_limit=user_address_limit() if has_scan else _DEFAULT_LIMIT,
         pfn_visible=pfn_visible,
     )
