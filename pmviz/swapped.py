@@ -107,9 +107,7 @@ def resolve_swapped(pid_or_pagemap: Pid | Pagemap, regions: Regions) -> Regions:
         return regions
     if not _swap_in_use():
         # No swap device: no page can be on swap, so every ambiguous page is a marker.
-        out = a.copy()
-        out["categories"][ambiguous] &= ~_SWAPPED
-        return Regions(iv.merge_equal_neighbours(out), page_size=regions.page_size)
+        return _all_markers(regions, ambiguous)
     if not features().pfn_visible:
         return _without_type_bits(pid_or_pagemap, regions, ambiguous)
     if isinstance(pid_or_pagemap, Pagemap):
@@ -174,9 +172,7 @@ def _without_type_bits(
     pid = pid_or_pagemap.pid if isinstance(pid_or_pagemap, Pagemap) else pid_or_pagemap
     pid = procfs.normalize_pid(pid)
     if _swap_kib(pid) == 0:
-        out = regions.array.copy()
-        out["categories"][ambiguous] &= ~_SWAPPED
-        return Regions(iv.merge_equal_neighbours(out), page_size=regions.page_size)
+        return _all_markers(regions, ambiguous)
     warnings.warn(
         f"process {pid} has pages on swap, and telling them from uffd-wp markers needs the "
         "swap type bits of /proc/PID/pagemap, shown only with CAP_SYS_ADMIN: armed-but-empty "
@@ -185,6 +181,13 @@ def _without_type_bits(
         stacklevel=3,
     )
     return regions
+
+
+def _all_markers(regions: Regions, ambiguous: np.ndarray) -> Regions:
+    """Clear SWAPPED on every ambiguous region (none of their pages can be on swap)."""
+    out = regions.array.copy()
+    out["categories"][ambiguous] &= ~_SWAPPED
+    return Regions(iv.merge_equal_neighbours(out), page_size=regions.page_size)
 
 
 def _swap_in_use() -> bool:
