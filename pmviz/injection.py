@@ -44,6 +44,7 @@ import shutil
 import stat
 import subprocess
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -56,7 +57,7 @@ from ._kernel import uffd as kuffd
 from .errors import AccessDenied, Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
 from .features import features
 from .regions import Regions
-from .tracking._engine import MAX_VMA_BYTES
+from .tracking._engine import MAX_VMA_BYTES, UffdTracker
 
 __all__ = ["InjectedTracker", "WriteSourceChoice", "attach", "track", "open_write_source"]
 
@@ -106,7 +107,7 @@ class InjectedTracker:
         self.events: list[str] = []
         self.attach_seconds = 0.0
         self._tracer = tracer
-        self._inner: Any = None
+        self._inner: UffdTracker | None = None
         self._lost = ""
         self._lock = threading.RLock()
         self._closed = False
@@ -271,7 +272,7 @@ class InjectedTracker:
 
     def _setup(self, remote: inject.Remote) -> None:
         """With the target stopped: create its uffd, take it, register and arm, release."""
-        t0 = _now()
+        t0 = time.perf_counter()
         fd = -1
         try:
             try:
@@ -296,27 +297,16 @@ class InjectedTracker:
             # Registered and armed while the target is stopped: tracking begins here.
             # UffdTracker owns the fd from here on, and closes it itself if it fails.
             owned, fd = fd, -1
-            self._inner = _engine(self.pid, owned, self.max_vma_bytes)
+            self._inner = UffdTracker(
+                self.pid, owned, owns_fd=True, max_vma_bytes=self.max_vma_bytes
+            )
         except BaseException:
             if fd >= 0:
                 os.close(fd)
             raise
         finally:
             remote.release()
-            self.attach_seconds = _now() - t0
-
-
-def _engine(pid: int, fd: int, max_vma_bytes: int) -> Any:
-    """The tracking engine on a uffd of ``pid``; VMAs too large to arm are skipped by it."""
-    from .tracking import UffdTracker
-
-    return UffdTracker(pid, fd, owns_fd=True, max_vma_bytes=max_vma_bytes)
-
-
-def _now() -> float:
-    import time
-
-    return time.perf_counter()
+            self.attach_seconds = time.perf_counter() - t0
 
 
 def _uffd_refused(pid: int, err: OSError) -> Error:
@@ -558,9 +548,9 @@ def open_write_source(target: int) -> WriteSourceChoice:
     """
     try:
         return WriteSourceChoice(attach(target), "uffd-wp (userfaultfd injected by ptrace)")
-    except (AccessDenied, UnsupportedKernel, Error) as err:
-        if isinstance(err, NoSuchProcess):
-            raise
+    except NoSuchProcess:
+        raise
+    except Error as err:  # AccessDenied, UnsupportedKernel, a failed injection
         why = f"injection not possible: {err}"
     if not features().soft_dirty:
         return WriteSourceChoice(
@@ -568,10 +558,8 @@ def open_write_source(target: int) -> WriteSourceChoice:
             f"present/swapped-only recording: {why}; soft-dirty unavailable (kernel built "
             "without CONFIG_MEM_SOFT_DIRTY)",
         )
-    try:
-        from .softdirty import SoftDirtyTracker
-    except ImportError as err:
-        return WriteSourceChoice(None, f"present/swapped-only recording: {why}; {err}")
+    from .softdirty import SoftDirtyTracker  # only where the kernel has soft-dirty
+
     try:
         return WriteSourceChoice(SoftDirtyTracker(target), f"soft-dirty ({why})")
     except Error as err:
