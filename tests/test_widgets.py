@@ -125,7 +125,8 @@ def test_presets_set_controls_and_snippet_round_trips(capture, preset):
     # The Python snippet is copy-pasteable: running it builds the very same mask.
     import html as _html
 
-    code = _html.unescape(ex.code.value.split("<pre style='font-size:12px'>")[1].split("</pre>")[0])
+    python = ex.code.value.split("<summary>Python</summary>")[1]
+    code = _html.unescape(python.split(">", 1)[1].split("</pre>")[0])
     ns = {"pmviz": pmviz, "capture": capture, "i": -1}
     exec(code, ns)
     assert ns["mask"] == mask

@@ -185,8 +185,24 @@ def _spec(bits: int) -> str:
     return repr(category_names(bits))
 
 
+SNIPPET_WIDTH = 44
+"""Longest snippet line kept on one line: the read-out column is ~50 monospace characters wide."""
+
+
+def _call(head: str, args: list[str]) -> str:
+    """``head(a, b)``, or one argument per line when that is wider than ``SNIPPET_WIDTH``."""
+    one_line = f"{head}({', '.join(args)})"
+    if len(one_line) <= SNIPPET_WIDTH:
+        return one_line
+    return f"{head}(\n" + "".join(f"    {a},\n" for a in args) + ")"
+
+
 def python_snippet(mask: Mask, max_pages: int = 0, *, pid: int | str | None = None) -> str:
-    """A copy-pasteable Python call that selects what ``mask`` selects."""
+    """A copy-pasteable Python call that selects what ``mask`` selects.
+
+    Lines are kept short (see ``SNIPPET_WIDTH``) so the narrow read-out column does not
+    have to wrap them.
+    """
     f = mask.kernel_fields()
     inv, req, anyof, ret = (
         f["category_inverted"],
@@ -202,15 +218,16 @@ def python_snippet(mask: Mask, max_pages: int = 0, *, pid: int | str | None = No
     if inv:
         args.append(f"exclude={_spec(inv)}")
     args.append(f"report={_spec(ret)}")
-    mask_src = f"pmviz.Mask({', '.join(args)})"
-    extra = f", max_pages={max_pages}" if max_pages else ""
+    mask_src = _call("mask = pmviz.Mask", args)
+    extra = [f"max_pages={max_pages}"] if max_pages else []
     if pid is None:
         return (
-            f"mask = {mask_src}\n"
-            "# offline, bit for bit what the kernel would have returned:\n"
-            f"regions = mask.apply(capture.regions_at(i){extra})"
+            f"{mask_src}\n"
+            "# offline: bit for bit what the kernel\n"
+            "# would have returned\n"
+            + _call("regions = mask.apply", ["capture.regions_at(i)", *extra])
         )
-    return f"mask = {mask_src}\nregions = pmviz.scan({pid!r}, mask=mask{extra})"
+    return f"{mask_src}\n" + _call("regions = pmviz.scan", [repr(pid), "mask=mask", *extra])
 
 
 def region_table_html(regions: Regions, vmas: Vmas | None, *, max_rows: int = 12) -> str:

@@ -31,6 +31,10 @@ from ._controls import (
 
 __all__ = ["MaskExplorer"]
 
+# JupyterLab styles output <pre> with ``word-break: break-all``, which cuts a line that is
+# wider than the column mid-word ("retu / rned"); wrap on words (spaces, "|") instead.
+_PRE = "<pre style='font-size:12px;white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere'>"
+
 
 class MaskExplorer(widgets.VBox):
     """Choose, per page category, require / any of / exclude / ignore, and see the result.
@@ -230,9 +234,9 @@ class MaskExplorer(widgets.VBox):
                 return
         self.fields.value = kernel_fields_html(mask, max_pages)
         self.code.value = (
-            "<details open><summary>Python</summary><pre style='font-size:12px'>"
+            f"<details open><summary>Python</summary>{_PRE}"
             f"{html.escape(python_snippet(mask, max_pages, pid=self.pid))}</pre></details>"
-            "<details><summary>C</summary><pre style='font-size:12px'>"
+            f"<details><summary>C</summary>{_PRE}"
             f"{html.escape(mask.c_initializer())}</pre></details>"
         )
         self._draw_heatmap()
