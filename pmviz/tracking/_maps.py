@@ -37,18 +37,13 @@ class VmaRows(NamedTuple):
 
 def read_vma_rows(pid: Pid) -> VmaRows:
     """Read ``/proc/PID/maps`` (ranges and permissions only); errors as pmviz exceptions."""
-    try:
-        fd = os.open(procfs.proc_path(pid, "maps"), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as err:
-        raise procfs.translate(err, pid, "maps") from err
     chunks = []
-    try:
-        while chunk := os.read(fd, _CHUNK):
-            chunks.append(chunk)
-    except OSError as err:
-        raise procfs.translate(err, pid, "maps") from err
-    finally:
-        os.close(fd)
+    with procfs.open_fd(pid, "maps") as fd:
+        try:
+            while chunk := os.read(fd, _CHUNK):
+                chunks.append(chunk)
+        except OSError as err:
+            raise procfs.translate(err, pid, "maps") from err
     lines = b"".join(chunks).splitlines()
     bounds: list[int] = []
     perms: list[bytes] = []
