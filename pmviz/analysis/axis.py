@@ -92,17 +92,15 @@ class AddressAxis:
         return self.to_compact(self.bands["start"]), self.to_compact(self.bands["end"])
 
 
-def _all_vmas(capture: Capture) -> tuple[np.ndarray, np.ndarray]:
-    """Every VMA of every table, sorted by start (labels left empty: see ``_label_vmas``)."""
-    tables = [t for t in capture.vma_tables if len(t)]
+def _all_vmas(capture: Capture) -> np.ndarray:
+    """Every VMA of every table (``start``, ``end``, ``kind``), unsorted."""
+    tables = [t.array for t in capture.vma_tables if len(t)]
     if not tables:
-        return np.empty(0, BAND_DTYPE), np.empty(0, dtype=object)
-    arr = np.concatenate([t.array for t in tables])
-    labels = np.empty(arr.size, dtype=object)
+        return np.empty(0, BAND_DTYPE)
+    arr = np.concatenate(tables)
     out = np.empty(arr.size, BAND_DTYPE)
     out["start"], out["end"], out["kind"] = arr["start"], arr["end"], arr["kind"]
-    order = np.lexsort((out["end"], out["start"]))
-    return out[order], labels[order]
+    return out
 
 
 def _label_vmas(capture: Capture) -> tuple[np.ndarray, np.ndarray]:
@@ -221,7 +219,6 @@ def address_axis(
     kinds = ("compact", "occupied", "auto", "linear")
     if kind not in kinds:
         raise ValueError(f"axis must be one of {kinds}, got {kind!r}")
-    vmas, _ = _all_vmas(capture)
     if kind == "auto":
         compact = address_axis(
             capture, kind="compact", addr_range=addr_range, skip_kinds=skip_kinds
@@ -233,6 +230,7 @@ def address_axis(
         s = np.array([lo], np.uint64)
         e = np.array([max(hi, lo)], np.uint64)
     else:
+        vmas = _all_vmas(capture)
         if kind == "occupied":
             s, e = _occupied(capture, min_gap)
         elif vmas.size:
