@@ -81,6 +81,18 @@ def snapshot(data: Capture | Regions, at: int, vmas: Vmas | None) -> tuple[Regio
     return regs, Vmas() if vmas is None else vmas
 
 
+def category_mask(category: Mask | Category | int | str) -> tuple[Mask, str]:
+    """The mask selecting ``category`` in one scan, and its label.
+
+    A ``Mask`` is used as is; a category, bit set or name is required and reported, so
+    ``Mask.apply`` merges maximal runs of it (the most compact filtered scan).
+    """
+    if isinstance(category, Mask):
+        return category, repr(category)
+    bits = parse_categories(category)
+    return Mask(require=bits, report=bits), category_label(bits)
+
+
 def category_label(bits: Category) -> str:
     """``"present|written"`` for those bits; ``"mapped"`` for none."""
     return "|".join(c.name.lower() for c in Category if bits & c) or "mapped"  # type: ignore[union-attr]

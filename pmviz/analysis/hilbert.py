@@ -9,8 +9,8 @@ import numpy as np
 from ..capture import Capture
 from ..regions import Regions
 from ._intervals import prefix_coverage
-from ._select import CategoryArg, category_label
-from .sparsity import Mask, parse_categories, select_ranges
+from ._select import CategoryArg, category_mask
+from .sparsity import select_ranges
 
 __all__ = ["hilbert_d2xy", "HilbertMap", "hilbert_map"]
 
@@ -102,11 +102,10 @@ def hilbert_map(
     edges = np.uint64(lo) + (
         np.arange(cells + 1, dtype=np.uint64) * np.uint64(n_pages) // np.uint64(cells)
     ) * np.uint64(ps)
-    mask = category if isinstance(category, Mask) else Mask(require=parse_categories(category))
+    mask, label = category_mask(category)
     c = prefix_coverage(a, np.array([0, a.size]), edges, select=mask)[0]
     frac = np.diff(c) / np.diff(edges).astype(np.float64)
     x, y = hilbert_d2xy(order, np.arange(cells))
     img = np.zeros((1 << order, 1 << order))
     img[y, x] = frac
-    label = repr(mask) if isinstance(category, Mask) else category_label(parse_categories(category))
     return HilbertMap(img, order, edges, lo, lo + n_pages * ps, label)

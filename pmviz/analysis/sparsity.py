@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..capture import Capture
-from ..categories import Category, parse_categories
+from ..categories import Category
 from ..maps import Vmas
 from ..mask import Mask
 from ..regions import REGION_DTYPE, Regions, _human_bytes
-from ._select import category_label, snapshot
+from ._select import category_mask, snapshot
 
 __all__ = ["Sparsity", "sparsity", "PAGE_REGION_BYTES", "PAGEMAP_ENTRY_BYTES"]
 
@@ -183,13 +183,7 @@ def sparsity(
     Sparsity
     """
     regs, vmas = snapshot(data, at, vmas)
-    if isinstance(category, Mask):
-        mask = category
-    else:
-        # Report only the category's bits: maximal runs, the most compact filtered scan.
-        bits = parse_categories(category)
-        mask = Mask(require=bits, report=bits)
-    label = repr(mask) if isinstance(category, Mask) else category_label(parse_categories(category))
+    mask, label = category_mask(category)
     ranges = select_ranges(vmas, vma, start, end)
     parts = [regs.clip(int(s), int(e)) for s, e in ranges.tolist()]  # per VMA
     clipped = Regions.concat(parts) if parts else Regions(np.empty(0, REGION_DTYPE))
