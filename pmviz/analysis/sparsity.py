@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +11,7 @@ from ..categories import Category
 from ..maps import Vmas
 from ..mask import Mask
 from ..regions import REGION_DTYPE, Regions, _human_bytes
+from ._html import table
 from ._select import category_mask, snapshot
 
 __all__ = ["Sparsity", "sparsity", "PAGE_REGION_BYTES", "PAGEMAP_ENTRY_BYTES"]
@@ -104,18 +104,14 @@ class Sparsity:
             "ranges": ", ".join(f"<code>{s:#x}-{e:#x}</code>" for s, e in self.ranges.tolist()[:4])
             + (" …" if len(self.ranges) > 4 else ""),
             "reserved": _human_bytes(self.reserved_bytes),
-            f"{html.escape(self.category)}": f"{_human_bytes(self.matched_bytes)} "
-            f"({100 * self.density:.1f}%)",
+            self.category: f"{_human_bytes(self.matched_bytes)} ({100 * self.density:.1f}%)",
             "regions (filtered / unfiltered scan)": f"{self.n_regions:,} / {self.n_scan_regions:,}",
             "pages per page_region": f"{self.pages_per_region:,.1f}",
             "scan output": f"{_human_bytes(self.region_bytes_out)} in {self.ioctl_calls:,} "
             f"ioctl(s) vs {_human_bytes(self.pagemap_bytes_out)} of pagemap "
             f"({self.compression:,.0f}x)",
         }
-        body = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows.items()
-        )
-        return f"<div><b>Sparsity</b><table>{body}</table></div>"
+        return table("Sparsity", rows)
 
 
 def select_ranges(
