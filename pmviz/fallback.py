@@ -234,7 +234,7 @@ def scan_pagemap(
     >>> scan_pagemap().pages_with(pmviz.Category.PRESENT) > 0
     True
     """
-    from .scanning import _check_max_pages, _open_pagemap, check_mask, check_range
+    from .scanning import _check_max_pages, check_mask, check_range
 
     pid = procfs.normalize_pid(pid)
     lo, hi = check_range(start, end)
@@ -247,7 +247,7 @@ def scan_pagemap(
     _warn_unknown(mask)
     # Round like the ioctl (spec §2 check 10): end up to a page.
     hi = -(-hi // PAGE_SIZE) * PAGE_SIZE
-    fd = _open_pagemap(pid)
+    fd = procfs.open_raw(pid, "pagemap")
     try:
         out = _Writer(fd, pid)
         for s, e, path, shared in _vma_spans(pid, lo, hi):

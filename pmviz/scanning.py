@@ -12,7 +12,7 @@ from ._kernel import pagemap_scan as pms
 from ._kernel import procfs
 from ._kernel.procfs import Pid
 from .categories import ALL_CATEGORIES, Category
-from .errors import AccessDenied, Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
+from .errors import Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
 from .features import features, user_address_limit
 from .mask import Mask
 from .regions import Regions
@@ -87,7 +87,7 @@ class Pagemap:
     def __init__(self, pid: Pid = "self") -> None:
         self.fd = -1
         self.pid = procfs.normalize_pid(pid)
-        self.fd = _open_pagemap(self.pid)
+        self.fd = procfs.open_raw(self.pid, "pagemap")
 
     def scan(
         self,
@@ -146,24 +146,6 @@ class Pagemap:
             self.close()
         except Exception:
             pass
-
-
-def _open_pagemap(pid: int | str) -> int:
-    """Open ``/proc/PID/pagemap`` (PTRACE_MODE_READ is checked here, at open), translating
-    errors; a process that changed its credentials cannot even open its own files.
-    """
-    try:
-        return os.open(procfs.proc_path(pid, "pagemap"), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as err:
-        error = procfs.translate(err, pid, "pagemap")
-        if isinstance(error, AccessDenied) and pid in ("self", os.getpid()):
-            error = AccessDenied(
-                pid,
-                "may not open this process's own /proc/self/pagemap: it is not dumpable "
-                "(it changed credentials, e.g. with setuid()); call prctl(PR_SET_DUMPABLE, 1) "
-                "or run with CAP_SYS_PTRACE",
-            )
-        raise error from err
 
 
 def _check_max_pages(max_pages: int) -> None:

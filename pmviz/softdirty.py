@@ -157,12 +157,7 @@ class SoftDirtyTracker:
         self.backend = backend
         self._ranges = None if ranges is None else as_ranges(ranges)
         self._freeze = freeze and real and self.pid not in ("self", os.getpid())
-        try:
-            self._fd = os.open(
-                procfs.proc_path(self.pid, "pagemap", procfs_root), os.O_RDONLY | os.O_CLOEXEC
-            )
-        except OSError as err:
-            raise procfs.translate(err, self.pid, "pagemap") from err
+        self._fd = procfs.open_raw(self.pid, "pagemap", procfs=procfs_root)
         try:
             self._clear()
         except BaseException:

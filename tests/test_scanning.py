@@ -22,7 +22,8 @@ from privileges import as_nobody
 import pmviz
 from pmviz import Category, Mask
 from pmviz._kernel import pagemap_scan as pms
-from pmviz.errors import NoSuchProcess
+from pmviz._kernel import procfs
+from pmviz.errors import AccessDenied, NoSuchProcess
 
 pytestmark = pytest.mark.kernel
 
@@ -383,6 +384,16 @@ def test_a_process_that_dropped_privileges_is_told_how_to_read_itself():
         pytest.skip("needs root to drop to nobody")
     kind, text = _as_nobody("self", "ioctl", dumpable=False)
     assert kind == "AccessDenied" and "PR_SET_DUMPABLE" in text
+
+
+def test_access_denied_to_own_files_names_dumpability_others_the_capability():
+    own = [
+        procfs.translate(PermissionError(13, "denied"), p, "maps") for p in ("self", os.getpid())
+    ]
+    other = procfs.translate(PermissionError(13, "denied"), 1, "pagemap")
+    assert all(isinstance(e, AccessDenied) and "PR_SET_DUMPABLE" in str(e) for e in own)
+    assert isinstance(other, AccessDenied) and "CAP_SYS_PTRACE" in str(other)
+    assert "PR_SET_DUMPABLE" not in str(other)
 
 
 # -- the other layouts also scan consistently ---------------------------------------------------

@@ -37,6 +37,14 @@ def translate(err: OSError, pid: Pid, what: str) -> Error:
     """Turn an ``OSError`` from ``/proc/PID/<what>`` into a pmviz exception with a remedy."""
     if err.errno in (errno.ENOENT, errno.ESRCH):
         return NoSuchProcess(pid, f"process {pid} does not exist or has exited ({what})")
+    if err.errno in (errno.EACCES, errno.EPERM) and pid in ("self", os.getpid()):
+        # Only a process that is not dumpable is refused its own files.
+        return AccessDenied(
+            pid,
+            f"may not access this process's own /proc/{pid}/{what}: it is not dumpable (it "
+            "changed credentials, e.g. with setuid()); call prctl(PR_SET_DUMPABLE, 1) or run "
+            "with CAP_SYS_PTRACE",
+        )
     if err.errno in (errno.EACCES, errno.EPERM):
         return AccessDenied(
             pid,
@@ -54,13 +62,22 @@ def translate(err: OSError, pid: Pid, what: str) -> Error:
     return Error(f"/proc/{pid}/{what}: {os.strerror(err.errno or 0)} (errno {err.errno})")
 
 
+def open_raw(pid: Pid, name: str, flags: int = os.O_RDONLY, procfs: str = PROCFS) -> int:
+    """Open ``/proc/PID/name`` as a raw fd the caller closes, translating errors.
+
+    For ``pagemap`` the PTRACE_MODE_READ check happens here, at open: reads and ioctls on
+    the fd are not checked again.
+    """
+    try:
+        return os.open(proc_path(pid, name, procfs), flags | os.O_CLOEXEC)
+    except OSError as err:
+        raise translate(err, pid, name) from err
+
+
 @contextmanager
 def open_fd(pid: Pid, name: str, flags: int = os.O_RDONLY, procfs: str = PROCFS) -> Iterator[int]:
     """Open ``/proc/PID/name`` as a raw fd (closed on exit), translating errors."""
-    try:
-        fd = os.open(proc_path(pid, name, procfs), flags | os.O_CLOEXEC)
-    except OSError as err:
-        raise translate(err, pid, name) from err
+    fd = open_raw(pid, name, flags, procfs)
     try:
         yield fd
     finally:

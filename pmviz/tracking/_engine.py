@@ -181,12 +181,7 @@ class UffdTracker:
         self._foreign: list[SkippedRange] = []
         try:
             self._ranges = None if ranges is None else as_ranges(ranges)
-            try:
-                self._pagemap_fd = os.open(
-                    procfs.proc_path(self.pid, "pagemap"), os.O_RDONLY | os.O_CLOEXEC
-                )
-            except OSError as err:
-                raise procfs.translate(err, self.pid, "pagemap") from err
+            self._pagemap_fd = procfs.open_raw(self.pid, "pagemap")
             self._track_new(first=True)
             _LIVE.setdefault(_pid_key(self.pid), weakref.WeakSet()).add(self)
         except BaseException:
