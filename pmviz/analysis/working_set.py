@@ -156,16 +156,15 @@ def _history(capture: Capture, extra: np.ndarray | None = None) -> _History:
             "this capture has no written sets (write_mechanism="
             f"{capture.meta.write_mechanism!r}); record with write tracking"
         )
-    w = capture.written
-    w = w[w["end"] > w["start"]]
+    nonempty = capture.written["end"] > capture.written["start"]
+    w = capture.written[nonempty]
     n = capture.n_snapshots
     parts = [w] if extra is None else [w, extra]
     bounds = elementary(
         np.concatenate([p["start"] for p in parts]), np.concatenate([p["end"] for p in parts])
     )
     widths = np.diff(bounds).astype(np.int64)
-    snap = np.repeat(np.arange(n, dtype=np.int64), np.diff(capture.written_offsets))
-    snap = snap[capture.written["end"] > capture.written["start"]]
+    snap = np.repeat(np.arange(n, dtype=np.int64), np.diff(capture.written_offsets))[nonempty]
     i0 = np.searchsorted(bounds, w["start"])
     cnt = np.searchsorted(bounds, w["end"]) - i0
     # Expand every written region into the elementary intervals it covers.
