@@ -90,16 +90,8 @@ def set_byte_axis(axis) -> None:  # noqa: ANN001 - a matplotlib Axis
 
 
 def byte_formatter() -> FuncFormatter:
-    """Ticks in KiB / MiB / GiB."""
-
-    def fmt(x: float, _pos: int) -> str:
-        for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-            if abs(x) < 1024 or unit == "TiB":
-                return f"{x:.0f} {unit}" if unit == "B" else f"{x:.3g} {unit}"
-            x /= 1024
-        return f"{x}"
-
-    return FuncFormatter(fmt)
+    """Ticks in KiB / MiB / GiB (``human_bytes``)."""
+    return FuncFormatter(lambda x, _pos: human_bytes(x))
 
 
 def category_color(label: str) -> str:
