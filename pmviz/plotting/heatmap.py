@@ -17,11 +17,12 @@ from .._intervals import concat_aranges
 from ..analysis.axis import AddressAxis
 from ..analysis.heatmap import HeatmapGrid, heatmap_grid
 from ..capture import Capture
+from ..maps import VmaKind
 from ._style import KIND_COLORS, category_cmap, category_color, get_ax, hex_formatter
 
 __all__ = ["heatmap", "composite_heatmap", "decorate_address_axis", "address_ticks"]
 
-_KIND_NAMES = ["anon", "heap", "stack", "file", "shm", "vdso", "shadow", "guard", "other"]
+_KIND_NAMES = [k.name.lower() for k in VmaKind]
 
 
 def _grid(data: HeatmapGrid | Capture, category: Any, grid_kw: dict[str, Any]) -> HeatmapGrid:
