@@ -6,9 +6,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ._intervals import merge_runs
+from ._intervals import merge_runs, regions_array
 from .categories import ALL_CATEGORIES, Category, parse_categories
-from .regions import REGION_DTYPE, Regions
+from .regions import Regions
 
 __all__ = ["Mask", "CategorySpec"]
 
@@ -225,10 +225,7 @@ class Mask:
         merged = s.shape[0] != n
         n = s.shape[0]
         if filtered or merged or out is not c:
-            res = np.empty(n, dtype=REGION_DTYPE)
-            res["start"] = s
-            res["end"] = e
-            res["categories"] = out
+            res = regions_array(s, e, out)
         else:
             res = a  # already what the kernel returns: share it rather than copy
         if max_pages and n:

@@ -8,7 +8,7 @@ from typing import NamedTuple, overload
 
 import numpy as np
 
-from ._intervals import clip_regions
+from ._intervals import clip_regions, regions_array
 from ._kernel.pagemap_scan import PAGE_SIZE, REGION_DTYPE
 from .categories import Category
 
@@ -80,12 +80,8 @@ class Regions:
         page_size: int = PAGE_SIZE,
     ) -> Regions:
         """Build from parallel arrays (``categories`` may be one value for all)."""
-        s = np.asarray(start, dtype=np.uint64)
-        a = np.empty(s.shape[0], dtype=REGION_DTYPE)
-        a["start"] = s
-        a["end"] = np.asarray(end, dtype=np.uint64)
-        a["categories"] = np.asarray(categories, dtype=np.uint64)
-        return cls(a, page_size=page_size)
+        s, e, c = (np.asarray(x, dtype=np.uint64) for x in (start, end, categories))
+        return cls(regions_array(s, e, c), page_size=page_size)
 
     @classmethod
     def concat(cls, parts: Iterable[Regions]) -> Regions:
