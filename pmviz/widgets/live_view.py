@@ -84,8 +84,7 @@ class LiveView(widgets.VBox):
         return self._thread.is_alive()
 
     def _recording(self) -> bool:
-        running = getattr(self.recorder, "running", None)
-        return bool(running() if callable(running) else running)
+        return self.recorder.running
 
     def _loop(self) -> None:
         try:
