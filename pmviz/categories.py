@@ -39,6 +39,11 @@ ALL_CATEGORIES = Category(0x1FF)
 """Every bit this version of pmviz knows; the kernel may support fewer (probe with features())."""
 
 
+def category_names(bits: int) -> str:
+    """``"WRITTEN|PRESENT"`` for those bits (kernel bit order), ``"0"`` for none."""
+    return "|".join(c.name for c in Category if bits & c.value) or "0"  # type: ignore[misc]
+
+
 def parse_categories(spec: str | int | Category | Iterable[str | Category] | None) -> Category:
     """Turn ``"present|written"``, ``["PRESENT", "FILE"]``, an int or a Category into a Category.
 

@@ -55,7 +55,7 @@ from ._kernel import pagemap as pm
 from ._kernel import procfs
 from ._kernel.pagemap_scan import PAGE_SHIFT, PAGE_SIZE, REGION_DTYPE, RegionBuffer
 from ._kernel.procfs import Pid
-from .categories import ALL_CATEGORIES, Category
+from .categories import ALL_CATEGORIES, Category, category_names
 from .errors import NoSuchProcess, PmvizWarning
 from .mask import Mask
 from .regions import Regions
@@ -272,9 +272,8 @@ def _warn_unknown(mask: Mask) -> None:
     if not _zero_pfn():
         unknown |= used & int(Category.PFNZERO)
     if unknown:
-        names = "|".join(c.name for c in Category if unknown & c.value)  # type: ignore[misc]
         warnings.warn(
-            f"the classic pagemap cannot tell {names}; the fallback treats it as never set "
+            f"the classic pagemap cannot tell {category_names(unknown)}; the fallback treats it as never set "
             "(PFNZERO needs CAP_SYS_ADMIN to see PFNs)",
             PmvizWarning,
             stacklevel=3,

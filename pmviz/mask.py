@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ._intervals import merge_runs, regions_array
-from .categories import ALL_CATEGORIES, Category, parse_categories
+from .categories import ALL_CATEGORIES, Category, category_names, parse_categories
 from .regions import Regions
 
 __all__ = ["Mask", "CategorySpec"]
@@ -21,7 +21,7 @@ _FIELDS = ("category_inverted", "category_mask", "category_anyof_mask", "return_
 def _names(bits: int) -> str:
     if bits == int(ALL_CATEGORIES):
         return "ALL"
-    return "|".join(c.name for c in Category if bits & c.value) or "0"  # type: ignore[misc]
+    return category_names(bits)
 
 
 class Mask:

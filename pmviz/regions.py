@@ -10,7 +10,7 @@ import numpy as np
 
 from ._intervals import clip_regions, regions_array
 from ._kernel.pagemap_scan import PAGE_SIZE, REGION_DTYPE
-from .categories import Category
+from .categories import Category, category_names
 
 __all__ = ["Region", "Regions", "REGION_DTYPE"]
 
@@ -28,13 +28,7 @@ class Region(NamedTuple):
         return self.end - self.start
 
     def __repr__(self) -> str:
-        return f"Region({self.start:#x}, {self.end:#x}, {_names(int(self.categories))})"
-
-
-def _names(bits: int) -> str:
-    if not bits:
-        return "0"
-    return "|".join(c.name for c in Category if bits & c.value)  # type: ignore[misc]
+        return f"Region({self.start:#x}, {self.end:#x}, {category_names(int(self.categories))})"
 
 
 class Regions:
@@ -189,7 +183,7 @@ class Regions:
         rows = []
         shown = self[:max_rows]
         for r, pages in zip(shown, shown.page_counts.tolist()):
-            cats = html.escape(_names(int(r.categories)))
+            cats = html.escape(category_names(int(r.categories)))
             rows.append(
                 f"<tr><td><code>{r.start:#014x}</code></td><td><code>{r.end:#014x}</code></td>"
                 f"<td style='text-align:right'>{pages:,}</td>"

@@ -11,7 +11,7 @@ from typing import Literal
 from ._kernel import pagemap_scan as pms
 from ._kernel import procfs
 from ._kernel.procfs import Pid
-from .categories import ALL_CATEGORIES, Category
+from .categories import ALL_CATEGORIES, Category, category_names
 from .errors import Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
 from .features import features, user_address_limit
 from .mask import Mask
@@ -67,9 +67,8 @@ def _check_mask(mask: Mask, supported: int) -> None:
     for name, value in mask.kernel_fields().items():
         bad = value & ~supported
         if bad:
-            names = "|".join(c.name for c in Category if bad & c.value)  # type: ignore[misc]
             raise ValueError(
-                f"{name} uses {names}, which this kernel ({os.uname().release}) does not "
+                f"{name} uses {category_names(bad)}, which this kernel ({os.uname().release}) does not "
                 f"support (supported: {supported:#x}); GUARD needs Linux >= 6.15"
             )
 
