@@ -175,10 +175,3 @@ def shadow_dominates(capture: Capture, share: float = 0.5) -> bool:
     usable = vmas.kind != VmaKind.GUARD
     shadow = (vmas.kind == VmaKind.SHADOW) & usable
     return bool(sizes[shadow].sum() > share * sizes[usable].sum())
-
-
-def draw_working_set(ax, capture: Capture):  # noqa: ANN001, ANN201
-    """Resident and written bytes per snapshot."""
-    from ..plotting import working_set
-
-    return working_set(capture, ax=ax)

@@ -11,6 +11,7 @@ import ipywidgets as widgets
 from matplotlib.figure import Figure
 
 from ..capture import Capture
+from ..plotting import working_set
 from . import _render
 from ._controls import figure_png
 
@@ -130,7 +131,7 @@ class LiveView(widgets.VBox):
         _render.draw_capture(top, cap, category=category)
         top.set_xlabel("")
         top.set_title(f"{category} pages, {len(cap)} snapshots", fontsize=10)
-        _render.draw_working_set(bottom, cap)
+        working_set(cap, ax=bottom)
         self.image.value = figure_png(fig)
         self.n_redraws += 1
         state = "recording" if self._recording() else f"stopped ({cap.meta.end_reason or 'done'})"
