@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import Error, NoSuchProcess
+from ..errors import AccessDenied, Error, NoSuchProcess, UnsupportedKernel
 from ..regions import Regions
 from ._engine import UffdTracker
 
@@ -104,9 +104,7 @@ class TrackedChild:
             return False
         try:
             msg = self._sock.recv(_MSG, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
+        except OSError:  # nothing sent yet (BlockingIOError), or the socket is gone
             return False
         return msg == b"exit"
 
@@ -234,14 +232,12 @@ def _receive_uffd(sock: socket.socket, proc: subprocess.Popen, timeout: float) -
         os.close(fd)
     if msg.startswith(b"error "):
         kind, _, text = msg[6:].decode(errors="replace").partition(" ")
-        from .. import errors
-
-        exc = getattr(errors, kind, errors.Error)
-        if exc is errors.UnsupportedKernel:
-            raise exc("uffd-wp-async", text)
-        if exc is errors.AccessDenied:
-            raise exc(None, text)
-        raise errors.Error(text)
+        # The child's open_uffd() raised one of these (see run_child).
+        if kind == "UnsupportedKernel":
+            raise UnsupportedKernel("uffd-wp-async", text)
+        if kind == "AccessDenied":
+            raise AccessDenied(None, text)
+        raise Error(text)
     proc.wait()
     raise Error(
         f"tracked child {proc.pid} exited (code {proc.returncode}) before handing over its "
