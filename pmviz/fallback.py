@@ -234,16 +234,12 @@ def scan_pagemap(
     >>> scan_pagemap().pages_with(pmviz.Category.PRESENT) > 0
     True
     """
-    from .scanning import _check_max_pages, check_mask, check_range
+    from .scanning import check_scan_args
 
     pid = procfs.normalize_pid(pid)
-    lo, hi = check_range(start, end)
     if mask is None:
         mask = _NO_MASK
-    elif not isinstance(mask, Mask):
-        raise TypeError(f"mask must be a pmviz.Mask, got {type(mask).__name__}")
-    check_mask(mask)
-    _check_max_pages(max_pages)
+    lo, hi = check_scan_args(start, end, mask, max_pages)
     _warn_unknown(mask)
     # Round like the ioctl (spec §2 check 10): end up to a page.
     hi = -(-hi // PAGE_SIZE) * PAGE_SIZE

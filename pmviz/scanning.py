@@ -106,13 +106,9 @@ class Pagemap:
             )
         if self.fd < 0:
             raise ValueError("this Pagemap is closed")
-        lo, hi = check_range(start, end)
         if mask is None:
             mask = _WRITTEN_ONLY if clear_written else _full_mask()
-        elif not isinstance(mask, Mask):
-            raise TypeError(f"mask must be a pmviz.Mask, got {type(mask).__name__}")
-        check_mask(mask)
-        _check_max_pages(max_pages)
+        lo, hi = check_scan_args(start, end, mask, max_pages)
         try:
             array = pms.scan_range(
                 self.fd,
@@ -147,11 +143,19 @@ class Pagemap:
             pass
 
 
-def _check_max_pages(max_pages: int) -> None:
+def check_scan_args(
+    start: int | None, end: int | None, mask: Mask, max_pages: int
+) -> tuple[int, int]:
+    """Validate the arguments of a scan (either backend); returns the range."""
+    lo, hi = check_range(start, end)
+    if not isinstance(mask, Mask):
+        raise TypeError(f"mask must be a pmviz.Mask, got {type(mask).__name__}")
+    check_mask(mask)
     if isinstance(max_pages, bool) or not isinstance(max_pages, int):
         raise TypeError(f"max_pages must be an int, got {type(max_pages).__name__}")
     if not 0 <= max_pages <= _U64:
         raise ValueError(f"max_pages must be in [0, 2**64) (0 = unlimited), got {max_pages}")
+    return lo, hi
 
 
 def _translate_scan_error(err: OSError, pid: Pid) -> Error:
