@@ -183,6 +183,34 @@ def test_writes_auto_on_a_pid():
     _check_tracked(cap)
 
 
+class CountingSource(FakeSource):
+    def __init__(self):
+        super().__init__()
+        self.closes = 0
+
+    def close(self):
+        self.closes += 1
+
+
+def test_a_recording_that_ends_before_start_returns_is_finished_once(tmp_path, monkeypatch):
+    start = threading.Thread.start
+
+    def start_and_let_the_recorder_run_to_its_end(thread):
+        start(thread)
+        if thread.name == "pmviz-recorder":
+            thread.join()  # the recording ends before start() creates the writer thread
+
+    monkeypatch.setattr(threading.Thread, "start", start_and_let_the_recorder_run_to_its_end)
+    src = CountingSource()
+    out = tmp_path / "early.pmviz"
+    rec = Recorder("self", count=1, writes=src, out=out, progress=False).start()
+    cap = rec.wait(timeout=30)
+    assert src.closes == 1  # finished by the writer thread only, not a second time
+    disk = open_capture(out)
+    assert disk.complete and disk.meta.end_reason == "count reached"
+    assert disk.n_snapshots == cap.n_snapshots == 1
+
+
 def test_background_recorder_live_view_and_stop():
     rec = Recorder("self", interval=0.02, writes="none", progress=False).start()
     try:

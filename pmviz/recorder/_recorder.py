@@ -369,7 +369,8 @@ class Recorder:
             if bar is not None:
                 bar.close()
             self._stop.set()
-            if self._writer_thread is None:
+            # (not _writer_thread: start() may not have assigned it yet when this runs)
+            if self._writer is None:
                 self._finish()
 
     def _swapped_resolver(self) -> Any:
