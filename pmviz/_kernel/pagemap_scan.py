@@ -348,9 +348,7 @@ def scan_range(
         category_anyof_mask,
         return_mask,
     )
-    rc = _ioctl(fd, PAGEMAP_SCAN, ctypes.addressof(arg))
-    if rc < 0:
-        _raise_errno()
+    rc = ioctl_scan(fd, arg)
     if rc < len(buf) or (max_pages and _pages(buf[:rc]) >= max_pages):
         return buf[:rc].copy()  # the common case: done in one call, a small exact copy
     return _scan_rest(fd, arg, buf, rc, end, max_pages, per_call)
@@ -385,9 +383,7 @@ def _scan_rest(
         arg.vec = mapping.addr + n * _REGION_BYTES
         arg.vec_len = room
         arg.max_pages = pages_left
-        rc = _ioctl(fd, PAGEMAP_SCAN, ctypes.addressof(arg))
-        if rc < 0:
-            _raise_errno()
+        rc = ioctl_scan(fd, arg)
         if max_pages and rc:
             mapping.n = n + rc
             pages_left -= _pages(np.asarray(mapping)[n:])
