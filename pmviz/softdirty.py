@@ -272,7 +272,8 @@ def _state(pid: int | str) -> str:
 @contextlib.contextmanager
 def _frozen(pid: int | str, timeout: float = 2.0) -> Iterator[None]:
     """Keep ``pid`` stopped (SIGSTOP) inside the block; leave an already stopped one alone."""
-    if set(_state(pid)) <= {"T", "t"} and _state(pid):
+    state = _state(pid)
+    if state and set(state) <= {"T", "t"}:
         yield
         return
     try:
