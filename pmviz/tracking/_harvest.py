@@ -24,6 +24,7 @@ import errno
 import numpy as np
 
 from .. import _intervals as iv
+from .. import swapped as sw
 from .._kernel import pagemap_scan as pms
 from .._kernel import procfs
 from .._kernel.procfs import Pid
@@ -97,13 +98,10 @@ def keep_data(fd: int, written: np.ndarray, pid: Pid, file_is_data: bool) -> np.
 
 def _really_swapped(fd: int, swapped: np.ndarray, pid: Pid) -> np.ndarray:
     """Of pages reading SWAPPED just after re-arming, those on a swap device, not markers."""
-    from .. import swapped as sw  # one layer up in the reading order; imported on demand
-
     try:
-        real = sw.real_swap_pairs(fd, swapped)
+        return sw.real_swap_pairs(fd, swapped)
     except OSError as err:
         raise translate(err, pid, "pagemap") from err
-    return real
 
 
 def scan_unregistered(fd: int, lo: int, hi: int, pid: Pid) -> np.ndarray:
