@@ -81,8 +81,10 @@ class _Rebase:
         return out
 
 
-def _strip_paths(tables: list[Vmas]) -> tuple[list[str], dict[str, str]]:
+def _strip_paths(tables: list[Vmas]) -> dict[str, str]:
+    """New name of every path to replace (kernel names and "" keep theirs)."""
     names: dict[str, str] = {}
+    n_files = 0
     for v in tables:
         for p in v.paths:
             p = str(p)
@@ -93,8 +95,9 @@ def _strip_paths(tables: list[Vmas]) -> tuple[list[str], dict[str, str]]:
             elif p.startswith("[stack:"):
                 names[p] = "[stack]"
             else:
-                names[p] = f"file{sum(1 for x in names.values() if x.startswith('file')) + 1}"
-    return list(names), names
+                n_files += 1
+                names[p] = f"file{n_files}"
+    return names
 
 
 def anonymize(capture: Capture) -> Capture:
@@ -128,7 +131,7 @@ def anonymize(capture: Capture) -> Capture:
         pairs.append(np.column_stack([capture.written["start"], capture.written["end"]]))
     starts, ends = _groups(pairs)
     rebase = _Rebase(starts, _new_starts(starts, ends))
-    _, names = _strip_paths(tables)
+    names = _strip_paths(tables)
     new_tables = []
     for v in tables:
         arr = rebase.rows(v.array)
