@@ -15,7 +15,12 @@ from pmviz import Category as C  # noqa: E402
 from pmviz.capture import Capture, CaptureMeta  # noqa: E402
 from pmviz.maps import Vmas  # noqa: E402
 from pmviz.widgets import CaptureViewer, MaskExplorer  # noqa: E402
-from pmviz.widgets._controls import PRESETS, parse_hex_range  # noqa: E402
+from pmviz.widgets._controls import (  # noqa: E402
+    PRESETS,
+    SNIPPET_WIDTH,
+    parse_hex_range,
+    python_snippet,
+)
 
 P = 4096
 HEAP = 0x5555_0000_0000
@@ -135,6 +140,25 @@ def test_presets_set_controls_and_snippet_round_trips(capture, preset):
     # touching a control afterwards switches back to a custom mask
     ex.controls.report[C.GUARD].value = not ex.controls.report[C.GUARD].value
     assert ex.preset.value == "(custom)"
+
+
+@pytest.mark.parametrize("pid", [None, 4194304])
+def test_python_snippet_lines_fit_the_readout_column(pid):
+    # The read-out column is ~50 characters wide; JupyterLab would cut longer lines mid-word.
+    for mask, _ in PRESETS.values():
+        for max_pages in (0, 100000):
+            code = python_snippet(mask, max_pages, pid=pid)
+            # Only a single argument that cannot be split further may be wider.
+            wide = [ln for ln in code.splitlines() if len(ln) > SNIPPET_WIDTH]
+            assert all(ln.startswith("    ") and ln.count("=") == 1 for ln in wide), code
+            ns = {"pmviz": pmviz}
+            exec(code.split("\n#")[0].split("\nregions")[0], ns)
+            assert ns["mask"] == mask
+
+
+def test_snippet_wraps_on_words_in_the_readout(capture):
+    ex = MaskExplorer(capture)
+    assert ex.code.value.count("word-break:normal") == 2  # the Python and the C <pre>
 
 
 def test_snapshot_slider_changes_table_only(capture):
