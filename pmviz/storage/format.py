@@ -26,10 +26,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..capture import FORMAT_VERSION
 from ..errors import CaptureError
 
 FORMAT_NAME = "pmviz-capture"
-FORMAT_VERSION = 1
 META_FILE = "capture.json"
 RESERVE_FILE = ".reserve"
 """Space kept aside so a full disk still lets the recorder write the final metadata."""
@@ -173,8 +173,7 @@ def _unlink_quietly(path: str) -> None:
 
 
 def encode_meta(meta: dict[str, Any], *, complete: bool) -> bytes:
-    doc = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "complete": complete, **meta}
-    doc["format_version"] = FORMAT_VERSION
+    doc = {**meta, "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "complete": complete}
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
