@@ -241,7 +241,7 @@ class InjectedTracker:
         # tracking state); only the idle tracer thread is left to end.
         with contextlib.suppress(Exception):
             if not self._closed:
-                self._tracer._queue.put(None)
+                self._tracer.stop(wait=False)
 
     def __enter__(self) -> InjectedTracker:
         return self

@@ -200,7 +200,8 @@ class TracerThread:
             return fn()
         return self.submit(fn).result()
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """End the thread after the requests already queued (``wait``: join it)."""
         self._queue.put(None)
-        if threading.current_thread() is not self._thread:
+        if wait and threading.current_thread() is not self._thread:
             self._thread.join(timeout=10)
