@@ -109,3 +109,12 @@ def test_cli_heatmap_auto_axis_collapses_asan_shadow(tmp_path):
     png = tmp_path / "asan.png"
     assert main(["heatmap", str(path), "-o", str(png), "--category", "present"]) == 0
     assert png.read_bytes().startswith(PNG)
+
+
+def test_report_and_widgets_do_not_need_pyplot():
+    # They draw on their own Figures; pyplot (and its backend choice) is only for ax=None.
+    import subprocess
+
+    code = "import sys, pmviz.report, pmviz.widgets; print('matplotlib.pyplot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

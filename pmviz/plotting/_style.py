@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator
@@ -20,7 +20,7 @@ CATEGORY_CMAPS = {
     "written": "inferno",
     "present": "viridis",
     "swapped": "cividis",
-    "file": "mako" if "mako" in plt.colormaps() else "YlGnBu_r",
+    "file": "mako" if "mako" in matplotlib.colormaps else "YlGnBu_r",
 }
 KIND_COLORS = {
     "anon": "#4c72b0",
@@ -38,7 +38,13 @@ KIND_COLORS = {
 
 def get_ax(ax: Axes | None) -> Axes:
     """``ax`` or the current Axes (matplotlib convention)."""
-    return plt.gca() if ax is None else ax
+    if ax is not None:
+        return ax
+    # pyplot only when asked for its current Axes: the report and the widgets draw on their
+    # own Figures and never need pyplot's state or backend.
+    import matplotlib.pyplot as plt
+
+    return plt.gca()
 
 
 def hex_address(x: float) -> str:
