@@ -6,12 +6,14 @@ import errno
 import functools
 import mmap
 import os
-import struct
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+from ._kernel import pagemap, procfs, uffd
 from ._kernel import pagemap_scan as pms
-from ._kernel import uffd
 from .categories import Category
+from .errors import Error
 
 __all__ = ["Features", "features", "user_address_limit"]
 
@@ -118,23 +120,18 @@ def _probe_soft_dirty() -> tuple[bool, bool]:
     CONFIG_MEM_SOFT_DIRTY; with it off the bit is always 0 (spec §5).
     """
     page = mmap.mmap(-1, pms.PAGE_SIZE)
+    view = np.frombuffer(page, dtype=np.uint8)
     try:
-        page[0] = 1
-        addr = _address_of(page)
-        with open("/proc/self/pagemap", "rb") as f:
-            f.seek((addr // pms.PAGE_SIZE) * 8)
-            (entry,) = struct.unpack("<Q", f.read(8))
-        return bool(entry >> 55 & 1), bool(entry & ((1 << 55) - 1))
-    except OSError:
+        view[0] = 1
+        addr = view.ctypes.data
+        with procfs.open_fd("self", "pagemap") as fd:
+            (entry,) = pagemap.read_entries(fd, addr, addr + pms.PAGE_SIZE).tolist()
+        return bool(entry & pagemap.PM_SOFT_DIRTY), bool(entry & pagemap.PM_PFN_MASK)
+    except (OSError, Error):
         return False, False
     finally:
+        del view  # the mapping cannot close while a buffer of it is exported
         page.close()
-
-
-def _address_of(m: mmap.mmap) -> int:
-    import ctypes
-
-    return ctypes.addressof(ctypes.c_char.from_buffer(m))
 
 
 def _read(path: str) -> str:
