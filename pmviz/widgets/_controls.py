@@ -10,6 +10,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..categories import ALL_CATEGORIES, Category
+from ..categories import category_names as _category_names
 from ..maps import Vmas
 from ..mask import Mask
 from ..regions import Regions, _human_bytes
@@ -62,9 +63,7 @@ PRESETS: dict[str, tuple[Mask, str]] = {
 def category_names(bits: int) -> str:
     """``"PRESENT|FILE"`` for a bit set, ``"ALL"`` for every category, ``"0"`` for none."""
     bits = int(bits)
-    if bits == int(ALL_CATEGORIES):
-        return "ALL"
-    return "|".join(c.name for c in Category if bits & c.value) or "0"  # type: ignore[misc]
+    return "ALL" if bits == int(ALL_CATEGORIES) else _category_names(bits)
 
 
 class MaskControls:
