@@ -14,7 +14,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.transforms import blended_transform_factory
 
 from .._intervals import concat_aranges
-from ..analysis.axis import AddressAxis
+from ..analysis.axis import AddressAxis, address_axis
 from ..analysis.heatmap import HeatmapGrid, heatmap_grid
 from ..capture import Capture
 from ..maps import VmaKind
@@ -142,6 +142,8 @@ def composite_heatmap(
         An RGBA mesh; ``pmviz_fractions`` holds the per-category grids it was made from.
     """
     ax = get_ax(ax)
+    if not isinstance(axis, AddressAxis):  # one axis for every layer, built once
+        axis = address_axis(capture, kind=axis, addr_range=addr_range)
     grids: list[HeatmapGrid] = []
     for c in categories:
         if isinstance(c, str) and c == "written" and not capture.has_written:
