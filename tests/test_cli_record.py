@@ -76,6 +76,10 @@ def test_usage_errors(tmp_path, capsys):
     assert "not a pmviz capture" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["record", "-i", "soon", "-o", "x", "--pid", "1"])
+    # a bad argument the library rejects is a one-line error, not a traceback
+    assert main(["record", "-n", "0", "-o", str(tmp_path / "y.pmviz"), "--pid", "1"]) == 2
+    assert "pmviz record: error: count must be a positive int" in capsys.readouterr().err
+    assert not (tmp_path / "y.pmviz").exists()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except Error as err:
         print(f"pmviz {name}: error: {err}", file=sys.stderr)
         return 1
+    except (ValueError, TypeError) as err:  # the library's bad-argument errors (say which)
+        print(f"pmviz {name}: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"pmviz {name}: interrupted", file=sys.stderr)
         return 130

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from ..categories import Category
 from ..mask import Mask
@@ -35,21 +34,17 @@ def _names(bits: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        mask = None
-        if any(x is not None for x in (args.require, args.anyof, args.exclude)) or (
-            args.report != "all"
-        ):
-            mask = Mask(
-                require=args.require, anyof=args.anyof, exclude=args.exclude, report=args.report
-            )
-        pid = args.pid  # "self" or digits; scan() validates it
-        regions = scan(
-            pid, args.start, args.end, mask=mask, max_pages=args.max_pages, backend=args.backend
+    mask = None
+    if any(x is not None for x in (args.require, args.anyof, args.exclude)) or (
+        args.report != "all"
+    ):
+        mask = Mask(
+            require=args.require, anyof=args.anyof, exclude=args.exclude, report=args.report
         )
-    except (ValueError, TypeError) as err:  # a bad argument: say which, no traceback
-        print(f"pmviz scan: error: {err}", file=sys.stderr)
-        return 2
+    pid = args.pid  # "self" or digits; scan() validates it (a bad one: exit 2, cli.main)
+    regions = scan(
+        pid, args.start, args.end, mask=mask, max_pages=args.max_pages, backend=args.backend
+    )
     if args.json:
         print(
             json.dumps(
