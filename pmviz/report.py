@@ -109,7 +109,9 @@ def build_report(
     title = title or (
         f"pmviz report: pid {m.pid}" + (f" ({' '.join(m.command)})" if m.command else "")
     )
-    hm: dict[str, Any] = dict(addr_bins=addr_bins, time_bins=time_bins, axis=axis)
+    # One address axis for the four heatmaps (with "auto" it costs two axis builds).
+    address_axis = pa.address_axis(capture, kind=axis)
+    hm: dict[str, Any] = dict(addr_bins=addr_bins, time_bins=time_bins, axis=address_axis)
     W = capture.has_written
 
     def heatmaps() -> str:
