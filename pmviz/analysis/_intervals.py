@@ -71,7 +71,7 @@ def prefix_coverage(
     offsets: np.ndarray,
     points: np.ndarray,
     *,
-    select: Mask | BitMatch | AnyOf | None = None,
+    select: Mask | BitMatch | None = None,
     rows: np.ndarray | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
@@ -85,7 +85,7 @@ def prefix_coverage(
         ``n + 1`` offsets: snapshot ``i`` is ``regions[offsets[i]:offsets[i + 1]]``.
     points : numpy.ndarray
         Sorted ``uint64`` addresses, shared by every row (1-D) or one row each (2-D).
-    select : Mask, BitMatch or AnyOf, optional
+    select : Mask or BitMatch, optional
         Count only regions whose categories match (``.matches``); default every region.
     rows : numpy.ndarray, optional
         Snapshot indices to evaluate (default all).
@@ -173,16 +173,3 @@ class BitMatch:
 
     def matches(self, categories: np.ndarray) -> np.ndarray:
         return (np.asarray(categories, dtype=np.uint64) & self.bits) == self.bits
-
-
-class AnyOf:
-    """The union of several masks' matches (a selection one kernel mask cannot express)."""
-
-    def __init__(self, *masks: Mask) -> None:
-        self.masks = masks
-
-    def matches(self, categories: np.ndarray) -> np.ndarray:
-        out = self.masks[0].matches(categories)
-        for m in self.masks[1:]:
-            out |= m.matches(categories)
-        return out
