@@ -282,7 +282,7 @@ class Recorder:
     def _run(self) -> None:
         builder = self._builder
         assert builder is not None
-        self._scan_fields = _full_mask().kernel_fields()
+        self._scan_fields = builder.meta.scan_mask  # scan with exactly what meta records
         bar = self._progress_bar()
         maps_raw: bytes | None = None
         room = 1 << 16
