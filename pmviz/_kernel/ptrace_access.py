@@ -141,7 +141,6 @@ def pick_thread(pid: int) -> int:
     """A thread to borrow: the leader unless it is asleep uninterruptibly (``D``: a vfork
     parent, disk I/O), where ``PTRACE_INTERRUPT`` could wait indefinitely, or already dead.
     """
-    best = pid
     try:
         tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
     except OSError:
@@ -155,4 +154,4 @@ def pick_thread(pid: int) -> int:
         state = text[text.rindex(")") + 2]
         if state in "RS":
             return tid
-    return best
+    return pid
