@@ -577,7 +577,13 @@ def test_stopped_target_is_refused_and_stays_stopped(bins):
             time.sleep(0.01)
         with pytest.raises(pmviz.Error, match="stopped"):
             injection.attach(d.proc.pid)
-        status = open(f"/proc/{d.proc.pid}/status").read()
+        # PTRACE_DETACH wakes a group-stopped tracee so that it re-enters the stop
+        # (__ptrace_unlink): it may read "R" for a moment before it is "T" again.
+        for _ in range(100):
+            status = open(f"/proc/{d.proc.pid}/status").read()
+            if "State:\tT" in status:
+                break
+            time.sleep(0.01)
         assert "State:\tT" in status and "TracerPid:\t0\n" in status
     finally:
         os.kill(d.proc.pid, signal.SIGCONT)
