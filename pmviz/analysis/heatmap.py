@@ -51,13 +51,16 @@ def snapshot_cells(capture: Capture) -> np.ndarray:
     t = capture.times
     if not t.size:
         return np.zeros(1)
+    return np.append(t, t[-1] + interval_s(capture))
+
+
+def interval_s(capture: Capture) -> float:
+    """Seconds between snapshots: ``meta.interval_ns``, else the median gap, else one second."""
     if capture.meta.interval_ns > 0:
-        last = capture.meta.interval_ns / 1e9
-    elif t.size > 1:
-        last = float(np.median(np.diff(t)))
-    else:
-        last = 1.0
-    return np.append(t, t[-1] + (last if last > 0 else 1.0))
+        return capture.meta.interval_ns / 1e9
+    t = capture.times
+    gap = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    return gap if gap > 0 else 1.0
 
 
 def bin_address(

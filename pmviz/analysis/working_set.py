@@ -20,6 +20,7 @@ from ..maps import VmaKind
 from ..mask import Mask
 from ._html import human_bytes, table
 from ._intervals import BitMatch, prefix_coverage
+from .heatmap import interval_s
 
 __all__ = [
     "WorkingSet",
@@ -235,14 +236,7 @@ def wss_curve(capture: Capture, windows=(1, 2, 4, 8, 16)) -> WssCurve:
     out = np.empty((win.size, h.n), dtype=np.int64)
     for j, k in enumerate(win.tolist()):  # per window length, O(events) each
         out[j] = _window_bytes(h, k)
-    return WssCurve(capture.times, win, out, _interval_s(capture))
-
-
-def _interval_s(capture: Capture) -> float:
-    if capture.meta.interval_ns:
-        return capture.meta.interval_ns / 1e9
-    t = capture.times
-    return float(np.median(np.diff(t))) if t.size > 1 else 1.0
+    return WssCurve(capture.times, win, out, interval_s(capture))
 
 
 @dataclass(frozen=True)
@@ -296,7 +290,7 @@ def idle_time(capture: Capture, *, at: int = -1, among: str = "resident") -> Idl
     sel = keep & ever
     hist = np.bincount(at - last[sel], weights=h.widths[sel].astype(np.float64), minlength=at + 1)
     never = int(h.widths[keep & ~ever].sum())
-    return IdleTime(at, np.arange(at + 1), hist.astype(np.int64), never, _interval_s(capture))
+    return IdleTime(at, np.arange(at + 1), hist.astype(np.int64), never, interval_s(capture))
 
 
 @dataclass(frozen=True)
