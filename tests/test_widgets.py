@@ -237,6 +237,15 @@ def test_capture_viewer_zoom_category_and_scale_redraw(capture):
     assert (xlo, xhi) == pytest.approx((0.2, 0.5))
 
 
+def test_capture_viewer_zoom_dropdown_shows_the_whole_space_choice(capture):
+    v = CaptureViewer(capture, interactive=False, category="present")
+    assert v.vma.label == "(whole address space)" and v.addr_range is None
+    v.vma.value = (HEAP, HEAP + 256 * P)
+    assert v.addr_range == (HEAP, HEAP + 256 * P)
+    v.vma.index = 0  # what choosing it in the browser does
+    assert v.vma.label == "(whole address space)" and v.addr_range is None
+
+
 def test_capture_viewer_ipympl_hover_and_click(capture):
     pytest.importorskip("ipympl")
     from matplotlib.backend_bases import MouseEvent

@@ -17,10 +17,12 @@ from ._controls import Blitter, figure_png, lookup, parse_hex_range, readout_htm
 __all__ = ["CaptureViewer"]
 
 _ALL = "(whole address space)"
+# Not None: ipywidgets takes a None value for "nothing selected" and blanks the dropdown.
+_NO_ZOOM: tuple[()] = ()
 
 
-def _vma_options(vmas: Vmas) -> list[tuple[str, tuple[int, int] | None]]:
-    opts: list[tuple[str, tuple[int, int] | None]] = [(_ALL, None)]
+def _vma_options(vmas: Vmas) -> list[tuple[str, tuple[int, int] | tuple[()]]]:
+    opts: list[tuple[str, tuple[int, int] | tuple[()]]] = [(_ALL, _NO_ZOOM)]
     for i in range(len(vmas)):
         a = vmas.array[i]
         s, e = int(a["start"]), int(a["end"])
@@ -85,9 +87,8 @@ class CaptureViewer(widgets.VBox):
             value=n - 1, min=0, max=n - 1, description="cursor", continuous_update=False
         )
         self.vma = widgets.Dropdown(
-            options=_vma_options(capture.vmas_at(-1)), value=None, description="zoom VMA"
+            options=_vma_options(capture.vmas_at(-1)), value=_NO_ZOOM, description="zoom VMA"
         )
-        self.vma.value = None
         self.hex_range = widgets.Text(
             placeholder="0x7f0000000000-0x7f0000200000",
             description="hex range",
@@ -148,13 +149,13 @@ class CaptureViewer(widgets.VBox):
         self.redraw()
 
     def _on_vma(self, change) -> None:  # noqa: ANN001
-        self.addr_range = change["new"]
+        self.addr_range = change["new"] or None
         self.redraw()
 
     def _on_hex(self, change) -> None:  # noqa: ANN001
         text = change["new"].strip()
         if not text:
-            self.addr_range = self.vma.value
+            self.addr_range = self.vma.value or None
         else:
             try:
                 self.addr_range = parse_hex_range(text)
