@@ -99,6 +99,10 @@ def test_mask_explorer_in_jupyterlab(tmp_path):
         # Both are real PNG images, not placeholders.
         for src in (before_src, after_src):
             assert src.startswith("data:image/png") or src.startswith("blob:")
+        # JupyterLab breaks output <pre> lines anywhere ("retu / rned"); the snippets wrap on words.
+        snippet = explorer.locator("details pre").first
+        assert snippet.evaluate("e => getComputedStyle(e).wordBreak") == "normal"
+        assert "mask = pmviz.Mask(" in snippet.inner_text()
         explorer.screenshot(path=str(ARTIFACTS / "mask-explorer.png"))
         page.screenshot(path=str(ARTIFACTS / "jupyterlab-04-mask-explorer.png"))
         errors = page.locator(
