@@ -371,6 +371,14 @@ def test_bad_arguments():
         injection.track(["/nonexistent/program"])
 
 
+@pytest.mark.root
+def test_kernel_thread_is_refused_as_having_no_user_memory():
+    if os.geteuid() != 0:
+        pytest.skip("reading a kernel thread's maps needs root")
+    with pytest.raises(ValueError, match="kernel thread"):
+        injection.attach(2)  # kthreadd
+
+
 def test_sqlite3_workload_unchanged_and_tracked(tmp_path):
     if shutil.which("sqlite3") is None:
         pytest.skip("sqlite3 not installed")

@@ -13,6 +13,7 @@ from ..errors import AccessDenied, Error, NoSuchProcess
 from . import procfs
 
 CAP_SYS_PTRACE = 19
+PF_KTHREAD = 0x00200000  # task flag of kernel threads (include/linux/sched.h)
 
 
 def status(pid: int) -> dict[str, str]:
@@ -58,12 +59,16 @@ def preflight(pid: int) -> None:
         )
     try:
         with open(f"/proc/{pid}/maps") as f:
-            if not f.read(1):
-                raise ValueError(f"process {pid} is a kernel thread: no user memory to track")
+            has_maps = bool(f.read(1))
     except OSError as err:
         if err.errno in (errno.EACCES, errno.EPERM):
             raise denied(pid, err) from err  # the same rules as ptrace: say which one
         raise procfs.translate(err, pid, "maps") from err
+    if not has_maps:
+        # No user memory: a kernel thread, or a process exiting (its mm already released).
+        if int(_stat_fields(pid)[6]) & PF_KTHREAD:
+            raise ValueError(f"process {pid} is a kernel thread: no user memory to track")
+        raise NoSuchProcess(pid, f"process {pid} is exiting (its memory is already gone)")
 
 
 def comm(pid: int) -> str:
@@ -118,12 +123,17 @@ def denied(pid: int, err: OSError) -> Error:
     return AccessDenied(pid, f"may not attach to process {pid} with ptrace: {why}")
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """``/proc/PID/stat`` after the command name: [0] state, [6] flags, [19] starttime."""
+    text = procfs.read_text(pid, "stat")
+    return text[text.rindex(")") + 2 :].split()
+
+
 def starttime(pid: int) -> int | None:
     try:
-        text = procfs.read_text(pid, "stat")
+        fields = _stat_fields(pid)
     except Error:
         return None
-    fields = text[text.rindex(")") + 2 :].split()
     if fields[0] in ("Z", "X"):
         return None
     return int(fields[19])
