@@ -211,19 +211,24 @@ def test_a_recording_that_ends_before_start_returns_is_finished_once(tmp_path, m
     assert disk.n_snapshots == cap.n_snapshots == 1
 
 
+def _wait_for_live_snapshots(rec, n, deadline):
+    """Poll the live view until it holds ``n`` snapshots; the recording must go on meanwhile."""
+    while (got := rec.capture.n_snapshots) < n:
+        assert rec.running, f"the recording ended by itself: {rec.capture.meta.end_reason}"
+        # a wall-clock bound only against a hang: a loaded machine may take seconds per scan
+        assert time.monotonic() < deadline, f"{got} snapshots after 60 s"
+        time.sleep(0.02)
+    return got
+
+
 def test_background_recorder_live_view_and_stop():
     rec = Recorder("self", interval=0.02, writes="none", progress=False).start()
     try:
-        deadline = time.monotonic() + 10
-        while rec.capture.n_snapshots < 3:
-            assert time.monotonic() < deadline and rec.running
-            time.sleep(0.02)
-        first = rec.capture.n_snapshots
-        while rec.capture.n_snapshots == first:
-            assert time.monotonic() < deadline and rec.running
-            time.sleep(0.02)
+        deadline = time.monotonic() + 60
+        first = _wait_for_live_snapshots(rec, 3, deadline)
+        _wait_for_live_snapshots(rec, first + 1, deadline)  # the live view keeps growing
     finally:
-        cap = rec.stop()
+        cap = rec.stop()  # raises what ended the recording, if it failed
     assert not rec.running and cap.meta.end_reason == "stopped"
     n = cap.n_snapshots
     time.sleep(0.05)
