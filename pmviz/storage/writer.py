@@ -119,7 +119,10 @@ class CaptureWriter:
     def _prepare_directory(self, overwrite: bool, reserve_bytes: int) -> None:
         if os.path.exists(self.path):
             if not overwrite:
-                raise CaptureError(self.path, "already exists (pass overwrite=True to replace)")
+                raise CaptureError(
+                    self.path,
+                    "already exists (pass overwrite=True, or --overwrite to the CLI, to replace it)",
+                )
             if not os.path.exists(os.path.join(self.path, fmt.META_FILE)):
                 raise CaptureError(
                     self.path, "exists and is not a pmviz capture; refusing to overwrite it"
