@@ -17,7 +17,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._kernel.pagemap_scan import REGION_DTYPE
-from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta, _offsets, clip_rows
+from ..capture import (
+    TELEMETRY_FIELDS,
+    Capture,
+    CaptureMeta,
+    _clip_vmas,
+    _gather,
+    _offsets,
+    clip_rows,
+)
 from ..errors import CaptureError, PmvizWarning
 from ..maps import VMA_DTYPE, Vmas
 from . import format as fmt
@@ -388,8 +396,6 @@ class StoredCapture(Capture):
         a, b = int(idx.min()), int(idx.max()) + 1
         local = idx - a
         sub_off = self.region_offsets[a : b + 1] - self.region_offsets[a]
-        from ..capture import _gather
-
         regs, roff = _gather(self._rows_any("regions", a, b), sub_off, local)
         wr = woff = None
         if self.written_offsets is not None:
@@ -407,8 +413,6 @@ class StoredCapture(Capture):
         if self.written_offsets is not None:
             wr, woff = self._clip_table("written", self.written_offsets, start, end)
         out = self._derived(np.arange(self.n_snapshots), regs, roff, wr, woff)
-        from ..capture import _clip_vmas
-
         out._vma_tables = [_clip_vmas(v, start, end) for v in out.vma_tables]
         return out
 
