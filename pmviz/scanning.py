@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import warnings
@@ -12,7 +11,7 @@ from ._kernel import pagemap_scan as pms
 from ._kernel import procfs
 from ._kernel.procfs import Pid
 from .categories import ALL_CATEGORIES, Category, category_names
-from .errors import Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
+from .errors import PmvizWarning, UnsupportedKernel
 from .features import features, user_address_limit
 from .mask import Mask
 from .regions import Regions
@@ -122,7 +121,7 @@ class Pagemap:
                 return_mask=mask.return_mask,
             )
         except OSError as err:
-            raise _translate_scan_error(err, self.pid) from err
+            raise procfs.translate(err, self.pid, "pagemap (PAGEMAP_SCAN)") from err
         return Regions(array)
 
     def close(self) -> None:
@@ -156,16 +155,6 @@ def check_scan_args(
     if not 0 <= max_pages <= _U64:
         raise ValueError(f"max_pages must be in [0, 2**64) (0 = unlimited), got {max_pages}")
     return lo, hi
-
-
-def _translate_scan_error(err: OSError, pid: Pid) -> Error:
-    if err.errno == errno.ESRCH:
-        return NoSuchProcess(pid, f"process {pid} exited during the scan")
-    if err.errno == errno.ENOMEM:
-        return Error("PAGEMAP_SCAN: the kernel ran out of memory for its bounce buffer")
-    if err.errno == errno.EINTR:
-        return Error("PAGEMAP_SCAN was interrupted by a fatal signal")
-    return procfs.translate(err, pid, "pagemap (PAGEMAP_SCAN)")
 
 
 def scan(

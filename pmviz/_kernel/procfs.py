@@ -35,8 +35,17 @@ def proc_path(pid: Pid, name: str, procfs: str = PROCFS) -> str:
 
 def translate(err: OSError, pid: Pid, what: str) -> Error:
     """Turn an ``OSError`` from ``/proc/PID/<what>`` into a pmviz exception with a remedy."""
-    if err.errno in (errno.ENOENT, errno.ESRCH):
+    if err.errno == errno.ENOENT:
         return NoSuchProcess(pid, f"process {pid} does not exist or has exited ({what})")
+    if err.errno == errno.ESRCH:
+        # An open fd of a process that exited (or exec'd: its pagemap fd goes stale too).
+        return NoSuchProcess(pid, f"process {pid} exited or exec'd while using /proc/{pid}/{what}")
+    if err.errno == errno.ENOMEM:
+        return Error(
+            f"/proc/{pid}/{what}: the kernel ran out of memory (e.g. PAGEMAP_SCAN's bounce buffer)"
+        )
+    if err.errno == errno.EINTR:
+        return Error(f"/proc/{pid}/{what}: interrupted by a fatal signal")
     if err.errno in (errno.EACCES, errno.EPERM) and pid in ("self", os.getpid()):
         # Only a process that is not dumpable is refused its own files.
         return AccessDenied(

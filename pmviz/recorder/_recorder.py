@@ -18,7 +18,7 @@ from ..errors import CaptureError, Error, NoSuchProcess, PmvizWarning
 from ..features import features
 from ..maps import Vmas
 from ..regions import Regions
-from ..scanning import Pagemap, _full_mask, _translate_scan_error
+from ..scanning import Pagemap, _full_mask
 from ._builder import CaptureBuilder
 from ._target import _parse_ranges, _Target
 from ._writes import _open_writes
@@ -258,7 +258,7 @@ class Recorder:
                 try:
                     rc = pms.ioctl_scan(fd, arg)
                 except OSError as err:
-                    raise _translate_scan_error(err, self._target.pid) from err
+                    raise procfs.translate(err, self._target.pid, "pagemap (PAGEMAP_SCAN)") from err
                 n += rc
                 if rc < room:
                     break

@@ -30,7 +30,6 @@ from ..categories import Category
 from ..errors import AccessDenied, Error, UnsupportedKernel
 from ..regions import Regions
 from ._harvest import harvest_span, scan, scan_unregistered
-from ._harvest import translate as _translate
 from ._maps import VmaRows, read_vma_rows
 from ._ranges import as_ranges
 
@@ -333,7 +332,7 @@ class UffdTracker:
                 try:
                     pms.arm(self._pagemap_fd, lo, hi)
                 except OSError as err:
-                    raise _translate(err, self.pid, "pagemap (PAGEMAP_SCAN)") from err
+                    raise procfs.translate(err, self.pid, "pagemap (PAGEMAP_SCAN)") from err
             else:
                 # Everything in a VMA registered just now reads WRITTEN; only its content
                 # can tell what was written since it appeared. Present FILE pages are page

@@ -19,8 +19,6 @@ the harvest runs; writes to memory discarded before (munmap, DONTNEED) are gone 
 
 from __future__ import annotations
 
-import errno
-
 import numpy as np
 
 from .. import _intervals as iv
@@ -29,7 +27,6 @@ from .._kernel import pagemap_scan as pms
 from .._kernel import procfs
 from .._kernel.procfs import Pid
 from ..categories import Category
-from ..errors import Error, NoSuchProcess
 
 _WRITTEN = int(Category.WRITTEN)
 _PRESENT = int(Category.PRESENT)
@@ -44,17 +41,11 @@ _CONTENT = _PRESENT | _SWAPPED | _PFNZERO | _FILE
 _CLUSTER_GAP = 2048 << pms.PAGE_SHIFT
 
 
-def translate(err: OSError, pid: Pid, what: str) -> Error:
-    if err.errno == errno.ESRCH:
-        return NoSuchProcess(pid, f"process {pid} exited while its writes were collected")
-    return procfs.translate(err, pid, what)
-
-
 def scan(fd: int, lo: int, hi: int, pid: Pid, **fields: int) -> np.ndarray:
     try:
         return pms.scan_range(fd, lo, hi, **fields)
     except OSError as err:
-        raise translate(err, pid, "pagemap (PAGEMAP_SCAN)") from err
+        raise procfs.translate(err, pid, "pagemap (PAGEMAP_SCAN)") from err
 
 
 def harvest_span(fd: int, lo: int, hi: int, pid: Pid, *, file_is_data: bool = True) -> np.ndarray:
@@ -101,7 +92,7 @@ def _really_swapped(fd: int, swapped: np.ndarray, pid: Pid) -> np.ndarray:
     try:
         return sw.real_swap_pairs(fd, swapped)
     except OSError as err:
-        raise translate(err, pid, "pagemap") from err
+        raise procfs.translate(err, pid, "pagemap") from err
 
 
 def scan_unregistered(fd: int, lo: int, hi: int, pid: Pid) -> np.ndarray:
