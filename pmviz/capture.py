@@ -24,7 +24,15 @@ from .categories import Category
 from .maps import Vmas
 from .regions import Regions, _human_bytes
 
-__all__ = ["Capture", "CaptureMeta", "Snapshot", "FORMAT_VERSION", "TELEMETRY_FIELDS"]
+__all__ = [
+    "Capture",
+    "CaptureMeta",
+    "Changes",
+    "Mark",
+    "Snapshot",
+    "FORMAT_VERSION",
+    "TELEMETRY_FIELDS",
+]
 
 FORMAT_VERSION = 1
 
@@ -92,6 +100,34 @@ class Snapshot(NamedTuple):
     vmas: Vmas
 
 
+class Mark(NamedTuple):
+    """A named instant of a recording (``pmviz.mark("sort")``, ``Recorder.mark``)."""
+
+    time_ns: int
+    """``CLOCK_MONOTONIC``, the clock of the capture's ``time_ns``."""
+    label: str
+
+
+class Changes(NamedTuple):
+    """Region changes of consecutive snapshots ``first .. end-1``, sorted by snapshot.
+
+    Replaying the changes of :meth:`Capture.changes` from an empty address space rebuilds
+    every snapshot exactly: the first chunk of an iteration that starts at snapshot ``lo``
+    brings the whole of snapshot ``lo`` as rows that appear at ``lo``; after that a row
+    appears (``sign`` +1) at the snapshot where it is first seen and disappears (``sign`` -1)
+    at the first snapshot that no longer has it, identical (start, end, categories).
+    """
+
+    first: int
+    end: int
+    snapshot: np.ndarray
+    """``int64``: the snapshot at which each row appears or disappears."""
+    rows: np.ndarray
+    """``REGION_DTYPE`` rows."""
+    sign: np.ndarray
+    """``int8``: +1 appears, -1 disappears."""
+
+
 def _offsets(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
     off = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=off[1:])
@@ -153,9 +189,11 @@ class Capture:
         vma_tables: list[Vmas] | None = None,
         vma_index: np.ndarray | None = None,
         telemetry: dict[str, np.ndarray] | None = None,
+        marks: Sequence[Mark] | None = None,
     ) -> None:
         n = len(time_ns)
         self.meta = meta
+        self.marks: list[Mark] = [Mark(int(t), str(label)) for t, label in (marks or ())]
         self.time_ns = np.asarray(time_ns, dtype=np.int64)
         self.region_offsets = np.asarray(region_offsets, dtype=np.int64)
         if self.region_offsets.shape != (n + 1,):
@@ -334,6 +372,7 @@ class Capture:
             vma_tables=[tables[int(u)] for u in used] or None,
             vma_index=vidx.astype(np.int32).reshape(-1),
             telemetry={k: v[idx] for k, v in self.telemetry.items()},
+            marks=self.marks,
         )
 
     def window(self, t0: float | None = None, t1: float | None = None) -> Capture:
@@ -356,6 +395,105 @@ class Capture:
             wr, woff = clip_rows(self.written, self.written_offsets, start, end)
         out = self._derived(np.arange(self.n_snapshots), regs, roff, wr, woff)
         out._vma_tables = [_clip_vmas(v, start, end) for v in out.vma_tables]
+        return out
+
+    # -- streaming ----------------------------------------------------------------------------
+    def _snapshot_range(self, snapshots: slice | None) -> range:
+        return range(self.n_snapshots)[snapshots if snapshots is not None else slice(None)]
+
+    def chunks(
+        self, snapshots: slice | None = None, *, max_rows: int = 1 << 22
+    ) -> Iterator[tuple[int, Capture]]:
+        """Consecutive in-memory sub-captures, in order, for analyses with bounded memory.
+
+        Parameters
+        ----------
+        snapshots : slice, optional
+            A contiguous range of snapshots (step 1); all by default.
+        max_rows : int
+            Region rows per chunk at most (a snapshot larger than that comes alone).
+
+        Yields
+        ------
+        (int, Capture)
+            The index of the chunk's first snapshot in this capture, and the chunk.
+        """
+        rng = self._snapshot_range(snapshots)
+        if rng.step != 1:
+            raise ValueError("chunks() takes a contiguous range of snapshots (step 1)")
+        off = self.region_offsets
+        a, stop = rng.start, rng.stop
+        while a < stop:
+            # the last snapshot whose rows still fit, at least one
+            b = int(np.searchsorted(off, off[a] + max_rows, side="right")) - 1
+            b = min(max(b, a + 1), stop)
+            yield a, self.select(slice(a, b))
+            a = b
+
+    def changes(
+        self, snapshots: slice | None = None, *, max_rows: int = 1 << 22
+    ) -> Iterator[Changes]:
+        """The snapshots as changes (see :class:`Changes`), in chunks of bounded size.
+
+        A cell of an analysis that did not change need not be recomputed: replaying these
+        costs what changed between snapshots, not snapshots x regions.
+        """
+        rng = self._snapshot_range(snapshots)
+        if rng.step != 1:
+            raise ValueError("changes() takes a contiguous range of snapshots (step 1)")
+        for a, chunk in self.chunks(slice(rng.start, rng.stop), max_rows=max_rows):
+            if a == rng.start:  # nothing before the iteration's first snapshot
+                yield _changes(chunk, a, a)
+            else:
+                yield _changes(self.select(slice(a - 1, a + chunk.n_snapshots)), a - 1, a)
+
+    # -- reshaping ----------------------------------------------------------------------------
+    def slice(
+        self,
+        t0: float | None = None,
+        t1: float | None = None,
+        *,
+        addr_range: tuple[int, int] | None = None,
+    ) -> Capture:
+        """The snapshots with ``t0 <= times < t1``, cut to ``addr_range`` when given.
+
+        Times are seconds since the first snapshot (as :attr:`times`); marks outside the
+        time window are dropped.
+        """
+        out = self.window(t0, t1)
+        if addr_range is not None:
+            out = out.address_window(int(addr_range[0]), int(addr_range[1]))
+        if out.n_snapshots:
+            lo, hi = int(out.time_ns[0]), int(out.time_ns[-1])
+            out.marks = [m for m in out.marks if lo <= m.time_ns <= hi]
+        return out
+
+    def downsample(self, *, every: int | None = None, interval: float | None = None) -> Capture:
+        """Keep every ``every``-th snapshot, or the first at or after each ``interval`` seconds.
+
+        Written sets stay exact: a kept snapshot's written set is the union of its own and
+        those of the dropped snapshots since the previous kept one. Snapshots after the last
+        kept one are dropped with their written sets.
+        """
+        if (every is None) == (interval is None):
+            raise ValueError("give exactly one of every= or interval=")
+        n = self.n_snapshots
+        if every is not None:
+            if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+                raise ValueError(f"every must be a positive int, got {every!r}")
+            idx = np.arange(0, n, int(every))
+        else:
+            if not (isinstance(interval, (int, float)) and np.isfinite(interval) and interval > 0):
+                raise ValueError(
+                    f"interval must be a finite number of seconds > 0, got {interval!r}"
+                )
+            t = self.times
+            marks_t = np.arange(0.0, float(t[-1]) + interval, interval) if n else np.empty(0)
+            idx = np.unique(np.searchsorted(t, marks_t, side="left"))
+            idx = idx[idx < n]
+        out = self.select(idx)
+        if self.written is not None and self.written_offsets is not None and len(idx):
+            out = _merge_written(self, idx, out)
         return out
 
     # -- export -------------------------------------------------------------------------------
@@ -468,3 +606,59 @@ class _Snapshots(Sequence):
 def _clip_vmas(v: Vmas, start: int, end: int) -> Vmas:
     keep = (v.array["end"] > np.uint64(start)) & (v.array["start"] < np.uint64(end))
     return v[keep]
+
+
+def _changes(base: Capture, first_prev: int, first: int) -> Changes:
+    """Changes of ``base``'s snapshots from ``first`` on; ``base`` starts at ``first_prev``
+    (``first - 1``: its first snapshot is only the state before; ``first``: start empty).
+    """
+    rows = base.regions
+    n = base.n_snapshots
+    snap = np.repeat(
+        np.arange(first_prev, first_prev + n, dtype=np.int64), np.diff(base.region_offsets)
+    )
+    end = first_prev + n
+    order = np.lexsort((snap, rows["categories"], rows["end"], rows["start"]))
+    r, s = rows[order], snap[order]
+    same = np.zeros(len(r), bool)
+    if len(r) > 1:
+        same[1:] = (
+            (r["start"][1:] == r["start"][:-1])
+            & (r["end"][1:] == r["end"][:-1])
+            & (r["categories"][1:] == r["categories"][:-1])
+            & (s[1:] == s[:-1] + 1)
+        )
+    # appears: a row of a snapshot >= first with no identical row one snapshot before
+    appears = ~same & (s >= first)
+    # disappears at s+1: a row with no identical row one snapshot later, if s+1 is in range
+    cont_next = np.zeros(len(r), bool)
+    cont_next[:-1] = same[1:]
+    disappears = ~cont_next & (s + 1 < end)
+    ev_snap = np.concatenate([s[disappears] + 1, s[appears]])
+    ev_rows = np.concatenate([r[disappears], r[appears]])
+    ev_sign = np.concatenate(
+        [np.full(int(disappears.sum()), -1, np.int8), np.ones(int(appears.sum()), np.int8)]
+    )
+    o = np.lexsort((ev_rows["start"], ev_snap))
+    return Changes(first, end, ev_snap[o], ev_rows[o], ev_sign[o])
+
+
+def _merge_written(src: Capture, idx: np.ndarray, out: Capture) -> Capture:
+    """``out`` (= ``src.select(idx)``) with each kept written set the union of the dropped
+    ones since the previous kept snapshot."""
+    from ._intervals import union_columns
+
+    assert src.written is not None and src.written_offsets is not None
+    off = src.written_offsets
+    lo = np.concatenate([[0], idx[:-1] + 1])
+    parts: list[np.ndarray] = []
+    for a, b in zip(lo.tolist(), idx.tolist()):  # one union per kept snapshot
+        rows = src.written[off[a] : off[b + 1]]
+        s, e = union_columns(rows["start"], rows["end"])
+        merged = np.zeros(len(s), REGION_DTYPE)
+        merged["start"], merged["end"] = s, e
+        merged["categories"] = int(Category.WRITTEN)
+        parts.append(merged)
+    out._written = np.concatenate(parts) if parts else np.empty(0, REGION_DTYPE)
+    out.written_offsets = _offsets([len(p) for p in parts])
+    return out
