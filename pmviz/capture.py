@@ -645,7 +645,8 @@ def _changes(base: Capture, first_prev: int, first: int) -> Changes:
 
 def _merge_written(src: Capture, idx: np.ndarray, out: Capture) -> Capture:
     """``out`` (= ``src.select(idx)``) with each kept written set the union of the dropped
-    ones since the previous kept snapshot."""
+    ones since the previous kept snapshot.
+    """
     from ._intervals import union_columns
 
     assert src.written is not None and src.written_offsets is not None
