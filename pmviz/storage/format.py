@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from ..capture import FORMAT_VERSION
 from ..errors import CaptureError
+from . import validate
 
 FORMAT_NAME = "pmviz-capture"
 META_FILE = "capture.json"
@@ -184,6 +185,8 @@ def read_meta(root: str) -> dict[str, Any]:
     if not os.path.isdir(root):
         raise CaptureError(root, "not a pmviz capture: a capture is a directory NAME.pmviz/")
     path = os.path.join(root, META_FILE)
+    if os.path.lexists(path):
+        validate.check_part_file(path)  # a FIFO would block the read below forever
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -208,4 +211,5 @@ def read_meta(root: str) -> dict[str, Any]:
             f"capture format version {version} is newer than this pmviz reads "
             f"(up to {FORMAT_VERSION}); upgrade pmviz (pip install -U pmviz)",
         )
+    validate.check_meta(doc, path)
     return doc

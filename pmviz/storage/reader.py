@@ -29,6 +29,7 @@ from ..capture import (
 from ..errors import CaptureError, PmvizWarning
 from ..maps import VMA_DTYPE, Vmas
 from . import format as fmt
+from . import validate
 
 __all__ = ["open", "StoredCapture"]
 
@@ -40,6 +41,7 @@ class _PartFile:
 
     def __init__(self, part: fmt.Part) -> None:
         self.part = part
+        validate.check_part_file(part.path)
         try:
             with pq.ParquetFile(part.path) as f:
                 md = f.metadata
@@ -166,14 +168,19 @@ class StoredCapture(Capture):
         if not self.complete and meta.end_reason is None:
             meta = meta.replace(end_reason="incomplete: the recorder did not finish")
         self.skipped_parts: list[str] = []
+        self.dropped: list[str] = []
+        """What a lenient open left out beyond whole parts: snapshots and why."""
         self._parts: dict[str, list[_PartFile]] = {}
         for table in fmt.TABLES:
             parts, stray = fmt.list_parts(path, table)
             if stray:
                 raise CaptureError(stray[0], "unexpected file in a capture (not a part name)")
+            parts = validate.drop_overlapping_parts(
+                parts, strict=strict, dropped=self.skipped_parts
+            )
             self._parts[table] = self._open_parts(parts, strict)
         snaps = self._read_snapshots(strict)
-        has_w = os.path.isdir(os.path.join(path, "written"))
+        has_w = self._check_written_dir(strict)
         super().__init__(
             meta,
             snaps["time_ns"],
@@ -186,11 +193,14 @@ class StoredCapture(Capture):
         if has_w:
             self.written_offsets = _offsets(snaps["written_rows"])
         self._vma_tables = None
+        if not strict:
+            self._drop_damaged_rows()
         self._check_coverage(strict)
-        if self.skipped_parts:
+        self._check_vma_index(strict)
+        if self.skipped_parts or self.dropped:
             warnings.warn(
-                f"{path}: skipped damaged parts {self.skipped_parts}; the capture has "
-                f"{self.n_snapshots} readable snapshots",
+                f"{path}: skipped damaged parts {self.skipped_parts}, dropped {self.dropped}; "
+                f"the capture has {self.n_snapshots} readable snapshots",
                 PmvizWarning,
                 stacklevel=3,
             )
@@ -211,20 +221,23 @@ class StoredCapture(Capture):
         return out
 
     def _read_snapshots(self, strict: bool) -> dict[str, np.ndarray]:
-        tables = []
+        tables: list[pa.Table] = []
+        self._written_tracked = False  # a written_rows column that is not all null
         for pf in self._parts["snapshots"]:
             try:
                 t = pf.read()
+                prev = int(_column(tables[-1], "time_ns")[-1]) if tables else None
+                cols = {n: _column(t, n) for n in ("snapshot", "time_ns", "vma_table")}
+                cols |= {n: _column(t, n) for n in ("region_rows", "written_rows")}
+                validate.check_snapshots(
+                    cols, pf.part.path, first=pf.part.first, end=pf.part.end, prev_time_ns=prev
+                )
             except CaptureError:
                 if strict:
                     raise
                 self.skipped_parts.append(pf.part.path)
                 continue
-            ids = _column(t, "snapshot")
-            if t.num_rows != pf.part.end - pf.part.first or not np.array_equal(
-                ids, np.arange(pf.part.first, pf.part.end)
-            ):
-                raise CaptureError(pf.part.path, "damaged part: snapshot numbers do not match")
+            self._written_tracked |= t.column("written_rows").null_count < t.num_rows
             tables.append(t)
         schema = fmt.SNAPSHOTS_SCHEMA
         t = pa.concat_tables(tables) if tables else _empty(schema)
@@ -267,8 +280,65 @@ class StoredCapture(Capture):
                         f"no {table} part holds snapshot {missing} (a part is missing)",
                     )
                 ok &= covered
+                self.dropped.append(
+                    f"snapshots {validate.id_ranges(ids[~covered])} (no {table} part holds them)"
+                )
         if not ok.all():
             self._keep(ok)
+
+    def _check_written_dir(self, strict: bool) -> bool:
+        """Whether the capture has written sets: the ``written/`` directory and the snapshots
+        table's ``written_rows`` must agree (a deleted directory is not "no tracking").
+        """
+        has_w = os.path.isdir(os.path.join(self.path, "written"))
+        if has_w == self._written_tracked or not self._parts["snapshots"]:
+            return has_w
+        why = (
+            "the snapshots table counts written rows but written/ is missing"
+            if self._written_tracked
+            else "written/ exists but the snapshots table has no written row counts"
+        )
+        if strict:
+            raise CaptureError(os.path.join(self.path, "written"), f"damaged capture: {why}")
+        self.dropped.append(f"every written set ({why})")
+        return False
+
+    def _drop_damaged_rows(self) -> None:
+        """Lenient open: drop the snapshots whose region or written rows are damaged."""
+        bad: dict[int, str] = {}
+        for table, off in (("regions", self.region_offsets), ("written", self.written_offsets)):
+            if off is None:
+                continue
+            counts = np.diff(off)
+            for pf in self._parts[table]:
+                t = pf.read()
+                snap, rows = _column(t, "snapshot"), _to_regions(t)
+                found = validate.damaged_snapshots(
+                    snap, rows, self.page_size, self.snapshot_ids, counts, pf.part
+                )
+                bad = found | bad
+        if bad:
+            self.dropped += [f"snapshot {k} ({why})" for k, why in sorted(bad.items())]
+            self._keep(~np.isin(self.snapshot_ids, list(bad)))
+
+    def _check_vma_index(self, strict: bool) -> None:
+        where = os.path.join(self.path, "snapshots")
+        if strict:
+            validate.check_vma_index(self.vma_index, self.snapshot_ids, where)
+        missing = validate.missing_vma_tables(
+            self.vma_index, self.snapshot_ids, [pf.part for pf in self._parts["vmas"]]
+        )
+        if missing and strict:
+            t, s = next(iter(missing.items()))
+            raise CaptureError(
+                os.path.join(self.path, "vmas"),
+                f"no vmas part holds VMA table {t}, first used by snapshot {s} (a part is missing)",
+            )
+        if missing:
+            self.dropped += [
+                f"snapshots using VMA table {t} (its vmas part is missing)" for t in missing
+            ]
+            self._keep(~np.isin(self.vma_index, list(missing)))
 
     def _keep(self, ok: np.ndarray) -> None:
         self.time_ns = self.time_ns[ok]
@@ -294,9 +364,20 @@ class StoredCapture(Capture):
             if hi_id <= lo_id:
                 continue
             lo, hi = self._row_range(pf, off, lo_id, hi_id)
-            for t in pf.iter_rows(lo, hi, ["start", "end", "categories"]):
+            p0, snap = pos, []
+            for t in pf.iter_rows(lo, hi, ["snapshot", "start", "end", "categories"]):
+                if pos + t.num_rows > len(out):
+                    raise CaptureError(
+                        pf.part.path, f"{table}: more rows than counted ({len(out)})"
+                    )
                 _to_regions(t, out[pos : pos + t.num_rows])
+                snap.append(_column(t, "snapshot"))
                 pos += t.num_rows
+            k = a + lo_id - int(ids[a])  # ids[a:b] are consecutive
+            validate.check_regions(
+                out[p0:pos], off[k : k + hi_id - lo_id + 1] - off[k], self.page_size, pf.part.path,
+                lo_id, first_row=lo, snapshot_column=np.concatenate(snap) if snap else None,
+            )  # fmt: skip
         if pos != len(out):
             raise CaptureError(self.path, f"{table}: expected {len(out)} rows, found {pos}")
         return out
@@ -353,6 +434,9 @@ class StoredCapture(Capture):
         # Tables with no rows (a process whose maps could not be read) are empty Vmas.
         n_tables = int(self.vma_index.max()) + 1 if len(self.vma_index) else 1
         tabs = [pf.read() for pf in self._parts["vmas"]]
+        for pf, tab in zip(self._parts["vmas"], tabs):
+            cols = [_column(tab, c) for c in ("start", "end", "vma_table")]
+            validate.check_vmas(cols[0], cols[1], cols[2], pf.part.path)
         t = pa.concat_tables(tabs) if tabs else _empty(fmt.VMAS_SCHEMA)
         ids = _column(t, "vma_table")
         arr = np.empty(t.num_rows, VMA_DTYPE)
