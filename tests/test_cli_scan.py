@@ -24,7 +24,7 @@ def child(layout_factory):
 def test_scan_json_equals_the_library(child, capsys):
     assert main(["scan", str(child.pid), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["pid"] == str(child.pid) and out["page_size"] == 4096
+    assert out["pid"] == child.pid and out["page_size"] == 4096  # an int, as in capture.json
     regions = pmviz.scan(child.pid)
     assert [(r["start"], r["end"], r["categories"]) for r in out["regions"]] == (
         regions.array.tolist()

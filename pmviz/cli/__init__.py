@@ -1,12 +1,16 @@
 """The ``pmviz`` command line: one module per subcommand, each with ``add_arguments`` and ``run``.
 
 This is the only layer that prints or exits; library errors become one-line messages here.
+Exit status: 0 done; 1 a pmviz error (no such process, damaged capture, kernel feature
+missing: the message says which); 2 bad arguments or an unusable file or directory named on
+the command line; 130 interrupted; 141 the reader of our output went away (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import Error
@@ -23,6 +27,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "anonymize": (
         "pmviz.cli.anonymize",
         "rebase addresses and strip paths so a capture can be shared",
+    ),
+    "slice": ("pmviz.cli.slice", "cut a capture to a time window and/or an address range"),
+    "downsample": (
+        "pmviz.cli.downsample",
+        "keep every K-th snapshot or one per interval (written sets stay exact: unions)",
     ),
     "heatmap": ("pmviz.cli.heatmap", "render a capture's address-space heatmap to an image"),
     "report": ("pmviz.cli.report", "write a self-contained HTML report of a capture"),
@@ -54,13 +63,56 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     try:
-        return int(module.run(args) or 0)
+        status = int(module.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        _discard_stdout()
+        return 128 + 13  # as if killed by SIGPIPE, without the traceback
     except Error as err:
         print(f"pmviz {name}: error: {err}", file=sys.stderr)
         return 1
     except (ValueError, TypeError) as err:  # the library's bad-argument errors (say which)
         print(f"pmviz {name}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a file or directory the user named: unreadable, not writable
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"pmviz {name}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"pmviz {name}: interrupted", file=sys.stderr)
         return 130
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout already closed or not a real file
+        pass
+
+
+def check_output(path: str, overwrite: bool) -> None:
+    """Refuse, before any work, an output path the command could not (or must not) replace.
+
+    Raises
+    ------
+    ValueError
+        The parent directory does not exist (it is not created: a typo would create a
+        tree), ``path`` exists without ``overwrite``, or ``path`` belongs to another user.
+    """
+    parent = os.path.dirname(os.path.normpath(path)) or "."
+    if not os.path.isdir(parent):
+        raise ValueError(f"{path}: the directory {os.path.abspath(parent)} does not exist")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not overwrite:
+        raise ValueError(f"{path} already exists (add --overwrite to replace it)")
+    if os.geteuid() != 0 and st.st_uid != os.geteuid():
+        raise ValueError(
+            f"{path} belongs to another user (uid {st.st_uid}); refusing to replace it"
+        )

@@ -8,6 +8,7 @@ import sys
 from ..anonymize import anonymize
 from ..storage import open as open_capture
 from ..storage import save
+from . import check_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.out, args.overwrite)
     cap = open_capture(args.input)
     save(anonymize(cap), args.out, overwrite=args.overwrite)
     print(

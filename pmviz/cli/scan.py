@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from ..categories import Category
 from ..mask import Mask
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 {
-                    "pid": args.pid,
+                    "pid": os.getpid() if pid == "self" else int(pid),
                     "page_size": regions.page_size,
                     "regions": [
                         {"start": s, "end": e, "categories": c, "names": _names(c)}
