@@ -15,16 +15,29 @@ The scheme (also in ``docs/capture-format.md``):
    of its page offset inside a 2 MiB frame (ASLR randomises 28+ bits per mapping base).
 3. **Strip.** VMA paths become ``file1``, ``file2`` ... (numbered by first appearance, the same
    file gets the same name in every table); kernel names (``[heap]``, ``[stack]``, ``[vdso]``
-   ...) stay; ``[anon:NAME]`` becomes ``[anon]``. Inodes and device numbers become 0. The
-   command line, pid, write-tracking reason and scan ranges are removed from the metadata.
+   ...) stay; ``[anon:NAME]`` becomes ``[anon]``. Inodes, device numbers and file offsets
+   become 0. The command line, pid, write-tracking reason and scan ranges are removed from
+   the metadata.
+4. **Times.** Every time becomes relative to the first snapshot (``time_ns[0] = 0``, marks
+   likewise): ``CLOCK_MONOTONIC`` values tell how long the machine had been up, so
+   ``start_monotonic_ns`` and the wall-clock ``start_wall_ns`` become 0, and integers under
+   metadata keys ending in ``time_ns`` or ``start_ns`` are rebased too. Intervals and
+   durations stay.
+5. **Text.** ``end_reason`` keeps only the recorder's fixed vocabulary (``count reached``,
+   ``target exited with status 0`` ...); anything else (an error naming a file) keeps its
+   first word. Every other string of the metadata and mark labels lose anything path-like
+   (a token with ``/`` or ending in ``.pmviz``) and any word of the command line or the pid.
 """
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import numpy as np
 
 from . import _intervals as iv
-from .capture import Capture
+from .capture import Capture, CaptureMeta, Mark
 from .maps import Vmas
 
 __all__ = ["anonymize", "BASE", "GAP", "ALIGN"]
@@ -100,6 +113,50 @@ def _strip_paths(tables: list[Vmas]) -> dict[str, str]:
     return names
 
 
+_END_REASONS = re.compile(
+    r"count reached|duration reached|stopped|interrupted \(SIGINT\)|terminated \(SIGTERM\)"
+    r"|target exited( with status -?\d+)?|target killed by SIG[A-Z0-9]+"
+    r"|target exec'd a new program|disk full|incomplete: the recorder did not finish"
+)
+_PATHLIKE = re.compile(r"\S*/\S*|\S+\.pmviz\b")
+
+
+class _Scrub:
+    """Removes from strings what identifies the process and its files."""
+
+    def __init__(self, meta: CaptureMeta, path: str | None) -> None:
+        words = {w for arg in meta.command or () for w in re.split(r"[\s=/:,]+", arg)}
+        if path:
+            words |= set(re.split(r"[/]+", path))
+        words = {w for w in words if len(w) >= 3 and not w.isdigit()}
+        alts = sorted(map(re.escape, words), key=len, reverse=True)
+        if meta.pid is not None:
+            alts.append(str(meta.pid))
+        self._secret = re.compile(rf"(?<!\w)(?:{'|'.join(alts)})(?!\w)") if alts else None
+
+    def text(self, s: str) -> str:
+        s = _PATHLIKE.sub("<path>", s)
+        return self._secret.sub("<removed>", s) if self._secret is not None else s
+
+    def end_reason(self, s: str | None) -> str | None:
+        if s is None or _END_REASONS.fullmatch(s):
+            return s
+        head = re.match(r"[A-Za-z][A-Za-z ']*", s)
+        return self.text(head.group(0).strip() if head else "ended") + " (details removed)"
+
+    def value(self, v: Any, t0: int, key: str = "") -> Any:
+        """Scrub strings, rebase monotonic times, drop wall-clock times, recursively."""
+        if isinstance(v, dict):
+            return {k: self.value(x, t0, str(k)) for k, x in v.items() if "wall" not in str(k)}
+        if isinstance(v, list):
+            return [self.value(x, t0, key) for x in v]
+        if isinstance(v, str):
+            return self.text(v)
+        if isinstance(v, int) and not isinstance(v, bool) and key.endswith(("time_ns", "start_ns")):
+            return v - t0
+        return v
+
+
 def anonymize(capture: Capture) -> Capture:
     """Return an anonymized copy of ``capture`` (see the module docstring for the scheme).
 
@@ -138,13 +195,25 @@ def anonymize(capture: Capture) -> Capture:
         arr["inode"] = 0
         arr["dev_major"] = 0
         arr["dev_minor"] = 0
+        arr["offset"] = 0  # file layout (which segment of which library version) identifies
         new_tables.append(Vmas(arr, [names.get(str(p), str(p)) for p in v.paths]))
     m = capture.meta
+    t0 = int(capture.time_ns[0]) if capture.n_snapshots else m.start_monotonic_ns
+    scrub = _Scrub(m, getattr(capture, "path", None))
     extra = {k: v for k, v in m.extra.items() if k not in ("writes_reason", "ranges")}
-    meta = m.replace(pid=None, command=None, anonymized=True, extra=extra)
+    meta = m.replace(
+        pid=None,
+        command=None,
+        anonymized=True,
+        start_wall_ns=0,
+        start_monotonic_ns=0,
+        end_reason=scrub.end_reason(m.end_reason),
+        features=scrub.value(m.features, t0),
+        extra=scrub.value(extra, t0),
+    )
     return Capture(
         meta,
-        capture.time_ns.copy(),
+        capture.time_ns - t0,
         rebase.rows(capture.regions),
         capture.region_offsets.copy(),
         written=None if capture.written is None else rebase.rows(capture.written),
@@ -152,4 +221,5 @@ def anonymize(capture: Capture) -> Capture:
         vma_tables=new_tables,
         vma_index=capture.vma_index.copy(),
         telemetry={k: v.copy() for k, v in capture.telemetry.items()},
+        marks=[Mark(t - t0, scrub.text(label)) for t, label in capture.marks],
     )

@@ -1,6 +1,13 @@
 """Anonymization: addresses rebased consistently, layout within groups exact, nothing leaks."""
 
+import json
+import os
+import re
+import sys
+
 import numpy as np
+import pyarrow.parquet as pa_parquet
+import pyarrow.types as pa_types
 import pytest
 
 import pmviz
@@ -102,3 +109,121 @@ def test_layout_that_cannot_fit_raises():
     cap = Capture.from_snapshots(CaptureMeta(), [(0, huge, None, None)])
     with pytest.raises(ValueError, match="47-bit"):
         anonymize(cap)
+
+
+MAPPER = """
+import mmap, sys, time
+f = open(sys.argv[1], "rb")
+m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+m[:1]
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _strings_of_every_file(root):
+    """Every file of a capture as text: raw bytes, and Parquet parts decoded column by column
+    (their pages are compressed, so raw bytes alone would hide what they hold)."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            text = open(path, "rb").read().decode("latin-1")
+            ints = []
+            if name.endswith(".parquet"):
+                t = pa_parquet.read_table(path)
+                text += repr(t.schema.metadata) + repr(t.to_pydict())
+                for col in t.columns:
+                    if pa_types.is_integer(col.type):
+                        ints.append(
+                            np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+                        )
+            out[os.path.relpath(path, root)] = (text, np.concatenate(ints) if ints else np.empty(0))
+    return out
+
+
+def test_an_anonymized_recording_keeps_no_identifying_value(tmp_path):
+    secret_dir = tmp_path / "alice-zq9-private"
+    secret_dir.mkdir()
+    data = secret_dir / "ledger-q7x.dat"
+    data.write_bytes(b"x" * (1 << 20))
+    out = str(secret_dir / "run-zq9.pmviz")
+    cap = pmviz.record(
+        [sys.executable, "-c", MAPPER, str(data), "0.6", "--token=hunter2"],
+        interval=0.05,
+        out=out,
+        progress=False,
+        writes="none",
+    )
+    assert cap.n_snapshots >= 3
+    src = pmviz.open(out)
+    assert any("ledger-q7x" in str(p) for v in src.vma_tables for p in v.paths)
+    # what a failed run could leave in the metadata: the output path in end_reason and extra
+    src.meta = src.meta.replace(
+        end_reason=f"error: {out}/regions/000000000-000000004.parquet: cannot write",
+        extra={
+            **src.meta.extra,
+            "note": f"written by pid {cap.meta.pid} to {out}",
+            "mark_time_ns": int(src.time_ns[1]),
+        },
+    )
+    src.marks = [pmviz.capture.Mark(int(src.time_ns[1]), f"opened {data}")]
+    anon = anonymize(src)
+    assert anon.time_ns[0] == 0 and anon.marks[0].time_ns == src.time_ns[1] - src.time_ns[0]
+    assert anon.meta.end_reason == "error (details removed)"
+    path = save(anon, str(tmp_path / "shared.pmviz"))
+
+    m = src.meta
+    words = [
+        out,
+        str(secret_dir),
+        "alice-zq9-private",
+        "ledger-q7x",
+        "run-zq9",
+        "hunter2",
+        "--token",
+    ]
+    numbers = [
+        m.start_wall_ns,
+        m.start_monotonic_ns,
+        *src.time_ns.tolist(),
+        m.extra["schedule_start_ns"],
+    ]
+    offsets = {int(o) for v in src.vma_tables for o in v.array["offset"]} - {0}
+    assert offsets  # the recording did map files at non-zero offsets
+    pid = str(cap.meta.pid)
+    for name, (text, ints) in _strings_of_every_file(path).items():
+        for w in words:
+            assert w not in text, (name, w)
+        assert not re.search(rf"(?<!\d){pid}(?!\d)", text), (name, pid)
+        for n in numbers:
+            assert str(n) not in text, (name, n)
+            assert not np.isin(ints, [float(n)]).any(), (name, n)
+        # nothing that looks like a boot-relative or wall-clock time: all times are < 1 h
+        if name.startswith("snapshots"):
+            t = pa_parquet.read_table(os.path.join(path, name), columns=["time_ns"]).column(0)
+            assert max(t.to_pylist()) < 3600 * 10**9
+        if name.startswith("vmas"):
+            o = pa_parquet.read_table(os.path.join(path, name), columns=["offset"]).column(0)
+            assert set(o.to_pylist()) == {0}
+    meta = json.load(open(os.path.join(path, "capture.json")))
+    assert meta["start_wall_ns"] == 0 and meta["start_monotonic_ns"] == 0
+    assert meta["extra"]["schedule_start_ns"] == m.extra["schedule_start_ns"] - int(src.time_ns[0])
+    assert "<path>" in meta["extra"]["note"] and "<removed>" in meta["extra"]["note"]
+    # what is kept is still exact
+    b = pmviz.open(path)
+    for i in range(src.n_snapshots):
+        assert np.array_equal(b.regions_at(i).page_counts, src.regions_at(i).page_counts)
+        assert np.array_equal(b.regions_at(i).categories, src.regions_at(i).categories)
+    assert np.array_equal(np.diff(b.time_ns), np.diff(src.time_ns))
+
+
+def test_known_end_reasons_are_kept():
+    for reason in (
+        "count reached",
+        "target exited with status 3",
+        "target killed by SIGKILL",
+        "stopped",
+        None,
+    ):
+        cap = Capture.from_snapshots(CaptureMeta(end_reason=reason), [])
+        assert anonymize(cap).meta.end_reason == reason
