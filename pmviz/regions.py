@@ -59,10 +59,21 @@ class Regions:
     def __init__(self, array: np.ndarray | None = None, *, page_size: int = PAGE_SIZE) -> None:
         if array is None:
             array = np.empty(0, dtype=REGION_DTYPE)
-        elif array.dtype != REGION_DTYPE:
-            array = np.asarray(array).astype(REGION_DTYPE)
+        else:
+            array = _checked_array(array)
         self._a: np.ndarray = array
-        self.page_size = int(page_size)
+        self.page_size = _checked_page_size(page_size)
+
+    @classmethod
+    def _trusted(cls, array: np.ndarray, page_size: int = PAGE_SIZE) -> Regions:
+        """Wrap a ``REGION_DTYPE`` array the kernel (or pmviz itself) produced: no checks.
+
+        The scan path builds one per call; validating kernel output there would only cost.
+        """
+        r = cls.__new__(cls)
+        r._a = array
+        r.page_size = page_size
+        return r
 
     @classmethod
     def from_arrays(
@@ -73,9 +84,26 @@ class Regions:
         *,
         page_size: int = PAGE_SIZE,
     ) -> Regions:
-        """Build from parallel arrays (``categories`` may be one value for all)."""
-        s, e, c = (np.asarray(x, dtype=np.uint64) for x in (start, end, categories))
-        return cls(regions_array(s, e, c), page_size=page_size)
+        """Build from parallel arrays (``categories`` may be one value for all).
+
+        Raises
+        ------
+        ValueError
+            A column that is not 1-D, not integer, negative or of a different length; a
+            reversed range (``start > end``). The message names the field and the first bad
+            row.
+        """
+        s = _checked_column("start", start)
+        e = _checked_column("end", end)
+        c = _checked_column("categories", categories, scalar_ok=True)
+        if len(s) != len(e) or (c.ndim and len(c) != len(s)):
+            raise ValueError(
+                f"start, end and categories need the same length, got {len(s)}, {len(e)} "
+                f"and {len(c) if c.ndim else 'one value'}"
+            )
+        a = regions_array(s, e, c)
+        _check_order(a)
+        return cls._trusted(a, _checked_page_size(page_size))
 
     @classmethod
     def concat(cls, parts: Iterable[Regions]) -> Regions:
@@ -83,7 +111,7 @@ class Regions:
         parts = list(parts)
         if not parts:
             return cls()
-        return cls(np.concatenate([p._a for p in parts]), page_size=parts[0].page_size)
+        return cls._trusted(np.concatenate([p._a for p in parts]), parts[0].page_size)
 
     # -- array access -------------------------------------------------------------------------
     @property
@@ -125,7 +153,7 @@ class Regions:
 
     def select(self, category: Category | int, *, all_of: bool = True) -> Regions:
         """The regions whose categories contain ``category`` (all bits, or any bit)."""
-        return Regions(self._a[self._has(category, all_of)], page_size=self.page_size)
+        return Regions._trusted(self._a[self._has(category, all_of)], self.page_size)
 
     def _has(self, category: Category | int, all_of: bool) -> np.ndarray:
         bits = np.uint64(int(category))
@@ -136,8 +164,8 @@ class Regions:
         """The part of these regions inside ``[start, end)``, cut at the edges."""
         a = self._a
         if end <= start:
-            return Regions(a[:0].copy(), page_size=self.page_size)
-        return Regions(clip_regions(a, start, end)[0], page_size=self.page_size)
+            return Regions._trusted(a[:0].copy(), self.page_size)
+        return Regions._trusted(clip_regions(a, start, end)[0], self.page_size)
 
     def to_pandas(self):  # noqa: ANN201 - pandas is optional
         """A ``pandas.DataFrame`` with ``start``, ``end``, ``n_pages`` and ``categories``."""
@@ -159,7 +187,10 @@ class Regions:
         if isinstance(key, (int, np.integer)):
             s, e, c = self._a[key].tolist()
             return Region(s, e, Category(c))
-        return Regions(self._a[key], page_size=self.page_size)
+        out = self._a[key]
+        if out.ndim != 1:
+            raise IndexError(f"Regions index must select rows, got {key!r}")
+        return Regions._trusted(out, self.page_size)
 
     def __iter__(self):
         for s, e, c in self._a.tolist():
@@ -200,6 +231,64 @@ class Regions:
             "<table><thead><tr><th>start</th><th>end</th><th>pages</th><th>categories</th>"
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         )
+
+
+def _checked_page_size(page_size: int) -> int:
+    if isinstance(page_size, bool) or not isinstance(page_size, (int, np.integer)):
+        raise TypeError(f"page_size must be an int, got {page_size!r}")
+    ps = int(page_size)
+    if ps < 1 or ps & (ps - 1):
+        raise ValueError(f"page_size must be a power of two, got {ps}")
+    return ps
+
+
+def _checked_column(name: str, values: object, *, scalar_ok: bool = False) -> np.ndarray:
+    """One column as ``uint64``, refusing what ``astype`` would silently wrap or truncate."""
+    a = np.asarray(values)
+    if a.ndim > 1 or (a.ndim == 0 and not scalar_ok):
+        raise ValueError(f"{name} must be a 1-D sequence of integers, got shape {a.shape}")
+    if a.dtype == object:  # Python ints beyond int64: let numpy range-check each one
+        try:
+            a = np.array(a.tolist(), dtype=np.uint64)
+        except (OverflowError, TypeError, ValueError) as err:
+            raise ValueError(f"{name} must hold integers in [0, 2**64): {err}") from None
+    if a.dtype.kind not in "iub" and a.size:
+        raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
+    if a.dtype.kind == "i" and a.size and (bad := np.flatnonzero(a < 0)).size:
+        i = int(bad[0])
+        value = int(a) if a.ndim == 0 else int(a[i])
+        raise ValueError(
+            f"{name}[{i}] is negative ({value}): addresses and categories are unsigned"
+        )
+    return a.astype(np.uint64, copy=False)
+
+
+def _check_order(a: np.ndarray) -> None:
+    bad = np.flatnonzero(a["start"] > a["end"])
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"row {i}: start {int(a['start'][i]):#x} > end {int(a['end'][i]):#x} (a reversed range)"
+        )
+
+
+def _checked_array(array: object) -> np.ndarray:
+    """What ``Regions(array)`` accepts: a 1-D structured array with ``start``, ``end`` and
+    ``categories`` (converted to ``REGION_DTYPE`` without wrapping negatives), no reversed range.
+    """
+    a = np.asarray(array)
+    names = a.dtype.names or ()
+    if a.ndim != 1 or not {"start", "end", "categories"} <= set(names):
+        raise ValueError(
+            "Regions needs a 1-D structured array with fields start, end, categories "
+            f"(REGION_DTYPE), got dtype {a.dtype} of shape {a.shape}; for columns use "
+            "Regions.from_arrays(start, end, categories)"
+        )
+    if a.dtype != REGION_DTYPE:
+        cols = {n: _checked_column(n, a[n]) for n in ("start", "end", "categories")}
+        a = regions_array(cols["start"], cols["end"], cols["categories"])
+    _check_order(a)
+    return a
 
 
 def _human_bytes(n: float) -> str:

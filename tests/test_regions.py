@@ -94,3 +94,55 @@ def test_a_live_scan_is_kernel_written_regions():
     assert r.array.dtype == REGION_DTYPE
     assert np.all(r.end > r.start) and np.all(r.start[1:] >= r.end[:-1])
     assert r.page_size == pmviz.features().page_size
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (([0x3000], [0x1000], 8), r"row 0: start 0x3000 > end 0x1000 \(a reversed range\)"),
+        (([0x1000, 0x5000], [0x2000, 0x4000], 8), "row 1: start 0x5000 > end 0x4000"),
+        (([-4096], [0x1000], 8), r"start\[0\] is negative \(-4096\)"),
+        ((np.array([0x1000, -1]), [0x2000, 0x3000], 8), r"start\[1\] is negative"),
+        (([0x1000], [0x2000], -8), r"categories\[0\] is negative"),
+        (([[0x1000, 0x2000]], [[0x2000, 0x3000]], 8), "start must be a 1-D sequence"),
+        (([0x1000], [8192.5], 8), "end must hold integers"),
+        (([0x1000], [2**64], 8), r"end must hold integers in \[0, 2\*\*64\)"),
+        (([0x1000, 0x2000], [0x2000], 8), "same length"),
+        (([0x1000], [0x2000], [8, 8]), "same length"),
+    ],
+)
+def test_from_arrays_refuses_what_it_would_wrap(args, message):
+    with pytest.raises(ValueError, match=message):
+        Regions.from_arrays(*args)
+
+
+def test_constructor_refuses_2d_plain_and_negative_arrays():
+    good = Regions.from_arrays([0x1000], [0x2000], 8).array
+    assert Regions(good).array is good  # kernel layout: wrapped, not copied
+    with pytest.raises(ValueError, match="1-D structured array.*from_arrays"):
+        Regions(np.array([[0x1000, 0x2000, 8]], np.uint64))  # astype would fill every field
+    with pytest.raises(ValueError, match="1-D structured array"):
+        Regions(np.stack([good, good]))
+    signed = np.array(
+        [(-4096, 0x2000, 8)], [("start", "<i8"), ("end", "<i8"), ("categories", "<i8")]
+    )
+    with pytest.raises(ValueError, match=r"start\[0\] is negative"):
+        Regions(signed)
+    ok = Regions(signed[["end", "categories", "start"]][:0])  # other field order, no rows
+    assert len(ok) == 0
+    rev = good.copy()
+    rev["start"], rev["end"] = good["end"], good["start"]
+    with pytest.raises(ValueError, match="row 0: start 0x2000 > end 0x1000"):
+        Regions(rev)
+    with pytest.raises(ValueError, match="power of two"):
+        Regions(good, page_size=3000)
+    converted = Regions(
+        np.array([(0x1000, 0x3000, 8)], [("start", "<i8"), ("end", "<i8"), ("categories", "<u2")])
+    )
+    assert converted.n_pages == 2 and converted.array.dtype == REGION_DTYPE
+
+
+def test_indexing_keeps_rows_and_validates_nothing_twice(regions):
+    with pytest.raises(IndexError):
+        regions[None]
+    assert regions[1:] == Regions(regions.array[1:])
