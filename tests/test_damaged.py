@@ -265,3 +265,63 @@ def test_checks_are_functions_over_arrays():
     with pytest.raises(CaptureError, match="row 12 \\(snapshot 7"):
         validate.check_regions(rows, np.array([0, 3]), 4096, "x", 7, first_row=10)
     validate.check_meta({"format_version": 2, "page_size": 16384}, "m")
+
+
+# -- crafted files (CVE-2023-47248) -----------------------------------------------------------
+class _Spy(pa.ExtensionType):
+    """An extension type whose deserializer records that it ran (as a pickle payload would)."""
+
+    calls: list = []
+
+    def __init__(self):
+        super().__init__(pa.uint16(), "pmviz.test.spy")
+
+    def __arrow_ext_serialize__(self):
+        return b"payload"
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type, serialized):
+        cls.calls.append(serialized)
+        return cls()
+
+
+def test_a_part_with_an_extension_type_is_refused_before_pyarrow_parses_it(cap_path):
+    p = part(cap_path, "regions")
+    t = pq.read_table(p)
+    spy = pa.ExtensionArray.from_storage(_Spy(), t.column("categories").combine_chunks())
+    crafted = t.set_column(t.schema.get_field_index("categories"), "categories", spy)
+    pa.register_extension_type(_Spy())
+    try:
+        pq.write_table(crafted, p)
+        _Spy.calls.clear()
+        for strict in (True, False):
+            with (
+                pytest.raises(CaptureError, match="extension type.*CVE-2023-47248")
+                if strict
+                else pytest.warns(pmviz.PmvizWarning)
+            ):
+                pmviz.open(cap_path, strict=strict)
+        assert _Spy.calls == []  # the deserializer never ran
+        pq.read_table(p)  # the premise: plain pyarrow would have run it
+        assert _Spy.calls
+    finally:
+        pa.unregister_extension_type("pmviz.test.spy")
+
+
+def test_pyarrow_version_is_checked(monkeypatch):
+    for bad in ("13.0.0", "14.0.0", "0.17.1"):
+        with pytest.raises(ImportError, match="pyarrow >= 14.0.1.*CVE-2023-47248"):
+            validate.check_pyarrow(bad)
+    for good in ("14.0.1", "14.0.2", "15.0.0", "26.0.1", pa.__version__):
+        validate.check_pyarrow(good)
+    monkeypatch.setattr(pa.lib, "_py_extension_type_auto_load", True, raising=False)
+    with pytest.raises(ImportError, match="auto-loading is enabled"):
+        validate.check_pyarrow()
+
+
+def test_declared_dependencies():
+    import tomllib
+
+    deps = tomllib.load(open(os.path.join(os.path.dirname(__file__), "..", "pyproject.toml"), "rb"))
+    deps = deps["project"]["dependencies"]
+    assert "pyarrow>=14.0.1" in deps and "numpy>=2.0" in deps

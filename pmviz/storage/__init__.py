@@ -6,8 +6,12 @@
 
 from __future__ import annotations
 
-from .format import FORMAT_VERSION
-from .reader import StoredCapture, open
-from .writer import CaptureWriter, save
+from .validate import check_pyarrow
+
+check_pyarrow()  # before anything reads a file: CVE-2023-47248
+
+from .format import FORMAT_VERSION  # noqa: E402
+from .reader import StoredCapture, open  # noqa: E402
+from .writer import CaptureWriter, save  # noqa: E402
 
 __all__ = ["open", "save", "CaptureWriter", "StoredCapture", "FORMAT_VERSION"]

@@ -42,6 +42,7 @@ class _PartFile:
     def __init__(self, part: fmt.Part) -> None:
         self.part = part
         validate.check_part_file(part.path)
+        validate.check_footer(part.path)  # raw bytes: nothing deserialized before this
         try:
             with pq.ParquetFile(part.path) as f:
                 md = f.metadata

@@ -16,7 +16,9 @@ part ranges (:func:`drop_overlapping_parts`), the snapshots table (:func:`check_
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import stat
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -27,6 +29,8 @@ from ..errors import CaptureError
 
 __all__ = [
     "ADDRESS_LIMIT",
+    "check_pyarrow",
+    "check_footer",
     "check_meta",
     "check_part_file",
     "drop_overlapping_parts",
@@ -96,6 +100,87 @@ def id_ranges(ids: np.ndarray) -> str:
     cut = np.flatnonzero(np.diff(ids) != 1) + 1
     lo, hi = ids[np.r_[0, cut]], ids[np.r_[cut - 1, len(ids) - 1]]
     return ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in zip(lo.tolist(), hi.tolist()))
+
+
+# -- pyarrow and Parquet footers -------------------------------------------------------------
+MIN_PYARROW = (14, 0, 1)
+"""pyarrow before 14.0.1 unpickles ``arrow.py_extension_type`` metadata from any Parquet or
+IPC file it reads: code execution from a crafted file (CVE-2023-47248)."""
+
+
+def check_pyarrow(version: str | None = None) -> None:
+    """Refuse a pyarrow that executes code from crafted files (or has that switched back on).
+
+    Raises
+    ------
+    ImportError
+        pyarrow older than 14.0.1, or ``PyExtensionType`` auto-loading enabled.
+    """
+    import pyarrow as pa
+
+    version = pa.__version__ if version is None else version
+    parts = tuple(int(x) for x in re.findall(r"\d+", version)[:3])
+    if parts < MIN_PYARROW:
+        raise ImportError(
+            f"pmviz needs pyarrow >= 14.0.1, found {version}: older versions execute code "
+            "hidden in a crafted Parquet file (CVE-2023-47248); pip install -U 'pyarrow>=14.0.1'"
+        )
+    # 14.0.1 .. 20 keep PyExtensionType with auto-loading off unless someone turned it on
+    if getattr(pa.lib, "_py_extension_type_auto_load", False):
+        raise ImportError(
+            "pyarrow.PyExtensionType auto-loading is enabled in this process: reading a "
+            "crafted capture would unpickle its data (CVE-2023-47248); turn it off with "
+            "pyarrow.PyExtensionType.set_auto_load(False)"
+        )
+
+
+def _base64_needles(text: bytes) -> tuple[bytes, ...]:
+    """``text`` as it appears inside base64 at each of the three byte alignments."""
+    out = []
+    for k in range(3):
+        enc = base64.b64encode(b"\0" * k + text)
+        out.append(enc[(8 * k + 5) // 6 : (8 * (k + len(text))) // 6])
+    return tuple(out)
+
+
+# Arrow stores a column's extension type as the field metadata "ARROW:extension:name" inside
+# the footer's "ARROW:schema" value (a base64 IPC schema). pmviz never writes one.
+_EXTENSION_NEEDLES = (b"ARROW:extension", *_base64_needles(b"ARROW:extension"))
+_MAX_FOOTER = 64 << 20
+
+
+def check_footer(path: str) -> None:
+    """Check a part's Parquet footer from its raw bytes, before pyarrow parses anything.
+
+    Opening a file with pyarrow converts the stored Arrow schema, which for an extension type
+    runs that type's deserializer; pmviz parts never hold one, so a footer that mentions
+    any is refused unread.
+
+    Raises
+    ------
+    CaptureError
+        No Parquet magic, a footer length beyond the file, or an Arrow extension type.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 12:
+                raise CaptureError(path, f"damaged part (truncated: {size} bytes)")
+            f.seek(size - 8)
+            tail = f.read(8)
+            n = int.from_bytes(tail[:4], "little")
+            if tail[4:] != b"PAR1" or n > min(size - 12, _MAX_FOOTER):
+                raise CaptureError(path, "damaged part (truncated or not Parquet: bad footer)")
+            f.seek(size - 8 - n)
+            footer = f.read(n)
+    except OSError as err:
+        raise CaptureError(path, f"cannot read: {os.strerror(err.errno or 0)}") from err
+    if any(needle in footer for needle in _EXTENSION_NEEDLES):
+        raise CaptureError(
+            path,
+            "refusing to read: the part declares an Arrow extension type, which pmviz never "
+            "writes and whose deserializer could run code (CVE-2023-47248)",
+        )
 
 
 # -- metadata ---------------------------------------------------------------------------------
