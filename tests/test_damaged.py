@@ -123,8 +123,12 @@ def test_bad_metadata_is_refused(cap_path, key, value, match):
 
 
 # -- missing parts ----------------------------------------------------------------------------
-def test_deleted_vmas_part(cap_path):
-    os.unlink(part(cap_path, "vmas"))
+@pytest.mark.parametrize("how", ["part", "directory"])
+def test_deleted_vmas(cap_path, how):
+    if how == "part":
+        os.unlink(part(cap_path, "vmas"))
+    else:
+        shutil.rmtree(os.path.join(cap_path, "vmas"))
     err = strict_error(cap_path)
     assert "no vmas part holds VMA table 0" in str(err)
     c, msg = lenient(cap_path)
@@ -172,6 +176,15 @@ def test_shifted_region_rows(cap_path):
     keep = [i for i in range(ref.n_snapshots) if i not in (3, 4)]
     assert c.snapshot_ids.tolist() == keep and "snapshot 3 " in msg and "snapshot 4 " in msg
     same_snapshots(c, ref, keep)
+    out = subprocess.run(
+        [sys.executable, "-m", "pmviz", "info", "--lenient", cap_path],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and "dropped (damaged)  snapshot 3 (regions/" in out.stdout, (
+        out.stdout
+    )
 
 
 def test_vma_table_out_of_range(cap_path):
@@ -233,9 +246,12 @@ def test_damaged_region_rows(cap_path, damage, reason):
     err = strict_error(cap_path)
     assert err.path == part(cap_path, "regions") and reason in str(err) and "snapshot 6" in str(err)
     assert f"row {r}" in str(err) or f"row {r + 1}" in str(err)
+    with pytest.raises(CaptureError, match=reason.split(" (")[0]):
+        pmviz.open(cap_path).address_window(0, 2**47)  # reads row groups, not snapshots
     c, msg = lenient(cap_path)
     ref = pmviz.open(SAMPLE)
     keep = [i for i in range(ref.n_snapshots) if i != 6]
+    assert c.address_window(0, 2**47).n_regions == ref.select(keep).n_regions
     assert c.snapshot_ids.tolist() == keep and "snapshot 6 " in msg and reason in msg
     same_snapshots(c, ref, keep)
     # totals stay sane: nothing like 4.5e15 resident pages

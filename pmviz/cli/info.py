@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     facts["complete"] = "yes" if cap.complete else "no (the recorder did not finish)"
     if cap.skipped_parts:
         facts["damaged parts skipped"] = ", ".join(cap.skipped_parts)
+    if cap.dropped:
+        facts["dropped (damaged)"] = "; ".join(cap.dropped)
     if args.json:
         print(json.dumps({"path": args.path, **facts, "meta": cap.meta.as_dict()}, default=str))
         return 0

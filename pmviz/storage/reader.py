@@ -162,6 +162,7 @@ class StoredCapture(Capture):
 
     def __init__(self, path: str, *, strict: bool = True) -> None:
         self.path = path
+        self._strict = strict
         doc = fmt.read_meta(path)
         self.complete = bool(doc.pop("complete", False))
         doc.pop("format", None)
@@ -527,9 +528,17 @@ class StoredCapture(Capture):
                 if not len(snap):
                     continue
                 first = int(snap[0])  # rows are in snapshot order
-                clipped, coff = clip_rows(
-                    _to_regions(t), _offsets(np.bincount(snap - first)), start, end
-                )
+                if len(snap) > 1 and bool((np.diff(snap) < 0).any()):
+                    if not self._strict:
+                        continue  # a lenient open dropped every snapshot of this part
+                    raise CaptureError(pf.part.path, "damaged part: rows out of snapshot order")
+                regs, roff = _to_regions(t), _offsets(np.bincount(snap - first))
+                if self._strict:
+                    row0 = int(pf.rg_offsets[g])
+                    validate.check_regions(
+                        regs, roff, self.page_size, pf.part.path, first, first_row=row0
+                    )
+                clipped, coff = clip_rows(regs, roff, start, end)
                 ids = np.arange(first, first + len(coff) - 1)
                 k = np.minimum(np.searchsorted(sid, ids), max(len(sid) - 1, 0))
                 live = (sid[k] == ids) if len(sid) else np.zeros(len(ids), bool)
