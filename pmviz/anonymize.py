@@ -21,8 +21,9 @@ The scheme (also in ``docs/capture-format.md``):
 4. **Times.** Every time becomes relative to the first snapshot (``time_ns[0] = 0``, marks
    likewise): ``CLOCK_MONOTONIC`` values tell how long the machine had been up, so
    ``start_monotonic_ns`` and the wall-clock ``start_wall_ns`` become 0, and integers under
-   metadata keys ending in ``time_ns`` or ``start_ns`` are rebased too. Intervals and
-   durations stay.
+   metadata keys ending in ``time_ns`` or ``start_ns`` are rebased too; keys containing
+   ``wall`` are dropped, and so are ``addr_range`` / ``ranges`` keys (absolute addresses, as
+   ``pmviz slice`` records). Intervals and durations stay.
 5. **Text.** ``end_reason`` keeps only the recorder's fixed vocabulary (``count reached``,
    ``target exited with status 0`` ...); anything else (an error naming a file) keeps its
    first word. Every other string of the metadata and mark labels lose anything path-like
@@ -118,6 +119,7 @@ _END_REASONS = re.compile(
     r"|target exited( with status -?\d+)?|target killed by SIG[A-Z0-9]+"
     r"|target exec'd a new program|disk full|incomplete: the recorder did not finish"
 )
+_DROP_KEYS = ("wall", "addr_range", "ranges")
 _PATHLIKE = re.compile(r"\S*/\S*|\S+\.pmviz\b")
 
 
@@ -125,7 +127,7 @@ class _Scrub:
     """Removes from strings what identifies the process and its files."""
 
     def __init__(self, meta: CaptureMeta, path: str | None) -> None:
-        words = {w for arg in meta.command or () for w in re.split(r"[\s=/:,]+", arg)}
+        words = {w for arg in meta.command or () for w in re.split(r"[\s=/:,]+", str(arg))}
         if path:
             words |= set(re.split(r"[/]+", path))
         words = {w for w in words if len(w) >= 3 and not w.isdigit()}
@@ -146,8 +148,9 @@ class _Scrub:
 
     def value(self, v: Any, t0: int, key: str = "") -> Any:
         """Scrub strings, rebase monotonic times, drop wall-clock times, recursively."""
-        if isinstance(v, dict):
-            return {k: self.value(x, t0, str(k)) for k, x in v.items() if "wall" not in str(k)}
+        if isinstance(v, dict):  # absolute addresses (a slice's range) would undo the rebase
+            keep = {k: x for k, x in v.items() if not any(d in str(k) for d in _DROP_KEYS)}
+            return {k: self.value(x, t0, str(k)) for k, x in keep.items()}
         if isinstance(v, list):
             return [self.value(x, t0, key) for x in v]
         if isinstance(v, str):

@@ -164,6 +164,7 @@ def test_an_anonymized_recording_keeps_no_identifying_value(tmp_path):
             **src.meta.extra,
             "note": f"written by pid {cap.meta.pid} to {out}",
             "mark_time_ns": int(src.time_ns[1]),
+            "slice": {"from_s": 0.1, "addr_range": [int(src.regions["start"][0]), 2**47]},
         },
     )
     src.marks = [pmviz.capture.Mark(int(src.time_ns[1]), f"opened {data}")]
@@ -187,6 +188,7 @@ def test_an_anonymized_recording_keeps_no_identifying_value(tmp_path):
         m.start_monotonic_ns,
         *src.time_ns.tolist(),
         m.extra["schedule_start_ns"],
+        int(src.regions["start"][0]),  # an absolute address
     ]
     offsets = {int(o) for v in src.vma_tables for o in v.array["offset"]} - {0}
     assert offsets  # the recording did map files at non-zero offsets
@@ -209,6 +211,7 @@ def test_an_anonymized_recording_keeps_no_identifying_value(tmp_path):
     assert meta["start_wall_ns"] == 0 and meta["start_monotonic_ns"] == 0
     assert meta["extra"]["schedule_start_ns"] == m.extra["schedule_start_ns"] - int(src.time_ns[0])
     assert "<path>" in meta["extra"]["note"] and "<removed>" in meta["extra"]["note"]
+    assert meta["extra"]["slice"] == {"from_s": 0.1}
     # what is kept is still exact
     b = pmviz.open(path)
     for i in range(src.n_snapshots):
