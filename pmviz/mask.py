@@ -236,4 +236,4 @@ class Mask:
                 res = res[: k + 1].copy()
                 over = int(cum[k]) - max_pages
                 res["end"][k] -= np.uint64(over << int(shift))
-        return Regions(res, page_size=regions.page_size)
+        return Regions._trusted(res, regions.page_size)  # derived from checked regions
