@@ -281,6 +281,15 @@ def test_checks_are_functions_over_arrays():
     with pytest.raises(CaptureError, match="row 12 \\(snapshot 7"):
         validate.check_regions(rows, np.array([0, 3]), 4096, "x", 7, first_row=10)
     validate.check_meta({"format_version": 2, "page_size": 16384}, "m")
+    col = np.array([7, 7, 8])
+    validate.check_regions(rows, off, 4096, "x", 7, snapshot_column=col)
+    with pytest.raises(CaptureError, match="row 1 belongs to snapshot 8"):
+        validate.check_regions(rows, off, 4096, "x", 7, snapshot_column=np.array([7, 8, 8]))
+    with pytest.raises(
+        CaptureError, match="2 rows for snapshots 7..8 where the snapshots table counts 3"
+    ):
+        validate.check_regions(rows, off, 4096, "x", 7, snapshot_column=col[:2])
+    assert validate.id_ranges(np.array([0, 1, 2, 5, 7, 8])) == "0..2, 5, 7..8"
 
 
 # -- crafted files (CVE-2023-47248) -----------------------------------------------------------

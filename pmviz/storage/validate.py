@@ -477,14 +477,20 @@ def check_regions(
         nz = np.flatnonzero(counts > 0)
         ends = np.stack([off[nz], off[nz + 1] - 1], axis=1).ravel()
         want = np.repeat(nz + first_snapshot, 2)
-        ok = len(got) == off[-1] - off[0] and (not len(ends) or np.array_equal(got[ends], want))
-        if not ok:
-            k = 0 if len(got) != off[-1] - off[0] else int(ends[_first_bad(got[ends] != want)])
+        last = first_snapshot + len(off) - 2
+        if len(got) != off[-1] - off[0]:
             raise CaptureError(
                 path,
-                f"damaged part: row {first_row + k} belongs to snapshot "
-                f"{int(got[k]) if k < len(got) else '-'}, not where the snapshots table's row "
-                "counts put it (region_rows/written_rows do not match the part)",
+                f"damaged part: {len(got)} rows for snapshots {first_snapshot}..{last} where the "
+                f"snapshots table counts {int(off[-1] - off[0])} (region_rows/written_rows)",
+            )
+        if len(ends) and not np.array_equal(got[ends], want):
+            k = int(ends[_first_bad(got[ends] != want)])
+            raise CaptureError(
+                path,
+                f"damaged part: row {first_row + k} belongs to snapshot {int(got[k])}, not where "
+                "the snapshots table's row counts put it (region_rows/written_rows do not match "
+                "the part)",
             )
     _, i, reason = region_problems(rows, off, page_size)
     if i is not None:
