@@ -162,8 +162,13 @@ def check_footer(path: str) -> None:
         No Parquet magic, a footer length beyond the file, or an Arrow extension type.
     """
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        # O_NONBLOCK: if the file was swapped for a FIFO since check_part_file, fail, not hang
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise CaptureError(path, "refusing to read: not a regular file")
+            size = st.st_size
             if size < 12:
                 raise CaptureError(path, f"damaged part (truncated: {size} bytes)")
             f.seek(size - 8)
