@@ -19,9 +19,7 @@ import golden_analysis as golden  # noqa: E402
 
 @pytest.fixture(scope="module")
 def stored():
-    if not all(
-        os.path.isdir(os.path.join(golden.SAMPLES, f"{n}.pmviz")) for n in golden.CAPTURES
-    ):
+    if not all(os.path.isdir(os.path.join(golden.SAMPLES, f"{n}.pmviz")) for n in golden.CAPTURES):
         pytest.skip("sample captures not built")
     with np.load(golden.GOLDEN) as z:
         return {k: z[k] for k in z.files}

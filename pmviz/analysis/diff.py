@@ -11,6 +11,7 @@ from .._intervals import set_op, union_columns
 from ..capture import Capture, CaptureMeta
 from ..regions import REGION_DTYPE, Regions
 from ._html import human_bytes, table
+from ._stream import snapshot_rows
 from .axis import AddressAxis, address_axis
 from .heatmap import bin_address
 from .working_set import RESIDENT, SWAPPED
@@ -92,13 +93,16 @@ def snapshot_diff(
     res_a, res_b = _sel(ra, RESIDENT), _sel(rb, RESIDENT)
     swp_a, swp_b = _sel(ra, SWAPPED), _sel(rb, SWAPPED)
     written = None
-    if other is None and capture.written is not None and capture.written_offsets is not None:
+    if other is None and capture.has_written:
         ia, ib = capture._index(a), capture._index(b)
         if ib < ia:
             raise ValueError(f"snapshot b ({ib}) comes before a ({ia}); swap them")
-        o = capture.written_offsets
-        w = capture.written[o[ia + 1] : o[ib + 1]]
-        written = _as_regions(union_columns(w["start"], w["end"]), ps)
+        ws = we = np.empty(0, np.uint64)
+        for r in snapshot_rows(capture, "written", slice(ia + 1, ib + 1)):  # union by chunk
+            ws, we = union_columns(
+                np.concatenate([ws, r.rows["start"]]), np.concatenate([we, r.rows["end"]])
+            )
+        written = _as_regions((ws, we), ps)
     pair = Capture.from_snapshots(
         CaptureMeta(page_size=ps),
         [(0, ra, None, capture.vmas_at(a)), (1, rb, None, second.vmas_at(b))],

@@ -9,6 +9,7 @@ import numpy as np
 from ..capture import Capture
 from ._intervals import prefix_coverage
 from ._select import CategoryArg, resolve
+from ._stream import changes, snapshot_rows, split_bins, to_compact
 from .axis import AddressAxis, address_axis
 
 __all__ = ["HeatmapGrid", "heatmap_grid", "snapshot_cells", "bin_address"]
@@ -109,6 +110,10 @@ def heatmap_grid(
     ``i`` holds from its time to the next snapshot's; see ``snapshot_cells``). Column ``i`` of
     the written sets holds the pages written in the interval ending with snapshot ``i``.
 
+    The capture is read as changes (``Capture.changes``; written sets by chunk): a region
+    that stays from one snapshot to the next costs nothing, and memory is the grid plus one
+    chunk, however many snapshots there are.
+
     Parameters
     ----------
     capture : Capture
@@ -143,14 +148,15 @@ def heatmap_grid(
     """
     if not capture.n_snapshots:
         raise ValueError("the capture has no snapshots; there is nothing to bin")
+    _check_bins("addr_bins", addr_bins)
+    if time_bins is not None:
+        _check_bins("time_bins", time_bins)
     src = resolve(capture, category)
     ax = (
         axis
         if isinstance(axis, AddressAxis)
         else address_axis(capture, kind=axis, addr_range=addr_range)
     )
-    if addr_bins < 1:
-        raise ValueError(f"addr_bins must be >= 1, got {addr_bins}")
     pos, real = ax.edges(addr_bins, capture.page_size)
     width = np.diff(pos).astype(np.float64)  # bytes per address bin
 
@@ -162,43 +168,101 @@ def heatmap_grid(
     if time_bins is None:
         tedges = np.concatenate([[t0], cells[(cells > t0) & (cells < t1)], [t1]])
     else:
-        if time_bins < 1:
-            raise ValueError(f"time_bins must be >= 1, got {time_bins}")
         tedges = np.linspace(t0, t1, int(time_bins) + 1)
-    # Only the snapshots whose cell overlaps the time range are binned.
+    # Only the snapshots whose cell overlaps the time range are read.
     rows = np.flatnonzero((cells[1:] > t0) & (cells[:-1] < t1))
-    if rows.size:
-        counts = bin_address(src.regions, src.offsets, ax, real, select=src.select, rows=rows)
+    if not rows.size:
+        grid = np.full((tedges.size - 1, width.size), np.nan)
     else:
-        counts = np.zeros((0, width.size), np.int64)
-    grid = _time_average(
-        counts.astype(np.float64), cells[rows[0] : rows[-1] + 2] if rows.size else cells[:1], tedges
-    )
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        acc = _TimeGrid(tedges, cells, lo, hi, pos, ax)
+        if src.what == "written":
+            for r in snapshot_rows(capture, "written", slice(lo, hi)):
+                acc.add_held(r.rows, r.snapshot)
+        else:
+            for ch in changes(capture, slice(lo, hi)):
+                keep = src.select.matches(ch.rows["categories"]) if src.select else slice(None)
+                acc.add(ch.rows[keep], ch.snapshot[keep], ch.sign[keep])
+        grid = acc.mean()
     with np.errstate(invalid="ignore", divide="ignore"):
         grid /= width[None, :]
     return HeatmapGrid(grid, tedges, real, pos, ax, src.label)
 
 
-def _time_average(values: np.ndarray, cells: np.ndarray, tedges: np.ndarray) -> np.ndarray:
-    """Time-weighted mean of step-function rows over each time bin (NaN where not covered).
+def _check_bins(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
-    Row ``i`` holds over ``[cells[i], cells[i + 1])``; the integral up to ``t`` is piecewise
-    linear, so bin means are differences of it at the bin edges.
+
+class _TimeGrid:
+    """Time-weighted mean bytes per (time bin, address bin), fed with region changes.
+
+    A change of ``d`` bytes in address bin ``j`` at time ``tau`` inside time bin ``k`` adds
+    ``d`` to the mean of every later time bin and ``d * (b1 - tau) / (b1 - b0)`` to bin ``k``
+    (the part of ``[b0, b1)`` it lasts). So ``mean = exclusive_cumsum(whole) + part``, where
+    ``whole[k, j]`` sums the changes inside bin ``k`` and ``part[k, j]`` their weighted share:
+    a cell nothing changed in costs nothing until the final cumulative sum. Time bins are
+    clipped to the cells of the snapshots read (``[cells[lo], cells[hi])``); bins outside
+    them are NaN.
     """
-    n = values.shape[0]
-    if not n:
-        return np.full((tedges.size - 1, values.shape[1]), np.nan)
-    dur = np.diff(cells)
-    integral = np.zeros((n + 1, values.shape[1]))
-    np.cumsum(values * dur[:, None], axis=0, out=integral[1:])
 
-    def at(t: np.ndarray) -> np.ndarray:
-        tc = np.clip(t, cells[0], cells[-1])
-        i = np.clip(np.searchsorted(cells, tc, side="right") - 1, 0, n - 1)
-        return integral[i] + (tc - cells[i])[:, None] * values[i]
+    def __init__(
+        self,
+        tedges: np.ndarray,
+        cells: np.ndarray,
+        lo: int,
+        hi: int,
+        pos: np.ndarray,
+        axis: AddressAxis,
+    ) -> None:
+        self.cells = cells
+        self.hi = hi
+        self.pos = pos
+        self.seg = (axis.seg_start, axis.seg_end, axis.seg_pos)
+        n_t, self.nb = tedges.size - 1, pos.size - 1
+        self.b0 = np.maximum(tedges[:-1], cells[lo])
+        self.b1 = np.minimum(tedges[1:], cells[hi])
+        self.tedges = tedges
+        self.whole = np.zeros((n_t, self.nb))
+        self.part = np.zeros((n_t, self.nb))
 
-    covered = np.diff(np.clip(tedges, cells[0], cells[-1]))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.diff(at(tedges), axis=0) / covered[:, None]
-    out[covered <= 0] = np.nan
-    return out
+    def add_held(self, rows: np.ndarray, snap: np.ndarray) -> None:
+        """Rows that hold over their own snapshot's cell only (written sets)."""
+        nxt = snap + 1 < self.hi
+        both = np.concatenate([rows, rows[nxt]])
+        when = np.concatenate([snap, snap[nxt] + 1])
+        sign = np.concatenate([np.ones(snap.size, np.int8), -np.ones(int(nxt.sum()), np.int8)])
+        self.add(both, when, sign)
+
+    def add(self, rows: np.ndarray, snap: np.ndarray, sign: np.ndarray) -> None:
+        """Rows that appear (``sign`` +1) or disappear (-1) at snapshots ``snap``."""
+        ps, pe, r = to_compact(rows["start"], rows["end"], *self.seg)
+        j, nbytes, piece = split_bins(ps, pe, self.pos)
+        if not j.size:
+            return
+        src = r[piece]
+        tau = self.cells[snap[src]]
+        k = np.searchsorted(self.tedges, tau, side="right") - 1
+        inside = k < self.b0.size
+        k, tau, j = k[inside], tau[inside], j[inside]
+        delta = (nbytes[inside] * sign[src][inside]).astype(np.float64)
+        k = np.maximum(k, 0)  # changes before the first bin make its starting state
+        b0, b1 = self.b0[k], self.b1[k]
+        dur = b1 - b0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(dur > 0, (b1 - np.maximum(tau, b0)) / dur, 0.0)
+        kmin, kmax = int(k.min()), int(k.max())
+        n = (kmax - kmin + 1) * self.nb
+        flat = (k - kmin) * self.nb + j
+        shape = (kmax - kmin + 1, self.nb)
+        self.whole[kmin : kmax + 1] += np.bincount(flat, delta, minlength=n).reshape(shape)
+        self.part[kmin : kmax + 1] += np.bincount(flat, delta * frac, minlength=n).reshape(shape)
+
+    def mean(self) -> np.ndarray:
+        """Mean bytes per bin over each time bin (NaN where no snapshot read covers it)."""
+        before = np.cumsum(self.whole, axis=0)
+        before[1:] = before[:-1].copy()
+        before[:1] = 0.0
+        out = before + self.part
+        out[self.b1 <= self.b0] = np.nan
+        return out

@@ -10,7 +10,7 @@ from ..capture import Capture
 from ..categories import Category as C
 from ..mask import Mask
 from ._html import human_bytes, table
-from ._intervals import prefix_coverage
+from ._stream import changes
 from .working_set import wss_curve
 
 __all__ = ["CRIU_DUMP_MASK", "dump_size", "dirty_bytes", "PrecopyEstimate", "precopy_estimate"]
@@ -22,11 +22,18 @@ _DUMP = Mask(anyof=C.PRESENT | C.SWAPPED, exclude=C.FILE | C.PFNZERO | C.GUARD)
 
 
 def dump_size(capture: Capture) -> np.ndarray:
-    """Bytes CRIU would dump at each snapshot (``int64``)."""
-    c = prefix_coverage(
-        capture.regions, capture.region_offsets, np.array([0, 2**63 - 1], np.uint64), select=_DUMP
-    )
-    return c[:, 1] - c[:, 0]
+    """Bytes CRIU would dump at each snapshot (``int64``).
+
+    Replays the capture's changes: a region that stays costs nothing.
+    """
+    n = capture.n_snapshots
+    delta = np.zeros(n)
+    for ch in changes(capture):
+        keep = _DUMP.matches(ch.rows["categories"])
+        r = ch.rows[keep]
+        size = (r["end"] - r["start"]).astype(np.float64) * ch.sign[keep]
+        delta += np.bincount(ch.snapshot[keep], size, minlength=n)[:n]  # exact below 2**53
+    return np.rint(np.cumsum(delta)).astype(np.int64)
 
 
 @dataclass(frozen=True)

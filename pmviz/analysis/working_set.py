@@ -8,6 +8,7 @@ with a few vectorised passes (bincount, difference arrays), in memory proportion
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -18,8 +19,10 @@ from ..capture import Capture
 from ..categories import Category as C
 from ..maps import VmaKind
 from ..mask import Mask
+from ..regions import REGION_DTYPE
 from ._html import human_bytes, table
 from ._intervals import BitMatch, prefix_coverage
+from ._stream import chunks, snapshot_rows
 from .heatmap import interval_s
 
 __all__ = [
@@ -115,90 +118,172 @@ def working_set_size(capture: Capture) -> WorkingSet:
 
     Resident is ``PRESENT``; swapped is ``SWAPPED`` without guard markers (the recorder has
     already told uffd-wp markers from swap, see ``pmviz.swapped``); written is the
-    write-tracking set (pages written since the previous snapshot).
+    write-tracking set (pages written since the previous snapshot). The capture is read
+    chunk by chunk (memory: one chunk plus the result).
 
     Returns
     -------
     WorkingSet
     """
-    res, res_k = _by_kind(capture, capture.regions, capture.region_offsets, RESIDENT)
-    swp, swp_k = _by_kind(capture, capture.regions, capture.region_offsets, SWAPPED)
+    n = capture.n_snapshots
+    res, swp = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    res_k = np.zeros((n, len(KINDS)), np.int64)
+    swp_k = np.zeros((n, len(KINDS)), np.int64)
     wr = wr_k = None
-    if capture.written is not None and capture.written_offsets is not None:
-        wr, wr_k = _by_kind(capture, capture.written, capture.written_offsets, None)
+    if capture.has_written:
+        wr, wr_k = np.zeros(n, np.int64), np.zeros((n, len(KINDS)), np.int64)
+    for first, ch in chunks(capture):
+        sl = slice(first, first + ch.n_snapshots)
+        res[sl], res_k[sl] = _by_kind(ch, ch.regions, ch.region_offsets, RESIDENT)
+        swp[sl], swp_k[sl] = _by_kind(ch, ch.regions, ch.region_offsets, SWAPPED)
+        if wr is not None and wr_k is not None:
+            assert ch.written is not None and ch.written_offsets is not None
+            wr[sl], wr_k[sl] = _by_kind(ch, ch.written, ch.written_offsets, None)
     return WorkingSet(capture.times, KINDS, res, swp, wr, res_k, swp_k, wr_k)
 
 
 # -- per-page history ------------------------------------------------------------------------
-class _History(NamedTuple):
-    """Write events over elementary intervals, sorted by (interval, snapshot).
-
-    ``bounds`` are the sorted boundaries of all written regions (and of ``extra``); interval
-    ``k`` is ``[bounds[k], bounds[k + 1])`` and is wholly in or out of every written set.
-    Event ``j`` says interval ``e[j]`` was written in snapshot ``s[j]``; ``prev[j]`` is the
-    snapshot of the previous write of the same interval (or a large negative number). Memory
-    is proportional to the data, not to snapshots x intervals.
-    """
-
-    bounds: np.ndarray
-    widths: np.ndarray
-    e: np.ndarray
-    s: np.ndarray
-    prev: np.ndarray
-    n: int
-
+# The written sets are replayed chunk by chunk into an interval map of "when was each byte last
+# written" (or "how often"): its size is bounded by how fragmented the written address space
+# is, not by the number of snapshots. Each chunk yields write events (bytes, snapshot, previous
+# write of those bytes), from which every question below is a few vectorised passes
+# (bincount, difference arrays) into arrays of one value per snapshot.
 
 _NEVER = -(1 << 40)
 
 
-def _history(capture: Capture, extra: np.ndarray | None = None) -> _History:
-    if capture.written is None or capture.written_offsets is None:
+class _Events(NamedTuple):
+    """Bytes ``width[j]`` were written at snapshot ``s[j]``, previously at ``prev[j]``.
+
+    ``prev`` is ``_NEVER`` where those bytes were not written before.
+    """
+
+    width: np.ndarray
+    s: np.ndarray
+    prev: np.ndarray
+
+
+class _IntervalMap:
+    """Sorted disjoint ``[start, end)`` intervals carrying one ``int64`` value each."""
+
+    def __init__(self) -> None:
+        self.start = np.empty(0, np.uint64)
+        self.end = np.empty(0, np.uint64)
+        self.value = np.empty(0, np.int64)
+
+    def lookup(self, points: np.ndarray, default: int) -> np.ndarray:
+        """The value at each point (``default`` outside every interval)."""
+        i = np.searchsorted(self.end, points, side="right")
+        j = np.minimum(i, max(self.start.size - 1, 0))
+        inside = (i < self.start.size) & (self.start[j] <= points) if self.start.size else i < 0
+        return np.where(inside, self.value[j] if self.start.size else default, default)
+
+    def replay(self, rows: np.ndarray, snap: np.ndarray, count: bool = False) -> _Events:
+        """Apply one chunk of written sets; the map keeps the last write (or the write count).
+
+        Returns the chunk's write events, split where the map's intervals or the rows' bounds
+        are (a piece is wholly inside or outside every row and every map interval).
+        """
+        nonempty = rows["end"] > rows["start"]
+        rows, snap = rows[nonempty], snap[nonempty]
+        bounds = elementary(
+            np.concatenate([rows["start"], self.start]), np.concatenate([rows["end"], self.end])
+        )
+        widths = np.diff(bounds).astype(np.int64)
+        i0 = np.searchsorted(bounds, rows["start"])
+        cnt = np.searchsorted(bounds, rows["end"]) - i0
+        e = concat_aranges(i0, cnt)
+        s = np.repeat(snap, cnt)
+        base = int(snap.min()) if snap.size else 0
+        span = int(snap.max()) - base + 1 if snap.size else 1
+        key = e * span + (s - base)
+        key.sort()  # by (piece, snapshot)
+        e, s = key // span, key % span + base
+        carried = self.lookup(bounds[:-1], 0 if count else _NEVER)
+        first = np.ones(e.size, dtype=bool)
+        first[1:] = e[1:] != e[:-1]
+        prev = np.empty(e.size, dtype=np.int64)
+        prev[1:] = s[:-1]
+        prev[first] = _NEVER if count else carried[e[first]]
+        new = carried.copy()
+        if count:
+            new += np.bincount(e, minlength=widths.size)
+            keep = new > 0
+        else:
+            last = np.ones(e.size, dtype=bool)
+            last[:-1] = first[1:]
+            new[e[last]] = s[last]
+            keep = new != _NEVER
+        self.start, self.end, self.value = merge_runs(
+            bounds[:-1][keep], bounds[1:][keep], new[keep]
+        )
+        return _Events(widths[e], s, prev)
+
+
+def _require_written(capture: Capture) -> None:
+    if not capture.has_written:
         raise ValueError(
             "this capture has no written sets (write_mechanism="
             f"{capture.meta.write_mechanism!r}); record with write tracking"
         )
-    nonempty = capture.written["end"] > capture.written["start"]
-    w = capture.written[nonempty]
-    n = capture.n_snapshots
-    parts = [w] if extra is None else [w, extra]
-    bounds = elementary(
-        np.concatenate([p["start"] for p in parts]), np.concatenate([p["end"] for p in parts])
-    )
-    widths = np.diff(bounds).astype(np.int64)
-    snap = np.repeat(np.arange(n, dtype=np.int64), np.diff(capture.written_offsets))[nonempty]
-    i0 = np.searchsorted(bounds, w["start"])
-    cnt = np.searchsorted(bounds, w["end"]) - i0
-    # Expand every written region into the elementary intervals it covers.
-    e = concat_aranges(i0, cnt)
-    key = e * n + np.repeat(snap, cnt)
-    key.sort()
-    e, s = key // n, key % n
-    prev = np.full(e.size, _NEVER, dtype=np.int64)
-    same = e[1:] == e[:-1]
-    prev[1:][same] = s[:-1][same]
-    return _History(bounds, widths, e, s, prev, n)
 
 
-def _window_bytes(h: _History, k: int) -> np.ndarray:
-    """Distinct bytes written in the ``k`` intervals ending at each snapshot (exact).
+def _replay(
+    capture: Capture,
+    snapshots: slice | None = None,
+    *,
+    into: _IntervalMap | None = None,
+    count: bool = False,
+) -> Iterator[_Events]:
+    """Replay the written sets of ``snapshots``, chunk by chunk, into one interval map."""
+    _require_written(capture)
+    m = _IntervalMap() if into is None else into
+    for r in snapshot_rows(capture, "written", snapshots):
+        yield m.replay(r.rows, r.snapshot, count)
 
-    Event ``(e, s)`` keeps interval ``e`` inside the window for snapshots ``s .. s + k - 1``;
-    the part already covered by the previous write of ``e`` is not counted twice.
+
+def _final_map(capture: Capture, snapshots: slice, *, count: bool = False) -> _IntervalMap:
+    """The interval map after replaying ``snapshots`` (last write, or write count)."""
+    m = _IntervalMap()
+    for _ in _replay(capture, snapshots, into=m, count=count):
+        pass
+    return m
+
+
+def _window_add(d: np.ndarray, ev: _Events, k: int, n: int) -> None:
+    """Add events to the difference array of "distinct bytes written in the ``k`` intervals
+    ending at each snapshot": event ``(s, prev)`` keeps its bytes inside the window for
+    snapshots ``s .. s + k - 1``, minus the part already counted for the previous write.
     """
-    lo = np.maximum(h.s, h.prev + k)
-    hi = np.minimum(h.s + k, h.n)
+    lo = np.maximum(ev.s, ev.prev + k)
+    hi = np.minimum(ev.s + k, n)
     ok = lo < hi
-    wts = h.widths[h.e[ok]].astype(np.float64)
-    d = np.bincount(lo[ok], wts, minlength=h.n + 1) - np.bincount(hi[ok], wts, minlength=h.n + 1)
-    return np.rint(np.cumsum(d[: h.n])).astype(np.int64)
+    w = ev.width[ok].astype(np.float64)
+    d += np.bincount(lo[ok], w, minlength=n + 1)[: n + 1]
+    d -= np.bincount(hi[ok], w, minlength=n + 1)[: n + 1]
+
+
+def _window_bytes(capture: Capture, windows: np.ndarray) -> np.ndarray:
+    """Distinct bytes written in the ``k`` intervals ending at each snapshot, per window.
+
+    ``(len(windows), n)``; exact (float sums of byte counts below 2**53).
+    """
+    n = capture.n_snapshots
+    d = np.zeros((windows.size, n + 1))
+    for ev in _replay(capture):
+        for j, k in enumerate(windows.tolist()):  # per window length, O(events) each
+            _window_add(d[j], ev, k, n)
+    return np.rint(np.cumsum(d[:, :n], axis=1)).astype(np.int64)
 
 
 def cumulative_written(capture: Capture) -> np.ndarray:
     """Distinct bytes written up to and including each snapshot (``int64``)."""
-    h = _history(capture)
-    new = h.prev == _NEVER
-    wts = h.widths[h.e[new]].astype(np.float64)
-    return np.rint(np.cumsum(np.bincount(h.s[new], wts, minlength=h.n))).astype(np.int64)
+    n = capture.n_snapshots
+    acc = np.zeros(n)
+    for ev in _replay(capture):
+        new = ev.prev == _NEVER
+        acc += np.bincount(ev.s[new], ev.width[new].astype(np.float64), minlength=n)[:n]
+    return np.rint(np.cumsum(acc)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -232,11 +317,7 @@ def wss_curve(capture: Capture, windows=(1, 2, 4, 8, 16)) -> WssCurve:
     win = np.asarray(windows, dtype=np.int64)
     if win.ndim != 1 or (win < 1).any():
         raise ValueError(f"windows must be positive interval counts, got {windows!r}")
-    h = _history(capture)
-    out = np.empty((win.size, h.n), dtype=np.int64)
-    for j, k in enumerate(win.tolist()):  # per window length, O(events) each
-        out[j] = _window_bytes(h, k)
-    return WssCurve(capture.times, win, out, interval_s(capture))
+    return WssCurve(capture.times, win, _window_bytes(capture, win), interval_s(capture))
 
 
 @dataclass(frozen=True)
@@ -273,24 +354,34 @@ def idle_time(capture: Capture, *, at: int = -1, among: str = "resident") -> Idl
     if among not in ("resident", "written"):
         raise ValueError(f"among must be 'resident' or 'written', got {among!r}")
     at = capture._index(at)
-    res = capture.regions_at(at).array
-    res = res[RESIDENT.matches(res["categories"])]
-    h = _history(capture, res)
-    upto = h.s <= at
-    e, s = h.e[upto], h.s[upto]
-    is_last = np.ones(e.size, dtype=bool)
-    is_last[:-1] = e[1:] != e[:-1]  # events sorted by (interval, snapshot)
-    last = np.full(h.widths.size, -1, dtype=np.int64)
-    last[e[is_last]] = s[is_last]
-    ever = last >= 0
-    if among == "resident":
-        keep = covered(res["start"], res["end"], h.bounds[:-1])
+    m = _final_map(capture, slice(0, at + 1))  # only the writes up to ``at``
+    if among == "written":
+        bounds, keep = _bounds(m.start, m.end), None
     else:
-        keep = ever
+        res = _resident(capture, at)
+        bounds = _bounds(
+            np.concatenate([res["start"], m.start]), np.concatenate([res["end"], m.end])
+        )
+        keep = covered(res["start"], res["end"], bounds[:-1])
+    widths = np.diff(bounds).astype(np.int64)
+    last = m.lookup(bounds[:-1], -1)
+    ever = last >= 0
+    keep = ever if keep is None else keep
     sel = keep & ever
-    hist = np.bincount(at - last[sel], weights=h.widths[sel].astype(np.float64), minlength=at + 1)
-    never = int(h.widths[keep & ~ever].sum())
+    hist = np.bincount(at - last[sel], weights=widths[sel].astype(np.float64), minlength=at + 1)
+    never = int(widths[keep & ~ever].sum())
     return IdleTime(at, np.arange(at + 1), hist.astype(np.int64), never, interval_s(capture))
+
+
+def _bounds(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Elementary boundaries (at least one, so that there are zero intervals, not -1)."""
+    b = elementary(start, end)
+    return b if b.size else np.zeros(1, np.uint64)
+
+
+def _resident(capture: Capture, at: int) -> np.ndarray:
+    res = capture.regions_at(at).array
+    return res[RESIDENT.matches(res["categories"])]
 
 
 @dataclass(frozen=True)
@@ -354,17 +445,15 @@ def temperature(
     w = at + 1 if window is None else int(window)
     if not 1 <= w <= at + 1:
         raise ValueError(f"window must be between 1 and {at + 1} intervals, got {window}")
-    res = capture.regions_at(at).array
-    res = res[RESIDENT.matches(res["categories"])]
-    h = _history(capture, res)
-    bounds = h.bounds
+    m = _final_map(capture, slice(at - w + 1, at + 1), count=True)  # the window only
+    res = _resident(capture, at)
+    bounds = _bounds(np.concatenate([res["start"], m.start]), np.concatenate([res["end"], m.end]))
     keep = covered(res["start"], res["end"], bounds[:-1])
-    inwin = (h.s > at - w) & (h.s <= at)
-    frac = np.bincount(h.e[inwin], minlength=h.widths.size) / w
+    frac = m.lookup(bounds[:-1], 0) / w
     cls = np.where(frac >= hot, HOT, np.where(frac > 0, WARM, COLD))[keep]
     lo, hi = bounds[:-1][keep], bounds[1:][keep]
     lo, hi, cls = merge_runs(lo, hi, cls)  # neighbouring intervals of one class
-    out = np.empty(lo.size, dtype=capture.regions.dtype)
+    out = np.empty(lo.size, dtype=REGION_DTYPE)
     out["start"], out["end"], out["categories"] = lo, hi, cls
     sizes = (out["end"] - out["start"]).astype(np.int64)
     names = {COLD: "cold", WARM: "warm", HOT: "hot"}
