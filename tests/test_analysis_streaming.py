@@ -76,12 +76,7 @@ def test_small_chunks_without_dense_arrays_give_the_golden_results(
     monkeypatch.setattr(stream, "MAX_ROWS", max_rows)
     cap = Guarded(pmviz.open(path))
     for key, got in golden.results(cap):
-        want = stored[f"{name}/{key}"]
-        got = np.asarray(got)
-        if any(t in f"/{key}" for t in golden.FLOAT_TOLERANT) and want.dtype.kind == "f":
-            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=key)
-        else:
-            np.testing.assert_array_equal(got, want, err_msg=key)
+        golden.assert_same(key, np.asarray(got), stored[f"{name}/{key}"])
 
 
 def test_heatmap_memory_does_not_grow_with_snapshots(monkeypatch):

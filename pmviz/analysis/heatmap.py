@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import html
 from typing import NamedTuple
 
 import numpy as np
 
 from ..capture import Capture
+from ..maps import Vmas
+from ..regions import REGION_DTYPE
+from ._html import human_bytes, table
 from ._intervals import prefix_coverage
 from ._select import CategoryArg, resolve
 from ._stream import changes, snapshot_rows, split_bins, to_compact
@@ -33,6 +37,10 @@ class HeatmapGrid(NamedTuple):
         The address axis: segments (for unmapped gaps) and labelled VMA bands.
     category : str
         What was counted, for titles and legends.
+    mapped : numpy.ndarray or None
+        ``(n_time_bins, n_addr_bins)``: the fraction of each cell mapped (inside a VMA of the
+        table in force), time-weighted; ``grid`` is NaN where it is 0 ("not mapped at that
+        time", never "0 % of pages"). ``None`` for a capture without VMA tables.
     """
 
     grid: np.ndarray
@@ -41,6 +49,34 @@ class HeatmapGrid(NamedTuple):
     addr_pos: np.ndarray
     axis: AddressAxis
     category: str
+    mapped: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        nt, na = self.grid.shape
+        t = self.time_edges
+        span = f"{t[0]:.3g}-{t[-1]:.3g} s" if t.size else "no time"
+        return (
+            f"<HeatmapGrid {self.category}: {nt} time x {na} address bins, {span}, "
+            f"{human_bytes(self.axis.length)} on a {self.axis.kind} axis, "
+            f"mean {np.nanmean(self.grid) if np.isfinite(self.grid).any() else 0:.1%}>"
+        )
+
+    def _repr_html_(self) -> str:
+        finite = np.isfinite(self.grid)
+        t = self.time_edges
+        return table(
+            "HeatmapGrid",
+            {
+                "category": html.escape(self.category),
+                "bins": f"{self.grid.shape[0]:,} time x {self.grid.shape[1]:,} address",
+                "time": f"{t[0]:.3f} - {t[-1]:.3f} s" if t.size else "—",
+                "address axis": f"{html.escape(self.axis.kind)}, "
+                f"{human_bytes(self.axis.length)} in {self.axis.seg_start.size:,} segment(s), "
+                f"{self.axis.bands.size:,} VMA band(s)",
+                "mean fraction": f"{np.nanmean(self.grid):.1%}" if finite.any() else "—",
+                "unmapped cells": f"{int((~finite).sum()):,} of {self.grid.size:,}",
+            },
+        )
 
 
 def snapshot_cells(capture: Capture) -> np.ndarray:
@@ -184,9 +220,54 @@ def heatmap_grid(
                 keep = src.select.matches(ch.rows["categories"]) if src.select else slice(None)
                 acc.add(ch.rows[keep], ch.snapshot[keep], ch.sign[keep])
         grid = acc.mean()
+    mapped = _mapped(capture, rows, tedges, cells, pos, ax)
     with np.errstate(invalid="ignore", divide="ignore"):
         grid /= width[None, :]
-    return HeatmapGrid(grid, tedges, real, pos, ax, src.label)
+        if mapped is not None:
+            grid[mapped < 0.5] = np.nan  # less than a byte mapped on average: not mapped
+            mapped /= width[None, :]
+    return HeatmapGrid(grid, tedges, real, pos, ax, src.label, mapped)
+
+
+def _mapped(
+    capture: Capture,
+    rows: np.ndarray,
+    tedges: np.ndarray,
+    cells: np.ndarray,
+    pos: np.ndarray,
+    ax: AddressAxis,
+) -> np.ndarray | None:
+    """Mean mapped bytes per cell, from the VMA tables (changes only where a table changes)."""
+    tables = capture.vma_tables
+    if not rows.size or not any(len(t) for t in tables):
+        return None
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    acc = _TimeGrid(tedges, cells, lo, hi, pos, ax)
+    idx = capture.vma_index[lo:hi]
+    switch = np.flatnonzero(np.diff(idx, prepend=-1))  # the first snapshot of each table run
+    prev = np.empty(0, REGION_DTYPE)
+    for k in switch.tolist():  # per VMA-table change, not per snapshot
+        cur = _as_rows(tables[int(idx[k])])
+        both = np.concatenate([prev, cur])
+        sign = np.concatenate([-np.ones(prev.size, np.int8), np.ones(cur.size, np.int8)])
+        # VMAs in both tables cancel: only what was mapped or unmapped is replayed.
+        o = np.lexsort((both["end"], both["start"]))
+        both, sign = both[o], sign[o]
+        same = np.zeros(both.size, bool)
+        if both.size > 1:
+            eq = (both["start"][1:] == both["start"][:-1]) & (both["end"][1:] == both["end"][:-1])
+            eq &= sign[1:] != sign[:-1]
+            same[1:] |= eq
+            same[:-1] |= eq
+        acc.add(both[~same], np.full(int((~same).sum()), lo + k, np.int64), sign[~same])
+        prev = cur
+    return acc.mean()
+
+
+def _as_rows(vmas: Vmas) -> np.ndarray:
+    out = np.zeros(len(vmas), REGION_DTYPE)
+    out["start"], out["end"] = vmas.start, vmas.end
+    return out
 
 
 def _check_bins(name: str, value: object) -> None:
