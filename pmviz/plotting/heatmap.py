@@ -284,7 +284,7 @@ def decorate_address_axis(
          np.stack([np.full(ys.size, x1), ye], 1), np.stack([np.full(ys.size, x0), ye], 1)], 1,
     )  # fmt: skip
     strip = PolyCollection(
-        verts, facecolors=[palette[k] for k in kk.tolist()], linewidths=0, transform=trans
+        list(verts), facecolors=[palette[k] for k in kk.tolist()], linewidths=0, transform=trans
     )
     strip.set_clip_on(False)
     strip.pmviz_kinds = kk  # type: ignore[attr-defined]
@@ -325,7 +325,7 @@ def short_label(text: str, limit: int = _LABEL_CHARS) -> str:
 
 
 def _axes_inches(ax: Axes) -> tuple[float, float]:
-    w, h = ax.figure.get_size_inches()
+    w, h = ax.get_figure(root=True).get_size_inches()
     pos = ax.get_position()
     return max(w * pos.width, 0.5), max(h * pos.height, 0.5)
 
