@@ -325,7 +325,8 @@ def short_label(text: str, limit: int = _LABEL_CHARS) -> str:
 
 
 def _axes_inches(ax: Axes) -> tuple[float, float]:
-    w, h = ax.get_figure(root=True).get_size_inches()
+    fig = ax.get_figure(root=True)
+    w, h = fig.get_size_inches() if fig is not None else (6.4, 4.8)
     pos = ax.get_position()
     return max(w * pos.width, 0.5), max(h * pos.height, 0.5)
 
