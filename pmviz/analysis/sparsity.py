@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._intervals import concat_aranges
 from ..capture import Capture
 from ..categories import Category
 from ..maps import Vmas
@@ -142,6 +143,23 @@ def select_ranges(
     return np.stack([lo[keep], hi[keep]], axis=1)
 
 
+def _clip_to(regs: Regions, ranges: np.ndarray) -> Regions:
+    """The regions cut to each range, in range order (one vectorised pass, not one per VMA)."""
+    a = regs.array
+    if not len(ranges) or not a.size:
+        return Regions(np.empty(0, REGION_DTYPE), page_size=regs.page_size)
+    r0, r1 = ranges[:, 0].astype(np.uint64), ranges[:, 1].astype(np.uint64)
+    # Regions of a scan are sorted and disjoint: those overlapping range k are contiguous.
+    lo = np.searchsorted(a["end"], r0, side="right")
+    hi = np.searchsorted(a["start"], r1, side="left")
+    n = np.maximum(hi - lo, 0)
+    rng = np.repeat(np.arange(len(ranges)), n)
+    out = a[concat_aranges(lo, n)].copy()
+    out["start"] = np.maximum(out["start"], r0[rng])
+    out["end"] = np.minimum(out["end"], r1[rng])
+    return Regions(out[out["end"] > out["start"]], page_size=regs.page_size)
+
+
 def sparsity(
     data: Capture | Regions,
     category=Category.PRESENT,
@@ -181,8 +199,7 @@ def sparsity(
     regs, vmas = snapshot(data, at, vmas)
     mask, label = category_mask(category)
     ranges = select_ranges(vmas, vma, start, end)
-    parts = [regs.clip(int(s), int(e)) for s, e in ranges.tolist()]  # per VMA
-    clipped = Regions.concat(parts) if parts else Regions(np.empty(0, REGION_DTYPE))
+    clipped = _clip_to(regs, ranges)
     reserved = int((ranges[:, 1] - ranges[:, 0]).sum())
     hit = mask.apply(clipped)
     page_shift = np.uint64(regs.page_size.bit_length() - 1)
