@@ -250,30 +250,46 @@ def _final_map(capture: Capture, snapshots: slice, *, count: bool = False) -> _I
     return m
 
 
-def _window_add(d: np.ndarray, ev: _Events, k: int, n: int) -> None:
-    """Add events to the difference array of "distinct bytes written in the ``k`` intervals
-    ending at each snapshot": event ``(s, prev)`` keeps its bytes inside the window for
-    snapshots ``s .. s + k - 1``, minus the part already counted for the previous write.
-    """
-    lo = np.maximum(ev.s, ev.prev + k)
-    hi = np.minimum(ev.s + k, n)
-    ok = lo < hi
-    w = ev.width[ok].astype(np.float64)
-    d += np.bincount(lo[ok], w, minlength=n + 1)[: n + 1]
-    d -= np.bincount(hi[ok], w, minlength=n + 1)[: n + 1]
-
-
 def _window_bytes(capture: Capture, windows: np.ndarray) -> np.ndarray:
     """Distinct bytes written in the ``k`` intervals ending at each snapshot, per window.
 
-    ``(len(windows), n)``; exact (float sums of byte counts below 2**53).
+    ``(len(windows), n)``; exact (float sums of byte counts below 2**53). An event
+    ``(s, prev)`` keeps its bytes inside window ``k`` for snapshots
+    ``[max(s, prev + k), s + k)``: ``+w`` on ``[s, s + k)``, less ``w`` on ``[s, prev + k)``
+    where ``k > s - prev``. Every bound is either a fixed column (``s``), or a fixed column
+    shifted by ``k`` (``s + k``, ``prev + k``), and the ``k > s - prev`` condition is a range of
+    the sorted windows: so each event costs O(1) whatever the number of windows, and the
+    windows are resolved at the end with one cumulative sum and one shift per window.
     """
     n = capture.n_snapshots
-    d = np.zeros((windows.size, n + 1))
+    ks, back = np.unique(windows, return_inverse=True)
+    n_k, width = ks.size, n + 1
+    fixed = np.zeros(width)  # +w at s (every window)
+    shifted = np.zeros(width)  # -w at s + k (every window)
+    fixed_from = np.zeros((n_k + 1, width))  # -w at s, for windows j >= j0 (cumulated over j)
+    shifted_from = np.zeros((n_k + 1, width))  # +w at prev + k, for windows j >= j0
     for ev in _replay(capture):
-        for j, k in enumerate(windows.tolist()):  # per window length, O(events) each
-            _window_add(d[j], ev, k, n)
-    return np.rint(np.cumsum(d[:, :n], axis=1)).astype(np.int64)
+        w = ev.width.astype(np.float64)
+        fixed += np.bincount(ev.s, w, minlength=width)[:width]
+        shifted -= np.bincount(ev.s, w, minlength=width)[:width]
+        seen = ev.prev != _NEVER
+        s, prev, ws = ev.s[seen], ev.prev[seen], w[seen]
+        j0 = np.searchsorted(ks, s - prev, side="right")  # first window with k > s - prev
+        part = j0 < n_k
+        s, prev, ws, j0 = s[part], prev[part], ws[part], j0[part]
+        size = (n_k + 1) * width
+        fixed_from -= np.bincount(j0 * width + s, ws, minlength=size).reshape(n_k + 1, width)
+        shifted_from += np.bincount(j0 * width + prev, ws, minlength=size).reshape(n_k + 1, width)
+    out = np.empty((n_k, n), dtype=np.int64)
+    fixed_from = np.cumsum(fixed_from[:n_k], axis=0)
+    shifted_from = np.cumsum(shifted_from[:n_k], axis=0)
+    for j, k in enumerate(ks.tolist()):  # per window: shift by k, then one cumulative sum
+        d = fixed + fixed_from[j]
+        sh = shifted + shifted_from[j]
+        if k < width:
+            d[k:] += sh[: width - k]
+        out[j] = np.rint(np.cumsum(d[:n])).astype(np.int64)
+    return out[back]
 
 
 def cumulative_written(capture: Capture) -> np.ndarray:
