@@ -20,6 +20,7 @@ from . import analysis as pa
 from . import plotting as pp
 from .capture import Capture
 from .maps import VmaKind
+from .plotting.heatmap import _draw_marks
 from .regions import _human_bytes
 
 __all__ = ["build_report", "write_report"]
@@ -175,21 +176,32 @@ def build_report(
     ws = pa.working_set_size(capture)
 
     def heatmaps() -> str:
-        parts = [_png(lambda f: pp.composite_heatmap(capture, ax=f.add_subplot(), **hm), (11, 6))]
+        # Every category's grid from one read of the capture, shared by the composite.
         cats = (["written"] if W else []) + ["present", "swapped"]
-        for c in cats:
+        grids = dict(zip(cats, pa.heatmap_grids(capture, cats, **hm)))
+
+        def composite(f: Figure) -> None:
+            ax = f.add_subplot()
+            pp.composite_heatmap(list(grids.values()), ax=ax)
+            _draw_marks(ax, capture)
+
+        parts = [_png(composite, (11, 6))]
+        for c, g in grids.items():
             if c == "swapped" and not ws.swapped.any():
                 parts.append("<p>Nothing was swapped out during the capture.</p>")
                 continue
 
-            def one(f: Figure, c: str = c) -> None:
-                pp.heatmap(capture, c, ax=f.add_subplot(), **hm)
+            def one(f: Figure, g: pa.HeatmapGrid = g) -> None:
+                ax = f.add_subplot()
+                pp.heatmap(g, ax=ax)
+                _draw_marks(ax, capture)
 
             parts.append(_png(one, _HEATMAP_SIZE))
         return (
             "<p class='note'>Time runs left to right, addresses bottom to top; unmapped gaps "
             "are collapsed (dashed lines) and VMAs labelled on the right. Colour is the exact "
-            "fraction of each bin's pages in the category.</p>" + "".join(parts)
+            "fraction of each bin's pages in the category; grey cells were not mapped at that "
+            "time.</p>" + "".join(parts)
         )
 
     def working_sets() -> str:
@@ -306,8 +318,9 @@ def build_report(
         )
         if not W or capture.n_snapshots < 2:
             return text + "<p class='note'>No write tracking: no pre-copy estimate.</p>"
+        dirty = pa.dirty_bytes(capture)  # shared by the estimates for every link
         estimates = {
-            bw: pa.precopy_estimate(capture, bandwidth=bw, downtime=downtime)
+            bw: pa.precopy_estimate(capture, bandwidth=bw, downtime=downtime, dirty=dirty)
             for bw in sorted({bandwidth, 1.25e8, 1.25e9, 1.25e10})  # 1, 10, 100 Gbit/s
         }
         rows = []

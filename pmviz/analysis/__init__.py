@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .axis import AddressAxis, address_axis
 from .diff import DiffGrid, SnapshotDiff, diff_grid, snapshot_diff
-from .heatmap import HeatmapGrid, heatmap_grid, snapshot_cells
+from .heatmap import HeatmapGrid, heatmap_grid, heatmap_grids, snapshot_cells
 from .hilbert import HilbertMap, hilbert_d2xy, hilbert_map
 from .migration import CRIU_DUMP_MASK, PrecopyEstimate, dirty_bytes, dump_size, precopy_estimate
 from .sanitizers import (
@@ -37,6 +37,7 @@ __all__ = [
     "address_axis",
     "HeatmapGrid",
     "heatmap_grid",
+    "heatmap_grids",
     "snapshot_cells",
     "WorkingSet",
     "working_set_size",

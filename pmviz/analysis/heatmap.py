@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -16,7 +17,7 @@ from ._select import CategoryArg, resolve
 from ._stream import changes, snapshot_rows, split_bins, to_compact
 from .axis import AddressAxis, address_axis
 
-__all__ = ["HeatmapGrid", "heatmap_grid", "snapshot_cells", "bin_address"]
+__all__ = ["HeatmapGrid", "heatmap_grid", "heatmap_grids", "snapshot_cells", "bin_address"]
 
 
 class HeatmapGrid(NamedTuple):
@@ -182,12 +183,43 @@ def heatmap_grid(
     >>> g.grid.shape  # one row per snapshot, one column per address bin  # doctest: +SKIP
     (47, 256)
     """
+    return heatmap_grids(
+        capture,
+        [category],
+        time_bins=time_bins,
+        addr_bins=addr_bins,
+        addr_range=addr_range,
+        time_range=time_range,
+        axis=axis,
+    )[0]
+
+
+def heatmap_grids(
+    capture: Capture,
+    categories: Sequence[CategoryArg],
+    *,
+    time_bins: int | None = None,
+    addr_bins: int = 512,
+    addr_range: tuple[int, int] | None = None,
+    time_range: tuple[float | None, float | None] | None = None,
+    axis: str | AddressAxis = "compact",
+) -> list[HeatmapGrid]:
+    """``heatmap_grid`` of several categories on one axis, reading the capture once.
+
+    The region changes are replayed once for every region category, the written sets read
+    once; the arguments are those of :func:`heatmap_grid`.
+
+    Returns
+    -------
+    list of HeatmapGrid
+        One per category, in order.
+    """
     if not capture.n_snapshots:
         raise ValueError("the capture has no snapshots; there is nothing to bin")
     _check_bins("addr_bins", addr_bins)
     if time_bins is not None:
         _check_bins("time_bins", time_bins)
-    src = resolve(capture, category)
+    srcs = [resolve(capture, c) for c in categories]
     ax = (
         axis
         if isinstance(axis, AddressAxis)
@@ -208,25 +240,34 @@ def heatmap_grid(
     # Only the snapshots whose cell overlaps the time range are read.
     rows = np.flatnonzero((cells[1:] > t0) & (cells[:-1] < t1))
     if not rows.size:
-        grid = np.full((tedges.size - 1, width.size), np.nan)
+        grids = [np.full((tedges.size - 1, width.size), np.nan) for _ in srcs]
     else:
         lo, hi = int(rows[0]), int(rows[-1]) + 1
-        acc = _TimeGrid(tedges, cells, lo, hi, pos, ax)
-        if src.what == "written":
+        accs = [_TimeGrid(tedges, cells, lo, hi, pos, ax) for _ in srcs]
+        if any(src.what == "written" for src in srcs):
             for r in snapshot_rows(capture, "written", slice(lo, hi)):
-                acc.add_held(r.rows, r.snapshot)
-        else:
+                for src, acc in zip(srcs, accs):
+                    if src.what == "written":
+                        acc.add_held(r.rows, r.snapshot)
+        if any(src.what == "regions" for src in srcs):
             for ch in changes(capture, slice(lo, hi)):
-                keep = src.select.matches(ch.rows["categories"]) if src.select else slice(None)
-                acc.add(ch.rows[keep], ch.snapshot[keep], ch.sign[keep])
-        grid = acc.mean()
+                for src, acc in zip(srcs, accs):
+                    if src.what == "regions":
+                        keep = src.select.matches(ch.rows["categories"]) if src.select else ...
+                        acc.add(ch.rows[keep], ch.snapshot[keep], ch.sign[keep])
+        grids = [acc.mean() for acc in accs]
     mapped = _mapped(capture, rows, tedges, cells, pos, ax)
+    out = []
     with np.errstate(invalid="ignore", divide="ignore"):
-        grid /= width[None, :]
         if mapped is not None:
-            grid[mapped < 0.5] = np.nan  # less than a byte mapped on average: not mapped
+            unmapped = mapped < 0.5  # less than a byte mapped on average: not mapped
             mapped /= width[None, :]
-    return HeatmapGrid(grid, tedges, real, pos, ax, src.label, mapped)
+        for src, grid in zip(srcs, grids):
+            grid /= width[None, :]
+            if mapped is not None:
+                grid[unmapped] = np.nan
+            out.append(HeatmapGrid(grid, tedges, real, pos, ax, src.label, mapped))
+    return out
 
 
 def _mapped(

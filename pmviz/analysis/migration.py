@@ -114,6 +114,7 @@ def precopy_estimate(
     at: int = -1,
     max_rounds: int = 30,
     statistic: str = "max",
+    dirty: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PrecopyEstimate:
     """Model iterative pre-copy migration from the capture's dump size and dirty rate.
 
@@ -134,16 +135,22 @@ def precopy_estimate(
         Give up (and stop and copy) after this many rounds.
     statistic : {"max", "mean"}
         Worst or average window of the capture for the dirty rate.
+    dirty : (numpy.ndarray, numpy.ndarray), optional
+        ``dirty_bytes(capture, statistic)`` when already computed (estimates for several
+        links share it).
 
     Returns
     -------
     PrecopyEstimate
     """
-    if bandwidth <= 0:
-        raise ValueError(f"bandwidth must be > 0 bytes/s, got {bandwidth}")
-    if downtime < 0 or max_rounds < 1:
-        raise ValueError("downtime must be >= 0 and max_rounds >= 1")
-    secs, dirty = dirty_bytes(capture, statistic)
+    if not (np.isfinite(bandwidth) and bandwidth > 0):
+        raise ValueError(f"bandwidth must be a finite number of bytes/s > 0, got {bandwidth}")
+    if not (np.isfinite(downtime) and downtime >= 0) or max_rounds < 1:
+        raise ValueError(
+            f"downtime must be finite seconds >= 0 and max_rounds >= 1, got {downtime}, "
+            f"{max_rounds}"
+        )
+    secs, dirty_b = dirty_bytes(capture, statistic) if dirty is None else dirty
     d0 = float(dump_size(capture)[capture._index(at)])
     sizes, times = [d0], [d0 / bandwidth]
     reason = "max_rounds"
@@ -152,7 +159,7 @@ def precopy_estimate(
         if times[-1] <= downtime:
             converged, reason = True, "fits the downtime budget"
             break
-        nxt = min(float(np.interp(times[-1], secs, dirty)), d0)
+        nxt = min(float(np.interp(times[-1], secs, dirty_b)), d0)
         if nxt >= sizes[-1]:
             reason = "dirty set no longer shrinks"
             sizes.append(nxt)

@@ -15,13 +15,13 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 from .._intervals import concat_aranges
-from ..analysis.axis import AddressAxis, address_axis
-from ..analysis.heatmap import HeatmapGrid, heatmap_grid
+from ..analysis.axis import AddressAxis
+from ..analysis.heatmap import HeatmapGrid, heatmap_grid, heatmap_grids
 from ..capture import Capture
 from ..maps import VmaKind
 from ._style import KIND_COLORS, category_cmap, category_color, get_ax, hex_formatter
 
-__all__ = ["heatmap", "composite_heatmap", "decorate_address_axis", "address_ticks"]
+__all__ = ["heatmap", "composite_heatmap", "decorate_address_axis", "address_ticks", "short_label"]
 
 _KIND_NAMES = [k.name.lower() for k in VmaKind]
 
@@ -129,7 +129,7 @@ def heatmap(
 
 
 def composite_heatmap(
-    capture: Capture,
+    data: Capture | Sequence[HeatmapGrid],
     categories: Sequence[Any] = ("written", "present", "swapped"),
     *,
     ax: Axes | None = None,
@@ -148,7 +148,10 @@ def composite_heatmap(
 
     Layers are composited with the first category on top (written over present over
     swapped by default: written pages are nearly always present too). Categories the capture
-    lacks (``"written"`` without write tracking) are skipped.
+    lacks (``"written"`` without write tracking) are skipped. ``data`` is a capture (binned
+    with the grid arguments, reading it once for every category) or grids already made on one
+    axis (``pmviz.analysis.heatmap_grids``; ``categories`` and the grid arguments are then
+    ignored).
 
     Returns
     -------
@@ -156,23 +159,28 @@ def composite_heatmap(
         An RGBA mesh; ``pmviz_fractions`` holds the per-category grids it was made from.
     """
     ax = get_ax(ax)
-    if not isinstance(axis, AddressAxis):  # one axis for every layer, built once
-        axis = address_axis(capture, kind=axis, addr_range=addr_range)
-    grids: list[HeatmapGrid] = []
-    for c in categories:
-        if isinstance(c, str) and c == "written" and not capture.has_written:
-            continue
-        grids.append(
-            heatmap_grid(
-                capture,
-                c,
-                time_bins=time_bins,
-                addr_bins=addr_bins,
-                addr_range=addr_range,
-                time_range=time_range,
-                axis=axis,
-            )
-        )
+    capture = data if isinstance(data, Capture) else None
+    grids: list[HeatmapGrid]
+    if isinstance(data, Capture):
+        capture = data
+        cats = [
+            c
+            for c in categories
+            if not (isinstance(c, str) and c == "written" and not capture.has_written)
+        ]
+        grids = heatmap_grids(
+            capture,
+            cats,
+            time_bins=time_bins,
+            addr_bins=addr_bins,
+            addr_range=addr_range,
+            time_range=time_range,
+            axis=axis,
+        ) if cats else []  # fmt: skip
+    else:
+        grids = list(data)
+        if not all(isinstance(g, HeatmapGrid) for g in grids):
+            raise TypeError("expected a Capture or a sequence of HeatmapGrid")
     if not grids:
         raise ValueError("none of the categories can be drawn from this capture")
     cols = list(colors) if colors is not None else [category_color(g.category) for g in grids]
