@@ -17,6 +17,7 @@ from ..capture import Capture
 from ..categories import Category
 from ..maps import VmaKind
 from ..mask import Mask
+from ._html import Summary, human_bytes
 from ._stream import changes, snapshot_rows
 
 __all__ = ["AddressAxis", "address_axis"]
@@ -24,8 +25,8 @@ __all__ = ["AddressAxis", "address_axis"]
 BAND_DTYPE = np.dtype([("start", "<u8"), ("end", "<u8"), ("kind", "i1")])
 
 
-@dataclass(frozen=True, eq=False)
-class AddressAxis:
+@dataclass(frozen=True, eq=False, repr=False)
+class AddressAxis(Summary):
     """Mapped segments laid end to end, plus labelled VMA bands.
 
     Attributes
@@ -46,6 +47,16 @@ class AddressAxis:
     seg_end: np.ndarray
     bands: np.ndarray
     labels: np.ndarray
+
+    def _rows(self) -> dict[str, str]:
+        lo = f"{int(self.seg_start[0]):#x}" if self.seg_start.size else "—"
+        hi = f"{int(self.seg_end[-1]):#x}" if self.seg_end.size else "—"
+        return {
+            "kind": self.kind,
+            "length": f"{human_bytes(self.length)} in {self.seg_start.size:,} segment(s), "
+            f"{lo}-{hi}",
+            "VMA bands": f"{self.bands.size:,}",
+        }
 
     @property
     def seg_pos(self) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 from .._intervals import set_op, union_columns
 from ..capture import Capture, CaptureMeta
 from ..regions import REGION_DTYPE, Regions
-from ._html import human_bytes, table
+from ._html import Summary, human_bytes, table, text
 from ._stream import snapshot_rows
 from .axis import AddressAxis, address_axis
 from .heatmap import bin_address
@@ -21,8 +21,8 @@ __all__ = ["SnapshotDiff", "snapshot_diff", "DiffGrid", "diff_grid", "CHANGES"]
 CHANGES = ("became_resident", "left_resident", "became_swapped", "left_swapped", "written")
 
 
-@dataclass(frozen=True)
-class SnapshotDiff:
+@dataclass(frozen=True, repr=False)
+class SnapshotDiff(Summary):
     """Pages whose state changed from snapshot ``a`` to ``b``.
 
     Resident means ``PRESENT``; swapped excludes guard and uffd-wp markers
@@ -42,14 +42,11 @@ class SnapshotDiff:
         """Bytes per change."""
         return {k: getattr(self, k).size for k in CHANGES if getattr(self, k) is not None}
 
-    def _repr_html_(self) -> str:
-        return table(
-            "SnapshotDiff",
-            {
-                k.replace("_", " "): f"{human_bytes(v)} in {len(getattr(self, k)):,} regions"
-                for k, v in self.totals().items()
-            },
-        )
+    def _rows(self) -> dict[str, str]:
+        return {
+            k.replace("_", " "): f"{human_bytes(v)} in {len(getattr(self, k)):,} regions"
+            for k, v in self.totals().items()
+        }
 
     def changes(self) -> list[str]:
         """The change kinds present in this diff, in ``CHANGES`` order."""
@@ -125,6 +122,20 @@ class DiffGrid(NamedTuple):
     addr_edges: np.ndarray
     addr_pos: np.ndarray
     axis: AddressAxis
+
+    def _rows(self) -> dict[str, str]:
+        rows = {"address bins": f"{self.grid.shape[1]:,} over {human_bytes(self.axis.length)}"}
+        for k, g in zip(self.changes, self.grid):
+            rows[k.replace("_", " ")] = (
+                f"in {int((g > 0).sum()):,} bins, max {g.max(initial=0):.1%}"
+            )
+        return rows
+
+    def __repr__(self) -> str:
+        return text("DiffGrid", self._rows())
+
+    def _repr_html_(self) -> str:
+        return table("DiffGrid", self._rows())
 
 
 def diff_grid(

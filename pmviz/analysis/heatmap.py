@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -11,7 +10,7 @@ import numpy as np
 from ..capture import Capture
 from ..maps import Vmas
 from ..regions import REGION_DTYPE
-from ._html import human_bytes, table
+from ._html import human_bytes, table, text
 from ._intervals import prefix_coverage
 from ._select import CategoryArg, resolve
 from ._stream import changes, snapshot_rows, split_bins, to_compact
@@ -52,32 +51,24 @@ class HeatmapGrid(NamedTuple):
     category: str
     mapped: np.ndarray | None = None
 
-    def __repr__(self) -> str:
-        nt, na = self.grid.shape
-        t = self.time_edges
-        span = f"{t[0]:.3g}-{t[-1]:.3g} s" if t.size else "no time"
-        return (
-            f"<HeatmapGrid {self.category}: {nt} time x {na} address bins, {span}, "
-            f"{human_bytes(self.axis.length)} on a {self.axis.kind} axis, "
-            f"mean {np.nanmean(self.grid) if np.isfinite(self.grid).any() else 0:.1%}>"
-        )
-
-    def _repr_html_(self) -> str:
+    def _rows(self) -> dict[str, str]:
         finite = np.isfinite(self.grid)
         t = self.time_edges
-        return table(
-            "HeatmapGrid",
-            {
-                "category": html.escape(self.category),
-                "bins": f"{self.grid.shape[0]:,} time x {self.grid.shape[1]:,} address",
-                "time": f"{t[0]:.3f} - {t[-1]:.3f} s" if t.size else "—",
-                "address axis": f"{html.escape(self.axis.kind)}, "
-                f"{human_bytes(self.axis.length)} in {self.axis.seg_start.size:,} segment(s), "
-                f"{self.axis.bands.size:,} VMA band(s)",
-                "mean fraction": f"{np.nanmean(self.grid):.1%}" if finite.any() else "—",
-                "unmapped cells": f"{int((~finite).sum()):,} of {self.grid.size:,}",
-            },
-        )
+        return {
+            "category": self.category,
+            "bins": f"{self.grid.shape[0]:,} time x {self.grid.shape[1]:,} address",
+            "time": f"{t[0]:.3f} - {t[-1]:.3f} s" if t.size else "—",
+            "address axis": f"{self.axis.kind}, {human_bytes(self.axis.length)} in "
+            f"{self.axis.seg_start.size:,} segment(s), {self.axis.bands.size:,} VMA band(s)",
+            "mean fraction": f"{np.nanmean(self.grid):.1%}" if finite.any() else "—",
+            "unmapped cells": f"{int((~finite).sum()):,} of {self.grid.size:,}",
+        }
+
+    def __repr__(self) -> str:
+        return text("HeatmapGrid", self._rows())
+
+    def _repr_html_(self) -> str:
+        return table("HeatmapGrid", self._rows())
 
 
 def snapshot_cells(capture: Capture) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from ..capture import Capture
 from ..categories import Category as C
 from ..mask import Mask
-from ._html import human_bytes, table
+from ._html import Summary, human_bytes
 from ._stream import changes
 from .working_set import wss_curve
 
@@ -36,8 +36,8 @@ def dump_size(capture: Capture) -> np.ndarray:
     return np.rint(np.cumsum(delta)).astype(np.int64)
 
 
-@dataclass(frozen=True)
-class PrecopyEstimate:
+@dataclass(frozen=True, repr=False)
+class PrecopyEstimate(Summary):
     """The pre-copy rounds of a live migration and the resulting downtime.
 
     ``round_bytes[0]`` is the full dump; round ``n`` resends the pages dirtied while round
@@ -64,10 +64,12 @@ class PrecopyEstimate:
     def total_bytes(self) -> int:
         return int(self.round_bytes.sum())
 
-    def _repr_html_(self) -> str:
+    def _title(self) -> str:
+        return "Pre-copy estimate"
+
+    def _rows(self) -> dict[str, str]:
         rounds = " → ".join(human_bytes(float(b)) for b in self.round_bytes[:12])
-        return table(
-            "Pre-copy estimate",
+        return dict(
             {
                 "link": f"{human_bytes(self.bandwidth)}/s",
                 "rounds (last = stop and copy)": rounds

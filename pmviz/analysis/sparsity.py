@@ -12,7 +12,7 @@ from ..categories import Category
 from ..maps import Vmas
 from ..mask import Mask
 from ..regions import REGION_DTYPE, Regions, _human_bytes
-from ._html import table
+from ._html import Summary
 from ._select import category_mask, snapshot
 
 __all__ = ["Sparsity", "sparsity", "PAGE_REGION_BYTES", "PAGEMAP_ENTRY_BYTES"]
@@ -21,8 +21,8 @@ PAGE_REGION_BYTES = 24  # sizeof(struct page_region), spec §1.3
 PAGEMAP_ENTRY_BYTES = 8  # one u64 per page in /proc/PID/pagemap, spec §5
 
 
-@dataclass(frozen=True)
-class Sparsity:
+@dataclass(frozen=True, repr=False)
+class Sparsity(Summary):
     """Sparsity of one range for one category, and the scan cost it implies.
 
     Attributes
@@ -100,10 +100,10 @@ class Sparsity:
         counts, _ = np.histogram(v, bins=edges)
         return counts, edges
 
-    def _repr_html_(self) -> str:
-        rows = {
-            "ranges": ", ".join(f"<code>{s:#x}-{e:#x}</code>" for s, e in self.ranges.tolist()[:4])
-            + (" …" if len(self.ranges) > 4 else ""),
+    def _rows(self) -> dict[str, str]:
+        return {
+            "ranges": ", ".join(f"{s:#x}-{e:#x}" for s, e in self.ranges.tolist()[:4])
+            + (f" … ({len(self.ranges):,} in all)" if len(self.ranges) > 4 else ""),
             "reserved": _human_bytes(self.reserved_bytes),
             self.category: f"{_human_bytes(self.matched_bytes)} ({100 * self.density:.1f}%)",
             "regions (filtered / unfiltered scan)": f"{self.n_regions:,} / {self.n_scan_regions:,}",
@@ -112,7 +112,6 @@ class Sparsity:
             f"ioctl(s) vs {_human_bytes(self.pagemap_bytes_out)} of pagemap "
             f"({self.compression:,.0f}x)",
         }
-        return table("Sparsity", rows)
 
 
 def select_ranges(

@@ -20,7 +20,7 @@ from ..categories import Category as C
 from ..maps import VmaKind
 from ..mask import Mask
 from ..regions import REGION_DTYPE
-from ._html import human_bytes, table
+from ._html import Summary, human_bytes
 from ._intervals import BitMatch, prefix_coverage
 from ._stream import chunks, snapshot_rows
 from .heatmap import interval_s
@@ -47,8 +47,8 @@ SWAPPED = Mask(require=C.SWAPPED, exclude=C.GUARD)
 KINDS = [k.name.lower() for k in VmaKind] + ["unattributed"]
 
 
-@dataclass(frozen=True)
-class WorkingSet:
+@dataclass(frozen=True, repr=False)
+class WorkingSet(Summary):
     """Bytes per snapshot, in total and per VMA kind (columns named by ``kinds``).
 
     ``written*`` are ``None`` for a capture without write tracking. ``unattributed`` holds
@@ -64,7 +64,7 @@ class WorkingSet:
     swapped_by_kind: np.ndarray
     written_by_kind: np.ndarray | None
 
-    def _repr_html_(self) -> str:
+    def _rows(self) -> dict[str, str]:
         rows = {
             "snapshots": f"{self.time.size:,} over {self.time[-1] if self.time.size else 0:.2f} s",
             "resident (max / last)": f"{human_bytes(int(self.resident.max(initial=0)))} / "
@@ -81,7 +81,7 @@ class WorkingSet:
             rows["resident by kind (last)"] = ", ".join(
                 f"{k} {human_bytes(int(b))}" for k, b in zip(self.kinds, by.tolist()) if b
             )
-        return table("WorkingSet", rows)
+        return rows
 
     def to_pandas(self):  # noqa: ANN201 - pandas is optional
         """One row per snapshot: time and the three totals."""
@@ -302,8 +302,8 @@ def cumulative_written(capture: Capture) -> np.ndarray:
     return np.rint(np.cumsum(acc)).astype(np.int64)
 
 
-@dataclass(frozen=True)
-class WssCurve:
+@dataclass(frozen=True, repr=False)
+class WssCurve(Summary):
     """``bytes[j, i]``: distinct bytes written in the ``windows[j]`` intervals ending at ``i``.
 
     Entries whose window reaches before the first snapshot count what there is (a partial
@@ -314,6 +314,17 @@ class WssCurve:
     windows: np.ndarray
     bytes: np.ndarray
     interval_s: float
+
+    def _rows(self) -> dict[str, str]:
+        rows = {"snapshots": f"{self.time.size:,}, interval {self.interval_s * 1e3:g} ms"}
+        for k, b in list(zip(self.windows.tolist(), self.bytes))[:8]:
+            rows[f"{k} interval(s): max / mean"] = (
+                f"{human_bytes(int(b.max(initial=0)))} / "
+                f"{human_bytes(float(b.mean()) if b.size else 0)}"
+            )
+        if self.windows.size > 8:
+            rows["…"] = f"{self.windows.size - 8} more windows"
+        return rows
 
 
 def wss_curve(capture: Capture, windows=(1, 2, 4, 8, 16)) -> WssCurve:
@@ -336,8 +347,8 @@ def wss_curve(capture: Capture, windows=(1, 2, 4, 8, 16)) -> WssCurve:
     return WssCurve(capture.times, win, _window_bytes(capture, win), interval_s(capture))
 
 
-@dataclass(frozen=True)
-class IdleTime:
+@dataclass(frozen=True, repr=False)
+class IdleTime(Summary):
     """Bytes by intervals since their last write, at snapshot ``at``.
 
     ``bytes[k]`` were last written ``k`` intervals before ``at`` (0: in the interval ending at
@@ -349,6 +360,20 @@ class IdleTime:
     bytes: np.ndarray
     never: int
     interval_s: float
+
+    def _rows(self) -> dict[str, str]:
+        total = int(self.bytes.sum())
+        rows = {
+            "at snapshot": f"{self.at}",
+            "written at some point": human_bytes(total),
+            "never written": human_bytes(self.never),
+        }
+        if total:
+            cum = np.cumsum(self.bytes)
+            med = int(np.searchsorted(cum, total / 2))
+            rows["median idle time"] = f"{med} interval(s) ({med * self.interval_s:.3g} s)"
+            rows["written in the last interval"] = human_bytes(int(self.bytes[0]))
+        return rows
 
 
 def idle_time(capture: Capture, *, at: int = -1, among: str = "resident") -> IdleTime:
@@ -400,8 +425,8 @@ def _resident(capture: Capture, at: int) -> np.ndarray:
     return res[RESIDENT.matches(res["categories"])]
 
 
-@dataclass(frozen=True)
-class Temperature:
+@dataclass(frozen=True, repr=False)
+class Temperature(Summary):
     """Hot / warm / cold classification of the resident pages at snapshot ``at``.
 
     Attributes
@@ -422,11 +447,14 @@ class Temperature:
     vma_bytes: np.ndarray
     vma_labels: list[str]
 
-    def _repr_html_(self) -> str:
+    def _title(self) -> str:
+        return "Temperature of resident pages"
+
+    def _rows(self) -> dict[str, str]:
         rows = {k: human_bytes(v) for k, v in self.bytes.items()}
         rows["window"] = f"last {self.window} intervals up to snapshot {self.at}"
         rows["runs"] = f"{self.regions.size:,}"
-        return table("Temperature of resident pages", rows)
+        return rows
 
 
 COLD, WARM, HOT = 1, 2, 4
