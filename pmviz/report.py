@@ -320,7 +320,9 @@ def build_report(
             return text + "<p class='note'>No write tracking: no pre-copy estimate.</p>"
         dirty = pa.dirty_bytes(capture)  # shared by the estimates for every link
         estimates = {
-            bw: pa.precopy_estimate(capture, bandwidth=bw, downtime=downtime, dirty=dirty)
+            bw: pa.precopy_estimate(
+                capture, bandwidth=bw, downtime=downtime, dirty=dirty, dump=dump
+            )
             for bw in sorted({bandwidth, 1.25e8, 1.25e9, 1.25e10})  # 1, 10, 100 Gbit/s
         }
         rows = []

@@ -117,6 +117,7 @@ def precopy_estimate(
     max_rounds: int = 30,
     statistic: str = "max",
     dirty: tuple[np.ndarray, np.ndarray] | None = None,
+    dump: np.ndarray | None = None,
 ) -> PrecopyEstimate:
     """Model iterative pre-copy migration from the capture's dump size and dirty rate.
 
@@ -140,6 +141,8 @@ def precopy_estimate(
     dirty : (numpy.ndarray, numpy.ndarray), optional
         ``dirty_bytes(capture, statistic)`` when already computed (estimates for several
         links share it).
+    dump : numpy.ndarray, optional
+        ``dump_size(capture)`` when already computed.
 
     Returns
     -------
@@ -153,7 +156,7 @@ def precopy_estimate(
             f"{max_rounds}"
         )
     secs, dirty_b = dirty_bytes(capture, statistic) if dirty is None else dirty
-    d0 = float(dump_size(capture)[capture._index(at)])
+    d0 = float((dump_size(capture) if dump is None else dump)[capture._index(at)])
     sizes, times = [d0], [d0 / bandwidth]
     reason = "max_rounds"
     converged = False
