@@ -203,6 +203,19 @@ def _occupied(capture: Capture, min_gap: int) -> tuple[np.ndarray, np.ndarray]:
     return s, e
 
 
+def _occupied_at_least(capture: Capture, addr_range: tuple[int, int] | None) -> int:
+    """Bytes resident or swapped in the last snapshot (inside ``addr_range``): a lower bound
+    of the occupied axis's length.
+    """
+    rows = capture.regions_at(-1).array
+    rows = rows[Mask(anyof=Category.PRESENT | Category.SWAPPED).matches(rows["categories"])]
+    s, e = rows["start"], rows["end"]
+    if addr_range is not None:
+        lo, hi = (np.uint64(max(0, int(x))) for x in addr_range)
+        s, e = np.maximum(s, lo), np.minimum(e, hi)
+    return int(np.maximum(e.astype(np.int64) - s.astype(np.int64), 0).sum())
+
+
 def _segments(
     capture: Capture,
     kind: str,
@@ -272,11 +285,17 @@ def address_axis(
     if kind == "auto":
         # Compare the segment lengths only; the labelled bands are built once, for the winner.
         s, e = _segments(capture, "compact", addr_range, skip_kinds, min_gap)
-        so, eo = _segments(capture, "occupied", addr_range, skip_kinds, min_gap)
-        if int((eo - so).sum()) < 0.01 * int((e - s).sum()):
-            kind, s, e = "occupied", so, eo
-        else:
+        # The occupied axis holds at least what the last snapshot has resident or swapped:
+        # when that alone is 1 % of the compact axis, "compact" wins without reading the
+        # whole capture (only sanitizer-like layouts need the full pass).
+        if _occupied_at_least(capture, addr_range) >= 0.01 * int((e - s).sum()):
             kind = "compact"
+        else:
+            so, eo = _segments(capture, "occupied", addr_range, skip_kinds, min_gap)
+            if int((eo - so).sum()) < 0.01 * int((e - s).sum()):
+                kind, s, e = "occupied", so, eo
+            else:
+                kind = "compact"
     else:
         s, e = _segments(capture, kind, addr_range, skip_kinds, min_gap)
     bands, blabels = _merge_bands(*_label_vmas(capture))
