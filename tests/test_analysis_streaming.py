@@ -98,3 +98,20 @@ def test_heatmap_memory_does_not_grow_with_snapshots(monkeypatch):
         tracemalloc.stop()
     # Dense reading would grow ~40x with the rows; chunked reading is flat (time_bins fixed).
     assert peaks[1] < 3 * peaks[0], peaks
+
+
+@pytest.mark.parametrize("churn", [-1.0, 2.0])  # always dense after the probe / always changes
+@pytest.mark.parametrize("probe", [1, 4])
+def test_both_heatmap_paths_give_the_golden_grids(stored, churn, probe, monkeypatch):
+    import pmviz.analysis.heatmap as hm
+
+    monkeypatch.setattr(hm, "_CHURN", churn)
+    monkeypatch.setattr(hm, "_PROBE", probe)
+    monkeypatch.setattr(stream, "MAX_ROWS", 3000)
+    for name in golden.CAPTURES:
+        path = os.path.join(golden.SAMPLES, f"{name}.pmviz")
+        if not os.path.isdir(path):
+            pytest.skip("sample capture not built")
+        cap = Guarded(pmviz.open(path))
+        for key, got in golden.results(cap, heatmaps_only=True):
+            golden.assert_same(key, np.asarray(got), stored[f"{name}/{key}"])

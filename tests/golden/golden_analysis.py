@@ -60,7 +60,7 @@ def _grid(prefix: str, g, axis: bool = True) -> Iterator[tuple[str, np.ndarray]]
         yield from _axis(prefix, g.axis)
 
 
-def results(cap) -> Iterator[tuple[str, np.ndarray]]:  # noqa: ANN001
+def results(cap, heatmaps_only: bool = False) -> Iterator[tuple[str, np.ndarray]]:  # noqa: ANN001
     """``(key, array)`` for every analysis of one capture (keys without the capture name)."""
     import pmviz.analysis as pa
 
@@ -90,6 +90,8 @@ def results(cap) -> Iterator[tuple[str, np.ndarray]]:  # noqa: ANN001
         "heatmap_grid/present/compact-addr_range",
         pa.heatmap_grid(cap, "present", addr_bins=32, addr_range=(int(mid[0]), int(mid[1]))),
     )
+    if heatmaps_only:
+        return
 
     ws = pa.working_set_size(cap)
     for f in ("time", "resident", "swapped", "written", "resident_by_kind", "swapped_by_kind"):
