@@ -213,3 +213,8 @@ def test_cells_not_mapped_at_that_time_are_nan_not_zero():
     g2 = heatmap_grid(cap, "present", addr_bins=2, time_bins=1, time_range=(0.5, 1.5))
     np.testing.assert_allclose(g2.mapped, [[1, 0.5]])
     np.testing.assert_allclose(g2.grid, [[1, 0]])
+
+
+def test_absurd_bin_counts_are_refused_before_allocating():
+    with pytest.raises(ValueError, match="fewer bins"):
+        heatmap_grid(two_vma_capture(), "present", time_bins=1_000_000_000, addr_bins=4)

@@ -228,6 +228,13 @@ def heatmap_grids(
         tedges = np.concatenate([[t0], cells[(cells > t0) & (cells < t1)], [t1]])
     else:
         tedges = np.linspace(t0, t1, int(time_bins) + 1)
+    cells_n = (tedges.size - 1) * width.size * (len(srcs) + 3)  # grids + accumulators
+    if cells_n > _MAX_CELLS:
+        raise ValueError(
+            f"{tedges.size - 1:,} time x {width.size:,} address bins need "
+            f"{cells_n * 8 / 2**30:,.1f} GiB; ask for fewer bins (an image shows a few "
+            "thousand a side: time_bins=2000)"
+        )
     # Only the snapshots whose cell overlaps the time range are read.
     rows = np.flatnonzero((cells[1:] > t0) & (cells[:-1] < t1))
     if not rows.size:
@@ -257,6 +264,9 @@ def heatmap_grids(
             out.append(HeatmapGrid(grid, tedges, real, pos, ax, src.label, mapped))
     return out
 
+
+_MAX_CELLS = 1 << 28
+"""Float cells (grids and accumulators) one call may allocate: 2 GiB."""
 
 _PROBE = 4
 """Snapshots read as changes first, to measure how much of each snapshot changes."""
