@@ -224,17 +224,20 @@ def heatmap_grids(
     t1 = cells[-1] if time_range is None or time_range[1] is None else float(time_range[1])
     if not t1 > t0:
         raise ValueError(f"time_range must have start < end, got ({t0}, {t1})")
+    n_time = (
+        int(time_bins) if time_bins is not None else int(((cells > t0) & (cells < t1)).sum()) + 1
+    )
+    cells_n = n_time * width.size * (len(srcs) + 3)  # grids + accumulators
+    if cells_n > _MAX_CELLS:
+        raise ValueError(
+            f"{n_time:,} time x {width.size:,} address bins need "
+            f"{cells_n * 8 / 2**30:,.1f} GiB; ask for fewer bins (an image shows a few "
+            "thousand a side: time_bins=2000)"
+        )
     if time_bins is None:
         tedges = np.concatenate([[t0], cells[(cells > t0) & (cells < t1)], [t1]])
     else:
         tedges = np.linspace(t0, t1, int(time_bins) + 1)
-    cells_n = (tedges.size - 1) * width.size * (len(srcs) + 3)  # grids + accumulators
-    if cells_n > _MAX_CELLS:
-        raise ValueError(
-            f"{tedges.size - 1:,} time x {width.size:,} address bins need "
-            f"{cells_n * 8 / 2**30:,.1f} GiB; ask for fewer bins (an image shows a few "
-            "thousand a side: time_bins=2000)"
-        )
     # Only the snapshots whose cell overlaps the time range are read.
     rows = np.flatnonzero((cells[1:] > t0) & (cells[:-1] < t1))
     if not rows.size:
