@@ -132,7 +132,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anyof", help="mask: at least one of these must be set")
     parser.add_argument("--exclude", help="mask: categories that must be clear")
     parser.add_argument(
-        "--addr-bins", type=positive_int, default=512, help="at most one per output pixel"
+        "--addr-bins",
+        type=positive_int,
+        default=None,
+        help="default 512; at most one per output pixel",
     )
     parser.add_argument(
         "--time-bins",
