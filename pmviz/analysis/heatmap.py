@@ -263,7 +263,9 @@ def heatmap_grids(
         for src, grid in zip(srcs, grids):
             grid /= width[None, :]
             if mapped is not None:
-                grid[unmapped] = np.nan
+                # Pages counted outside the VMA table (a scan and a maps read a moment apart)
+                # are data, never hidden as unmapped.
+                grid[unmapped & ~(grid > 0)] = np.nan
             out.append(HeatmapGrid(grid, tedges, real, pos, ax, src.label, mapped))
     return out
 
