@@ -2,6 +2,11 @@
 
 Every function takes a ``Capture`` (or ``Regions``) and returns arrays or small named
 results; ``pmviz.plotting`` draws them. No Python loop runs per page or per region.
+
+Whole-capture analyses read the capture chunk by chunk (``Capture.chunks`` /
+``Capture.changes``), never as one all-snapshot array: memory is one chunk plus the result,
+however long the recording. Where it helps they use the change form (``heatmap_grid`` and
+``dump_size`` replay region changes: a region that stays costs nothing).
 """
 
 from __future__ import annotations
