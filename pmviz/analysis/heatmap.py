@@ -150,7 +150,9 @@ def heatmap_grid(
         ``"swapped|file"``) counts pages having all those bits; a ``Mask`` counts the pages it
         matches (``Mask.matches``), e.g. CRIU's dump mask.
     time_bins : int, optional
-        Equal-width time bins; default one bin per snapshot.
+        Equal-width time bins; default one bin per snapshot. Time x address bins are
+        limited to what 2 GiB of grids holds (``ValueError`` beyond: an image shows a few
+        thousand bins a side).
     addr_bins : int
         Address bins (fewer if the axis has fewer pages); each holds whole pages.
     addr_range : (int, int), optional
