@@ -224,7 +224,5 @@ def test_pages_outside_the_vma_table_are_not_hidden_as_unmapped():
     heap = (HEAP, HEAP + 8 * PAGE, "rw-p", VmaKind.HEAP, "[heap]")
     r = Regions.concat([regions((0, 8, P), base=HEAP), regions((0, 8, P))])  # anon: no VMA
     cap = Capture.from_snapshots(CaptureMeta(interval_ns=10**9), [(0, r, None, vmas(heap))])
-    g = heatmap_grid(
-        cap, "present", axis="linear", addr_range=(BASE, BASE + 8 * PAGE), addr_bins=2
-    )
+    g = heatmap_grid(cap, "present", axis="linear", addr_range=(BASE, BASE + 8 * PAGE), addr_bins=2)
     assert g.mapped.tolist() == [[0, 0]] and g.grid.tolist() == [[1, 1]]
