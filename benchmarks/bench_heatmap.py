@@ -12,6 +12,21 @@ full capture (their cost is linear in snapshots):
 Both references are checked to produce the same grid rows as ``heatmap_grid``.
 
 Run: ``python3 benchmarks/bench_heatmap.py [--snapshots 1000] [--regions 100000] [--bins 1000]``
+
+Big layouts (issue 11.4), ``--layouts``: ``pmviz heatmap`` (target <= 5 s) and ``pmviz report``
+(<= 20 s) as the user runs them (a fresh process each, wall time), on
+
+* a real process with 50,000 VMAs: a Python child maps 49,800 one-page anonymous pages whose
+  protections cycle rw / none / r (so neighbours never merge; the compact axis has ~16,600
+  segments) and 200 two-page files with long ``.cpython-311-x86_64-linux-gnu.so`` names,
+  recorded by ``pmviz.record`` (10 snapshots, write tracking as the recorder chooses);
+* a synthetic capture of 10,000 snapshots (500 regions each over 20 VMAs, 1 % of the regions
+  changing per snapshot, with written sets), saved to disk.
+
+The reference, measured in the same run, is ``pmviz info`` on the same capture (start-up,
+open, summary): what any command pays before drawing anything.
+
+Run: ``python3 benchmarks/bench_heatmap.py --layouts``
 """
 
 from __future__ import annotations
@@ -103,13 +118,138 @@ def numpy_pages(cap: Capture, rows: range, edges_pos: np.ndarray, axis) -> np.nd
     return np.array(out)
 
 
+MANY_VMAS = r"""
+import ctypes, mmap, os, sys
+n, d = int(sys.argv[1]), sys.argv[2]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_long]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+P, n_files = 4096, 200
+n_anon = n - n_files
+addr = libc.mmap(None, n_anon * P, 3, 0x22, -1, 0)
+ctypes.memset(addr, 1, n_anon * P)
+for i in range(1, n_anon):  # protections cycle rw / none / r: no two neighbours merge
+    if i % 3:
+        libc.mprotect(addr + i * P, P, 0 if i % 3 == 1 else 1)
+keep = []
+for i in range(n_files):
+    p = os.path.join(d, f"_multiarray_umath_{i}.cpython-311-x86_64-linux-gnu.so")
+    with open(p, "wb") as f:
+        f.write(b"x" * 2 * P)
+    fd = os.open(p, os.O_RDONLY)
+    keep.append(mmap.mmap(fd, 2 * P, prot=mmap.PROT_READ))
+    os.close(fd)
+print(sum(1 for _ in open("/proc/self/maps")), flush=True)
+sys.stdin.read()
+"""
+
+
+def record_many_vmas(tmp: str, n_vmas: int) -> tuple[str, int]:
+    """Record a real process holding ``n_vmas`` VMAs; returns the capture path and its VMAs."""
+    import subprocess
+    import sys
+
+    import pmviz
+
+    files = os.path.join(tmp, "files")
+    os.makedirs(files)
+    child = subprocess.Popen(
+        [sys.executable, "-c", MANY_VMAS, str(n_vmas), files],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        n_maps = int(child.stdout.readline())
+        out = os.path.join(tmp, "many-vmas.pmviz")
+        pmviz.record(child.pid, interval=0.2, count=10, out=out, progress=False)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)
+    return out, n_maps
+
+
+def many_snapshots(tmp: str, n_snap: int = 10_000, n_reg: int = 500, seed: int = 0) -> str:
+    """A saved synthetic capture of ``n_snap`` snapshots, 1 % of its regions changing each."""
+    from pmviz.storage import save
+
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(1, 16, n_reg).astype(np.uint64)
+    start = np.uint64(0x7F0000000000) + np.cumsum(lens + np.uint64(1)) * np.uint64(PAGE)
+    end = start + lens * np.uint64(PAGE)
+    v = np.arange(20) * n_reg // 20
+    table = np.zeros(20, VMA_DTYPE)
+    table["start"], table["end"] = start[v], np.append(start[v[1:]] - PAGE, end[-1])
+    table["kind"], table["perms"] = int(VmaKind.ANON), b"rw-p"
+    state = rng.integers(0, 4, n_reg)
+    cats = np.array([PRESENT | 2, PRESENT, 16, 0], np.uint64)
+    regs = np.empty((n_snap, n_reg), REGION_DTYPE)
+    regs["start"], regs["end"] = start, end
+    written = np.zeros((n_snap, n_reg), bool)
+    for i in range(n_snap):  # per snapshot, data generation only
+        idx = rng.integers(0, n_reg, n_reg // 100)
+        state[idx] = (state[idx] + 1) % 4
+        regs["categories"][i] = cats[state]
+        written[i] = state == 0
+    w = regs[written].copy()
+    w["categories"] = 2
+    cap = Capture(
+        CaptureMeta(interval_ns=100_000_000, write_mechanism="uffd-wp"),
+        np.arange(n_snap, dtype=np.int64) * 100_000_000,
+        regs.reshape(-1),
+        np.arange(n_snap + 1, dtype=np.int64) * n_reg,
+        written=w,
+        written_offsets=np.concatenate([[0], np.cumsum(written.sum(axis=1))]),
+        vma_tables=[Vmas(table, [""] * 20)],
+    )
+    return save(cap, os.path.join(tmp, "many-snapshots.pmviz"))
+
+
+def layouts() -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    def timed(*argv: str) -> float:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pmviz", *argv], check=True, capture_output=True)
+        return time.perf_counter() - t
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        big, n_maps = record_many_vmas(tmp, 50_000)
+        print(f"recorded a process with {n_maps:,} VMAs in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        long = many_snapshots(tmp)
+        print(f"saved a 10,000-snapshot capture in {time.perf_counter() - t:.1f} s")
+        print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        print("| capture | `pmviz info` (reference, s) | `pmviz heatmap` (s) | target | "
+              "`pmviz report` (s) | target |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, path in (("50,000 VMAs (real process)", big), ("10,000 snapshots", long)):
+            ref = timed("info", path)
+            hm = timed("heatmap", path, "-o", os.path.join(tmp, "h.png"))
+            rep = timed("report", path, "-o", os.path.join(tmp, "r.html"), "--no-progress")
+            print(
+                f"| {name} | {ref:.2f} | {hm:.2f} ({hm / ref:.1f}x) | <= 5 | "
+                f"{rep:.2f} ({rep / ref:.1f}x) | <= 20 |"
+            )
+        print(f"load average now {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--layouts", action="store_true", help="the big-layout CLI benchmark")
     ap.add_argument("--snapshots", type=int, default=1000)
     ap.add_argument("--regions", type=int, default=100_000)
     ap.add_argument("--bins", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    if args.layouts:
+        layouts()
+        return
     t = time.perf_counter()
     cap = build(args.snapshots, args.regions)
     print(

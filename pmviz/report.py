@@ -20,6 +20,7 @@ from . import analysis as pa
 from . import plotting as pp
 from .capture import Capture
 from .maps import VmaKind
+from .plotting.heatmap import _draw_marks
 from .regions import _human_bytes
 
 __all__ = ["build_report", "write_report"]
@@ -35,11 +36,63 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 
+_DPI = 110
+_HEATMAP_SIZE = (11.0, 5.0)
+_PX_W = int(_HEATMAP_SIZE[0] * _DPI)
+_PX_H = int(_HEATMAP_SIZE[1] * _DPI)
+_INTERPRETERS = {
+    "python",
+    "python3",
+    "python2",
+    "sh",
+    "bash",
+    "dash",
+    "node",
+    "perl",
+    "ruby",
+    "env",
+}
+
+
+def _title(command: list[str] | None, pid: int | None) -> str:
+    """``pmviz report: redis-server (pid 1234)``: the program, not its whole command line.
+
+    For an interpreter (``python3 workload.py``) the script's name goes with it.
+    """
+    who = f"pid {pid}" if pid is not None else "pid hidden"
+    if not command:
+        return f"pmviz report: {who}"
+    words = [os.path.basename(w) or w for w in command[:2]]
+    prog = words[0]
+    if (
+        prog.rstrip("0123456789.") in _INTERPRETERS
+        and len(words) > 1
+        and not command[1].startswith("-")
+    ):
+        prog = f"{prog} {words[1]}"
+    if len(prog) > 60:
+        prog = prog[:59] + "…"
+    return f"pmviz report: {prog} ({who})"
+
+
+def _human_rate(bytes_per_s: float, *, nominal_bits: float | None = None) -> str:
+    """``1.2 GiB/s (10 Gbit/s)``: bytes per second with IEC prefixes, the link's nominal
+    decimal bit rate only as its name (the same convention as ``pmviz.plotting``).
+    """
+    text = f"{_human_bytes(bytes_per_s)}/s"
+    if nominal_bits is None:
+        return text
+    for div, unit in ((1e12, "Tbit/s"), (1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s")):
+        if nominal_bits >= div:
+            return f"{text} ({nominal_bits / div:.3g} {unit})"
+    return f"{text} ({nominal_bits:g} bit/s)"
+
+
 def _png(draw: Callable[[Figure], Any], size: tuple[float, float]) -> str:
     fig = Figure(figsize=size, layout="constrained")
     draw(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=_DPI)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img alt="" src="data:image/png;base64,{data}">'
 
@@ -87,9 +140,11 @@ def build_report(
     capture : Capture
     title : str, optional
     addr_bins, time_bins : int
-        Heatmap resolution (``time_bins=None``: one column per snapshot).
+        Heatmap resolution (``time_bins=None``: one column per snapshot); at most one bin per
+        pixel of the images (``_PX_W`` x ``_PX_H``).
     bandwidth : float
-        Link bytes per second for the pre-copy estimate (default 10 Gbit/s).
+        Link bytes per second for the pre-copy estimate (default 1.2 GiB/s, a 10 Gbit/s
+        link).
     downtime : float
         Stop-and-copy budget in seconds.
     axis : str
@@ -106,31 +161,50 @@ def build_report(
     if not capture.n_snapshots:
         raise ValueError("the capture has no snapshots; nothing to report")
     m = capture.meta
-    title = title or (
-        f"pmviz report: pid {m.pid}" + (f" ({' '.join(m.command)})" if m.command else "")
-    )
+    title = title or _title(m.command, m.pid)
     # One address axis for the four heatmaps (with "auto" it costs two axis builds).
     address_axis = pa.address_axis(capture, kind=axis)
-    hm: dict[str, Any] = dict(addr_bins=addr_bins, time_bins=time_bins, axis=address_axis)
+    # At most one bin per pixel of the heatmap images: more cannot be seen (10,000 snapshots
+    # would otherwise be 10,000 columns of quads for matplotlib to draw).
+    n_cols = time_bins if time_bins is not None else capture.n_snapshots
+    hm: dict[str, Any] = dict(
+        addr_bins=min(addr_bins, _PX_H),
+        time_bins=min(n_cols, _PX_W) if n_cols > _PX_W or time_bins is not None else None,
+        axis=address_axis,
+    )
     W = capture.has_written
+    ws = pa.working_set_size(capture)
 
     def heatmaps() -> str:
-        parts = [_png(lambda f: pp.composite_heatmap(capture, ax=f.add_subplot(), **hm), (11, 6))]
+        # Every category's grid from one read of the capture, shared by the composite.
         cats = (["written"] if W else []) + ["present", "swapped"]
-        for c in cats:
+        grids = dict(zip(cats, pa.heatmap_grids(capture, cats, **hm)))
 
-            def one(f: Figure, c: str = c) -> None:
-                pp.heatmap(capture, c, ax=f.add_subplot(), **hm)
+        def composite(f: Figure) -> None:
+            ax = f.add_subplot()
+            pp.composite_heatmap(list(grids.values()), ax=ax)
+            _draw_marks(ax, capture)
 
-            parts.append(_png(one, (11, 5)))
+        parts = [_png(composite, (11, 6))]
+        for c, g in grids.items():
+            if c == "swapped" and not ws.swapped.any():
+                parts.append("<p>Nothing was swapped out during the capture.</p>")
+                continue
+
+            def one(f: Figure, g: pa.HeatmapGrid = g) -> None:
+                ax = f.add_subplot()
+                pp.heatmap(g, ax=ax)
+                _draw_marks(ax, capture)
+
+            parts.append(_png(one, _HEATMAP_SIZE))
         return (
             "<p class='note'>Time runs left to right, addresses bottom to top; unmapped gaps "
             "are collapsed (dashed lines) and VMAs labelled on the right. Colour is the exact "
-            "fraction of each bin's pages in the category.</p>" + "".join(parts)
+            "fraction of each bin's pages in the category; grey cells were not mapped at that "
+            "time.</p>" + "".join(parts)
         )
 
     def working_sets() -> str:
-        ws = pa.working_set_size(capture)
         parts = [_png(lambda f: pp.working_set(ws, ax=f.add_subplot()), (11, 4))]
         if W:
             parts.append(
@@ -244,15 +318,18 @@ def build_report(
         )
         if not W or capture.n_snapshots < 2:
             return text + "<p class='note'>No write tracking: no pre-copy estimate.</p>"
+        dirty = pa.dirty_bytes(capture)  # shared by the estimates for every link
         estimates = {
-            bw: pa.precopy_estimate(capture, bandwidth=bw, downtime=downtime)
+            bw: pa.precopy_estimate(
+                capture, bandwidth=bw, downtime=downtime, dirty=dirty, dump=dump
+            )
             for bw in sorted({bandwidth, 1.25e8, 1.25e9, 1.25e10})  # 1, 10, 100 Gbit/s
         }
         rows = []
         for bw, e in estimates.items():
             rows.append(
                 [
-                    f"{bw * 8 / 1e9:g} Gbit/s",
+                    _human_rate(bw, nominal_bits=bw * 8),
                     f"{e.round_bytes.size - 1}",
                     f"{e.downtime_s * 1e3:,.1f} ms",
                     f"{e.total_s:,.2f} s",
@@ -284,7 +361,12 @@ def build_report(
         from tqdm.auto import tqdm
 
         it = tqdm(sections, desc="report", unit="section")
-    body = [f"<h1>{html.escape(title)}</h1>", capture._repr_html_()]
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    if m.command:
+        cmd = " ".join(m.command)
+        cmd = cmd if len(cmd) <= 2000 else cmd[:2000] + " …"
+        body.append(f"<p class='note'>command: <code>{html.escape(cmd)}</code></p>")
+    body.append(capture._repr_html_())
     for name, fn in it:
         body.append(f"<h2>{html.escape(name)}</h2>{fn()}")
     return (

@@ -11,6 +11,7 @@ from pmviz.analysis.heatmap import heatmap_grid, snapshot_cells
 from pmviz.capture import Capture, CaptureMeta
 from pmviz.maps import VmaKind
 from pmviz.mask import Mask
+from pmviz.regions import Regions
 
 
 def test_compact_axis_collapses_the_gap_and_labels_bands():
@@ -191,3 +192,37 @@ def test_prefix_coverage_chunks_and_threads_agree_with_a_loop(monkeypatch, chunk
         threads=threads,
     )
     assert (two_d == got[rows]).all()
+
+
+def test_cells_not_mapped_at_that_time_are_nan_not_zero():
+    """A VMA that appears later reads as unmapped (NaN) before, not as 0 % of its pages."""
+    heap = (HEAP, HEAP + 8 * PAGE, "rw-p", VmaKind.HEAP, "[heap]")
+    anon = (BASE, BASE + 8 * PAGE, "rw-p", VmaKind.ANON, "")
+    h = regions((0, 8, P), base=HEAP)
+    snaps = [
+        (0, h, None, vmas(heap)),
+        (10**9, Regions.concat([h, regions((0, 8, 0))]), None, vmas(heap, anon)),
+        (2 * 10**9, Regions.concat([h, regions((0, 4, P), (4, 8, 0))]), None, vmas(heap, anon)),
+    ]
+    cap = Capture.from_snapshots(CaptureMeta(interval_ns=10**9), snaps)
+    g = heatmap_grid(cap, "present", addr_bins=2)
+    assert np.isnan(g.grid[0, 1]) and g.grid[0, 0] == 1
+    np.testing.assert_array_equal(g.grid[1:], [[1, 0], [1, 0.5]])
+    np.testing.assert_array_equal(g.mapped, [[1, 0], [1, 1], [1, 1]])
+    # Half of a time bin mapped: the fraction is of the bin's pages, the cell is not NaN.
+    g2 = heatmap_grid(cap, "present", addr_bins=2, time_bins=1, time_range=(0.5, 1.5))
+    np.testing.assert_allclose(g2.mapped, [[1, 0.5]])
+    np.testing.assert_allclose(g2.grid, [[1, 0]])
+
+
+def test_absurd_bin_counts_are_refused_before_allocating():
+    with pytest.raises(ValueError, match="fewer bins"):
+        heatmap_grid(two_vma_capture(), "present", time_bins=1_000_000_000, addr_bins=4)
+
+
+def test_pages_outside_the_vma_table_are_not_hidden_as_unmapped():
+    heap = (HEAP, HEAP + 8 * PAGE, "rw-p", VmaKind.HEAP, "[heap]")
+    r = Regions.concat([regions((0, 8, P), base=HEAP), regions((0, 8, P))])  # anon: no VMA
+    cap = Capture.from_snapshots(CaptureMeta(interval_ns=10**9), [(0, r, None, vmas(heap))])
+    g = heatmap_grid(cap, "present", axis="linear", addr_range=(BASE, BASE + 8 * PAGE), addr_bins=2)
+    assert g.mapped.tolist() == [[0, 0]] and g.grid.tolist() == [[1, 1]]

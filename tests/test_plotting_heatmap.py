@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from synthetic import PAGE, two_vma_capture  # noqa: E402
 
 import pmviz.analysis as pa  # noqa: E402
@@ -31,7 +32,8 @@ def test_heatmap_from_capture_draws_the_grid(ax):
     assert {"[heap]", "anon"} <= texts
     assert ax.get_title() == "present pages"
     # The collapsed gap is marked at the segment boundary.
-    assert any(np.allclose(line.get_ydata(), 8 * PAGE) for line in ax.get_lines())
+    gaps = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(gaps) == 1 and [seg[0][1] for seg in gaps[0].get_segments()] == [8 * PAGE]
 
 
 def test_heatmap_uses_current_axes_and_forwards_kwargs():
@@ -61,3 +63,101 @@ def test_address_ticks_are_aligned_and_inside():
     ticks = pp.address_ticks(ax_, 0, ax_.length)
     real = ax_.to_real(ticks.astype(np.int64))
     assert (real % 0x1000 == 0).all() and 0 in ticks
+
+
+def _many_vma_capture(n_vmas=50_000):
+    """``n_vmas`` one-page VMAs with one-page gaps, kinds and names alternating (no merging)."""
+    from synthetic import BASE
+
+    from pmviz.capture import Capture, CaptureMeta
+    from pmviz.maps import VMA_DTYPE, VmaKind, Vmas
+    from pmviz.regions import REGION_DTYPE, Regions
+
+    start = BASE + np.arange(n_vmas, dtype=np.uint64) * np.uint64(2 * PAGE)
+    t = np.zeros(n_vmas, VMA_DTYPE)
+    t["start"], t["end"] = start, start + np.uint64(PAGE)
+    t["kind"] = np.where(np.arange(n_vmas) % 2, int(VmaKind.FILE), int(VmaKind.ANON))
+    t["perms"] = b"rw-p"
+    names = [
+        f"/usr/lib/python3/_multiarray_umath_{i}.cpython-311-x86_64-linux-gnu.so" if i % 2 else ""
+        for i in range(n_vmas)
+    ]
+    r = np.zeros(n_vmas, REGION_DTYPE)
+    r["start"], r["end"], r["categories"] = t["start"], t["end"], 8
+    regs = Regions(r)
+    return Capture.from_snapshots(
+        CaptureMeta(interval_ns=10**8), [(i * 10**8, regs, None, Vmas(t, names)) for i in range(3)]
+    )
+
+
+def test_50k_vmas_draw_a_bounded_number_of_artists():
+    """The band strip and labels are bounded by the pixels, not by the VMA count."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    from pmviz.plotting.heatmap import _label_budget, _strip_rows
+
+    cap = _many_vma_capture()
+    fig = Figure(figsize=(12, 7), layout="constrained")
+    ax = fig.add_subplot()
+    pp.heatmap(cap, "present", ax=ax)
+    assert pa.address_axis(cap).bands.size == 50_000  # every VMA its own band
+    strips = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(strips) == 1 and len(strips[0].get_paths()) <= _strip_rows(ax)
+    assert not [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert 0 < len(ax.texts) <= _label_budget(ax) <= 7 * 72 / 7
+    assert all(len(t.get_text()) <= 20 for t in ax.texts)
+    pp.composite_heatmap(cap, ax=fig.add_subplot())  # the composite too
+
+
+def test_short_labels_keep_start_and_extension():
+    from pmviz.plotting.heatmap import short_label
+
+    assert short_label("_multiarray_umath.cpython-311-x86_64-linux-gnu.so") == (
+        "_multiarray_umath.so"
+    )
+    assert short_label("libsomething-very-long-name-here.so.6") == "libsomething-very….6"
+    assert short_label("[heap]") == "[heap]"
+    assert len(short_label("x" * 100)) == 20
+
+
+def test_unmapped_cells_use_the_unmapped_colour_with_a_legend_entry(ax):
+    from synthetic import BASE, HEAP, P, regions, vmas
+
+    from pmviz.capture import Capture, CaptureMeta
+    from pmviz.maps import VmaKind
+    from pmviz.plotting.heatmap import _UNMAPPED_COLOR, _UNMAPPED_LABEL
+    from pmviz.regions import Regions
+
+    heap = (HEAP, HEAP + 8 * PAGE, "rw-p", VmaKind.HEAP, "[heap]")
+    anon = (BASE, BASE + 8 * PAGE, "rw-p", VmaKind.ANON, "")
+    h = regions((0, 8, P), base=HEAP)
+    cap = Capture.from_snapshots(
+        CaptureMeta(interval_ns=10**9),
+        [
+            (0, h, None, vmas(heap)),
+            (10**9, Regions.concat([h, regions((0, 8, 0))]), None, vmas(heap, anon)),
+        ],
+    )
+    mesh = pp.heatmap(cap, "present", ax=ax, addr_bins=2)
+    assert mesh.get_cmap().get_bad().tolist() == list(matplotlib.colors.to_rgba(_UNMAPPED_COLOR))
+    arr = mesh.get_array()
+    assert arr.mask.tolist() == [[False, False], [True, False]]  # anon before it was mapped
+    legends = [c.get_legend() for c in ax.figure.axes if c.get_legend() is not None]
+    assert any(_UNMAPPED_LABEL in [t.get_text() for t in leg.get_texts()] for leg in legends)
+    fig2, ax2 = plt.subplots()
+    comp = pp.composite_heatmap(cap, ax=ax2, addr_bins=2)
+    rgba = np.asarray(comp.get_array()).reshape(2, 2, 4)
+    np.testing.assert_allclose(rgba[1, 0, :3], matplotlib.colors.to_rgb(_UNMAPPED_COLOR))
+    np.testing.assert_allclose(rgba[1, 1, :3], [1, 1, 1])  # mapped, nothing present: white
+    assert _UNMAPPED_LABEL in [t.get_text() for t in ax2.get_legend().get_texts()]
+    plt.close(fig2)
+
+
+def test_marks_are_drawn_on_the_time_axis(ax):
+    from pmviz.capture import Mark
+
+    cap = two_vma_capture()
+    cap.marks = [Mark(int(cap.time_ns[0]) + 1_500_000_000, "sort"), Mark(10**18, "far")]
+    pp.heatmap(cap, "present", ax=ax, addr_bins=4)
+    assert [t.get_text().strip() for t in ax.texts if t.get_rotation() == 90] == ["sort"]

@@ -2,13 +2,18 @@
 
 Every function takes a ``Capture`` (or ``Regions``) and returns arrays or small named
 results; ``pmviz.plotting`` draws them. No Python loop runs per page or per region.
+
+Whole-capture analyses read the capture chunk by chunk (``Capture.chunks`` /
+``Capture.changes``), never as one all-snapshot array: memory is one chunk plus the result,
+however long the recording. Where it helps they use the change form (``heatmap_grid`` and
+``dump_size`` replay region changes: a region that stays costs nothing).
 """
 
 from __future__ import annotations
 
 from .axis import AddressAxis, address_axis
 from .diff import DiffGrid, SnapshotDiff, diff_grid, snapshot_diff
-from .heatmap import HeatmapGrid, heatmap_grid, snapshot_cells
+from .heatmap import HeatmapGrid, heatmap_grid, heatmap_grids, snapshot_cells
 from .hilbert import HilbertMap, hilbert_d2xy, hilbert_map
 from .migration import CRIU_DUMP_MASK, PrecopyEstimate, dirty_bytes, dump_size, precopy_estimate
 from .sanitizers import (
@@ -37,6 +42,7 @@ __all__ = [
     "address_axis",
     "HeatmapGrid",
     "heatmap_grid",
+    "heatmap_grids",
     "snapshot_cells",
     "WorkingSet",
     "working_set_size",

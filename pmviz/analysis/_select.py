@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
 from ..capture import Capture
 from ..categories import Category, parse_categories
 from ..maps import Vmas
 from ..mask import Mask
 from ..regions import Regions
+from ._stream import no_written
 
 CategoryArg = Mask | Category | int | str
 """``"written"`` (the write-tracking sets), a category / bit set / name (pages having all of
@@ -27,14 +26,14 @@ _ALIASES = {
 
 
 class Source(NamedTuple):
-    regions: np.ndarray
-    offsets: np.ndarray
+    what: str
+    """``"regions"`` (the full scans) or ``"written"`` (the write-tracking sets)."""
     select: Mask | None
     label: str
 
 
 def resolve(capture: Capture, category: CategoryArg) -> Source:
-    """Which concatenated region array to count and which regions of it match.
+    """Which rows to count (full scans or written sets) and which of them match.
 
     Raises
     ------
@@ -44,15 +43,11 @@ def resolve(capture: Capture, category: CategoryArg) -> Source:
         Anything that is not a mask, a category or a name.
     """
     if isinstance(category, str) and category.strip().lower() == "written":
-        if capture.written is None or capture.written_offsets is None:
-            raise ValueError(
-                "this capture has no written sets (recorded without write tracking: "
-                f"write_mechanism={capture.meta.write_mechanism!r}); choose a category such as "
-                "'present' or 'swapped', or record with write tracking"
-            )
-        return Source(capture.written, capture.written_offsets, None, "written")
+        if not capture.has_written:
+            raise no_written(capture)
+        return Source("written", None, "written")
     if isinstance(category, Mask):
-        return Source(capture.regions, capture.region_offsets, category, _mask_label(category))
+        return Source("regions", category, _mask_label(category))
     if isinstance(category, str):
         category = "|".join(
             _ALIASES.get(p.strip().lower(), p) for p in category.replace(",", "|").split("|")
@@ -65,7 +60,7 @@ def resolve(capture: Capture, category: CategoryArg) -> Source:
             f"got {type(category).__name__}"
         )
     bits = parse_categories(category)
-    return Source(capture.regions, capture.region_offsets, Mask(require=bits), category_label(bits))
+    return Source("regions", Mask(require=bits), category_label(bits))
 
 
 def snapshot(data: Capture | Regions, at: int, vmas: Vmas | None) -> tuple[Regions, Vmas]:

@@ -7,23 +7,26 @@ on the axis are "compact bytes"; ``to_real`` and ``to_compact`` convert, vectori
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from .._intervals import bridge_gaps, merge_runs, union_columns
+from .._intervals import bridge_gaps, union_columns
 from ..capture import Capture
 from ..categories import Category
 from ..maps import VmaKind
 from ..mask import Mask
+from ._html import Summary, human_bytes
+from ._stream import changes, snapshot_rows
 
 __all__ = ["AddressAxis", "address_axis"]
 
 BAND_DTYPE = np.dtype([("start", "<u8"), ("end", "<u8"), ("kind", "i1")])
 
 
-@dataclass(frozen=True, eq=False)
-class AddressAxis:
+@dataclass(frozen=True, eq=False, repr=False)
+class AddressAxis(Summary):
     """Mapped segments laid end to end, plus labelled VMA bands.
 
     Attributes
@@ -44,6 +47,16 @@ class AddressAxis:
     seg_end: np.ndarray
     bands: np.ndarray
     labels: np.ndarray
+
+    def _rows(self) -> dict[str, str]:
+        lo = f"{int(self.seg_start[0]):#x}" if self.seg_start.size else "—"
+        hi = f"{int(self.seg_end[-1]):#x}" if self.seg_end.size else "—"
+        return {
+            "kind": self.kind,
+            "length": f"{human_bytes(self.length)} in {self.seg_start.size:,} segment(s), "
+            f"{lo}-{hi}",
+            "VMA bands": f"{self.bands.size:,}",
+        }
 
     @property
     def seg_pos(self) -> np.ndarray:
@@ -152,36 +165,55 @@ def _merge_bands(vmas: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
     return out, labels[first]
 
 
-def _row_sources(capture: Capture) -> list[tuple[np.ndarray, np.ndarray]]:
-    out = [(capture.regions, capture.region_offsets)]
-    if capture.written is not None and capture.written_offsets is not None:
-        out.append((capture.written, capture.written_offsets))
-    return out
+def _row_chunks(capture: Capture, regions_mask: Mask | None = None) -> Iterator[np.ndarray]:
+    """Rows that ever appear, chunk by chunk: regions (those matching ``regions_mask``) as
+    they first appear (``Capture.changes``), then every written set.
+    """
+    for ch in changes(capture):
+        rows = ch.rows[ch.sign > 0]
+        yield rows if regions_mask is None else rows[regions_mask.matches(rows["categories"])]
+    if capture.has_written:
+        for r in snapshot_rows(capture, "written"):
+            yield r.rows
+
+
+def _union_of(capture: Capture, regions_mask: Mask | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The union of every row seen, built chunk by chunk (memory: the union plus a chunk)."""
+    s = e = np.empty(0, np.uint64)
+    for rows in _row_chunks(capture, regions_mask):
+        s, e = union_columns(np.concatenate([s, rows["start"]]), np.concatenate([e, rows["end"]]))
+    return s, e
 
 
 def _span(capture: Capture) -> tuple[int, int]:
-    """Lowest start and highest end of any region (each snapshot is sorted: no full pass)."""
+    """Lowest start and highest end of any region."""
     lo, hi = [], []
-    for regs, off in _row_sources(capture):
-        nonempty = off[1:] > off[:-1]
-        if nonempty.any():
-            lo.append(int(regs["start"][off[:-1][nonempty]].min()))
-            hi.append(int(regs["end"][off[1:][nonempty] - 1].max()))
+    for rows in _row_chunks(capture):
+        if rows.size:
+            lo.append(int(rows["start"].min()))
+            hi.append(int(rows["end"].max()))
     return (min(lo), max(hi)) if lo else (0, 0)
 
 
 def _occupied(capture: Capture, min_gap: int) -> tuple[np.ndarray, np.ndarray]:
     """Where any page was ever present, swapped or written; gaps below ``min_gap`` kept."""
-    keep = Mask(anyof=Category.PRESENT | Category.SWAPPED)
-    s_parts, e_parts = [], []
-    for i, (regs, _) in enumerate(_row_sources(capture)):
-        r = regs if i else regs[keep.matches(regs["categories"])]
-        s_parts.append(r["start"])
-        e_parts.append(r["end"])
-    s, e = union_columns(np.concatenate(s_parts), np.concatenate(e_parts))
+    s, e = _union_of(capture, Mask(anyof=Category.PRESENT | Category.SWAPPED))
     if min_gap > 0:
         s, e = bridge_gaps(s, e, min_gap - 1)
     return s, e
+
+
+def _occupied_at_least(capture: Capture, addr_range: tuple[int, int] | None) -> int:
+    """Bytes resident or swapped in the last snapshot (inside ``addr_range``): a lower bound
+    of the occupied axis's length.
+    """
+    rows = capture.regions_at(-1).array
+    rows = rows[Mask(anyof=Category.PRESENT | Category.SWAPPED).matches(rows["categories"])]
+    s, e = rows["start"], rows["end"]
+    if addr_range is not None:
+        lo, hi = (np.uint64(max(0, int(x))) for x in addr_range)
+        s, e = np.maximum(s, lo), np.minimum(e, hi)
+    return int(np.maximum(e.astype(np.int64) - s.astype(np.int64), 0).sum())
 
 
 def _segments(
@@ -205,11 +237,8 @@ def _segments(
             s, e = union_columns(vmas["start"][keep], vmas["end"][keep])
         else:
             # No maps recorded: the regions themselves tell what is mapped (spec §3.2: the
-            # scan reports every page of every VMA it visits). Runs first, to keep the sort small.
-            st = np.concatenate([r["start"] for r, _ in _row_sources(capture)])
-            en = np.concatenate([r["end"] for r, _ in _row_sources(capture)])
-            st, en, _ = merge_runs(st, en)
-            s, e = union_columns(st, en)
+            # scan reports every page of every VMA it visits).
+            s, e = _union_of(capture)
         if addr_range is not None:
             zlo, zhi = (np.uint64(max(0, int(x))) for x in addr_range)
             s, e = np.maximum(s, zlo), np.minimum(e, zhi)
@@ -256,11 +285,17 @@ def address_axis(
     if kind == "auto":
         # Compare the segment lengths only; the labelled bands are built once, for the winner.
         s, e = _segments(capture, "compact", addr_range, skip_kinds, min_gap)
-        so, eo = _segments(capture, "occupied", addr_range, skip_kinds, min_gap)
-        if int((eo - so).sum()) < 0.01 * int((e - s).sum()):
-            kind, s, e = "occupied", so, eo
-        else:
+        # The occupied axis holds at least what the last snapshot has resident or swapped:
+        # when that alone is 1 % of the compact axis, "compact" wins without reading the
+        # whole capture (only sanitizer-like layouts need the full pass).
+        if _occupied_at_least(capture, addr_range) >= 0.01 * int((e - s).sum()):
             kind = "compact"
+        else:
+            so, eo = _segments(capture, "occupied", addr_range, skip_kinds, min_gap)
+            if int((eo - so).sum()) < 0.01 * int((e - s).sum()):
+                kind, s, e = "occupied", so, eo
+            else:
+                kind = "compact"
     else:
         s, e = _segments(capture, kind, addr_range, skip_kinds, min_gap)
     bands, blabels = _merge_bands(*_label_vmas(capture))

@@ -10,7 +10,8 @@ import numpy as np
 from .._intervals import set_op, union_columns
 from ..capture import Capture, CaptureMeta
 from ..regions import REGION_DTYPE, Regions
-from ._html import human_bytes, table
+from ._html import Summary, human_bytes, table, text
+from ._stream import snapshot_rows
 from .axis import AddressAxis, address_axis
 from .heatmap import bin_address
 from .working_set import RESIDENT, SWAPPED
@@ -20,8 +21,8 @@ __all__ = ["SnapshotDiff", "snapshot_diff", "DiffGrid", "diff_grid", "CHANGES"]
 CHANGES = ("became_resident", "left_resident", "became_swapped", "left_swapped", "written")
 
 
-@dataclass(frozen=True)
-class SnapshotDiff:
+@dataclass(frozen=True, repr=False)
+class SnapshotDiff(Summary):
     """Pages whose state changed from snapshot ``a`` to ``b``.
 
     Resident means ``PRESENT``; swapped excludes guard and uffd-wp markers
@@ -41,14 +42,11 @@ class SnapshotDiff:
         """Bytes per change."""
         return {k: getattr(self, k).size for k in CHANGES if getattr(self, k) is not None}
 
-    def _repr_html_(self) -> str:
-        return table(
-            "SnapshotDiff",
-            {
-                k.replace("_", " "): f"{human_bytes(v)} in {len(getattr(self, k)):,} regions"
-                for k, v in self.totals().items()
-            },
-        )
+    def _rows(self) -> dict[str, str]:
+        return {
+            k.replace("_", " "): f"{human_bytes(v)} in {len(getattr(self, k)):,} regions"
+            for k, v in self.totals().items()
+        }
 
     def changes(self) -> list[str]:
         """The change kinds present in this diff, in ``CHANGES`` order."""
@@ -92,13 +90,16 @@ def snapshot_diff(
     res_a, res_b = _sel(ra, RESIDENT), _sel(rb, RESIDENT)
     swp_a, swp_b = _sel(ra, SWAPPED), _sel(rb, SWAPPED)
     written = None
-    if other is None and capture.written is not None and capture.written_offsets is not None:
+    if other is None and capture.has_written:
         ia, ib = capture._index(a), capture._index(b)
         if ib < ia:
             raise ValueError(f"snapshot b ({ib}) comes before a ({ia}); swap them")
-        o = capture.written_offsets
-        w = capture.written[o[ia + 1] : o[ib + 1]]
-        written = _as_regions(union_columns(w["start"], w["end"]), ps)
+        ws = we = np.empty(0, np.uint64)
+        for r in snapshot_rows(capture, "written", slice(ia + 1, ib + 1)):  # union by chunk
+            ws, we = union_columns(
+                np.concatenate([ws, r.rows["start"]]), np.concatenate([we, r.rows["end"]])
+            )
+        written = _as_regions((ws, we), ps)
     pair = Capture.from_snapshots(
         CaptureMeta(page_size=ps),
         [(0, ra, None, capture.vmas_at(a)), (1, rb, None, second.vmas_at(b))],
@@ -121,6 +122,20 @@ class DiffGrid(NamedTuple):
     addr_edges: np.ndarray
     addr_pos: np.ndarray
     axis: AddressAxis
+
+    def _rows(self) -> dict[str, str]:
+        rows = {"address bins": f"{self.grid.shape[1]:,} over {human_bytes(self.axis.length)}"}
+        for k, g in zip(self.changes, self.grid):
+            rows[k.replace("_", " ")] = (
+                f"in {int((g > 0).sum()):,} bins, max {g.max(initial=0):.1%}"
+            )
+        return rows
+
+    def __repr__(self) -> str:
+        return text("DiffGrid", self._rows())
+
+    def _repr_html_(self) -> str:
+        return table("DiffGrid", self._rows())
 
 
 def diff_grid(

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..capture import Capture
 from ..regions import Regions
+from ._html import human_bytes, table, text
 from ._intervals import prefix_coverage
 from ._select import CategoryArg, category_mask
 from .sparsity import select_ranges
@@ -52,6 +53,22 @@ class HilbertMap(NamedTuple):
     start: int
     end: int
     category: str
+
+    def _rows(self) -> dict[str, str]:
+        side = 1 << self.order
+        cell = int(self.edges[1] - self.edges[0]) if self.edges.size > 1 else 0
+        return {
+            "range": f"{self.start:#x}-{self.end:#x} ({human_bytes(self.end - self.start)})",
+            "cells": f"{side} x {side}, about {human_bytes(cell)} each",
+            self.category: f"{float(self.image.mean()):.1%} of the range, "
+            f"{int((self.image > 0).sum()):,} cells touched",
+        }
+
+    def __repr__(self) -> str:
+        return text("HilbertMap", self._rows())
+
+    def _repr_html_(self) -> str:
+        return table("HilbertMap", self._rows())
 
 
 def hilbert_map(

@@ -9,8 +9,8 @@ import numpy as np
 from ..capture import Capture
 from ..categories import Category as C
 from ..mask import Mask
-from ._html import human_bytes, table
-from ._intervals import prefix_coverage
+from ._html import Summary, human_bytes
+from ._stream import changes
 from .working_set import wss_curve
 
 __all__ = ["CRIU_DUMP_MASK", "dump_size", "dirty_bytes", "PrecopyEstimate", "precopy_estimate"]
@@ -22,15 +22,22 @@ _DUMP = Mask(anyof=C.PRESENT | C.SWAPPED, exclude=C.FILE | C.PFNZERO | C.GUARD)
 
 
 def dump_size(capture: Capture) -> np.ndarray:
-    """Bytes CRIU would dump at each snapshot (``int64``)."""
-    c = prefix_coverage(
-        capture.regions, capture.region_offsets, np.array([0, 2**63 - 1], np.uint64), select=_DUMP
-    )
-    return c[:, 1] - c[:, 0]
+    """Bytes CRIU would dump at each snapshot (``int64``).
+
+    Replays the capture's changes: a region that stays costs nothing.
+    """
+    n = capture.n_snapshots
+    delta = np.zeros(n)
+    for ch in changes(capture):
+        keep = _DUMP.matches(ch.rows["categories"])
+        r = ch.rows[keep]
+        size = (r["end"] - r["start"]).astype(np.float64) * ch.sign[keep]
+        delta += np.bincount(ch.snapshot[keep], size, minlength=n)[:n]  # exact below 2**53
+    return np.rint(np.cumsum(delta)).astype(np.int64)
 
 
-@dataclass(frozen=True)
-class PrecopyEstimate:
+@dataclass(frozen=True, repr=False)
+class PrecopyEstimate(Summary):
     """The pre-copy rounds of a live migration and the resulting downtime.
 
     ``round_bytes[0]`` is the full dump; round ``n`` resends the pages dirtied while round
@@ -57,10 +64,12 @@ class PrecopyEstimate:
     def total_bytes(self) -> int:
         return int(self.round_bytes.sum())
 
-    def _repr_html_(self) -> str:
+    def _title(self) -> str:
+        return "Pre-copy estimate"
+
+    def _rows(self) -> dict[str, str]:
         rounds = " → ".join(human_bytes(float(b)) for b in self.round_bytes[:12])
-        return table(
-            "Pre-copy estimate",
+        return dict(
             {
                 "link": f"{human_bytes(self.bandwidth)}/s",
                 "rounds (last = stop and copy)": rounds
@@ -107,6 +116,8 @@ def precopy_estimate(
     at: int = -1,
     max_rounds: int = 30,
     statistic: str = "max",
+    dirty: tuple[np.ndarray, np.ndarray] | None = None,
+    dump: np.ndarray | None = None,
 ) -> PrecopyEstimate:
     """Model iterative pre-copy migration from the capture's dump size and dirty rate.
 
@@ -127,17 +138,25 @@ def precopy_estimate(
         Give up (and stop and copy) after this many rounds.
     statistic : {"max", "mean"}
         Worst or average window of the capture for the dirty rate.
+    dirty : (numpy.ndarray, numpy.ndarray), optional
+        ``dirty_bytes(capture, statistic)`` when already computed (estimates for several
+        links share it).
+    dump : numpy.ndarray, optional
+        ``dump_size(capture)`` when already computed.
 
     Returns
     -------
     PrecopyEstimate
     """
-    if bandwidth <= 0:
-        raise ValueError(f"bandwidth must be > 0 bytes/s, got {bandwidth}")
-    if downtime < 0 or max_rounds < 1:
-        raise ValueError("downtime must be >= 0 and max_rounds >= 1")
-    secs, dirty = dirty_bytes(capture, statistic)
-    d0 = float(dump_size(capture)[capture._index(at)])
+    if not (np.isfinite(bandwidth) and bandwidth > 0):
+        raise ValueError(f"bandwidth must be a finite number of bytes/s > 0, got {bandwidth}")
+    if not (np.isfinite(downtime) and downtime >= 0) or max_rounds < 1:
+        raise ValueError(
+            f"downtime must be finite seconds >= 0 and max_rounds >= 1, got {downtime}, "
+            f"{max_rounds}"
+        )
+    secs, dirty_b = dirty_bytes(capture, statistic) if dirty is None else dirty
+    d0 = float((dump_size(capture) if dump is None else dump)[capture._index(at)])
     sizes, times = [d0], [d0 / bandwidth]
     reason = "max_rounds"
     converged = False
@@ -145,7 +164,7 @@ def precopy_estimate(
         if times[-1] <= downtime:
             converged, reason = True, "fits the downtime budget"
             break
-        nxt = min(float(np.interp(times[-1], secs, dirty)), d0)
+        nxt = min(float(np.interp(times[-1], secs, dirty_b)), d0)
         if nxt >= sizes[-1]:
             reason = "dirty set no longer shrinks"
             sizes.append(nxt)

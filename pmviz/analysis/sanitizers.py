@@ -22,7 +22,7 @@ from ..categories import Category
 from ..maps import SHADOW_RANGES, VmaKind, Vmas
 from ..mask import Mask
 from ..regions import REGION_DTYPE, Regions
-from ._html import human_bytes, table
+from ._html import Summary, human_bytes
 from ._intervals import prefix_coverage
 from ._select import snapshot
 
@@ -111,8 +111,8 @@ def app_to_shadow(addr: np.ndarray | int, sanitizer: str = "asan") -> np.ndarray
     return a ^ np.uint64(MSAN_XOR)
 
 
-@dataclass(frozen=True)
-class ShadowMap:
+@dataclass(frozen=True, repr=False)
+class ShadowMap(Summary):
     """Resident shadow, seen from the application side.
 
     Attributes
@@ -133,7 +133,10 @@ class ShadowMap:
     vma_bytes: np.ndarray
     vma_labels: list[str]
 
-    def _repr_html_(self) -> str:
+    def _title(self) -> str:
+        return "Materialised shadow"
+
+    def _rows(self) -> dict[str, str]:
         top = np.argsort(self.vma_bytes)[::-1][:8]
         rows = {
             "sanitizer": self.sanitizer.upper(),
@@ -143,7 +146,7 @@ class ShadowMap:
         for i in top.tolist():
             if self.vma_bytes[i]:
                 rows[f"  {self.vma_labels[i]} #{i}"] = human_bytes(int(self.vma_bytes[i]))
-        return table("Materialised shadow", rows)
+        return rows
 
 
 def materialised_shadow(

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._intervals import concat_aranges
 from ..capture import Capture
 from ..categories import Category
 from ..maps import Vmas
 from ..mask import Mask
 from ..regions import REGION_DTYPE, Regions, _human_bytes
-from ._html import table
+from ._html import Summary
 from ._select import category_mask, snapshot
 
 __all__ = ["Sparsity", "sparsity", "PAGE_REGION_BYTES", "PAGEMAP_ENTRY_BYTES"]
@@ -20,8 +21,8 @@ PAGE_REGION_BYTES = 24  # sizeof(struct page_region), spec §1.3
 PAGEMAP_ENTRY_BYTES = 8  # one u64 per page in /proc/PID/pagemap, spec §5
 
 
-@dataclass(frozen=True)
-class Sparsity:
+@dataclass(frozen=True, repr=False)
+class Sparsity(Summary):
     """Sparsity of one range for one category, and the scan cost it implies.
 
     Attributes
@@ -99,10 +100,10 @@ class Sparsity:
         counts, _ = np.histogram(v, bins=edges)
         return counts, edges
 
-    def _repr_html_(self) -> str:
-        rows = {
-            "ranges": ", ".join(f"<code>{s:#x}-{e:#x}</code>" for s, e in self.ranges.tolist()[:4])
-            + (" …" if len(self.ranges) > 4 else ""),
+    def _rows(self) -> dict[str, str]:
+        return {
+            "ranges": ", ".join(f"{s:#x}-{e:#x}" for s, e in self.ranges.tolist()[:4])
+            + (f" … ({len(self.ranges):,} in all)" if len(self.ranges) > 4 else ""),
             "reserved": _human_bytes(self.reserved_bytes),
             self.category: f"{_human_bytes(self.matched_bytes)} ({100 * self.density:.1f}%)",
             "regions (filtered / unfiltered scan)": f"{self.n_regions:,} / {self.n_scan_regions:,}",
@@ -111,7 +112,6 @@ class Sparsity:
             f"ioctl(s) vs {_human_bytes(self.pagemap_bytes_out)} of pagemap "
             f"({self.compression:,.0f}x)",
         }
-        return table("Sparsity", rows)
 
 
 def select_ranges(
@@ -140,6 +140,23 @@ def select_ranges(
     hi = np.minimum(vmas.end, np.uint64(2**64 - 1 if end is None else end))
     keep = hi > lo
     return np.stack([lo[keep], hi[keep]], axis=1)
+
+
+def _clip_to(regs: Regions, ranges: np.ndarray) -> Regions:
+    """The regions cut to each range, in range order (one vectorised pass, not one per VMA)."""
+    a = regs.array
+    if not len(ranges) or not a.size:
+        return Regions(np.empty(0, REGION_DTYPE), page_size=regs.page_size)
+    r0, r1 = ranges[:, 0].astype(np.uint64), ranges[:, 1].astype(np.uint64)
+    # Regions of a scan are sorted and disjoint: those overlapping range k are contiguous.
+    lo = np.searchsorted(a["end"], r0, side="right")
+    hi = np.searchsorted(a["start"], r1, side="left")
+    n = np.maximum(hi - lo, 0)
+    rng = np.repeat(np.arange(len(ranges)), n)
+    out = a[concat_aranges(lo, n)].copy()
+    out["start"] = np.maximum(out["start"], r0[rng])
+    out["end"] = np.minimum(out["end"], r1[rng])
+    return Regions(out[out["end"] > out["start"]], page_size=regs.page_size)
 
 
 def sparsity(
@@ -181,8 +198,7 @@ def sparsity(
     regs, vmas = snapshot(data, at, vmas)
     mask, label = category_mask(category)
     ranges = select_ranges(vmas, vma, start, end)
-    parts = [regs.clip(int(s), int(e)) for s, e in ranges.tolist()]  # per VMA
-    clipped = Regions.concat(parts) if parts else Regions(np.empty(0, REGION_DTYPE))
+    clipped = _clip_to(regs, ranges)
     reserved = int((ranges[:, 1] - ranges[:, 0]).sum())
     hit = mask.apply(clipped)
     page_shift = np.uint64(regs.page_size.bit_length() - 1)

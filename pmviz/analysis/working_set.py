@@ -8,6 +8,7 @@ with a few vectorised passes (bincount, difference arrays), in memory proportion
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -18,8 +19,10 @@ from ..capture import Capture
 from ..categories import Category as C
 from ..maps import VmaKind
 from ..mask import Mask
-from ._html import human_bytes, table
+from ..regions import REGION_DTYPE
+from ._html import Summary, human_bytes
 from ._intervals import BitMatch, prefix_coverage
+from ._stream import chunks, snapshot_rows
 from .heatmap import interval_s
 
 __all__ = [
@@ -44,8 +47,8 @@ SWAPPED = Mask(require=C.SWAPPED, exclude=C.GUARD)
 KINDS = [k.name.lower() for k in VmaKind] + ["unattributed"]
 
 
-@dataclass(frozen=True)
-class WorkingSet:
+@dataclass(frozen=True, repr=False)
+class WorkingSet(Summary):
     """Bytes per snapshot, in total and per VMA kind (columns named by ``kinds``).
 
     ``written*`` are ``None`` for a capture without write tracking. ``unattributed`` holds
@@ -61,7 +64,7 @@ class WorkingSet:
     swapped_by_kind: np.ndarray
     written_by_kind: np.ndarray | None
 
-    def _repr_html_(self) -> str:
+    def _rows(self) -> dict[str, str]:
         rows = {
             "snapshots": f"{self.time.size:,} over {self.time[-1] if self.time.size else 0:.2f} s",
             "resident (max / last)": f"{human_bytes(int(self.resident.max(initial=0)))} / "
@@ -78,7 +81,7 @@ class WorkingSet:
             rows["resident by kind (last)"] = ", ".join(
                 f"{k} {human_bytes(int(b))}" for k, b in zip(self.kinds, by.tolist()) if b
             )
-        return table("WorkingSet", rows)
+        return rows
 
     def to_pandas(self):  # noqa: ANN201 - pandas is optional
         """One row per snapshot: time and the three totals."""
@@ -115,94 +118,192 @@ def working_set_size(capture: Capture) -> WorkingSet:
 
     Resident is ``PRESENT``; swapped is ``SWAPPED`` without guard markers (the recorder has
     already told uffd-wp markers from swap, see ``pmviz.swapped``); written is the
-    write-tracking set (pages written since the previous snapshot).
+    write-tracking set (pages written since the previous snapshot). The capture is read
+    chunk by chunk (memory: one chunk plus the result).
 
     Returns
     -------
     WorkingSet
     """
-    res, res_k = _by_kind(capture, capture.regions, capture.region_offsets, RESIDENT)
-    swp, swp_k = _by_kind(capture, capture.regions, capture.region_offsets, SWAPPED)
+    n = capture.n_snapshots
+    res, swp = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    res_k = np.zeros((n, len(KINDS)), np.int64)
+    swp_k = np.zeros((n, len(KINDS)), np.int64)
     wr = wr_k = None
-    if capture.written is not None and capture.written_offsets is not None:
-        wr, wr_k = _by_kind(capture, capture.written, capture.written_offsets, None)
+    if capture.has_written:
+        wr, wr_k = np.zeros(n, np.int64), np.zeros((n, len(KINDS)), np.int64)
+    for first, ch in chunks(capture):
+        sl = slice(first, first + ch.n_snapshots)
+        res[sl], res_k[sl] = _by_kind(ch, ch.regions, ch.region_offsets, RESIDENT)
+        swp[sl], swp_k[sl] = _by_kind(ch, ch.regions, ch.region_offsets, SWAPPED)
+        if wr is not None and wr_k is not None:
+            assert ch.written is not None and ch.written_offsets is not None
+            wr[sl], wr_k[sl] = _by_kind(ch, ch.written, ch.written_offsets, None)
     return WorkingSet(capture.times, KINDS, res, swp, wr, res_k, swp_k, wr_k)
 
 
 # -- per-page history ------------------------------------------------------------------------
-class _History(NamedTuple):
-    """Write events over elementary intervals, sorted by (interval, snapshot).
-
-    ``bounds`` are the sorted boundaries of all written regions (and of ``extra``); interval
-    ``k`` is ``[bounds[k], bounds[k + 1])`` and is wholly in or out of every written set.
-    Event ``j`` says interval ``e[j]`` was written in snapshot ``s[j]``; ``prev[j]`` is the
-    snapshot of the previous write of the same interval (or a large negative number). Memory
-    is proportional to the data, not to snapshots x intervals.
-    """
-
-    bounds: np.ndarray
-    widths: np.ndarray
-    e: np.ndarray
-    s: np.ndarray
-    prev: np.ndarray
-    n: int
-
+# The written sets are replayed chunk by chunk into an interval map of "when was each byte last
+# written" (or "how often"): its size is bounded by how fragmented the written address space
+# is, not by the number of snapshots. Each chunk yields write events (bytes, snapshot, previous
+# write of those bytes), from which every question below is a few vectorised passes
+# (bincount, difference arrays) into arrays of one value per snapshot.
 
 _NEVER = -(1 << 40)
 
 
-def _history(capture: Capture, extra: np.ndarray | None = None) -> _History:
-    if capture.written is None or capture.written_offsets is None:
+class _Events(NamedTuple):
+    """Bytes ``width[j]`` were written at snapshot ``s[j]``, previously at ``prev[j]``.
+
+    ``prev`` is ``_NEVER`` where those bytes were not written before.
+    """
+
+    width: np.ndarray
+    s: np.ndarray
+    prev: np.ndarray
+
+
+class _IntervalMap:
+    """Sorted disjoint ``[start, end)`` intervals carrying one ``int64`` value each."""
+
+    def __init__(self) -> None:
+        self.start = np.empty(0, np.uint64)
+        self.end = np.empty(0, np.uint64)
+        self.value = np.empty(0, np.int64)
+
+    def lookup(self, points: np.ndarray, default: int) -> np.ndarray:
+        """The value at each point (``default`` outside every interval)."""
+        i = np.searchsorted(self.end, points, side="right")
+        j = np.minimum(i, max(self.start.size - 1, 0))
+        inside = (i < self.start.size) & (self.start[j] <= points) if self.start.size else i < 0
+        return np.where(inside, self.value[j] if self.start.size else default, default)
+
+    def replay(self, rows: np.ndarray, snap: np.ndarray, count: bool = False) -> _Events:
+        """Apply one chunk of written sets; the map keeps the last write (or the write count).
+
+        Returns the chunk's write events, split where the map's intervals or the rows' bounds
+        are (a piece is wholly inside or outside every row and every map interval).
+        """
+        nonempty = rows["end"] > rows["start"]
+        rows, snap = rows[nonempty], snap[nonempty]
+        bounds = elementary(
+            np.concatenate([rows["start"], self.start]), np.concatenate([rows["end"], self.end])
+        )
+        widths = np.diff(bounds).astype(np.int64)
+        i0 = np.searchsorted(bounds, rows["start"])
+        cnt = np.searchsorted(bounds, rows["end"]) - i0
+        e = concat_aranges(i0, cnt)
+        s = np.repeat(snap, cnt)
+        base = int(snap.min()) if snap.size else 0
+        span = int(snap.max()) - base + 1 if snap.size else 1
+        key = e * span + (s - base)
+        key.sort()  # by (piece, snapshot)
+        e, s = key // span, key % span + base
+        carried = self.lookup(bounds[:-1], 0 if count else _NEVER)
+        first = np.ones(e.size, dtype=bool)
+        first[1:] = e[1:] != e[:-1]
+        prev = np.empty(e.size, dtype=np.int64)
+        prev[1:] = s[:-1]
+        prev[first] = _NEVER if count else carried[e[first]]
+        new = carried.copy()
+        if count:
+            new += np.bincount(e, minlength=widths.size)
+            keep = new > 0
+        else:
+            last = np.ones(e.size, dtype=bool)
+            last[:-1] = first[1:]
+            new[e[last]] = s[last]
+            keep = new != _NEVER
+        self.start, self.end, self.value = merge_runs(
+            bounds[:-1][keep], bounds[1:][keep], new[keep]
+        )
+        return _Events(widths[e], s, prev)
+
+
+def _require_written(capture: Capture) -> None:
+    if not capture.has_written:
         raise ValueError(
             "this capture has no written sets (write_mechanism="
             f"{capture.meta.write_mechanism!r}); record with write tracking"
         )
-    nonempty = capture.written["end"] > capture.written["start"]
-    w = capture.written[nonempty]
-    n = capture.n_snapshots
-    parts = [w] if extra is None else [w, extra]
-    bounds = elementary(
-        np.concatenate([p["start"] for p in parts]), np.concatenate([p["end"] for p in parts])
-    )
-    widths = np.diff(bounds).astype(np.int64)
-    snap = np.repeat(np.arange(n, dtype=np.int64), np.diff(capture.written_offsets))[nonempty]
-    i0 = np.searchsorted(bounds, w["start"])
-    cnt = np.searchsorted(bounds, w["end"]) - i0
-    # Expand every written region into the elementary intervals it covers.
-    e = concat_aranges(i0, cnt)
-    key = e * n + np.repeat(snap, cnt)
-    key.sort()
-    e, s = key // n, key % n
-    prev = np.full(e.size, _NEVER, dtype=np.int64)
-    same = e[1:] == e[:-1]
-    prev[1:][same] = s[:-1][same]
-    return _History(bounds, widths, e, s, prev, n)
 
 
-def _window_bytes(h: _History, k: int) -> np.ndarray:
-    """Distinct bytes written in the ``k`` intervals ending at each snapshot (exact).
+def _replay(
+    capture: Capture,
+    snapshots: slice | None = None,
+    *,
+    into: _IntervalMap | None = None,
+    count: bool = False,
+) -> Iterator[_Events]:
+    """Replay the written sets of ``snapshots``, chunk by chunk, into one interval map."""
+    _require_written(capture)
+    m = _IntervalMap() if into is None else into
+    for r in snapshot_rows(capture, "written", snapshots):
+        yield m.replay(r.rows, r.snapshot, count)
 
-    Event ``(e, s)`` keeps interval ``e`` inside the window for snapshots ``s .. s + k - 1``;
-    the part already covered by the previous write of ``e`` is not counted twice.
+
+def _final_map(capture: Capture, snapshots: slice, *, count: bool = False) -> _IntervalMap:
+    """The interval map after replaying ``snapshots`` (last write, or write count)."""
+    m = _IntervalMap()
+    for _ in _replay(capture, snapshots, into=m, count=count):
+        pass
+    return m
+
+
+def _window_bytes(capture: Capture, windows: np.ndarray) -> np.ndarray:
+    """Distinct bytes written in the ``k`` intervals ending at each snapshot, per window.
+
+    ``(len(windows), n)``; exact (float sums of byte counts below 2**53). An event
+    ``(s, prev)`` keeps its bytes inside window ``k`` for snapshots
+    ``[max(s, prev + k), s + k)``: ``+w`` on ``[s, s + k)``, less ``w`` on ``[s, prev + k)``
+    where ``k > s - prev``. Every bound is either a fixed column (``s``), or a fixed column
+    shifted by ``k`` (``s + k``, ``prev + k``), and the ``k > s - prev`` condition is a range of
+    the sorted windows: so each event costs O(1) whatever the number of windows, and the
+    windows are resolved at the end with one cumulative sum and one shift per window.
     """
-    lo = np.maximum(h.s, h.prev + k)
-    hi = np.minimum(h.s + k, h.n)
-    ok = lo < hi
-    wts = h.widths[h.e[ok]].astype(np.float64)
-    d = np.bincount(lo[ok], wts, minlength=h.n + 1) - np.bincount(hi[ok], wts, minlength=h.n + 1)
-    return np.rint(np.cumsum(d[: h.n])).astype(np.int64)
+    n = capture.n_snapshots
+    ks, back = np.unique(windows, return_inverse=True)
+    n_k, width = ks.size, n + 1
+    fixed = np.zeros(width)  # +w at s (every window)
+    shifted = np.zeros(width)  # -w at s + k (every window)
+    fixed_from = np.zeros((n_k + 1, width))  # -w at s, for windows j >= j0 (cumulated over j)
+    shifted_from = np.zeros((n_k + 1, width))  # +w at prev + k, for windows j >= j0
+    for ev in _replay(capture):
+        w = ev.width.astype(np.float64)
+        fixed += np.bincount(ev.s, w, minlength=width)[:width]
+        shifted -= np.bincount(ev.s, w, minlength=width)[:width]
+        seen = ev.prev != _NEVER
+        s, prev, ws = ev.s[seen], ev.prev[seen], w[seen]
+        j0 = np.searchsorted(ks, s - prev, side="right")  # first window with k > s - prev
+        part = j0 < n_k
+        s, prev, ws, j0 = s[part], prev[part], ws[part], j0[part]
+        size = (n_k + 1) * width
+        fixed_from -= np.bincount(j0 * width + s, ws, minlength=size).reshape(n_k + 1, width)
+        shifted_from += np.bincount(j0 * width + prev, ws, minlength=size).reshape(n_k + 1, width)
+    out = np.empty((n_k, n), dtype=np.int64)
+    fixed_from = np.cumsum(fixed_from[:n_k], axis=0)
+    shifted_from = np.cumsum(shifted_from[:n_k], axis=0)
+    for j, k in enumerate(ks.tolist()):  # per window: shift by k, then one cumulative sum
+        d = fixed + fixed_from[j]
+        sh = shifted + shifted_from[j]
+        if k < width:
+            d[k:] += sh[: width - k]
+        out[j] = np.rint(np.cumsum(d[:n])).astype(np.int64)
+    return out[back]
 
 
 def cumulative_written(capture: Capture) -> np.ndarray:
     """Distinct bytes written up to and including each snapshot (``int64``)."""
-    h = _history(capture)
-    new = h.prev == _NEVER
-    wts = h.widths[h.e[new]].astype(np.float64)
-    return np.rint(np.cumsum(np.bincount(h.s[new], wts, minlength=h.n))).astype(np.int64)
+    n = capture.n_snapshots
+    acc = np.zeros(n)
+    for ev in _replay(capture):
+        new = ev.prev == _NEVER
+        acc += np.bincount(ev.s[new], ev.width[new].astype(np.float64), minlength=n)[:n]
+    return np.rint(np.cumsum(acc)).astype(np.int64)
 
 
-@dataclass(frozen=True)
-class WssCurve:
+@dataclass(frozen=True, repr=False)
+class WssCurve(Summary):
     """``bytes[j, i]``: distinct bytes written in the ``windows[j]`` intervals ending at ``i``.
 
     Entries whose window reaches before the first snapshot count what there is (a partial
@@ -213,6 +314,17 @@ class WssCurve:
     windows: np.ndarray
     bytes: np.ndarray
     interval_s: float
+
+    def _rows(self) -> dict[str, str]:
+        rows = {"snapshots": f"{self.time.size:,}, interval {self.interval_s * 1e3:g} ms"}
+        for k, b in list(zip(self.windows.tolist(), self.bytes))[:8]:
+            rows[f"{k} interval(s): max / mean"] = (
+                f"{human_bytes(int(b.max(initial=0)))} / "
+                f"{human_bytes(float(b.mean()) if b.size else 0)}"
+            )
+        if self.windows.size > 8:
+            rows["…"] = f"{self.windows.size - 8} more windows"
+        return rows
 
 
 def wss_curve(capture: Capture, windows=(1, 2, 4, 8, 16)) -> WssCurve:
@@ -232,15 +344,11 @@ def wss_curve(capture: Capture, windows=(1, 2, 4, 8, 16)) -> WssCurve:
     win = np.asarray(windows, dtype=np.int64)
     if win.ndim != 1 or (win < 1).any():
         raise ValueError(f"windows must be positive interval counts, got {windows!r}")
-    h = _history(capture)
-    out = np.empty((win.size, h.n), dtype=np.int64)
-    for j, k in enumerate(win.tolist()):  # per window length, O(events) each
-        out[j] = _window_bytes(h, k)
-    return WssCurve(capture.times, win, out, interval_s(capture))
+    return WssCurve(capture.times, win, _window_bytes(capture, win), interval_s(capture))
 
 
-@dataclass(frozen=True)
-class IdleTime:
+@dataclass(frozen=True, repr=False)
+class IdleTime(Summary):
     """Bytes by intervals since their last write, at snapshot ``at``.
 
     ``bytes[k]`` were last written ``k`` intervals before ``at`` (0: in the interval ending at
@@ -252,6 +360,20 @@ class IdleTime:
     bytes: np.ndarray
     never: int
     interval_s: float
+
+    def _rows(self) -> dict[str, str]:
+        total = int(self.bytes.sum())
+        rows = {
+            "at snapshot": f"{self.at}",
+            "written at some point": human_bytes(total),
+            "never written": human_bytes(self.never),
+        }
+        if total:
+            cum = np.cumsum(self.bytes)
+            med = int(np.searchsorted(cum, total / 2))
+            rows["median idle time"] = f"{med} interval(s) ({med * self.interval_s:.3g} s)"
+            rows["written in the last interval"] = human_bytes(int(self.bytes[0]))
+        return rows
 
 
 def idle_time(capture: Capture, *, at: int = -1, among: str = "resident") -> IdleTime:
@@ -273,28 +395,38 @@ def idle_time(capture: Capture, *, at: int = -1, among: str = "resident") -> Idl
     if among not in ("resident", "written"):
         raise ValueError(f"among must be 'resident' or 'written', got {among!r}")
     at = capture._index(at)
-    res = capture.regions_at(at).array
-    res = res[RESIDENT.matches(res["categories"])]
-    h = _history(capture, res)
-    upto = h.s <= at
-    e, s = h.e[upto], h.s[upto]
-    is_last = np.ones(e.size, dtype=bool)
-    is_last[:-1] = e[1:] != e[:-1]  # events sorted by (interval, snapshot)
-    last = np.full(h.widths.size, -1, dtype=np.int64)
-    last[e[is_last]] = s[is_last]
-    ever = last >= 0
-    if among == "resident":
-        keep = covered(res["start"], res["end"], h.bounds[:-1])
+    m = _final_map(capture, slice(0, at + 1))  # only the writes up to ``at``
+    if among == "written":
+        bounds, keep = _bounds(m.start, m.end), None
     else:
-        keep = ever
+        res = _resident(capture, at)
+        bounds = _bounds(
+            np.concatenate([res["start"], m.start]), np.concatenate([res["end"], m.end])
+        )
+        keep = covered(res["start"], res["end"], bounds[:-1])
+    widths = np.diff(bounds).astype(np.int64)
+    last = m.lookup(bounds[:-1], -1)
+    ever = last >= 0
+    keep = ever if keep is None else keep
     sel = keep & ever
-    hist = np.bincount(at - last[sel], weights=h.widths[sel].astype(np.float64), minlength=at + 1)
-    never = int(h.widths[keep & ~ever].sum())
+    hist = np.bincount(at - last[sel], weights=widths[sel].astype(np.float64), minlength=at + 1)
+    never = int(widths[keep & ~ever].sum())
     return IdleTime(at, np.arange(at + 1), hist.astype(np.int64), never, interval_s(capture))
 
 
-@dataclass(frozen=True)
-class Temperature:
+def _bounds(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Elementary boundaries (at least one, so that there are zero intervals, not -1)."""
+    b = elementary(start, end)
+    return b if b.size else np.zeros(1, np.uint64)
+
+
+def _resident(capture: Capture, at: int) -> np.ndarray:
+    res = capture.regions_at(at).array
+    return res[RESIDENT.matches(res["categories"])]
+
+
+@dataclass(frozen=True, repr=False)
+class Temperature(Summary):
     """Hot / warm / cold classification of the resident pages at snapshot ``at``.
 
     Attributes
@@ -315,11 +447,14 @@ class Temperature:
     vma_bytes: np.ndarray
     vma_labels: list[str]
 
-    def _repr_html_(self) -> str:
+    def _title(self) -> str:
+        return "Temperature of resident pages"
+
+    def _rows(self) -> dict[str, str]:
         rows = {k: human_bytes(v) for k, v in self.bytes.items()}
         rows["window"] = f"last {self.window} intervals up to snapshot {self.at}"
         rows["runs"] = f"{self.regions.size:,}"
-        return table("Temperature of resident pages", rows)
+        return rows
 
 
 COLD, WARM, HOT = 1, 2, 4
@@ -354,17 +489,15 @@ def temperature(
     w = at + 1 if window is None else int(window)
     if not 1 <= w <= at + 1:
         raise ValueError(f"window must be between 1 and {at + 1} intervals, got {window}")
-    res = capture.regions_at(at).array
-    res = res[RESIDENT.matches(res["categories"])]
-    h = _history(capture, res)
-    bounds = h.bounds
+    m = _final_map(capture, slice(at - w + 1, at + 1), count=True)  # the window only
+    res = _resident(capture, at)
+    bounds = _bounds(np.concatenate([res["start"], m.start]), np.concatenate([res["end"], m.end]))
     keep = covered(res["start"], res["end"], bounds[:-1])
-    inwin = (h.s > at - w) & (h.s <= at)
-    frac = np.bincount(h.e[inwin], minlength=h.widths.size) / w
+    frac = m.lookup(bounds[:-1], 0) / w
     cls = np.where(frac >= hot, HOT, np.where(frac > 0, WARM, COLD))[keep]
     lo, hi = bounds[:-1][keep], bounds[1:][keep]
     lo, hi, cls = merge_runs(lo, hi, cls)  # neighbouring intervals of one class
-    out = np.empty(lo.size, dtype=capture.regions.dtype)
+    out = np.empty(lo.size, dtype=REGION_DTYPE)
     out["start"], out["end"], out["categories"] = lo, hi, cls
     sizes = (out["end"] - out["start"]).astype(np.int64)
     names = {COLD: "cold", WARM: "warm", HOT: "hot"}

@@ -3,27 +3,120 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import sys
+
+MAX_INCHES = 200.0
+MAX_PIXELS = 20_000
+"""Per side of the output image: beyond that the picture takes gigabytes (and matplotlib's
+Agg renderer refuses 2**16)."""
+DPI_RANGE = (10, 2400)
 
 
 def _range(text: str) -> tuple[int, int]:
     lo, sep, hi = text.partition(":")
     if not sep:
         raise argparse.ArgumentTypeError(f"expected START:END, got {text!r}")
-    return int(lo, 0), int(hi, 0)
+    try:
+        start, end = int(lo, 0), int(hi, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:END addresses, got {text!r}") from None
+    if not 0 <= start < end:
+        raise argparse.ArgumentTypeError(
+            f"the address range must have 0 <= START < END, got {start:#x}:{end:#x}"
+        )
+    return start, end
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, got {text!r}")
+    return v
 
 
 def _time_range(text: str) -> tuple[float | None, float | None]:
     lo, sep, hi = text.partition(":")
     if not sep:
         raise argparse.ArgumentTypeError(f"expected T0:T1 in seconds, got {text!r}")
-    return (float(lo) if lo else None, float(hi) if hi else None)
+    t0 = _seconds(lo) if lo else None
+    t1 = _seconds(hi) if hi else None
+    if t0 is not None and t1 is not None and not t0 < t1:
+        raise argparse.ArgumentTypeError(f"the time range must have T0 < T1, got {text!r}")
+    return t0, t1
 
 
 def _size(text: str) -> tuple[float, float]:
     w, sep, h = text.lower().partition("x")
-    if not sep:
+    try:
+        size = (float(w), float(h)) if sep else None
+    except ValueError:
+        size = None
+    if size is None:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in inches, got {text!r}")
-    return float(w), float(h)
+    if not all(math.isfinite(v) and 1.0 <= v <= MAX_INCHES for v in size):
+        raise argparse.ArgumentTypeError(
+            f"each side must be between 1 and {MAX_INCHES:g} inches, got {text!r}"
+        )
+    return size
+
+
+def _dpi(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer dpi, got {text!r}") from None
+    if not DPI_RANGE[0] <= v <= DPI_RANGE[1]:
+        raise argparse.ArgumentTypeError(
+            f"dpi must be between {DPI_RANGE[0]} and {DPI_RANGE[1]}, got {v}"
+        )
+    return v
+
+
+def positive_int(text: str) -> int:
+    """An ``int >= 1`` (bin counts)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def check_output(path: str) -> None:
+    """Refuse, before any work, an output file that cannot be written.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is a directory, its directory does not exist or is not writable.
+    """
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory; give a file name (e.g. {path}/out.png)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{path}: the directory {parent} is not writable")
+
+
+def clamp_bins(requested: int | None, pixels: int, name: str, default: int | None) -> int | None:
+    """At most one bin per output pixel: more cannot be seen and only cost memory."""
+    value = default if requested is None else requested
+    if value is None or value <= pixels:
+        return value
+    if requested is not None:
+        print(
+            f"pmviz: note: {name} {requested:,} reduced to {pixels:,} (one per pixel of the "
+            "output)",
+            file=sys.stderr,
+        )
+    return pixels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +131,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--require", help="mask: categories that must be set")
     parser.add_argument("--anyof", help="mask: at least one of these must be set")
     parser.add_argument("--exclude", help="mask: categories that must be clear")
-    parser.add_argument("--addr-bins", type=int, default=512)
-    parser.add_argument("--time-bins", type=int, default=None, help="default: one per snapshot")
+    parser.add_argument(
+        "--addr-bins",
+        type=positive_int,
+        default=None,
+        help="default 512; at most one per output pixel",
+    )
+    parser.add_argument(
+        "--time-bins",
+        type=positive_int,
+        default=None,
+        help="default: one per snapshot; at most one per output pixel",
+    )
     parser.add_argument(
         "--axis",
         choices=("auto", "compact", "occupied", "linear"),
@@ -49,11 +152,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--addr-range", type=_range, help="START:END address zoom (hex ok)")
     parser.add_argument("--time-range", type=_time_range, help="T0:T1 seconds zoom")
-    parser.add_argument("--size", type=_size, default=(12.0, 7.0), help="inches, e.g. 12x7")
-    parser.add_argument("--dpi", type=int, default=120)
+    parser.add_argument(
+        "--size",
+        type=_size,
+        default=(12.0, 7.0),
+        help=f"inches, e.g. 12x7 (1 to {MAX_INCHES:g} each)",
+    )
+    parser.add_argument("--dpi", type=_dpi, default=120, help=f"{DPI_RANGE[0]} to {DPI_RANGE[1]}")
 
 
 def run(args: argparse.Namespace) -> int:
+    w_in, h_in = args.size
+    if max(w_in, h_in) * args.dpi > MAX_PIXELS:
+        raise ValueError(
+            f"--size {w_in:g}x{h_in:g} at --dpi {args.dpi} is "
+            f"{w_in * args.dpi:,.0f}x{h_in * args.dpi:,.0f} pixels; at most {MAX_PIXELS:,} "
+            "per side"
+        )
+    check_output(args.output)
+
     from matplotlib.figure import Figure
 
     from .. import plotting as pp
@@ -61,9 +178,13 @@ def run(args: argparse.Namespace) -> int:
     from ..storage import open as open_capture
 
     cap = open_capture(args.capture)
+    # The plot area is at most the image: more bins than pixels cannot be seen.
+    time_bins = clamp_bins(args.time_bins, int(w_in * args.dpi), "--time-bins", None)
+    if time_bins is None and cap.n_snapshots > int(w_in * args.dpi):
+        time_bins = int(w_in * args.dpi)
     grid_kw = dict(
-        addr_bins=args.addr_bins,
-        time_bins=args.time_bins,
+        addr_bins=clamp_bins(args.addr_bins, int(h_in * args.dpi), "--addr-bins", 512),
+        time_bins=time_bins,
         axis=args.axis,
         addr_range=args.addr_range,
         time_range=args.time_range,
@@ -77,6 +198,9 @@ def run(args: argparse.Namespace) -> int:
         pp.composite_heatmap(cap, ax=ax, **grid_kw)
     else:
         pp.heatmap(cap, args.category, ax=ax, **grid_kw)
-    fig.savefig(args.output, dpi=args.dpi)
+    try:
+        fig.savefig(args.output, dpi=args.dpi)
+    except OSError as err:
+        raise ValueError(f"cannot write {args.output}: {err.strerror or err}") from None
     print(f"wrote {args.output} ({cap.n_snapshots} snapshots)")
     return 0

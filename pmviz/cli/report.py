@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
+
+from .heatmap import check_output, positive_int
 
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
 
@@ -11,27 +14,50 @@ _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 2**10, "mi": 2**20, "gi": 2
 def _rate(text: str) -> float:
     """``1.25e9``, ``10Gbit``, ``1GiB``, ``500MB`` (per second) -> bytes per second."""
     m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMgG]i?)?(bit|b|B)?(/s)?\s*", text)
-    if not m:
+    try:
+        value = float(m.group(1)) if m else math.nan
+    except ValueError:
+        value = math.nan
+    if m is None or not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(
-            f"bad bandwidth {text!r}; examples: 1.25e9, 10Gbit, 1GiB, 500MB"
+            f"bad bandwidth {text!r}: a positive rate per second, e.g. 1.25e9, 10Gbit, 1GiB, 500MB"
         )
-    value = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    value *= _UNITS[(m.group(2) or "").lower()]
     return value / 8 if m.group(3) in ("bit", "b") else value
+
+
+def _downtime(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(
+            f"--downtime must be a finite number of seconds >= 0, got {text!r}"
+        )
+    return v
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("capture", help="a NAME.pmviz capture directory")
     parser.add_argument("-o", "--output", required=True, help="the HTML file to write")
-    parser.add_argument("--title", help="report title (default: pid and command)")
-    parser.add_argument("--addr-bins", type=int, default=512)
-    parser.add_argument("--time-bins", type=int, default=None, help="default: one per snapshot")
+    parser.add_argument("--title", help="report title (default: program name and pid)")
+    parser.add_argument(
+        "--addr-bins", type=positive_int, default=512, help="at most one per image pixel"
+    )
+    parser.add_argument(
+        "--time-bins",
+        type=positive_int,
+        default=None,
+        help="default: one per snapshot; at most one per image pixel",
+    )
     parser.add_argument(
         "--bandwidth",
         type=_rate,
         default=1.25e9,
         help="migration link for the pre-copy estimate, per second (default 10Gbit)",
     )
-    parser.add_argument("--downtime", type=float, default=0.3, help="stop-and-copy budget (s)")
+    parser.add_argument("--downtime", type=_downtime, default=0.3, help="stop-and-copy budget (s)")
     parser.add_argument(
         "--axis",
         choices=("auto", "compact", "occupied", "linear"),
@@ -42,20 +68,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.output)
+
     from ..report import write_report
     from ..storage import open as open_capture
 
     cap = open_capture(args.capture)
-    write_report(
-        cap,
-        args.output,
-        title=args.title,
-        addr_bins=args.addr_bins,
-        time_bins=args.time_bins,
-        bandwidth=args.bandwidth,
-        downtime=args.downtime,
-        axis=args.axis,
-        progress=not args.no_progress,
-    )
+    try:
+        write_report(
+            cap,
+            args.output,
+            title=args.title,
+            addr_bins=args.addr_bins,
+            time_bins=args.time_bins,
+            bandwidth=args.bandwidth,
+            downtime=args.downtime,
+            axis=args.axis,
+            progress=not args.no_progress,
+        )
+    except OSError as err:
+        raise ValueError(f"cannot write {args.output}: {err.strerror or err}") from None
     print(f"wrote {args.output} ({cap.n_snapshots} snapshots)")
     return 0

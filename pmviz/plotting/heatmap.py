@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,18 +10,18 @@ import matplotlib
 import matplotlib.colors as mcolors
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.collections import QuadMesh
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.collections import PolyCollection, QuadMesh
+from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 from .._intervals import concat_aranges
-from ..analysis.axis import AddressAxis, address_axis
-from ..analysis.heatmap import HeatmapGrid, heatmap_grid
+from ..analysis.axis import AddressAxis
+from ..analysis.heatmap import HeatmapGrid, heatmap_grid, heatmap_grids
 from ..capture import Capture
 from ..maps import VmaKind
 from ._style import KIND_COLORS, category_cmap, category_color, get_ax, hex_formatter
 
-__all__ = ["heatmap", "composite_heatmap", "decorate_address_axis", "address_ticks"]
+__all__ = ["heatmap", "composite_heatmap", "decorate_address_axis", "address_ticks", "short_label"]
 
 _KIND_NAMES = [k.name.lower() for k in VmaKind]
 
@@ -97,7 +98,7 @@ def heatmap(
         cmap
         if isinstance(cmap, mcolors.Colormap)
         else matplotlib.colormaps[cmap or category_cmap(g.category)]
-    ).with_extremes(bad="#eeeeee")
+    ).with_extremes(bad=_UNMAPPED_COLOR)
     kwargs.setdefault("vmin", 0.0)
     kwargs.setdefault("vmax", 1.0)
     kwargs.setdefault("shading", "flat")
@@ -106,16 +107,29 @@ def heatmap(
         g.time_edges, g.addr_pos, np.ma.masked_invalid(g.grid.T), cmap=cm, **kwargs
     )
     if colorbar:
-        cb = ax.figure.colorbar(mesh, ax=ax, pad=0.09 if bands else 0.02)
-        cb.set_label(f"fraction of pages {g.category}")
+        # Below the plot, so that the full width goes to the heatmap and the VMA labels.
+        cb = ax.figure.colorbar(
+            mesh, ax=ax, location="bottom", shrink=0.45, aspect=40, pad=0.02, anchor=(0.0, 1.0)
+        )
+        cb.set_label(f"fraction of pages {g.category}", fontsize="small")
+        cb.ax.tick_params(labelsize="x-small")
+        if not np.isfinite(g.grid).all():
+            cb.ax.legend(
+                handles=[_unmapped_patch()],
+                loc="center left",
+                bbox_to_anchor=(1.05, 0.5),
+                frameon=False,
+                fontsize="small",
+            )
     decorate_address_axis(ax, g, bands=bands)
+    _draw_marks(ax, data if isinstance(data, Capture) else None)
     ax.set_xlabel("time (s)")
     ax.set_title(title if title is not None else f"{g.category} pages")
     return mesh
 
 
 def composite_heatmap(
-    capture: Capture,
+    data: Capture | Sequence[HeatmapGrid],
     categories: Sequence[Any] = ("written", "present", "swapped"),
     *,
     ax: Axes | None = None,
@@ -134,7 +148,10 @@ def composite_heatmap(
 
     Layers are composited with the first category on top (written over present over
     swapped by default: written pages are nearly always present too). Categories the capture
-    lacks (``"written"`` without write tracking) are skipped.
+    lacks (``"written"`` without write tracking) are skipped. ``data`` is a capture (binned
+    with the grid arguments, reading it once for every category) or grids already made on one
+    axis (``pmviz.analysis.heatmap_grids``; ``categories`` and the grid arguments are then
+    ignored).
 
     Returns
     -------
@@ -142,23 +159,28 @@ def composite_heatmap(
         An RGBA mesh; ``pmviz_fractions`` holds the per-category grids it was made from.
     """
     ax = get_ax(ax)
-    if not isinstance(axis, AddressAxis):  # one axis for every layer, built once
-        axis = address_axis(capture, kind=axis, addr_range=addr_range)
-    grids: list[HeatmapGrid] = []
-    for c in categories:
-        if isinstance(c, str) and c == "written" and not capture.has_written:
-            continue
-        grids.append(
-            heatmap_grid(
-                capture,
-                c,
-                time_bins=time_bins,
-                addr_bins=addr_bins,
-                addr_range=addr_range,
-                time_range=time_range,
-                axis=axis,
-            )
-        )
+    capture = data if isinstance(data, Capture) else None
+    grids: list[HeatmapGrid]
+    if isinstance(data, Capture):
+        capture = data
+        cats = [
+            c
+            for c in categories
+            if not (isinstance(c, str) and c == "written" and not capture.has_written)
+        ]
+        grids = heatmap_grids(
+            capture,
+            cats,
+            time_bins=time_bins,
+            addr_bins=addr_bins,
+            addr_range=addr_range,
+            time_range=time_range,
+            axis=axis,
+        ) if cats else []  # fmt: skip
+    else:
+        grids = list(data)
+        if not all(isinstance(g, HeatmapGrid) for g in grids):
+            raise TypeError("expected a Capture or a sequence of HeatmapGrid")
     if not grids:
         raise ValueError("none of the categories can be drawn from this capture")
     cols = list(colors) if colors is not None else [category_color(g.category) for g in grids]
@@ -167,19 +189,27 @@ def composite_heatmap(
     for g, col in zip(grids[::-1], cols[::-1]):  # bottom layer first, "over" operator
         alpha = np.clip(np.nan_to_num(g.grid.T), 0.0, 1.0)[..., None]
         rgb = alpha * np.asarray(mcolors.to_rgb(col)) + (1.0 - alpha) * rgb
-    rgba = np.concatenate([rgb, np.where(np.isnan(g0.grid.T), 0.0, 1.0)[..., None]], axis=2)
+    # Not mapped at that time (NaN in every layer's grid): the unmapped colour, not white (0 %).
+    unmapped = np.isnan(g0.grid.T)
+    rgb[unmapped] = mcolors.to_rgb(_UNMAPPED_COLOR)
+    rgba = np.concatenate([rgb, np.ones(unmapped.shape + (1,))], axis=2)
     kwargs.setdefault("shading", "flat")
     kwargs.setdefault("rasterized", True)
     mesh = ax.pcolormesh(g0.time_edges, g0.addr_pos, rgba, **kwargs)
     mesh.pmviz_fractions = {g.category: g.grid for g in grids}  # type: ignore[attr-defined]
     decorate_address_axis(ax, g0, bands=bands)
+    _draw_marks(ax, capture)
     if legend:
+        handles = [Patch(color=c, label=g.category) for g, c in zip(grids, cols)]
+        if unmapped.any():
+            handles.append(_unmapped_patch())
         ax.legend(
-            handles=[Patch(color=c, label=g.category) for g, c in zip(grids, cols)],
+            handles=handles,
             loc="upper center",
-            bbox_to_anchor=(0.5, -0.14),
-            ncol=len(grids),
+            bbox_to_anchor=(0.5, -0.1),
+            ncol=len(handles),
             frameon=False,
+            fontsize="small",
         )
     ax.set_xlabel("time (s)")
     ax.set_title(title if title is not None else " / ".join(g.category for g in grids))
@@ -212,12 +242,19 @@ def address_ticks(axis: AddressAxis, lo: float, hi: float, *, max_ticks: int = 1
 
 
 def decorate_address_axis(
-    ax: Axes, g: HeatmapGrid, *, bands: bool = True, min_label_fraction: float = 0.025
+    ax: Axes, g: HeatmapGrid, *, bands: bool = True, min_label_fraction: float = 0.02
 ) -> None:
-    """Hex address ticks, gap markers and VMA band labels on the y axis of ``ax``."""
+    """Hex address ticks, gap markers and VMA band labels on the y axis of ``ax``.
+
+    Bounded by what the pixels can show, whatever the number of VMAs: the band strip is one
+    ``PolyCollection`` (bands thinner than a pixel row are merged, the row taking the kind
+    that covers most of it), at most ``_label_budget(ax)`` labels are drawn (the largest bands
+    first, none overlapping another), each shortened to ``_LABEL_CHARS`` characters.
+    """
     axis = g.axis
-    ax.set_ylim(float(g.addr_pos[0]), float(g.addr_pos[-1]))
-    ax.set_yticks(address_ticks(axis, float(g.addr_pos[0]), float(g.addr_pos[-1])))
+    lo, hi = float(g.addr_pos[0]), float(g.addr_pos[-1])
+    ax.set_ylim(lo, hi)
+    ax.set_yticks(address_ticks(axis, lo, hi))
     ax.yaxis.set_major_formatter(hex_formatter(axis.to_real))
     collapsed = {
         "compact": " (unmapped gaps collapsed)",
@@ -229,41 +266,176 @@ def decorate_address_axis(
         t.set_fontfamily("monospace")
     if not bands:
         return
-    lo, hi = float(g.addr_pos[0]), float(g.addr_pos[-1])
     span = max(hi - lo, 1.0)
     # Collapsed gaps: a dashed line where one mapped segment ends and the next begins.
     inside = axis.seg_pos[1:][(axis.seg_pos[1:] > lo) & (axis.seg_pos[1:] < hi)]
-    if inside.size <= 40:  # beyond that, lines would be clutter
-        for p in inside.tolist():
-            ax.axhline(p, color="#9a9a9a", lw=0.7, ls=(0, (3, 2)), alpha=0.8)
+    if 0 < inside.size <= 40:  # beyond that, lines would be clutter
+        ax.hlines(
+            inside, 0, 1, transform=ax.get_yaxis_transform(), colors="#9a9a9a", lw=0.7,
+            linestyles=(0, (3, 2)), alpha=0.8,
+        )  # fmt: skip
     bs, be = axis.band_positions()
+    bs, be = np.maximum(bs.astype(np.float64), lo), np.minimum(be.astype(np.float64), hi)
+    keep = be > bs
+    bs, be = bs[keep], be[keep]
+    kinds = axis.bands["kind"][keep].astype(np.int64)
+    labels = axis.labels[keep]
+    if not bs.size:
+        return
     trans = blended_transform_factory(ax.transAxes, ax.transData)
-    for s, e, k, label in zip(
-        bs.tolist(), be.tolist(), axis.bands["kind"].tolist(), axis.labels.tolist()
-    ):
-        s, e = max(s, lo), min(e, hi)
-        if e <= s:
-            continue
-        kind = _KIND_NAMES[k] if 0 <= k < len(_KIND_NAMES) else "other"
-        ax.add_patch(
-            Rectangle(
-                (1.0, s),
-                0.015,
-                e - s,
-                transform=trans,
-                clip_on=False,
-                color=KIND_COLORS.get(kind, "#999999"),
-                lw=0,
-            )
-        )
-        if (e - s) / span >= min_label_fraction:
-            ax.text(
-                1.02,
-                (s + e) / 2,
-                label,
-                transform=trans,
-                va="center",
-                ha="left",
-                fontsize="x-small",
-                clip_on=False,
-            )
+    rows = _strip_rows(ax)
+    ys, ye, kk = _pixel_bands(bs, be, kinds, lo, hi, rows)
+    palette = [KIND_COLORS.get(k, "#999999") for k in _KIND_NAMES] + [KIND_COLORS["other"]]
+    x0, x1 = 1.0, 1.015
+    verts = np.stack(
+        [np.stack([np.full(ys.size, x0), ys], 1), np.stack([np.full(ys.size, x1), ys], 1),
+         np.stack([np.full(ys.size, x1), ye], 1), np.stack([np.full(ys.size, x0), ye], 1)], 1,
+    )  # fmt: skip
+    strip = PolyCollection(
+        list(verts), facecolors=[palette[k] for k in kk.tolist()], linewidths=0, transform=trans
+    )
+    strip.set_clip_on(False)
+    strip.pmviz_kinds = kk  # type: ignore[attr-defined]
+    ax.add_collection(strip, autolim=False)
+    gs, ge, glabels = _label_runs(bs, be, labels, span / rows)
+    for y, text in _pick_labels(gs, ge, glabels, span, _label_budget(ax), min_label_fraction):
+        ax.text(
+            1.02, y, text, transform=trans, va="center", ha="left", fontsize=_LABEL_SIZE,
+            clip_on=False,
+        )  # fmt: skip
+
+
+_LABEL_CHARS = 20
+_LABEL_SIZE = 7.0  # points
+_UNMAPPED_COLOR = "#d4d4d4"
+"""Cells not mapped at that time; the same value as the widgets' ``UNMAPPED_COLOR`` (to be
+shared from ``plotting._style``)."""
+_UNMAPPED_LABEL = "not mapped at that time"
+
+
+def _unmapped_patch() -> Patch:
+    return Patch(facecolor=_UNMAPPED_COLOR, edgecolor="#999999", lw=0.5, label=_UNMAPPED_LABEL)
+
+
+def short_label(text: str, limit: int = _LABEL_CHARS) -> str:
+    """A VMA label of at most ``limit`` characters, keeping its start and its extension.
+
+    ``_multiarray_umath.cpython-311-x86_64-linux-gnu.so`` -> ``_multiarray_umath….so``: the
+    CPython ABI tag goes first, then the middle is ellipsized.
+    """
+    t = re.sub(r"\.cpython-[0-9a-z_]+(-[0-9a-z_]+)*(?=\.so)", "", text)
+    t = re.sub(r"-x86_64-linux-gnu|-aarch64-linux-gnu", "", t)
+    if len(t) <= limit:
+        return t
+    stem, dot, ext = t.rpartition(".")
+    tail = f".{ext}" if dot and 0 < len(ext) <= 6 else t[-4:]
+    return t[: limit - len(tail) - 1] + "…" + tail
+
+
+def _axes_inches(ax: Axes) -> tuple[float, float]:
+    fig = ax.get_figure(root=True)
+    w, h = fig.get_size_inches() if fig is not None else (6.4, 4.8)
+    pos = ax.get_position()
+    return max(w * pos.width, 0.5), max(h * pos.height, 0.5)
+
+
+def _strip_rows(ax: Axes) -> int:
+    """Pixel rows of the band strip: the axes height at 200 dpi (enough for any output)."""
+    return int(np.clip(_axes_inches(ax)[1] * 200, 64, 8192))
+
+
+def _label_budget(ax: Axes) -> int:
+    """How many labels fit one above the other along the axes' height."""
+    return max(1, int(_axes_inches(ax)[1] * 72 / (_LABEL_SIZE * 1.4)))
+
+
+def _pixel_bands(
+    bs: np.ndarray, be: np.ndarray, kinds: np.ndarray, lo: float, hi: float, rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bands as at most ``rows`` runs: ``(start, end, kind index)`` in axis positions.
+
+    With fewer bands than rows they are drawn as they are; otherwise every pixel row takes
+    the kind covering most of it and equal neighbours merge.
+    """
+    k = np.where((kinds >= 0) & (kinds < len(_KIND_NAMES)), kinds, len(_KIND_NAMES))
+    if bs.size <= rows:
+        return bs, be, k
+    edges = np.linspace(lo, hi, rows + 1)
+    j0 = np.clip(np.searchsorted(edges, bs, side="right") - 1, 0, rows - 1)
+    j1 = np.clip(np.searchsorted(edges, be, side="left"), 1, rows)
+    n = np.maximum(j1 - j0, 1)
+    band = np.repeat(np.arange(bs.size), n)
+    j = concat_aranges(j0, n)
+    cover = np.minimum(be[band], edges[j + 1]) - np.maximum(bs[band], edges[j])
+    n_kinds = len(_KIND_NAMES) + 1
+    per = np.bincount(j * n_kinds + k[band], np.maximum(cover, 0), minlength=rows * n_kinds)
+    per = per.reshape(rows, n_kinds)
+    has = per.max(axis=1) > 0
+    best = per.argmax(axis=1)
+    # Runs of equal kind over consecutive covered rows.
+    r = np.flatnonzero(has)
+    new = np.ones(r.size, bool)
+    new[1:] = (np.diff(r) > 1) | (best[r][1:] != best[r][:-1])
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], r.size) - 1
+    return edges[r[first]], edges[r[last] + 1], best[r[first]]
+
+
+def _label_runs(
+    bs: np.ndarray, be: np.ndarray, labels: np.ndarray, pixel: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bands of one label less than a pixel apart become one run to label.
+
+    So ``anon`` labels thousands of small anonymous VMAs interleaved with guards or files.
+    """
+    names, inv = np.unique(labels.astype(str), return_inverse=True)
+    o = np.lexsort((bs, inv))
+    s, e, lab = bs[o], be[o], inv[o]
+    new = np.ones(s.size, bool)
+    # Within one label (bands are disjoint), a run continues while the next band starts
+    # within a pixel of the previous one's end.
+    new[1:] = (lab[1:] != lab[:-1]) | (s[1:] > e[:-1] + pixel)
+    first = np.flatnonzero(new)
+    reach = np.maximum.reduceat(e, first)
+    return s[first], reach, names[lab[first]]
+
+
+def _pick_labels(
+    bs: np.ndarray,
+    be: np.ndarray,
+    labels: np.ndarray,
+    span: float,
+    budget: int,
+    min_fraction: float,
+) -> list[tuple[float, str]]:
+    """At most ``budget`` labels, the largest bands first, none closer than a text line."""
+    size = be - bs
+    cand = np.flatnonzero(size >= min_fraction * span)
+    cand = cand[np.argsort(-size[cand], kind="stable")][: 4 * budget]
+    line = span / budget  # the height of one label in axis positions
+    taken: list[float] = []
+    out: list[tuple[float, str]] = []
+    for i in cand.tolist():  # at most 4 x budget candidates
+        y = (bs[i] + be[i]) / 2
+        if len(out) < budget and all(abs(y - t) >= line for t in taken):
+            taken.append(y)
+            out.append((y, short_label(str(labels[i]))))
+    return out
+
+
+def _draw_marks(ax: Axes, capture: Capture | None) -> None:
+    """Thin vertical lines with labels at the capture's marks (``capture.marks``)."""
+    marks = getattr(capture, "marks", None)
+    if capture is None or not marks or not capture.n_snapshots:
+        return
+    t0 = int(capture.time_ns[0])
+    lo, hi = ax.get_xlim()
+    xs = [((m.time_ns - t0) / 1e9, m.label) for m in marks[:50]]  # a phase list, not a log
+    xs = [(x, lab) for x, lab in xs if lo <= x <= hi]
+    if not xs:
+        return
+    ax.vlines([x for x, _ in xs], 0, 1, transform=ax.get_xaxis_transform(), colors="#222222",
+              lw=0.8, linestyles=(0, (4, 2)), alpha=0.8)  # fmt: skip
+    for x, lab in xs:
+        ax.text(x, 1.0, f" {short_label(lab)}", transform=ax.get_xaxis_transform(), rotation=90,
+                va="top", ha="left", fontsize=_LABEL_SIZE, color="#222222", clip_on=True)  # fmt: skip

@@ -1,0 +1,105 @@
+"""Reading a capture chunk by chunk: the rows of each chunk with their snapshot numbers.
+
+Every analysis that walks a whole capture goes through here, so its memory is one chunk of
+rows (``MAX_ROWS``) plus its own result, however many snapshots the capture has. Nothing here
+touches the capture's all-snapshot arrays (``Capture.regions`` / ``region_offsets``): only
+``Capture.chunks`` and ``Capture.changes``, which a capture that stores changes serves from
+what it stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+
+from .._intervals import concat_aranges
+from ..capture import Capture, Changes
+
+MAX_ROWS = 1 << 21
+"""Rows per chunk: 48 MiB of ``page_region`` rows; the temporaries of one chunk stay below
+a few hundred MiB."""
+
+
+def chunks(capture: Capture, snapshots: slice | None = None) -> Iterator[tuple[int, Capture]]:
+    """``capture.chunks`` with this module's chunk size."""
+    return capture.chunks(snapshots, max_rows=MAX_ROWS)
+
+
+def changes(capture: Capture, snapshots: slice | None = None) -> Iterator[Changes]:
+    """``capture.changes`` with this module's chunk size."""
+    return capture.changes(snapshots, max_rows=MAX_ROWS)
+
+
+class Rows(NamedTuple):
+    """Rows of consecutive snapshots: ``rows[i]`` belongs to snapshot ``snapshot[i]``."""
+
+    rows: np.ndarray
+    snapshot: np.ndarray
+
+
+def snapshot_rows(
+    capture: Capture, what: str = "regions", snapshots: slice | None = None
+) -> Iterator[Rows]:
+    """The full scans (``"regions"``) or written sets (``"written"``) of ``snapshots``, by chunk."""
+    for first, chunk in chunks(capture, snapshots):
+        if what == "written":
+            arr, off = chunk.written, chunk.written_offsets
+            if arr is None or off is None:
+                raise ValueError("this capture has no written sets")
+        else:
+            arr, off = chunk.regions, chunk.region_offsets
+        snap = np.repeat(np.arange(first, first + chunk.n_snapshots, dtype=np.int64), np.diff(off))
+        yield Rows(arr, snap)
+
+
+def no_written(capture: Capture) -> ValueError:
+    """The error for an analysis that needs written sets on a capture without them."""
+    return ValueError(
+        "this capture has no written sets (recorded without write tracking: "
+        f"write_mechanism={capture.meta.write_mechanism!r}); choose a category such as "
+        "'present' or 'swapped', or record with write tracking"
+    )
+
+
+def to_compact(
+    start: np.ndarray,
+    end: np.ndarray,
+    seg_start: np.ndarray,
+    seg_end: np.ndarray,
+    seg_pos: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut ``[start, end)`` rows to the axis segments and map the pieces to compact positions.
+
+    Returns ``(pos_start, pos_end, row)`` (``int64``): a row over a collapsed gap becomes one
+    piece per segment it touches; rows wholly inside gaps disappear.
+    """
+    start = np.asarray(start, np.uint64)
+    end = np.asarray(end, np.uint64)
+    k0 = np.searchsorted(seg_end, start, side="right")  # first segment ending after start
+    k1 = np.searchsorted(seg_start, end, side="left")  # segments starting before end
+    n = np.maximum(k1 - k0, 0)
+    row = np.repeat(np.arange(start.size, dtype=np.int64), n)
+    seg = concat_aranges(k0, n)
+    ss = seg_start[seg]
+    a = np.maximum(start[row], ss)
+    b = np.minimum(end[row], seg_end[seg])
+    ok = b > a
+    ps = seg_pos[seg][ok] + (a[ok] - ss[ok]).astype(np.int64)
+    return ps, ps + (b[ok] - a[ok]).astype(np.int64), row[ok]
+
+
+def split_bins(
+    pos_start: np.ndarray, pos_end: np.ndarray, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut compact pieces at bin ``edges``: ``(bin, bytes, piece)`` per part inside a bin."""
+    nb = edges.size - 1
+    j0 = np.maximum(np.searchsorted(edges, pos_start, side="right") - 1, 0)
+    j1 = np.minimum(np.searchsorted(edges, pos_end, side="left"), nb)
+    n = np.maximum(j1 - j0, 0)
+    piece = np.repeat(np.arange(pos_start.size, dtype=np.int64), n)
+    j = concat_aranges(j0, n)
+    lo = np.maximum(pos_start[piece], edges[j])
+    hi = np.minimum(pos_end[piece], edges[j + 1])
+    return j, hi - lo, piece
