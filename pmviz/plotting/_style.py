@@ -103,9 +103,8 @@ def fraction_cmap(
         if isinstance(cmap, mcolors.Colormap)
         else matplotlib.colormaps[cmap or category_cmap(category)]
     )
-    cm = base.copy()
-    cm.set_bad(UNMAPPED_COLOR)
-    return cm
+    # with_extremes: a copy with set_bad applied (set_bad itself is being deprecated).
+    return base.with_extremes(bad=UNMAPPED_COLOR)
 
 
 def unmapped_patch(**kwargs) -> Patch:  # noqa: ANN003 - Patch keyword arguments
