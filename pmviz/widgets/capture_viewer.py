@@ -365,8 +365,20 @@ class CaptureViewer(widgets.VBox):
         self._publish()
 
     def _rebuild_blitter(self) -> None:
-        # Cursor moves then only redraw the cursor line over a cached background.
-        self._blitter = None if self.interactive else Blitter(self.figure, self._cursor)
+        """A cached background without what a cursor, category or scale change redraws.
+
+        Those changes then render the mesh, the cursor line, the title and the colour bar
+        over it; ticks, VMA bands and labels are rendered again only when the time window
+        or the address range changes.
+        """
+        if self.interactive:  # ipympl renders the figure itself
+            self._blitter = None
+            return
+        mesh = self.drawn.artist
+        dynamic = [mesh, self._cursor, self.drawn.ax.title]
+        if getattr(mesh, "colorbar", None) is not None:
+            dynamic.append(mesh.colorbar.ax)
+        self._blitter = Blitter(self.figure, *dynamic)
 
     def _show_category(self) -> None:
         """Another category on the same axes: its cached grid and colormap into the mesh."""
@@ -381,7 +393,6 @@ class CaptureViewer(widgets.VBox):
         if mesh.colorbar is not None:
             mesh.colorbar.set_label(f"fraction of pages {g.category}")
         self.drawn.ax.set_title(f"{g.category} pages")
-        self._rebuild_blitter()
         self._publish()
 
     def _show_scale(self) -> None:
@@ -391,7 +402,6 @@ class CaptureViewer(widgets.VBox):
         mesh.set_norm(_render._norm(self.scale.value))
         if mesh.colorbar is not None:
             mesh.colorbar.update_normal(mesh)
-        self._rebuild_blitter()
         self._publish()
 
     def _show_window(self, *, publish: bool = True) -> None:
