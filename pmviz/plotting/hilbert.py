@@ -14,7 +14,7 @@ from matplotlib.patches import Patch
 from ..analysis.hilbert import HilbertMap, hilbert_map
 from ..capture import Capture
 from ..regions import Regions
-from ._style import category_color, get_ax, hex_address
+from ._style import category_color, get_ax, hex_address, human_bytes
 
 __all__ = ["hilbert"]
 
@@ -67,19 +67,42 @@ def hilbert(
     im.pmviz_maps = maps  # type: ignore[attr-defined]
     m0 = maps[0]
     cell = (m0.end - m0.start) / m0.image.size
+    side = 1 << m0.order
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(
         f"{hex_address(m0.start)} – {hex_address(m0.end)}\n"
-        f"Hilbert order {m0.order}, {cell / 1024:,.0f} KiB per cell",
+        f"Hilbert order {m0.order}, {human_bytes(cell)} per cell",
         fontsize="medium",
     )
+    # The curve starts in the bottom-left cell and ends in the bottom-right one (origin
+    # "lower"): say so, with the addresses, so the square can be read.
+    ax.set_xlabel(
+        "addresses follow a Hilbert curve from the start (bottom left)\n"
+        "to the end (bottom right); neighbours in memory stay neighbours",
+        fontsize="x-small",
+    )
+    ax.plot([0, side - 1], [0, 0], ls="none", marker="o", ms=4, color="#444444", zorder=3)
+    ax.annotate("start", (0, 0), xytext=(3, 3), textcoords="offset points", fontsize="x-small")
+    ax.annotate(
+        "end", (side - 1, 0), xytext=(-3, 3), textcoords="offset points", ha="right",
+        fontsize="x-small",
+    )  # fmt: skip
+    ax.set_xlim(-0.5, side - 0.5)
+    ax.set_ylim(-0.5, side - 0.5)
     if legend:
+        handles = [Patch(color=category_color(m.category), label=m.category) for m in maps]
+        handles.append(
+            Patch(facecolor="white", edgecolor="#999999", lw=0.5, label="no page (empty cell)")
+        )
         ax.legend(
-            handles=[Patch(color=category_color(m.category), label=m.category) for m in maps],
+            handles=handles,
             loc="upper center",
-            bbox_to_anchor=(0.5, -0.02),
-            ncol=len(maps),
+            bbox_to_anchor=(0.5, -0.08),
+            ncol=len(handles),
             frameon=False,
+            fontsize="small",
+            title="colour = category, opacity = fraction of the cell's pages",
+            title_fontsize="x-small",
         )
     return im
