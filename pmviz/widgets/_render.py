@@ -163,12 +163,14 @@ def draw_capture(
             grid = grid._replace(category="selected")
         artist = heatmap(grid, ax=ax, norm=_norm(scale), vmin=None, vmax=None, title=title)
         artist.set_cmap(fraction_cmap(artist.get_cmap()))
+    add_unmapped_legend(ax)
     lo, hi = (int(x) for x in axis.to_real(np.array([0, axis.length])))
     return Drawn(ax, artist, cells, axis, lo, hi, time_range, addr_bins)
 
 
 def add_unmapped_legend(ax) -> None:  # noqa: ANN001 - an Axes
-    """Say what the grey cells are (above the plot, left), unless a legend already does."""
+    """Say what the grey cells are (above the plot's right end, clear of a centred title),
+    unless a legend already does."""
     from matplotlib.legend import Legend
 
     for leg in (ax.get_legend(), *(a for a in ax.artists if isinstance(a, Legend))):
@@ -179,8 +181,8 @@ def add_unmapped_legend(ax) -> None:  # noqa: ANN001 - an Axes
         ax,
         [patch],
         [UNMAPPED_LABEL],
-        loc="lower left",
-        bbox_to_anchor=(0.0, 1.0),
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
         frameon=False,
         fontsize="x-small",
         borderaxespad=0.1,

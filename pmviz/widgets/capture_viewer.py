@@ -356,7 +356,6 @@ class CaptureViewer(widgets.VBox):
             axis=axis,
             grid=grid,
         )
-        _render.add_unmapped_legend(ax)
         self._drawn_key = key
         self._cursor = None
         self._place_cursor()
