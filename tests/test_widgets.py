@@ -432,8 +432,10 @@ def test_capture_viewer_long_addresses_fit_in_the_figure():
         [(i * 10**8, _regions(rows), None, vmas) for i in range(3)],
     )
     v = CaptureViewer(cap, interactive=False, category="present")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     fig = v.figure
-    renderer = fig.canvas.get_renderer()
+    renderer = FigureCanvasAgg(fig).get_renderer()
     ax = v.drawn.ax
     assert ax.get_ylabel().startswith("address")
     fig_box = fig.bbox

@@ -306,10 +306,12 @@ class Blitter:
         ax = artists[0].axes
         z = artists[0].get_zorder()
         dynamic = {id(a) for a in artists}
+        # Only what the mesh can cover: clipped to the Axes (gap lines). VMA band strips and
+        # labels sit outside it (clip_on=False) and stay in the background.
         self.above = [
             a
             for a in (*ax.lines, *ax.patches, *ax.texts)
-            if a.get_zorder() >= z and id(a) not in dynamic
+            if a.get_zorder() >= z and id(a) not in dynamic and a.get_clip_on()
         ]
         # Back to front: the mesh first, gap lines, then the moving markers on top.
         self.order = sorted([artists[0], *self.above], key=lambda a: a.get_zorder())

@@ -169,8 +169,10 @@ def draw_capture(
 
 
 def add_unmapped_legend(ax) -> None:  # noqa: ANN001 - an Axes
-    """Say what the grey cells are (above the plot's right end, clear of a centred title),
-    unless a legend already does."""
+    """Say what the grey cells are, unless a legend already does.
+
+    Above the plot's right end: clear of a centred title.
+    """
     from matplotlib.legend import Legend
 
     for leg in (ax.get_legend(), *(a for a in ax.artists if isinstance(a, Legend))):

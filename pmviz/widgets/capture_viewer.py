@@ -360,24 +360,21 @@ class CaptureViewer(widgets.VBox):
         self._cursor = None
         self._place_cursor()
         self._show_window(publish=False)
-        self._rebuild_blitter()
-        self._publish()
+        self._publish(full=True)
 
-    def _rebuild_blitter(self) -> None:
+    def _make_blitter(self) -> Blitter:
         """A cached background without what a cursor, category or scale change redraws.
 
         Those changes then render the mesh, the cursor line, the title and the colour bar
         over it; ticks, VMA bands and labels are rendered again only when the time window
-        or the address range changes.
+        or the address range changes. Made on the first such change after a full render
+        (a zoom or window change publishes one full render and no more).
         """
-        if self.interactive:  # ipympl renders the figure itself
-            self._blitter = None
-            return
         mesh = self.drawn.artist
         dynamic = [mesh, self._cursor, self.drawn.ax.title]
         if getattr(mesh, "colorbar", None) is not None:
             dynamic.append(mesh.colorbar.ax)
-        self._blitter = Blitter(self.figure, *dynamic)
+        return Blitter(self.figure, *dynamic)
 
     def _show_category(self) -> None:
         """Another category on the same axes: its cached grid and colormap into the mesh."""
@@ -418,8 +415,7 @@ class CaptureViewer(widgets.VBox):
         self._place_cursor()
         self._show_view()
         if publish:
-            self._rebuild_blitter()
-            self._publish()
+            self._publish(full=True)
 
     def _place_cursor(self) -> None:
         t = float(self.capture.times[self.snapshot.value])
@@ -447,13 +443,18 @@ class CaptureViewer(widgets.VBox):
             f"<code>{hex_address(self.drawn.addr_hi)}</code></span>"
         )
 
-    def _publish(self) -> None:
+    def _publish(self, *, full: bool = False) -> None:
+        """Show the figure: ipympl draws it itself; else a full PNG or a blitted frame."""
         if self.interactive:
             self._canvas.draw_idle()
-        elif self._blitter is not None:
-            self.image.value = self._blitter.frame()
-        else:
-            self.image.value = figure_png(self.figure)
+            return
+        if full:  # ticks or bands changed: the cached background is stale
+            self._blitter = None
+            self.image.value = figure_png(self.figure, dpi=self.figure.dpi)
+            return
+        if self._blitter is None:
+            self._blitter = self._make_blitter()
+        self.image.value = self._blitter.frame(dpi=self.figure.dpi)
 
     @property
     def png(self) -> bytes:
