@@ -273,7 +273,7 @@ def region_table_html(regions: Regions, vmas: Vmas | None, *, max_rows: int = 12
     )
 
 
-def figure_png(fig, *, dpi: int = 90) -> bytes:  # noqa: ANN001 - a matplotlib Figure
+def figure_png(fig, *, dpi: float = 90) -> bytes:  # noqa: ANN001 - a matplotlib Figure
     """Render a figure to PNG bytes with the Agg canvas (no pyplot state involved)."""
     buf = io.BytesIO()
     # Fast zlib level: a widget redraw is latency-bound, and the PNG stays small anyway.
@@ -317,7 +317,7 @@ class Blitter:
         self.order = sorted([artists[0], *self.above], key=lambda a: a.get_zorder())
         self.order += [a for a in artists[1:] if a not in self.order]
 
-    def frame(self, *, dpi: int = 90) -> bytes:
+    def frame(self, *, dpi: float = 90) -> bytes:
         from PIL import Image
 
         self.canvas.restore_region(self.background)
