@@ -316,15 +316,15 @@ class MaskExplorer(widgets.VBox):
         fig = self.figure
         fig.clear()
         ax = fig.add_subplot()
-        fig.subplots_adjust(left=0.14, right=1.0, bottom=0.12, top=0.91)
+        fig.subplots_adjust(**_render.margins(fig))  # room for 16-character hex ticks
         self.drawn = _render.draw_capture(
             ax,
             self.selected,
             category=Mask(),  # every page the mask returned
             hide_shadow=self._hide_shadow,
-            title="pages the mask selects (offline, kernel semantics)"
+            title="pages the mask selects, offline"
             if self.capture is not None
-            else "pages the mask selects (live scan)",
+            else "pages the mask selects, live scan",
         )
         ax.title.set_fontsize(10)
         self.artist = self.drawn.artist
