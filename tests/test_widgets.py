@@ -402,6 +402,8 @@ def test_capture_viewer_category_and_scale_change_the_mesh_in_place(capture):
     assert mesh.get_cmap().get_bad() == pytest.approx(mcolors.to_rgba(UNMAPPED_COLOR))
     v.category.value = "composite"
     assert v.drawn.artist is not mesh  # an RGBA picture: rebuilt
+    # Its unmapped cells are transparent over the unmapped colour (its 0 is white).
+    assert v.drawn.ax.get_facecolor() == pytest.approx(mcolors.to_rgba(UNMAPPED_COLOR))
     v.category.value = "present"
     assert v.drawn.artist.norm.__class__.__name__ == "PowerNorm"
 

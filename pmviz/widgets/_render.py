@@ -19,7 +19,7 @@ from ..capture import Capture
 from ..maps import VmaKind
 from ..mask import Mask
 from ..plotting import composite_heatmap, heatmap
-from ..plotting._style import UNMAPPED_LABEL, fraction_cmap, unmapped_patch
+from ..plotting._style import UNMAPPED_COLOR, UNMAPPED_LABEL, fraction_cmap, unmapped_patch
 
 CATEGORY_CHOICES = (
     "written",
@@ -154,6 +154,9 @@ def draw_capture(
         artist = composite_heatmap(
             capture, ax=ax, addr_bins=addr_bins, time_range=time_range, axis=axis, title=title
         )
+        # Its unmapped cells are transparent: show the unmapped colour through them (a 0
+        # fraction is white there, so white cannot also mean "not mapped").
+        ax.set_facecolor(UNMAPPED_COLOR)
     else:
         if grid is None:
             grid = heatmap_grid(
