@@ -451,3 +451,27 @@ def test_capture_viewer_ipympl_toolbar_sits_above_the_figure(capture):
     pytest.importorskip("ipympl")
     v = CaptureViewer(capture, interactive=True, category="present")
     assert v._canvas.toolbar_position == "top"
+
+
+def test_capture_viewer_draws_marks_and_keeps_its_title_in_place(capture):
+    from pmviz.capture import Mark
+
+    t0 = int(capture.time_ns[0])
+    marked = Capture(
+        capture.meta,
+        capture.time_ns,
+        capture.regions,
+        capture.region_offsets,
+        written=capture.written,
+        written_offsets=capture.written_offsets,
+        vma_tables=capture.vma_tables,
+        vma_index=capture.vma_index,
+        marks=[Mark(t0 + 150_000_000, "fill"), Mark(t0 + 350_000_000, "sort")],
+    )
+    v = CaptureViewer(marked, interactive=False, category="present")
+    ax = v.drawn.ax
+    labels = {t.get_text().strip(): t.get_position()[0] for t in ax.texts if t.get_clip_on()}
+    assert labels == {"fill": pytest.approx(0.15), "sort": pytest.approx(0.35)}
+    # A blitted category change redraws the title where it was (it once jumped off the figure).
+    v.category.value = "file"
+    assert ax.title.get_text() == "file pages" and ax.title.get_position()[1] == 1.0

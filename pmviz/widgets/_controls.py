@@ -310,7 +310,7 @@ class Blitter:
         # labels sit outside it (clip_on=False) and stay in the background.
         self.above = [
             a
-            for a in (*ax.lines, *ax.patches, *ax.texts)
+            for a in (*ax.collections, *ax.lines, *ax.patches, *ax.texts)
             if a.get_zorder() >= z and id(a) not in dynamic and a.get_clip_on()
         ]
         # Back to front: the mesh first, gap lines, then the moving markers on top.

@@ -116,12 +116,14 @@ def margins(fig, *, legend: bool = False) -> dict[str, float]:  # noqa: ANN001 -
     """``subplots_adjust`` fractions with room, in inches, for what sits around the heatmap.
 
     Left: 16-character monospace hex tick labels (``0x7fff_f000_0000``) and the axis title
-    (~1.6 in whatever the figure width); bottom: the time axis, plus the composite legend.
+    (~1.6 in whatever the figure width); right: the colour bar's ticks and title (the bar
+    itself and the VMA labels are carved out of the Axes by ``draw_capture``); bottom: the
+    time axis, plus the composite legend.
     """
     w, h = fig.get_size_inches()
     return dict(
         left=min(0.4, 1.6 / w),
-        right=1.0 - min(0.3, 0.1 / w),
+        right=1.0 - min(0.3, 0.75 / w),
         bottom=min(0.4, (1.05 if legend else 0.55) / h),
         top=1.0 - min(0.2, 0.35 / h),
     )
@@ -164,21 +166,35 @@ def draw_capture(
             )
         if isinstance(category, Mask):
             grid = grid._replace(category="selected")
-        artist = heatmap(grid, ax=ax, norm=_norm(scale), vmin=None, vmax=None, title=title)
+        # The widgets place their own colour bar: at the right, sized in inches, beside the
+        # VMA labels (they use a fixed layout; see ``margins``).
+        artist = heatmap(
+            grid, ax=ax, norm=_norm(scale), vmin=None, vmax=None, title=title, colorbar=False
+        )
         artist.set_cmap(fraction_cmap(artist.get_cmap()))
+        axes_w = ax.get_position().width * ax.figure.get_size_inches()[0]
+        cb = ax.figure.colorbar(artist, ax=ax, pad=1.25 / max(axes_w, 1.0), fraction=0.035)
+        cb.set_label(f"fraction of pages {grid.category}")
+    # A fixed title position: matplotlib moves an auto-placed title above whatever sits over
+    # the Axes, differently when the blitters hide it for their background.
+    ax.set_title(ax.get_title(), y=1.0)
     add_unmapped_legend(ax)
+    draw_marks(ax, capture)
     lo, hi = (int(x) for x in axis.to_real(np.array([0, axis.length])))
     return Drawn(ax, artist, cells, axis, lo, hi, time_range, addr_bins)
 
 
 def add_unmapped_legend(ax) -> None:  # noqa: ANN001 - an Axes
-    """Say what the grey cells are, unless a legend already does.
+    """Say what the grey cells are, unless a legend of the figure already does.
 
     Above the plot's right end: clear of a centred title.
     """
     from matplotlib.legend import Legend
 
-    for leg in (ax.get_legend(), *(a for a in ax.artists if isinstance(a, Legend))):
+    legends = [*ax.figure.legends]
+    for a in ax.figure.axes:
+        legends += [a.get_legend(), *(x for x in a.artists if isinstance(x, Legend))]
+    for leg in legends:
         if leg is not None and any(t.get_text() == UNMAPPED_LABEL for t in leg.get_texts()):
             return
     patch = unmapped_patch()
@@ -194,6 +210,37 @@ def add_unmapped_legend(ax) -> None:  # noqa: ANN001 - an Axes
         handlelength=1.2,
     )
     ax.add_artist(leg)
+
+
+def draw_marks(ax, capture: Capture) -> list:  # noqa: ANN001 - an Axes
+    """The capture's marks (``pmviz.mark``) as labelled vertical lines on the time axis.
+
+    Clipped to the Axes, so a zoomed time axis shows only the marks inside it.
+    """
+    marks = list(getattr(capture, "marks", None) or [])[:50]  # phases, not a log
+    if not marks or not len(capture):
+        return []
+    t0 = int(capture.time_ns[0])
+    out = []
+    for m in marks:
+        x = (int(m.time_ns) - t0) / 1e9
+        out.append(ax.axvline(x, color="#222222", lw=0.8, ls=(0, (4, 2)), alpha=0.8, zorder=3))
+        out.append(
+            ax.text(
+                x,
+                0.99,
+                f" {m.label}",
+                transform=ax.get_xaxis_transform(),
+                rotation=90,
+                va="top",
+                ha="left",
+                fontsize="x-small",
+                color="#222222",
+                clip_on=True,
+                zorder=3,
+            )
+        )
+    return out
 
 
 def axis_covers(axis: AddressAxis, vmas, *, hide_shadow: bool = False) -> bool:  # noqa: ANN001
