@@ -159,6 +159,10 @@ def draw_capture(
         # Its unmapped cells are transparent: show the unmapped colour through them (a 0
         # fraction is white there, so white cannot also mean "not mapped").
         ax.set_facecolor(UNMAPPED_COLOR)
+        legend = ax.get_legend()
+        if legend is not None:  # below the time axis title, in inches (fixed layout)
+            axes_h = ax.get_position().height * ax.figure.get_size_inches()[1]
+            legend.set_bbox_to_anchor((0.5, -0.5 / max(axes_h, 0.5)), transform=ax.transAxes)
     else:
         if grid is None:
             grid = heatmap_grid(
