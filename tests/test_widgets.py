@@ -475,3 +475,27 @@ def test_capture_viewer_draws_marks_and_keeps_its_title_in_place(capture):
     # A blitted category change redraws the title where it was (it once jumped off the figure).
     v.category.value = "file"
     assert ax.title.get_text() == "file pages" and ax.title.get_position()[1] == 1.0
+
+
+def test_capture_viewer_leaves_pyplots_backend_alone():
+    # ``import ipympl`` switches pyplot to ipympl: after a CaptureViewer every plt figure of
+    # the notebook became a widget. Checked in a fresh interpreter (the import runs once).
+    pytest.importorskip("ipympl")
+    import subprocess
+    import sys
+
+    code = (
+        "import matplotlib; matplotlib.use('agg'); import matplotlib.pyplot as plt\n"
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "from test_widgets import synthetic_capture\n"
+        "from pmviz.widgets import CaptureViewer\n"
+        "v = CaptureViewer(synthetic_capture(), interactive=True)\n"
+        "assert 'ipympl' in type(v._canvas).__module__\n"
+        "print(matplotlib.get_backend(), type(plt.figure().canvas).__name__)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["agg", "FigureCanvasAgg"], out.stdout

@@ -169,8 +169,7 @@ class CaptureViewer(widgets.VBox):
 
         self.figure = Figure(figsize=figsize)
         if self.interactive:
-            from ipympl.backend_nbagg import Canvas, FigureManager
-
+            Canvas, FigureManager = _ipympl_classes()
             self._canvas = Canvas(self.figure)
             self._manager = FigureManager(self._canvas, 0)
             self._canvas.header_visible = False
@@ -460,6 +459,27 @@ class CaptureViewer(widgets.VBox):
     def png(self) -> bytes:
         """The current figure as PNG bytes."""
         return figure_png(self.figure)
+
+
+def _ipympl_classes():  # noqa: ANN202 - ipympl's Canvas and FigureManager classes
+    """The canvas classes of ipympl, without the side effect of importing ipympl.
+
+    ``import ipympl`` calls ``matplotlib.use("module://ipympl.backend_nbagg")`` when matplotlib
+    is loaded: every later ``plt.subplots`` of the notebook would turn into an ipympl widget
+    (shown twice without ``plt.ioff()``). The viewer only needs the classes for its own figure,
+    so pyplot's backend is put back as it was.
+    """
+    import matplotlib
+
+    get = getattr(matplotlib.rcParams, "_get_backend_or_none", None)
+    before = get() if get is not None else None  # None: not resolved yet ("auto")
+    fallback = matplotlib.rcParams["backend_fallback"]
+    from ipympl.backend_nbagg import Canvas, FigureManager
+
+    if before is not None and matplotlib.rcParams._get_backend_or_none() != before:
+        matplotlib.use(before)
+    matplotlib.rcParams["backend_fallback"] = fallback
+    return Canvas, FigureManager
 
 
 def _hex_range_text(start: int, end: int) -> str:
