@@ -131,3 +131,21 @@ def test_human_rate_and_unmapped_colormap():
         cm = fraction_cmap(name, category="written")
         assert cm(np.nan) == matplotlib.colors.to_rgba(UNMAPPED_COLOR)
         assert cm(0.0) != cm(np.nan)
+
+
+def test_hilbert_paints_unmapped_cells_in_the_unmapped_colour(ax):
+    from synthetic import HEAP
+
+    from pmviz.plotting._style import UNMAPPED_COLOR
+
+    # The heap (8 pages) then 8 pages of nothing mapped: 16 pages on a 4x4 curve. Snapshot 3:
+    # heap pages 0-1 present, 2-7 mapped but empty.
+    im = pp.hilbert(
+        two_vma_capture(), ["present"], ax=ax, at=3, start=HEAP, end=HEAP + 16 * PAGE, order=2
+    )
+    x, y = pa.hilbert_d2xy(2, np.arange(16))
+    colours = im.get_array()[y, x]
+    np.testing.assert_allclose(colours[:2], [matplotlib.colors.to_rgb("#1f77b4")] * 2)
+    np.testing.assert_allclose(colours[2:8], np.ones((6, 3)))  # mapped, no page: white
+    np.testing.assert_allclose(colours[8:], [matplotlib.colors.to_rgb(UNMAPPED_COLOR)] * 8)
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "not mapped"

@@ -14,7 +14,14 @@ from matplotlib.patches import Patch
 from ..analysis.hilbert import HilbertMap, hilbert_map
 from ..capture import Capture
 from ..regions import Regions
-from ._style import category_color, get_ax, hex_address, human_bytes
+from ._style import (
+    UNMAPPED_COLOR,
+    category_color,
+    get_ax,
+    hex_address,
+    human_bytes,
+    unmapped_patch,
+)
 
 __all__ = ["hilbert"]
 
@@ -61,6 +68,9 @@ def hilbert(
     for m in maps[::-1]:
         a = np.clip(m.image, 0, 1)[..., None]
         rgb = a * np.asarray(mcolors.to_rgb(category_color(m.category))) + (1 - a) * rgb
+    unmapped = _unmapped_cells(data, maps[0], at)
+    if unmapped is not None:
+        rgb[unmapped] = mcolors.to_rgb(UNMAPPED_COLOR)
     kwargs.setdefault("interpolation", "nearest")
     kwargs.setdefault("origin", "lower")
     im = ax.imshow(rgb, **kwargs)
@@ -95,6 +105,8 @@ def hilbert(
         handles.append(
             Patch(facecolor="white", edgecolor="#999999", lw=0.5, label="no page (empty cell)")
         )
+        if unmapped is not None and unmapped.any():
+            handles.append(unmapped_patch(label="not mapped"))
         ax.legend(
             handles=handles,
             loc="upper center",
@@ -106,3 +118,19 @@ def hilbert(
             title_fontsize="x-small",
         )
     return im
+
+
+def _unmapped_cells(data: HilbertMap | Capture | Regions, m: HilbertMap, at: int):  # noqa: ANN202
+    """Cells with no mapped byte at all (boolean image), when the VMA table is known.
+
+    The same Hilbert layout of the snapshot's VMAs: a cell no VMA touches is "not mapped",
+    which is not the same as mapped memory without a page.
+    """
+    if not isinstance(data, Capture):
+        return None
+    vmas = data.vmas_at(at)
+    if not len(vmas):
+        return None
+    mapped = Regions.from_arrays(vmas.start, vmas.end, 1, page_size=data.page_size)
+    cover = hilbert_map(mapped, 1, start=m.start, end=m.end, order=m.order)
+    return cover.image <= 0
