@@ -52,6 +52,46 @@ class Features:
             out.append("soft-dirty")
         return out
 
+    def _rows(self) -> list[tuple[str, str]]:
+        from .categories import category_names
+
+        def yes(flag: bool, why: str = "") -> str:
+            return "yes" if flag else ("no" + (f" ({why})" if why else ""))
+
+        mech = ", ".join(self.write_mechanisms) or "none (present/swapped only)"
+        return [
+            ("kernel", self.kernel_release),
+            ("page size", f"{self.page_size:,} B"),
+            ("PAGEMAP_SCAN", yes(self.pagemap_scan, "classic /proc/PID/pagemap fallback")),
+            ("categories", category_names(int(self.categories)) or "—"),
+            ("guard markers", yes(self.guard, "needs Linux 6.15")),
+            ("write tracking", mech),
+            ("uffd-wp async", yes(self.uffd_wp_async, self.uffd_reason)),
+            ("soft-dirty", yes(self.soft_dirty, "CONFIG_MEM_SOFT_DIRTY is not set")),
+            ("THP", self.thp_mode),
+            ("swap active", yes(self.swap_active)),
+            ("user address limit", f"{self.user_address_limit:#x}"),
+            ("PFNs visible", yes(self.pfn_visible, "needs CAP_SYS_ADMIN")),
+        ]
+
+    def __repr__(self) -> str:
+        rows = self._rows()
+        width = max(len(k) for k, _ in rows)
+        return "Features(\n" + "".join(f"  {k:<{width}}  {v}\n" for k, v in rows) + ")"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+            for k, v in self._rows()
+        )
+        return (
+            "<table class='pmviz-features'><caption style='text-align:left'>"
+            f"<b>pmviz.features()</b>: what this kernel offers</caption>{body}</table>"
+        )
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d["categories"] = int(self.categories)

@@ -55,3 +55,16 @@ def test_features_is_cached_and_serialisable():
 def test_swap_active_follows_the_swapfile(swapfile):
     features.cache_clear()
     assert features().swap_active
+
+
+def test_features_reads_as_a_table_in_text_and_html():
+    # Notebook 01 shows features() first thing: a table, not a raw dataclass repr.
+    f = features()
+    text = repr(f)
+    assert not text.startswith("Features(kernel_release=")
+    assert f.kernel_release in text and "write tracking" in text and "uffd-wp" in text
+    assert f"{f.user_address_limit:#x}" in text
+    page = f._repr_html_()
+    assert page.startswith("<table class='pmviz-features'>")
+    assert page.count("<tr>") == len(text.splitlines()) - 2
+    assert "PAGEMAP_SCAN" in page and "<td style='text-align:left'>yes</td>" in page

@@ -67,3 +67,85 @@ def test_temperature_sparsity_hilbert_diff_precopy(ax):
     assert [b.get_height() for b in bars] == est.round_bytes.tolist()
     assert ax.get_xticklabels()[-1].get_text() == "stop&copy"
     assert "converged" in ax.get_title()
+
+
+def test_size_histogram_labels_every_hole_bin_in_bytes(ax):
+    # Runs of 1 and 2 pages, holes of up to 1000 pages: the hole bins reach far beyond the
+    # run bins, and each of them has a label (it used to stop at the runs' last bin).
+    sp = pa.Sparsity(
+        ranges=np.array([[0, 1 << 30]], dtype=np.uint64),
+        category="present",
+        page_size=PAGE,
+        reserved_bytes=1 << 30,
+        matched_bytes=3 * PAGE,
+        n_scan_regions=5,
+        region_pages=np.array([1, 2, 1]),
+        hole_pages=np.array([3, 1000]),
+        vec_len=512,
+    )
+    runs, holes = pp.size_histogram(sp, ax=ax)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(labels) == len(holes) == 10  # 1 .. 1023 pages: 10 power-of-two bins
+    assert labels[:3] == ["4 KiB", "8 KiB", "16 KiB"] and labels[-1] == "2 MiB"
+    assert [b.get_height() for b in holes][-1] == 1  # the 1000-page hole: 512-1023 pages
+    assert sum(b.get_height() for b in runs) == 3
+
+
+def test_hilbert_has_a_legend_and_axis_text(ax):
+    im = pp.hilbert(two_vma_capture(), ["present"], ax=ax, at=3, vma="[heap]")
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["present", "no page (empty cell)"]
+    assert "Hilbert curve" in ax.get_xlabel() and "bottom left" in ax.get_xlabel()
+    assert {t.get_text() for t in ax.texts} == {"start", "end"}
+    assert im.get_array().shape[:2] == (2, 2)
+
+
+def test_diff_colormap_reads_like_the_other_heatmaps(ax):
+    from pmviz.plotting._style import UNMAPPED_COLOR
+
+    mesh = pp.diff(pa.snapshot_diff(two_vma_capture(), 1, 2), ax=ax, addr_bins=4)
+    cm = mesh.get_cmap()
+    # 0 dark, 1 bright, as inferno/viridis in pp.heatmap (it used to be magma_r: 0 bright).
+    lum = [np.dot(cm(v)[:3], [0.299, 0.587, 0.114]) for v in (0.0, 1.0)]
+    assert lum[0] < 0.1 < 0.8 < lum[1]
+    np.testing.assert_allclose(cm.get_bad(), matplotlib.colors.to_rgba(UNMAPPED_COLOR))
+
+
+def test_precopy_title_names_the_byte_rate_and_the_link_once(ax):
+    est = pa.precopy_estimate(two_vma_capture(), bandwidth=1e9 / 8, downtime=0.01)
+    pp.precopy(est, ax=ax, nominal_bits=1e9)
+    title = ax.get_title()
+    assert title.startswith("pre-copy at 119 MiB/s (1 Gbit/s)\n")
+    assert title.count("bit/s") == 1
+    assert all(len(line) <= 40 for line in title.splitlines()), title
+
+
+def test_human_rate_and_unmapped_colormap():
+    from pmviz.plotting._style import UNMAPPED_COLOR, fraction_cmap, human_rate
+
+    assert human_rate(1e9 / 8, nominal_bits=1e9) == "119 MiB/s (1 Gbit/s)"
+    assert human_rate(100e6 / 8, nominal_bits=100e6) == "11.9 MiB/s (100 Mbit/s)"
+    assert human_rate(10e9 / 8, nominal_bits=10e9) == "1.16 GiB/s (10 Gbit/s)"
+    assert human_rate(512) == "512 B/s"
+    for name in (None, "viridis", "magma"):
+        cm = fraction_cmap(name, category="written")
+        assert cm(np.nan) == matplotlib.colors.to_rgba(UNMAPPED_COLOR)
+        assert cm(0.0) != cm(np.nan)
+
+
+def test_hilbert_paints_unmapped_cells_in_the_unmapped_colour(ax):
+    from synthetic import HEAP
+
+    from pmviz.plotting._style import UNMAPPED_COLOR
+
+    # The heap (8 pages) then 8 pages of nothing mapped: 16 pages on a 4x4 curve. Snapshot 3:
+    # heap pages 0-1 present, 2-7 mapped but empty.
+    im = pp.hilbert(
+        two_vma_capture(), ["present"], ax=ax, at=3, start=HEAP, end=HEAP + 16 * PAGE, order=2
+    )
+    x, y = pa.hilbert_d2xy(2, np.arange(16))
+    colours = im.get_array()[y, x]
+    np.testing.assert_allclose(colours[:2], [matplotlib.colors.to_rgb("#1f77b4")] * 2)
+    np.testing.assert_allclose(colours[2:8], np.ones((6, 3)))  # mapped, no page: white
+    np.testing.assert_allclose(colours[8:], [matplotlib.colors.to_rgb(UNMAPPED_COLOR)] * 8)
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "not mapped"

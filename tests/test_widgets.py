@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import matplotlib.colors as mcolors
 import numpy as np
 import pytest
 
@@ -117,7 +118,7 @@ def test_report_checkbox_and_max_pages(capture):
     assert not any(int(r.categories) & C.WRITTEN for r in ex.result)
     ex.max_pages_box.value = 100
     assert ex.result.n_pages == 100
-    assert "max_pages=100" in ex.code.value
+    assert "max_pages=100" in ex.python_code.value
     assert ex.result == ex.mask.apply(capture.regions_at(-1), max_pages=100)
 
 
@@ -130,13 +131,12 @@ def test_presets_set_controls_and_snippet_round_trips(capture, preset):
     # The Python snippet is copy-pasteable: running it builds the very same mask.
     import html as _html
 
-    python = ex.code.value.split("<summary>Python</summary>")[1]
-    code = _html.unescape(python.split(">", 1)[1].split("</pre>")[0])
+    code = _html.unescape(ex.python_code.value.split(">", 1)[1].split("</pre>")[0])
     ns = {"pmviz": pmviz, "capture": capture, "i": -1}
     exec(code, ns)
     assert ns["mask"] == mask
     assert ns["regions"] == ex.result
-    assert "struct pm_scan_arg arg" in ex.code.value
+    assert "struct pm_scan_arg arg" in ex.c_code.value
     # touching a control afterwards switches back to a custom mask
     ex.controls.report[C.GUARD].value = not ex.controls.report[C.GUARD].value
     assert ex.preset.value == "(custom)"
@@ -158,17 +158,56 @@ def test_python_snippet_lines_fit_the_readout_column(pid):
 
 def test_snippet_wraps_on_words_in_the_readout(capture):
     ex = MaskExplorer(capture)
-    assert ex.code.value.count("word-break:normal") == 2  # the Python and the C <pre>
+    for code in (ex.python_code, ex.c_code):
+        assert code.value.count("word-break:normal") == 1
 
 
-def test_snapshot_slider_changes_table_only(capture):
+def test_snapshot_slider_moves_table_status_and_marker(capture):
     ex = MaskExplorer(capture, mask=pmviz.Mask(require=C.PRESENT))
-    png = ex.image.value
+    png, grid = ex.image.value, np.array(ex.artist.get_array())
+    assert "in snapshot 5 (t = 0.50 s)" in ex.status.value
     ex.snapshot.value = 0
     assert ex.result == pmviz.Mask(require=C.PRESENT).apply(capture.regions_at(0))
     assert f"{ex.result.n_pages:,} pages" in ex.table.value
-    assert ex.image.value == png
     assert "[heap]" in ex.table.value
+    # The status line names the slider's snapshot, not the one of the last mask change.
+    assert f"{ex.result.n_pages:,} pages selected in snapshot 0 (t = 0.00 s)" in ex.status.value
+    # The heatmap outlines snapshot 0's column; the selection itself is unchanged.
+    assert ex._marker.get_x() == pytest.approx(0.0)
+    assert ex._marker.get_width() == pytest.approx(0.1)
+    np.testing.assert_array_equal(np.array(ex.artist.get_array()), grid)
+    assert ex.image.value != png
+    ex.snapshot.value = 3
+    assert ex._marker.get_x() == pytest.approx(0.3)
+    assert "in snapshot 3 (t = 0.30 s)" in ex.status.value
+
+
+def test_snippets_keep_their_open_state_across_updates(capture):
+    ex = MaskExplorer(capture)
+    python_box, c_box = ex.python_box, ex.c_box
+    assert python_box.selected_index == 0 and c_box.selected_index is None
+    c_box.selected_index = 0  # the user opens the C snippet (a frontend state change)
+    before = ex.c_code.value
+    ex.controls.choices[C.PRESENT].value = "require"
+    ex.preset.value = "CRIU dump (pmc_fill)"
+    ex.snapshot.value = 1
+    # Same accordions, still open; only their text changed.
+    assert ex.python_box is python_box and ex.c_box is c_box
+    assert python_box.selected_index == 0 and c_box.selected_index == 0
+    assert python_box.children == (ex.python_code,) and c_box.children == (ex.c_code,)
+    assert ex.c_code.value != before and "PAGE_IS_PFNZERO" in ex.c_code.value
+
+
+def test_mask_controls_have_fixed_widths_that_never_shrink(capture):
+    ex = MaskExplorer(capture)
+    fixed = [*ex.controls.box.children, ex.controls.box, ex.snapshot, ex.max_pages_box]
+    for w in fixed:
+        assert w.layout.flex == "0 0 auto", w
+        assert w.layout.width and w.layout.min_width == w.layout.width, w
+    # The read-out column is the one that gives way (and wraps below the controls).
+    row = ex.children[1]
+    assert row.layout.flex_flow == "row wrap"
+    assert row.children[1].layout.min_width == "400px"
 
 
 def test_inexpressible_mask_is_rejected(capture):
@@ -184,7 +223,7 @@ def test_mask_explorer_on_a_live_pid_rescans():
     ex.controls.report[C.PRESENT].value = False
     assert len(ex.result) > 0
     assert all(not (int(r.categories) & C.PRESENT) for r in ex.result)
-    assert f"pmviz.scan({os.getpid()}, mask=mask)" in ex.code.value
+    assert f"pmviz.scan({os.getpid()}, mask=mask)" in ex.python_code.value
     ex.max_pages_box.value = 10
     assert ex.result.n_pages == 10
 
@@ -320,3 +359,143 @@ def test_mask_explorer_live_pid_that_exits_says_so():
     ex.controls.choices[C.PRESENT].value = "require"
     assert "has exited" in ex.status.value
     assert ex.image.value == before  # the last picture stays
+
+
+def test_capture_viewer_window_zooms_the_time_axis_and_keeps_the_cursor_inside(capture):
+    v = CaptureViewer(capture, interactive=False, category="present")
+    ax, mesh = v.drawn.ax, v.drawn.artist
+    grid = np.array(mesh.get_array())
+    assert v.snapshot.value == 5
+    v.window.value = (1, 3)
+    # Zoomed, not blanked: the same axes and mesh, every snapshot still binned, x limited.
+    assert v.drawn.ax is ax and v.drawn.artist is mesh
+    np.testing.assert_array_equal(np.array(mesh.get_array()), grid)
+    assert ax.get_xlim() == pytest.approx((0.1, 0.4))
+    assert v.view_info["xlim"] == pytest.approx((0.1, 0.4))
+    assert "0.10–0.40 s" in v.view.value
+    # The cursor follows into the window and cannot leave it.
+    assert (v.snapshot.min, v.snapshot.max) == (1, 3)
+    assert v.snapshot.value == 3
+    assert v._cursor.get_xdata()[0] == pytest.approx(0.3)
+    v.window.value = (0, 5)
+    assert v.snapshot.value == 3 and (v.snapshot.min, v.snapshot.max) == (0, 5)
+    # A hover outside the window (the axis edge) reports a drawn snapshot only.
+    v.window.value = (2, 4)
+    assert v.drawn.snapshot_at(0.05, v.window.value) == 2
+    assert v.drawn.snapshot_at(0.9, v.window.value) == 4
+
+
+def test_capture_viewer_category_and_scale_change_the_mesh_in_place(capture):
+    v = CaptureViewer(capture, interactive=False, category="present")
+    ax, mesh = v.drawn.ax, v.drawn.artist
+    v.category.value = "file"
+    assert v.drawn.ax is ax and v.drawn.artist is mesh
+    np.testing.assert_array_equal(
+        np.array(mesh.get_array()), np.ma.masked_invalid(v.grid("file").grid.T).filled(np.nan)
+    )
+    assert mesh.colorbar.ax.get_ylabel() == "fraction of pages file"
+    v.scale.value = "sqrt"
+    assert type(mesh.norm).__name__ == "PowerNorm" and v.drawn.artist is mesh
+    # Unmapped cells have their own colour, not the colormap's 0.
+    from pmviz.plotting._style import UNMAPPED_COLOR
+
+    assert mesh.get_cmap().get_bad() == pytest.approx(mcolors.to_rgba(UNMAPPED_COLOR))
+    v.category.value = "composite"
+    assert v.drawn.artist is not mesh  # an RGBA picture: rebuilt
+    # Its unmapped cells are transparent over the unmapped colour (its 0 is white).
+    assert v.drawn.ax.get_facecolor() == pytest.approx(mcolors.to_rgba(UNMAPPED_COLOR))
+    v.category.value = "present"
+    assert v.drawn.artist.norm.__class__.__name__ == "PowerNorm"
+
+
+def test_capture_viewer_zoom_boxes_agree(capture):
+    v = CaptureViewer(capture, interactive=False, category="present")
+    v.hex_range.value = f"{ANON:#x}-{ANON + 512 * P:#x}"
+    assert v.vma.label == "(hex range below)"
+    v.vma.value = (HEAP, HEAP + 256 * P)
+    # The hex box shows the VMA's range, not the range typed before.
+    assert v.hex_range.value == f"{HEAP:#x}-{HEAP + 256 * P:#x}"
+    assert (v.drawn.addr_lo, v.drawn.addr_hi) == (HEAP, HEAP + 256 * P)
+    v.hex_range.value = ""
+    assert v.vma.label == "(whole address space)" and v.addr_range is None
+    v.hex_range.value = f"{HEAP:#x}-{HEAP + 256 * P:#x}"  # a VMA's exact range: it is named
+    assert v.vma.value == (HEAP, HEAP + 256 * P)
+
+
+def test_capture_viewer_long_addresses_fit_in_the_figure():
+    # Addresses near the top of the 47-bit space: the longest hex tick labels.
+    vmas = Vmas.parse(
+        "7ffff7a00000-7ffff7c00000 rw-p 00000000 00:00 0 \n"
+        "7ffffffde000-7ffffffff000 rw-p 00000000 00:00 0 [stack]\n"
+    )
+    rows = [(0x7FFFF7A00000, 0x7FFFF7C00000, int(C.PRESENT))]
+    cap = Capture.from_snapshots(
+        CaptureMeta(pid=1, interval_ns=10**8),
+        [(i * 10**8, _regions(rows), None, vmas) for i in range(3)],
+    )
+    v = CaptureViewer(cap, interactive=False, category="present")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = v.figure
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    ax = v.drawn.ax
+    assert ax.get_ylabel().startswith("address")
+    fig_box = fig.bbox
+    for t in [*ax.get_yticklabels(), ax.yaxis.label]:
+        if t.get_text():
+            box = t.get_window_extent(renderer)
+            assert box.x0 >= fig_box.x0 - 0.5, t.get_text()
+
+
+def test_capture_viewer_ipympl_toolbar_sits_above_the_figure(capture):
+    pytest.importorskip("ipympl")
+    v = CaptureViewer(capture, interactive=True, category="present")
+    assert v._canvas.toolbar_position == "top"
+
+
+def test_capture_viewer_draws_marks_and_keeps_its_title_in_place(capture):
+    from pmviz.capture import Mark
+
+    t0 = int(capture.time_ns[0])
+    marked = Capture(
+        capture.meta,
+        capture.time_ns,
+        capture.regions,
+        capture.region_offsets,
+        written=capture.written,
+        written_offsets=capture.written_offsets,
+        vma_tables=capture.vma_tables,
+        vma_index=capture.vma_index,
+        marks=[Mark(t0 + 150_000_000, "fill"), Mark(t0 + 350_000_000, "sort")],
+    )
+    v = CaptureViewer(marked, interactive=False, category="present")
+    ax = v.drawn.ax
+    labels = {t.get_text().strip(): t.get_position()[0] for t in ax.texts if t.get_clip_on()}
+    assert labels == {"fill": pytest.approx(0.15), "sort": pytest.approx(0.35)}
+    # A blitted category change redraws the title where it was (it once jumped off the figure).
+    v.category.value = "file"
+    assert ax.title.get_text() == "file pages" and ax.title.get_position()[1] == 1.0
+
+
+def test_capture_viewer_leaves_pyplots_backend_alone():
+    # ``import ipympl`` switches pyplot to ipympl: after a CaptureViewer every plt figure of
+    # the notebook became a widget. Checked in a fresh interpreter (the import runs once).
+    pytest.importorskip("ipympl")
+    import subprocess
+    import sys
+
+    code = (
+        "import matplotlib; matplotlib.use('agg'); import matplotlib.pyplot as plt\n"
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "from test_widgets import synthetic_capture\n"
+        "from pmviz.widgets import CaptureViewer\n"
+        "v = CaptureViewer(synthetic_capture(), interactive=True)\n"
+        "assert 'ipympl' in type(v._canvas).__module__\n"
+        "print(matplotlib.get_backend(), type(plt.figure().canvas).__name__)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["agg", "FigureCanvasAgg"], out.stdout

@@ -7,6 +7,7 @@ to one matplotlib call and returns the artist(s).
 
 from __future__ import annotations
 
+from ._style import UNMAPPED_COLOR, human_bytes, human_rate
 from .diff import diff
 from .heatmap import address_ticks, composite_heatmap, heatmap
 from .hilbert import hilbert
@@ -26,4 +27,7 @@ __all__ = [
     "hilbert",
     "diff",
     "precopy",
+    "human_bytes",
+    "human_rate",
+    "UNMAPPED_COLOR",
 ]

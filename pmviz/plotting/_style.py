@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.colors as mcolors
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator
 
 # One colour per category, used for single-category colormaps and the composite view.
@@ -22,6 +24,14 @@ CATEGORY_CMAPS = {
     "swapped": "cividis",
     "file": "mako" if "mako" in matplotlib.colormaps else "YlGnBu_r",
 }
+UNMAPPED_COLOR = "#d4d4d4"
+"""Cells where nothing was mapped at that time (not "0 % of pages"): one colour in every plot.
+
+A neutral light grey: none of the fraction colormaps (inferno, viridis, cividis, magma) reaches
+it at 0, and the composite heatmap's 0 is white.
+"""
+UNMAPPED_LABEL = "not mapped at that time"
+
 KIND_COLORS = {
     "anon": "#4c72b0",
     "heap": "#dd8452",
@@ -80,6 +90,32 @@ class ByteLocator(Locator):
         return np.asarray(nice.tick_values(vmin / unit, vmax / unit)) * unit
 
 
+def fraction_cmap(
+    cmap: str | mcolors.Colormap | None = None, *, category: str = ""
+) -> mcolors.Colormap:
+    """A copy of ``cmap`` (default: the category's) painting NaN ("bad") in ``UNMAPPED_COLOR``.
+
+    Heatmap grids hold NaN where no page was mapped at that time; with this colormap those
+    cells read as "unmapped", never as the colormap's 0.
+    """
+    base = (
+        cmap
+        if isinstance(cmap, mcolors.Colormap)
+        else matplotlib.colormaps[cmap or category_cmap(category)]
+    )
+    # with_extremes: a copy with set_bad applied (set_bad itself is being deprecated).
+    return base.with_extremes(bad=UNMAPPED_COLOR)
+
+
+def unmapped_patch(**kwargs) -> Patch:  # noqa: ANN003 - Patch keyword arguments
+    """A legend handle for the unmapped colour (``ax.legend(handles=[..., unmapped_patch()])``)."""
+    kwargs.setdefault("facecolor", UNMAPPED_COLOR)
+    kwargs.setdefault("edgecolor", "#999999")
+    kwargs.setdefault("linewidth", 0.5)
+    kwargs.setdefault("label", UNMAPPED_LABEL)
+    return Patch(**kwargs)
+
+
 def human_bytes(x: float) -> str:
     """``1.5 MiB``-style text."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -87,6 +123,32 @@ def human_bytes(x: float) -> str:
             return f"{x:.0f} {unit}" if unit == "B" else f"{x:.3g} {unit}"
         x /= 1024
     return f"{x}"
+
+
+def human_rate(bytes_per_s: float, *, nominal_bits: float | None = None) -> str:
+    """A byte rate with IEC prefixes, ``"119 MiB/s"``; with the link's nominal bit rate once,
+    ``"119 MiB/s (1 Gbit/s)"`` (the project's convention: bytes everywhere, the vendor's
+    decimal bit rate only as a name).
+
+    Parameters
+    ----------
+    bytes_per_s : float
+        The rate in bytes per second.
+    nominal_bits : float, optional
+        The nominal link speed in bits per second (1e9 for "1 Gbit/s"), added in parentheses.
+    """
+    text = f"{human_bytes(bytes_per_s)}/s"
+    if nominal_bits is None:
+        return text
+    return f"{text} ({nominal_bit_rate(nominal_bits)})"
+
+
+def nominal_bit_rate(bits_per_s: float) -> str:
+    """A link's nominal speed in decimal bits per second: ``"100 Mbit/s"``, ``"10 Gbit/s"``."""
+    for unit, scale in (("Tbit/s", 1e12), ("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if abs(bits_per_s) >= scale:
+            return f"{bits_per_s / scale:g} {unit}"
+    return f"{bits_per_s:g} bit/s"
 
 
 def set_byte_axis(axis) -> None:  # noqa: ANN001 - a matplotlib Axis

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import QuadMesh
 
 from ..analysis.diff import DiffGrid, SnapshotDiff, diff_grid
-from ._style import get_ax
+from ._style import fraction_cmap, get_ax
 from .heatmap import decorate_address_axis
 
 __all__ = ["diff"]
@@ -22,7 +21,7 @@ def diff(
     ax: Axes | None = None,
     addr_bins: int = 256,
     addr_range: tuple[int, int] | None = None,
-    cmap: str = "magma_r",
+    cmap: str = "magma",
     colorbar: bool = True,
     **kwargs: Any,
 ) -> QuadMesh:
@@ -41,7 +40,8 @@ def diff(
     ax = get_ax(ax)
     kwargs.setdefault("vmin", 0.0)
     kwargs.setdefault("vmax", 1.0)
-    cm = matplotlib.colormaps[cmap]
+    # 0 dark, 1 bright, NaN in the unmapped colour: read like every other heatmap.
+    cm = fraction_cmap(cmap)
     mesh = ax.pcolormesh(np.arange(len(g.changes) + 1), g.addr_pos, g.grid.T, cmap=cm, **kwargs)
     ax.set_xticks(
         np.arange(len(g.changes)) + 0.5, [c.replace("_", "\n") for c in g.changes], fontsize="small"

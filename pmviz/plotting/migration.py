@@ -8,13 +8,28 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from ..analysis.migration import PrecopyEstimate
-from ._style import get_ax, human_bytes, set_byte_axis
+from ._style import get_ax, human_rate, set_byte_axis
 
 __all__ = ["precopy"]
 
 
-def precopy(est: PrecopyEstimate, *, ax: Axes | None = None, **kwargs: Any):
+def precopy(
+    est: PrecopyEstimate,
+    *,
+    ax: Axes | None = None,
+    nominal_bits: float | None = None,
+    **kwargs: Any,
+):
     """Bar per pre-copy round (the stop-and-copy round highlighted).
+
+    Parameters
+    ----------
+    est : PrecopyEstimate
+    nominal_bits : float, optional
+        The link's nominal speed in bits per second (1e9 for 1 Gbit/s): named once in the
+        title after the byte rate, ``"119 MiB/s (1 Gbit/s)"``.
+    **kwargs
+        Passed to ``Axes.bar``.
 
     Returns
     -------
@@ -31,10 +46,12 @@ def precopy(est: PrecopyEstimate, *, ax: Axes | None = None, **kwargs: Any):
     set_byte_axis(ax.yaxis)
     ax.set_xlabel("round")
     ax.set_ylabel("bytes sent")
-    state = "converged" if est.converged else f"did not converge ({est.reason})"
+    state = "converged" if est.converged else f"did not converge:\n{est.reason}"
+    # Short lines: three of these panels side by side must not run into each other.
     ax.set_title(
-        f"pre-copy at {human_bytes(est.bandwidth)}/s: downtime "
-        f"{est.downtime_s * 1e3:,.1f} ms, {state}",
+        f"pre-copy at {human_rate(est.bandwidth, nominal_bits=nominal_bits)}\n"
+        f"downtime {est.downtime_s * 1e3:,.1f} ms, {state}",
         fontsize="medium",
     )
+    ax.margins(y=0.12)  # room for the duration labels above the bars
     return bars

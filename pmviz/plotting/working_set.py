@@ -149,5 +149,6 @@ def temperature_bars(t: Temperature, *, ax: Axes | None = None, top: int = 12, *
     ax.set_yticks(y, [str(names[i]) for i in idx])
     set_byte_axis(ax.xaxis)
     ax.set_title(f"resident pages by write frequency (last {t.window} intervals)")
-    ax.legend(frameon=False, fontsize="small")
+    # Lower right: the largest bar is on top and the small ones at the bottom are short.
+    ax.legend(frameon=False, fontsize="small", loc="lower right")
     return out

@@ -66,6 +66,19 @@ def category_names(bits: int) -> str:
     return "ALL" if bits == int(ALL_CATEGORIES) else _category_names(bits)
 
 
+LABEL_PX = 110
+CHOICE_BUTTON_PX = 74
+CHOICES_PX = 4 * (CHOICE_BUTTON_PX + 6)  # four buttons and their margins
+REPORT_PX = 80
+CONTROLS_PX = LABEL_PX + CHOICES_PX + REPORT_PX + 8 + 2 * 4
+"""Pixel widths of the mask controls' grid: label, the four choices, the report box."""
+
+
+def _fixed(width: str, **kwargs: str) -> widgets.Layout:
+    """A layout of exactly ``width`` that flex containers neither shrink nor grow."""
+    return widgets.Layout(width=width, min_width=width, flex="0 0 auto", **kwargs)
+
+
 class MaskControls:
     """Per category a require / any of / exclude / ignore choice and a report checkbox.
 
@@ -74,12 +87,15 @@ class MaskControls:
 
     def __init__(self, categories: Category = ALL_CATEGORIES) -> None:
         self.categories = [c for c in Category if c & categories]
+        # Fixed widths that never shrink (flex: 0 0 auto): in an HBox next to a wide read-out
+        # the browser would otherwise squeeze this column until names read "ED" and the
+        # report boxes vanish.
         self.choices = {
             c: widgets.ToggleButtons(
                 options=list(CHOICES),
                 value="ignore",
-                style={"button_width": "74px"},
-                layout=widgets.Layout(width="auto", margin="0"),
+                style={"button_width": f"{CHOICE_BUTTON_PX}px"},
+                layout=_fixed(f"{CHOICES_PX}px", margin="0"),
                 tooltips=[
                     f"every matched page must be {c.name}",
                     f"at least one 'any of' category must be set, e.g. {c.name}",
@@ -94,7 +110,7 @@ class MaskControls:
                 value=True,
                 description="report",
                 indent=False,
-                layout=widgets.Layout(width="80px", margin="0 0 0 8px"),
+                layout=_fixed(f"{REPORT_PX}px", margin="0 0 0 8px"),
             )
             for c in self.categories
         }
@@ -102,15 +118,17 @@ class MaskControls:
         for c in self.categories:
             label = widgets.HTML(
                 f"<code title='PAGE_IS_{c.name}, bit {int(c).bit_length() - 1}'>{c.name}</code>",
-                layout=widgets.Layout(margin="0"),
+                layout=_fixed(f"{LABEL_PX}px", margin="0"),
             )
+            label.add_class(f"pmviz-label-{c.name}")
             self.choices[c].add_class(f"pmviz-choice-{c.name}")
             self.report[c].add_class(f"pmviz-report-{c.name}")
             cells += [label, self.choices[c], self.report[c]]
         self.box = widgets.GridBox(
             cells,
-            layout=widgets.Layout(
-                grid_template_columns="110px max-content max-content",
+            layout=_fixed(
+                f"{CONTROLS_PX}px",
+                grid_template_columns=f"{LABEL_PX}px {CHOICES_PX}px {REPORT_PX + 8}px",
                 grid_gap="2px 4px",
                 align_items="center",
             ),
@@ -255,7 +273,7 @@ def region_table_html(regions: Regions, vmas: Vmas | None, *, max_rows: int = 12
     )
 
 
-def figure_png(fig, *, dpi: int = 90) -> bytes:  # noqa: ANN001 - a matplotlib Figure
+def figure_png(fig, *, dpi: float = 90) -> bytes:  # noqa: ANN001 - a matplotlib Figure
     """Render a figure to PNG bytes with the Agg canvas (no pyplot state involved)."""
     buf = io.BytesIO()
     # Fast zlib level: a widget redraw is latency-bound, and the PNG stays small anyway.
@@ -264,35 +282,49 @@ def figure_png(fig, *, dpi: int = 90) -> bytes:  # noqa: ANN001 - a matplotlib F
 
 
 class Blitter:
-    """PNG frames of a figure where only one artist changes between frames.
+    """PNG frames of a figure where only a few artists of one Axes change between frames.
 
-    The first frame draws everything and keeps the figure without ``artist`` as a
-    background; later frames restore it and draw just ``artist`` and what lies on top of it
-    in its Axes (gap lines), so ticks, labels and colour bar are not re-rendered.
+    The first frame draws everything and keeps the figure without ``artists`` as a
+    background; later frames restore it and draw just ``artists`` and what lies on top of the
+    first one in its Axes (gap lines), so ticks, labels and colour bar are not re-rendered.
     """
 
-    def __init__(self, fig, artist) -> None:  # noqa: ANN001 - Figure, Artist
+    def __init__(self, fig, *artists) -> None:  # noqa: ANN001 - Figure, Artists
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+        if not artists:
+            raise ValueError("Blitter needs at least one artist")
         self.fig = fig
-        self.artist = artist
+        self.artists = artists
         self.canvas = FigureCanvasAgg(fig)
-        artist.set_visible(False)
+        for a in artists:
+            a.set_visible(False)
         self.canvas.draw()
         self.background = self.canvas.copy_from_bbox(fig.bbox)
-        artist.set_visible(True)
-        ax = artist.axes
-        z = artist.get_zorder()
-        self.above = [a for a in (*ax.lines, *ax.patches, *ax.texts) if a.get_zorder() >= z]
+        for a in artists:
+            a.set_visible(True)
+        ax = artists[0].axes
+        z = artists[0].get_zorder()
+        dynamic = {id(a) for a in artists}
+        # Only what the mesh can cover: clipped to the Axes (gap lines). VMA band strips and
+        # labels sit outside it (clip_on=False) and stay in the background.
+        self.above = [
+            a
+            for a in (*ax.collections, *ax.lines, *ax.patches, *ax.texts)
+            if a.get_zorder() >= z and id(a) not in dynamic and a.get_clip_on()
+        ]
+        # Back to front: the mesh first, gap lines, then the moving markers on top.
+        self.order = sorted([artists[0], *self.above], key=lambda a: a.get_zorder())
+        self.order += [a for a in artists[1:] if a not in self.order]
 
-    def frame(self, *, dpi: int = 90) -> bytes:
+    def frame(self, *, dpi: float = 90) -> bytes:
         from PIL import Image
 
         self.canvas.restore_region(self.background)
-        ax = self.artist.axes
-        ax.draw_artist(self.artist)
-        for a in self.above:
-            ax.draw_artist(a)
+        ax = self.artists[0].axes
+        for a in self.order:
+            if a.get_visible():
+                ax.draw_artist(a)
         w, h = self.canvas.get_width_height()
         img = Image.frombuffer("RGBA", (w, h), self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         buf = io.BytesIO()

@@ -14,11 +14,12 @@ import numpy as np
 from matplotlib import colors
 
 from ..analysis.axis import AddressAxis, address_axis
-from ..analysis.heatmap import heatmap_grid, snapshot_cells
+from ..analysis.heatmap import HeatmapGrid, heatmap_grid, snapshot_cells
 from ..capture import Capture
 from ..maps import VmaKind
 from ..mask import Mask
 from ..plotting import composite_heatmap, heatmap
+from ..plotting._style import UNMAPPED_COLOR, UNMAPPED_LABEL, fraction_cmap, unmapped_patch
 
 CATEGORY_CHOICES = (
     "written",
@@ -77,9 +78,11 @@ class Drawn:
     time_range: tuple[float, float]
     addr_bins: int
 
-    def snapshot_at(self, x: float) -> int:
+    def snapshot_at(self, x: float, window: tuple[int, int] | None = None) -> int:
+        """The snapshot drawn at time ``x``, clamped into ``window`` (first, last) if given."""
         i = np.searchsorted(self.cells, x, side="right") - 1
-        return int(np.clip(i, 0, len(self.cells) - 2))
+        lo, hi = window if window is not None else (0, len(self.cells) - 2)
+        return int(np.clip(i, lo, hi))
 
     def address_at(self, y: float) -> int | None:
         if not 0 <= y < self.axis.length:
@@ -97,6 +100,35 @@ def _norm(scale: str) -> colors.Normalize:
     raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
 
 
+def view_axis(
+    capture: Capture, addr_range: tuple[int, int] | None = None, *, hide_shadow: bool = False
+) -> AddressAxis:
+    """The compact address axis the widgets draw (guard reservations, maybe shadow, skipped)."""
+    skip = (VmaKind.GUARD, VmaKind.SHADOW) if hide_shadow else (VmaKind.GUARD,)
+    axis = address_axis(capture, addr_range=addr_range, skip_kinds=skip)
+    if not axis.length:
+        lo, hi = addr_range or (0, 0)
+        raise ValueError(f"nothing is mapped in {lo:#x}-{hi:#x}")
+    return axis
+
+
+def margins(fig, *, legend: bool = False) -> dict[str, float]:  # noqa: ANN001 - a Figure
+    """``subplots_adjust`` fractions with room, in inches, for what sits around the heatmap.
+
+    Left: 16-character monospace hex tick labels (``0x7fff_f000_0000``) and the axis title
+    (~1.6 in whatever the figure width); right: the colour bar's ticks and title (the bar
+    itself and the VMA labels are carved out of the Axes by ``draw_capture``); bottom: the
+    time axis, plus the composite legend.
+    """
+    w, h = fig.get_size_inches()
+    return dict(
+        left=min(0.4, 1.6 / w),
+        right=1.0 - min(0.3, 0.75 / w),
+        bottom=min(0.4, (1.05 if legend else 0.55) / h),
+        top=1.0 - min(0.2, 0.35 / h),
+    )
+
+
 def draw_capture(
     ax,  # noqa: ANN001 - a matplotlib Axes
     capture: Capture,
@@ -108,29 +140,111 @@ def draw_capture(
     title: str | None = None,
     addr_bins: int = ADDR_BINS,
     hide_shadow: bool = False,
+    axis: AddressAxis | None = None,
+    grid: HeatmapGrid | None = None,
 ) -> Drawn:
-    """Draw ``capture`` with ``pmviz.plotting.heatmap`` (or ``composite_heatmap``)."""
+    """Draw ``capture`` with ``pmviz.plotting.heatmap`` (or ``composite_heatmap``).
+
+    ``axis`` and ``grid`` (for the same category, snapshots and axis) skip recomputing them.
+    """
     cells = snapshot_cells(capture)
     i0, i1, _ = snapshots.indices(len(capture))
     time_range = (float(cells[i0]), float(cells[i1]))
-    skip = (VmaKind.GUARD, VmaKind.SHADOW) if hide_shadow else (VmaKind.GUARD,)
-    axis = address_axis(capture, addr_range=addr_range, skip_kinds=skip)
-    if not axis.length:
-        lo, hi = addr_range or (0, 0)
-        raise ValueError(f"nothing is mapped in {lo:#x}-{hi:#x}")
+    if axis is None:
+        axis = view_axis(capture, addr_range, hide_shadow=hide_shadow)
     if isinstance(category, str) and category == "composite":
         artist = composite_heatmap(
             capture, ax=ax, addr_bins=addr_bins, time_range=time_range, axis=axis, title=title
         )
+        # Its unmapped cells are transparent: show the unmapped colour through them (a 0
+        # fraction is white there, so white cannot also mean "not mapped").
+        ax.set_facecolor(UNMAPPED_COLOR)
+        legend = ax.get_legend()
+        if legend is not None:  # below the time axis title, in inches (fixed layout)
+            axes_h = ax.get_position().height * ax.figure.get_size_inches()[1]
+            legend.set_bbox_to_anchor((0.5, -0.5 / max(axes_h, 0.5)), transform=ax.transAxes)
     else:
-        grid = heatmap_grid(
-            capture, category, addr_bins=addr_bins, time_range=time_range, axis=axis
-        )
+        if grid is None:
+            grid = heatmap_grid(
+                capture, category, addr_bins=addr_bins, time_range=time_range, axis=axis
+            )
         if isinstance(category, Mask):
             grid = grid._replace(category="selected")
-        artist = heatmap(grid, ax=ax, norm=_norm(scale), vmin=None, vmax=None, title=title)
+        # The widgets place their own colour bar: at the right, sized in inches, beside the
+        # VMA labels (they use a fixed layout; see ``margins``).
+        artist = heatmap(
+            grid, ax=ax, norm=_norm(scale), vmin=None, vmax=None, title=title, colorbar=False
+        )
+        artist.set_cmap(fraction_cmap(artist.get_cmap()))
+        axes_w = ax.get_position().width * ax.figure.get_size_inches()[0]
+        cb = ax.figure.colorbar(artist, ax=ax, pad=1.25 / max(axes_w, 1.0), fraction=0.035)
+        cb.set_label(f"fraction of pages {grid.category}")
+    # A fixed title position: matplotlib moves an auto-placed title above whatever sits over
+    # the Axes, differently when the blitters hide it for their background.
+    ax.set_title(ax.get_title(), y=1.0)
+    add_unmapped_legend(ax)
+    draw_marks(ax, capture)
     lo, hi = (int(x) for x in axis.to_real(np.array([0, axis.length])))
     return Drawn(ax, artist, cells, axis, lo, hi, time_range, addr_bins)
+
+
+def add_unmapped_legend(ax) -> None:  # noqa: ANN001 - an Axes
+    """Say what the grey cells are, unless a legend of the figure already does.
+
+    Above the plot's right end: clear of a centred title.
+    """
+    from matplotlib.legend import Legend
+
+    legends = [*ax.figure.legends]
+    for a in ax.figure.axes:
+        legends += [a.get_legend(), *(x for x in a.artists if isinstance(x, Legend))]
+    for leg in legends:
+        if leg is not None and any(t.get_text() == UNMAPPED_LABEL for t in leg.get_texts()):
+            return
+    patch = unmapped_patch()
+    leg = Legend(
+        ax,
+        [patch],
+        [UNMAPPED_LABEL],
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        frameon=False,
+        fontsize="x-small",
+        borderaxespad=0.1,
+        handlelength=1.2,
+    )
+    ax.add_artist(leg)
+
+
+def draw_marks(ax, capture: Capture) -> list:  # noqa: ANN001 - an Axes
+    """The capture's marks (``pmviz.mark``) as labelled vertical lines on the time axis.
+
+    Clipped to the Axes, so a zoomed time axis shows only the marks inside it.
+    """
+    marks = list(getattr(capture, "marks", None) or [])[:50]  # phases, not a log
+    if not marks or not len(capture):
+        return []
+    t0 = int(capture.time_ns[0])
+    out = []
+    for m in marks:
+        x = (int(m.time_ns) - t0) / 1e9
+        out.append(ax.axvline(x, color="#222222", lw=0.8, ls=(0, (4, 2)), alpha=0.8, zorder=3))
+        out.append(
+            ax.text(
+                x,
+                0.99,
+                f" {m.label}",
+                transform=ax.get_xaxis_transform(),
+                rotation=90,
+                va="top",
+                ha="left",
+                fontsize="x-small",
+                color="#222222",
+                clip_on=True,
+                zorder=3,
+            )
+        )
+    return out
 
 
 def axis_covers(axis: AddressAxis, vmas, *, hide_shadow: bool = False) -> bool:  # noqa: ANN001
@@ -160,6 +274,33 @@ def redraw_grid(drawn: Drawn, capture: Capture, category: str | Mask) -> None:
         capture, category, addr_bins=drawn.addr_bins, time_range=drawn.time_range, axis=drawn.axis
     )
     drawn.artist.set_array(np.ma.masked_invalid(grid.grid.T))  # type: ignore[attr-defined]
+
+
+def snapshot_marker(ax, color: str = "#00b4ff"):  # noqa: ANN001, ANN201 - Axes, Rectangle
+    """An outline around one snapshot's column (x in data, y over the whole Axes height)."""
+    from matplotlib.patches import Rectangle
+    from matplotlib.transforms import blended_transform_factory
+
+    rect = Rectangle(
+        (0.0, 0.0),
+        0.0,
+        1.0,
+        transform=blended_transform_factory(ax.transData, ax.transAxes),
+        facecolor="none",
+        edgecolor=color,
+        lw=1.6,
+        zorder=5,
+        clip_on=True,
+    )
+    ax.add_patch(rect)
+    return rect
+
+
+def place_marker(rect, cells: np.ndarray, i: int) -> None:  # noqa: ANN001 - a Rectangle
+    """Move ``snapshot_marker`` to snapshot ``i``: ``[cells[i], cells[i + 1])`` seconds."""
+    x0, x1 = float(cells[i]), float(cells[i + 1])
+    rect.set_x(x0)
+    rect.set_width(x1 - x0)
 
 
 def shadow_dominates(capture: Capture, share: float = 0.5) -> bool:

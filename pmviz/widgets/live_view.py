@@ -131,7 +131,11 @@ class LiveView(widgets.VBox):
         _render.draw_capture(top, cap, category=category)
         top.set_xlabel("")
         top.set_title(f"{category} pages, {len(cap)} snapshots", fontsize=10)
-        working_set(cap, ax=bottom)
+        working_set(cap, ax=bottom, legend=False)
+        # Beside the plot, not over the stack it labels.
+        bottom.legend(
+            loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False
+        )
         self.image.value = figure_png(fig)
         self.n_redraws += 1
         state = "recording" if self._recording() else f"stopped ({cap.meta.end_reason or 'done'})"

@@ -21,6 +21,7 @@ from ..mask import Mask
 from ..regions import Regions
 from . import _render
 from ._controls import (
+    CONTROLS_PX,
     PRESETS,
     Blitter,
     MaskControls,
@@ -59,6 +60,10 @@ class MaskExplorer(widgets.VBox):
         Initial ``max_pages`` (0 = unlimited).
     snapshot : int
         For a capture: the snapshot whose regions the table lists (default the last).
+
+    Layout: the controls keep fixed widths (they never shrink when a snippet opens); the
+    Python and C snippets are two accordions whose open state survives every update (only
+    their text changes); the snapshot slider moves a marker on the heatmap and the status line.
 
     Attributes
     ----------
@@ -99,11 +104,19 @@ class MaskExplorer(widgets.VBox):
             features().categories if self.pid else Category(Mask().return_mask)
         )
         self.preset = widgets.Dropdown(
-            options=["(custom)", *PRESETS], value="(custom)", description="preset"
+            options=["(custom)", *PRESETS],
+            value="(custom)",
+            description="preset",
+            layout=widgets.Layout(width="330px", min_width="330px", flex="0 0 auto"),
         )
-        self.preset_note = widgets.HTML()
+        self.preset_note = widgets.HTML(layout=widgets.Layout(flex="1 1 0", min_width="0"))
         self.max_pages_box = widgets.BoundedIntText(
-            value=max_pages, min=0, max=1 << 52, description="max_pages", step=64
+            value=max_pages,
+            min=0,
+            max=1 << 52,
+            description="max_pages",
+            step=64,
+            layout=widgets.Layout(width="210px", min_width="210px", flex="0 0 auto"),
         )
         n = len(self.capture) if self.capture is not None else 1
         self.snapshot = widgets.IntSlider(
@@ -113,9 +126,19 @@ class MaskExplorer(widgets.VBox):
             description="snapshot",
             disabled=self.capture is None,
             continuous_update=False,
+            layout=widgets.Layout(width="330px", min_width="330px", flex="0 0 auto"),
         )
         self.fields = widgets.HTML()
-        self.code = widgets.HTML()
+        # Two accordions, not <details> in one HTML: an update only sets the text of the
+        # HTML inside, so a snippet the user opened stays open (selected_index is theirs).
+        self.python_code = widgets.HTML()
+        self.c_code = widgets.HTML()
+        self.python_box = widgets.Accordion([self.python_code], titles=("Python",))
+        self.python_box.selected_index = 0
+        self.c_box = widgets.Accordion([self.c_code], titles=("C",))
+        self.c_box.selected_index = None
+        for box in (self.python_box, self.c_box):
+            box.add_class("pmviz-snippet")
         self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%"))
         self.table = widgets.HTML()
         self.status = widgets.HTML()
@@ -123,6 +146,7 @@ class MaskExplorer(widgets.VBox):
         self.figure = Figure(figsize=figsize)
         self.artist: Any = None
         self.drawn: _render.Drawn
+        self._marker: Any = None
         self._blitter: Blitter | None = None
         self._vmas: Vmas | None = None
         self._gone = False
@@ -137,16 +161,24 @@ class MaskExplorer(widgets.VBox):
                 widgets.HBox([self.preset, self.preset_note]),
                 self.controls.box,
                 widgets.HBox([self.max_pages_box, self.snapshot]),
-            ]
+            ],
+            layout=widgets.Layout(
+                width=f"{CONTROLS_PX + 16}px", min_width=f"{CONTROLS_PX + 16}px", flex="0 0 auto"
+            ),
         )
+        # The read-out takes what is left and wraps its text; below ~400 px it moves under
+        # the controls (row wrap) instead of squeezing them.
         right = widgets.VBox(
-            [widgets.HTML("<b>struct pm_scan_arg</b>"), self.fields, self.code],
-            layout=widgets.Layout(margin="0 0 0 16px"),
+            [widgets.HTML("<b>struct pm_scan_arg</b>"), self.fields, self.python_box, self.c_box],
+            layout=widgets.Layout(
+                margin="0 0 0 16px", flex="1 1 400px", min_width="400px", overflow="hidden"
+            ),
         )
+        right.add_class("pmviz-readout-column")
         super().__init__(
             [
                 widgets.HTML(f"<h4 style='margin:4px 0'>{html.escape(self._title())}</h4>"),
-                widgets.HBox([left, right]),
+                widgets.HBox([left, right], layout=widgets.Layout(flex_flow="row wrap")),
                 self.status,
                 self.image,
                 self.table,
@@ -207,9 +239,15 @@ class MaskExplorer(widgets.VBox):
         self._batch(lambda: self.controls.set_mask(mask))
 
     def _on_snapshot(self, _change=None) -> None:  # noqa: ANN001
-        if self.capture is not None:
-            self.result = self.selected.regions_at(self.snapshot.value)
-            self._draw_table()
+        if self.capture is None:
+            return
+        t0 = time.perf_counter()
+        self.result = self.selected.regions_at(self.snapshot.value)
+        self._place_marker()
+        if self._blitter is not None:
+            self.image.value = self._blitter.frame()
+        self._draw_table()
+        self._show_status(time.perf_counter() - t0)
 
     # -- compute + draw -------------------------------------------------------------------
     def update(self) -> None:
@@ -233,19 +271,25 @@ class MaskExplorer(widgets.VBox):
                 )
                 return
         self.fields.value = kernel_fields_html(mask, max_pages)
-        self.code.value = (
-            f"<details open><summary>Python</summary>{_PRE}"
-            f"{html.escape(python_snippet(mask, max_pages, pid=self.pid))}</pre></details>"
-            f"<details><summary>C</summary>{_PRE}"
-            f"{html.escape(mask.c_initializer())}</pre></details>"
+        self.python_code.value = (
+            f"{_PRE}{html.escape(python_snippet(mask, max_pages, pid=self.pid))}</pre>"
         )
+        self.c_code.value = f"{_PRE}{html.escape(mask.c_initializer())}</pre>"
         self._draw_heatmap()
         self._draw_table()
         self.last_update_s = time.perf_counter() - t0
+        self._show_status(self.last_update_s)
+
+    def _show_status(self, seconds: float) -> None:
+        if self.capture is not None:
+            i = self.snapshot.value
+            where = f"snapshot {i} (t = {float(self.capture.times[i]):.2f} s)"
+        else:
+            where = "the live scan"
         self.status.value = (
             f"<span class='pmviz-status'>{len(self.result):,} regions, "
-            f"{self.result.n_pages:,} pages selected in snapshot {self.snapshot.value} · "
-            f"redrawn in {self.last_update_s * 1e3:.0f} ms</span>"
+            f"{self.result.n_pages:,} pages selected in {where} · "
+            f"redrawn in {seconds * 1e3:.0f} ms</span>"
         )
 
     def _rescan(self, mask: Mask, max_pages: int) -> Regions:
@@ -272,23 +316,34 @@ class MaskExplorer(widgets.VBox):
         fig = self.figure
         fig.clear()
         ax = fig.add_subplot()
-        fig.subplots_adjust(left=0.14, right=1.0, bottom=0.12, top=0.91)
+        fig.subplots_adjust(**_render.margins(fig))  # room for 16-character hex ticks
         self.drawn = _render.draw_capture(
             ax,
             self.selected,
             category=Mask(),  # every page the mask returned
             hide_shadow=self._hide_shadow,
-            title="pages the mask selects (offline, kernel semantics)"
+            title="pages the mask selects, offline"
             if self.capture is not None
-            else "pages the mask selects (live scan)",
+            else "pages the mask selects, live scan",
         )
         ax.title.set_fontsize(10)
         self.artist = self.drawn.artist
         if self.capture is None:  # one live scan: a single column, no time axis
             ax.set_xticks([])
             ax.set_xlabel(f"pid {self.pid}, rescanned on every change")
-        self._blitter = Blitter(fig, self.artist)
+            self._blitter = Blitter(fig, self.artist)
+        else:
+            # The table's snapshot, outlined on the heatmap (moved by the slider, blitted).
+            self._marker = _render.snapshot_marker(ax)
+            self._place_marker()
+            self._blitter = Blitter(fig, self.artist, self._marker)
         self.image.value = self._blitter.frame()
+
+    def _place_marker(self) -> None:
+        """Outline the selected snapshot's column: ``[cells[i], cells[i + 1])`` seconds."""
+        if self._marker is None:
+            return
+        _render.place_marker(self._marker, self.drawn.cells, self.snapshot.value)
 
     def _draw_table(self) -> None:
         vmas = self.capture.vmas_at(self.snapshot.value) if self.capture is not None else self._vmas

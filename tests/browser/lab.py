@@ -100,6 +100,22 @@ class JupyterLab:
         self.stop()
         raise RuntimeError(f"jupyter lab not ready after {self.startup_timeout} s:\n{self.log()}")
 
+    def api(self, method: str, path: str) -> object:
+        """A call of the server's REST API (``GET``, ``DELETE``); the decoded JSON or None."""
+        req = urllib.request.Request(
+            f"{self.base_url}/api/{path}",
+            method=method,
+            headers={"Authorization": f"token {self.token}"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def shutdown_kernels(self) -> None:
+        """End every session and its kernel (a notebook's kernel outlives its tab)."""
+        for session in self.api("GET", "sessions") or []:  # type: ignore[union-attr]
+            self.api("DELETE", f"sessions/{session['id']}")
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-4000:]
