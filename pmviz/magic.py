@@ -573,7 +573,8 @@ def annotate_names(
 class CaptureReport:
     """What ``%%pmviz`` shows: totals, heatmaps with names and marks, the top VMAs.
 
-    Displays as HTML (with the figure embedded) and as PNG (the figure alone).
+    Displays as one self-contained HTML block (the figure embedded as PNG, so that static
+    exports keep it); :meth:`png` is the figure alone.
 
     Parameters
     ----------
@@ -627,7 +628,8 @@ class CaptureReport:
             fig.suptitle(self.title, fontsize="medium")
         return fig
 
-    def _repr_png_(self) -> bytes:
+    def png(self) -> bytes:
+        """The figure as PNG bytes (made once)."""
         if self._png is None:
             buf = io.BytesIO()
             self.figure().savefig(buf, format="png", dpi=90)
@@ -709,7 +711,7 @@ class CaptureReport:
         )
 
     def _repr_html_(self) -> str:
-        png = base64.b64encode(self._repr_png_()).decode()
+        png = base64.b64encode(self.png()).decode()
         title = html.escape(self.title or "pmviz")
         return (
             f"<div class='pmviz-report'><b>{title}</b>{self._totals_html()}"

@@ -141,7 +141,7 @@ def test_annotate_names_replaces_the_vma_label():
 def test_report_of_a_saved_capture():
     cap = pmviz.open(SAMPLE)
     rep = CaptureReport(cap, ["written", "present"], title="sample")
-    png = rep._repr_png_()
+    png = rep.png()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     page = rep._repr_html_()
     assert "data:image/png;base64," in page and "top 10 VMAs by written bytes" in page
@@ -251,8 +251,9 @@ def test_cell_magic_in_a_real_kernel_names_the_array(kernel):
     )
     assert not [o for o in outs if o["type"] == "error"], outs
     (shown,) = [o for o in outs if o["type"] == "display_data"]
-    assert {"image/png", "text/html"} <= set(shown["data"])
-    assert "a: float64[8_388_608]" in shown["data"]["text/html"]  # the VMA table's objects
+    page = shown["data"]["text/html"]
+    assert "data:image/png;base64," in page  # the heatmaps
+    assert "a: float64[8_388_608]" in page  # the VMA table's objects
     (result,) = [o for o in outs if o["type"] == "execute_result"]
     assert "pmviz Capture" in result["data"]["text/html"]  # the value is the Capture
     stats = json.loads(_stdout(run(kernel, CELL_STATS)))
@@ -275,7 +276,7 @@ def test_line_magics_and_usage_errors(kernel):
     )
     assert not [o for o in outs if o["type"] == "error"], outs
     assert int(_stdout(outs)) > 10
-    assert any("image/png" in o.get("data", {}) for o in outs)
+    assert any("data:image/png" in o.get("data", {}).get("text/html", "") for o in outs)
     bad = run(kernel, "%%pmviz --interval soon\nx = 1")
     # IPython shows a UsageError as one line on stderr, without a traceback
     err = "".join(o["text"] for o in bad if o["type"] == "stream" and o["name"] == "stderr")
@@ -292,3 +293,78 @@ def test_line_magics_and_usage_errors(kernel):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+# -- make lab: the pmviz kernel, no news prompt (a real JupyterLab in headless chromium) ---------
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_fresh_lab_runs_the_pmviz_kernel_without_news_prompt(tmp_path):
+    import secrets
+    import socket
+    import time
+    import urllib.request
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("needs Debian's chromium (make system-deps)")
+    pmviz_kernel()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(8)
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env.update(
+        # a new user: empty config, settings and workspaces ...
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        # ... and what `make lab` adds (LAB_ENV in the Makefile)
+        JUPYTER_PREFER_ENV_PATH="1",
+        JUPYTER_CONFIG_PATH=str(ROOT / "notebooks" / ".jupyter"),
+    )
+    log = open(tmp_path / "lab.log", "w")
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+         "--ip=127.0.0.1", f"--port={port}", f"--ServerApp.token={token}",
+         f"--ServerApp.root_dir={ROOT / 'notebooks'}",
+         f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=log,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.25)
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                      "--no-first-run", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync"],
+            )  # fmt: skip
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                page.goto(f"{url}/lab/tree/01-quickstart.ipynb?token={token}")
+                page.locator(
+                    ".jp-StatusBar-Widget:has-text('Python (pmviz) | Idle')"
+                ).first.wait_for(timeout=90_000)
+                time.sleep(3)  # JupyterLab asks about news a moment after start
+                kernel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-KernelName")
+                assert kernel.first.inner_text() == "Python (pmviz)"
+                toasts = page.locator(".Toastify__toast").all_inner_texts()
+                page.screenshot(path=str(tmp_path / "fresh-lab.png"))  # kept as an artifact
+                assert not [t for t in toasts if "news" in t.lower()], toasts
+            finally:
+                browser.close()
+    finally:
+        lab.terminate()
+        try:
+            lab.wait(15)
+        except subprocess.TimeoutExpired:
+            lab.kill()
+            lab.wait()
+        log.close()

@@ -30,7 +30,7 @@ def draw_marks(
 
     Time is seconds since the capture's first snapshot (as every pmviz plot has it). Each mark
     is a thin dashed line across the plot; its label sits at the top (``axis="x"``) or the
-    right (``axis="y"``) edge, rotated along the line. Labels of marks closer than
+    right (``axis="y"``) edge, along the line, after it (before it near the end of the view). Labels of marks closer than
     ``min_separation`` (a fraction of the visible time span) to the previous labelled mark
     are joined to that label instead of printed over it.
 
@@ -78,12 +78,14 @@ def draw_marks(
     texts: list[Artist] = []
     for t, labels in groups:
         text = ", ".join(labels)
+        # beside the line, on the side with room (a mark near the end of the view: before it)
+        late = t > lo + 0.85 * span
         if axis == "x":
             trans = blended_transform_factory(ax.transData, ax.transAxes)
-            xy, rot, ha, va = (t, 0.99), 90, "right", "top"
+            xy, rot, ha, va = (t, 0.99), 90, "right" if late else "left", "top"
         else:
             trans = blended_transform_factory(ax.transAxes, ax.transData)
-            xy, rot, ha, va = (0.99, t), 0, "right", "bottom"
+            xy, rot, ha, va = (0.99, t), 0, "right", "top" if late else "bottom"
         texts.append(
             ax.text(
                 *xy,
