@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -221,6 +221,19 @@ class _Helper:
                     f.close()
 
 
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
 def record_cell(
     run: Callable[[], Any],
     *,
@@ -281,39 +294,29 @@ def record_cell(
         fifo,
     ]
     names_before = object_ranges(namespace) if namespace is not None else []
-    helper = _Helper(cmd)
-    saved_env = os.environ.get(ENV)
+    failure: BaseException | None = None
     try:
-        helper.send("start")
-        ready = helper.receive()
-        if "error" in ready:
-            raise Error(f"cannot record this kernel: {ready['error']}")
-        if not ready.get("ready"):
-            raise Error("the recording helper stopped before its first snapshot")
-        os.environ[ENV] = fifo  # pmviz.mark() in the cell reaches the helper
-        t_start = time.monotonic_ns()
-        failure: BaseException | None = None
+        helper = _Helper(cmd)
         try:
-            run()
-        except BaseException as err:  # recorded anyway; re-raised below
-            failure = err
-        t_end = time.monotonic_ns()
-        if saved_env is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = saved_env
-        helper.send(f"stop {t_end}")
-        done = helper.receive()
-        if done.get("error"):
-            raise Error(f"recording the cell failed: {done['error']}")
-    finally:
-        if os.environ.get(ENV) == fifo:
-            if saved_env is None:
-                os.environ.pop(ENV, None)
-            else:
-                os.environ[ENV] = saved_env
-        helper.close()
-    try:
+            helper.send("start")
+            ready = helper.receive()
+            if "error" in ready:
+                raise Error(f"cannot record this kernel: {ready['error']}")
+            if not ready.get("ready"):
+                raise Error("the recording helper stopped before its first snapshot")
+            with _environ(ENV, fifo):  # pmviz.mark() in the cell reaches the helper
+                t_start = time.monotonic_ns()
+                try:
+                    run()
+                except BaseException as err:  # recorded anyway; re-raised below
+                    failure = err
+                t_end = time.monotonic_ns()
+            helper.send(f"stop {t_end}")
+            done = helper.receive()
+            if done.get("error"):
+                raise Error(f"recording the cell failed: {done['error']}") from failure
+        finally:
+            helper.close()
         from .storage import open as open_capture
 
         cap = open_capture(path).select(slice(None))  # in memory: the files go now
@@ -500,13 +503,14 @@ def totals(capture: Capture) -> dict[str, Any]:
 
 
 def annotate_names(
-    ax: Any, axis: Any, names: Sequence[NamedRange], *, min_fraction: float = 0.02
+    ax: Any, axis: Any, names: Sequence[NamedRange], *, min_fraction: float = 0.01
 ) -> list[Any]:
     """Name the address ranges of Python objects on a heatmap's address (y) axis.
 
     Each object gets a dark strip over the VMA band strip at the right edge of ``ax``; an
     object taking at least ``min_fraction`` of the visible axis also gets its label there,
-    replacing the VMA label (``anon``) its range covers. ``axis`` is the plot's
+    replacing the VMA label (``anon``) its range covers, unless an earlier name in ``names``
+    took that spot (order them by interest). ``axis`` is the plot's
     :class:`~pmviz.analysis.axis.AddressAxis` (``HeatmapGrid.axis``), which places real
     addresses on the collapsed axis.
 
@@ -526,7 +530,7 @@ def annotate_names(
     trans = blended_transform_factory(ax.transAxes, ax.transData)
     artists: list[Any] = []
     placed: list[float] = []
-    for i in np.argsort(-(e - s)).tolist():  # biggest first: they get the labels
+    for i in range(len(names)):  # in the given order: earlier names get the label space
         a, b = max(s[i], lo), min(e[i], hi)
         if b <= a:
             continue
@@ -568,6 +572,18 @@ def annotate_names(
             )
         )
     return artists
+
+
+def _by_interest(cap: Capture, names: list[NamedRange]) -> list[NamedRange]:
+    """Names ordered for labelling: most bytes written in the capture first, then biggest."""
+    if not names:
+        return names
+    ws, we = _written_union(cap)
+    s = np.array([n.start for n in names], np.uint64)
+    e = np.array([n.end for n in names], np.uint64)
+    written = _overlap(ws, we, s, e) if ws.size else np.zeros(len(names), np.int64)
+    order = np.lexsort((-(e - s).astype(np.int64), -written))
+    return [names[i] for i in order.tolist()]
 
 
 class CaptureReport:
@@ -619,7 +635,7 @@ class CaptureReport:
         fig = Figure(figsize=(6.4 * k, 4.6), layout="constrained")
         axes = fig.subplots(1, k, squeeze=False)[0]
         ax_obj = address_axis(cap, kind=self.axis)
-        names = from_records(cap.meta.extra.get("names"))
+        names = _by_interest(cap, from_records(cap.meta.extra.get("names")))
         for ax, cat in zip(axes, self.categories):
             heatmap(cap, cat, ax=ax, axis=ax_obj, addr_bins=384, title=f"{cat} pages")
             annotate_names(ax, ax_obj, names)
@@ -743,7 +759,7 @@ def _categories(text: str) -> list[str]:
     return cats
 
 
-def _common(p: argparse.ArgumentParser, interval: float) -> None:
+def _common(p: argparse.ArgumentParser, interval: float, axis: str = "auto") -> None:
     p.add_argument(
         "--interval",
         "-i",
@@ -769,14 +785,15 @@ def _common(p: argparse.ArgumentParser, interval: float) -> None:
     p.add_argument(
         "--axis",
         choices=("auto", "compact", "occupied"),
-        default="auto",
-        help="address axis of the heatmaps",
+        default=axis,
+        help=f"address axis of the heatmaps (default {axis})",
     )
 
 
 def _cell_parser() -> _Parser:
     p = _Parser(prog="%%pmviz", description="record this kernel while the cell runs")
-    _common(p, 0.05)
+    # a kernel reserves much it never touches (thread stacks, allocator arenas): leave it out
+    _common(p, 0.05, "occupied")
     p.add_argument("--no-names", action="store_true", help="do not name notebook objects")
     return p
 
