@@ -421,19 +421,37 @@ def _present(cap: Capture, i: int) -> tuple[np.ndarray, np.ndarray]:
     return union_columns(r["start"], r["end"])
 
 
-def _distinct_vmas(cap: Capture) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Every VMA any table had (the newest table's label wins), sorted by start."""
-    seen: dict[tuple[int, int], str] = {}
-    for t in cap.vma_tables[::-1]:
-        a = t.array
-        for j, (s, e) in enumerate(zip(a["start"].tolist(), a["end"].tolist())):
-            seen.setdefault((s, e), t.label(j))
-    keys = sorted(seen)
-    return (
-        np.array([k[0] for k in keys], np.uint64),
-        np.array([k[1] for k in keys], np.uint64),
-        [seen[k] for k in keys],
-    )
+def _distinct_vmas(cap: Capture) -> tuple[np.ndarray, np.ndarray, Callable[[int], str]]:
+    """The VMAs of the capture, sorted by start: starts, ends, and ``label(i)``.
+
+    The newest table's VMAs, plus those of older tables that no newer VMA overlaps (unmapped
+    during the capture); a grown heap appears once, as last seen. Labels are made on demand
+    (only the rows shown need one). One pass per table.
+    """
+    tables = [t for t in cap.vma_tables if len(t)]
+    parts: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []
+    us = ue = np.empty(0, np.uint64)
+    for k in range(len(tables) - 1, -1, -1):  # newest first
+        a = tables[k].array
+        sel = np.arange(len(a))
+        if us.size:
+            i = np.searchsorted(ue, a["start"], side="right")
+            hit = (i < us.size) & (us[np.minimum(i, us.size - 1)] < a["end"])
+            sel = sel[~hit]
+        parts.append((a["start"][sel], a["end"][sel], k, sel))
+        us, ue = union_columns(np.concatenate([us, a["start"]]), np.concatenate([ue, a["end"]]))
+    if not parts:
+        return np.empty(0, np.uint64), np.empty(0, np.uint64), str
+    starts = np.concatenate([p[0] for p in parts])
+    ends = np.concatenate([p[1] for p in parts])
+    which = np.concatenate([np.full(p[3].size, p[2]) for p in parts])
+    row = np.concatenate([p[3] for p in parts])
+    order = np.argsort(starts, kind="stable")
+
+    def label(i: int) -> str:
+        return tables[int(which[order[i]])].label(int(row[order[i]]))
+
+    return starts[order], ends[order], label
 
 
 def vma_table(capture: Capture, *, top: int = 10) -> list[dict[str, Any]]:
@@ -448,7 +466,7 @@ def vma_table(capture: Capture, *, top: int = 10) -> list[dict[str, Any]]:
     """
     if not capture.n_snapshots:
         return []
-    vs, ve, labels = _distinct_vmas(capture)
+    vs, ve, label = _distinct_vmas(capture)
     if not vs.size:
         return []
     ws, we = _written_union(capture)
@@ -467,7 +485,7 @@ def vma_table(capture: Capture, *, top: int = 10) -> list[dict[str, Any]]:
             {
                 "start": int(vs[i]),
                 "end": int(ve[i]),
-                "label": labels[i],
+                "label": label(i),
                 "size": int(ve[i] - vs[i]),
                 "written": int(written[i]),
                 "resident": int(resident[i]),

@@ -23,6 +23,7 @@ from pmviz.magic import (
     totals,
     vma_table,
 )
+from pmviz.maps import VmaKind
 from pmviz.names import NamedRange
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -116,6 +117,31 @@ def test_totals_and_vma_table_on_a_known_capture():
     assert rows[1]["objects"] == ["x: u8[16_384]"] and rows[0]["objects"] == []
     assert _overlap(np.array([10, 30], np.uint64), np.array([20, 40], np.uint64),
                     np.array([0, 15, 25, 35]), np.array([50, 35, 26, 36])).tolist() == [20, 10, 0, 1]  # fmt: skip
+
+
+def test_vma_table_lists_a_grown_heap_once_and_keeps_freed_vmas():
+    from synthetic import regions, vmas
+
+    from pmviz.capture import Capture, CaptureMeta
+    from pmviz.categories import Category as C
+
+    old = vmas(
+        (HEAP, HEAP + 4 * PAGE, "rw-p", VmaKind.HEAP, "[heap]"),
+        (BASE, BASE + 4 * PAGE, "rw-p", VmaKind.ANON, ""),
+    )
+    new = vmas((HEAP, HEAP + 8 * PAGE, "rw-p", VmaKind.HEAP, "[heap]"))
+    heap = regions((0, 8, C.PRESENT), base=HEAP)
+    snaps = [
+        (0, heap, regions(), old),
+        (10**8, heap, regions((0, 3, C.WRITTEN)), old),  # the anon VMA, later unmapped
+        (2 * 10**8, heap, regions((2, 7, C.WRITTEN), base=HEAP), new),
+    ]
+    cap = Capture.from_snapshots(CaptureMeta(interval_ns=10**8), snaps)
+    rows = vma_table(cap)
+    assert [(r["label"], r["size"], r["written"], r["resident"]) for r in rows] == [
+        ("[heap]", 8 * PAGE, 5 * PAGE, 8 * PAGE),
+        ("anon", 4 * PAGE, 3 * PAGE, 0),
+    ]
 
 
 def test_annotate_names_replaces_the_vma_label():
