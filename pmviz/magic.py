@@ -658,8 +658,6 @@ class CaptureReport:
             heatmap(cap, cat, ax=ax, axis=ax_obj, addr_bins=384, title=f"{cat} pages")
             annotate_names(ax, ax_obj, names)
             draw_marks(ax, cap)
-        if self.title:
-            fig.suptitle(self.title, fontsize="medium")
         return fig
 
     def png(self) -> bytes:
