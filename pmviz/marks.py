@@ -176,8 +176,14 @@ class MarkReader:
             now = time.monotonic_ns()
             for line in lines:
                 m = parse_line(line, now)
-                if m is not None:
+                if m is None:
+                    continue
+                try:
                     self.callback(m)
+                except Exception as err:  # noqa: BLE001 - one bad mark must not end the reader
+                    _warn_once(
+                        f"callback:{self.path}", f"a mark from {self.path} was lost: {err!r}"
+                    )
 
     def _run(self) -> None:
         while True:
@@ -213,13 +219,20 @@ class MarkRecording:
     """Marks for one recording, from a FIFO and from ``pmviz.mark`` in this process.
 
     Made by :func:`record_marks`; :attr:`marks` lists what arrived, in order. Each mark also
-    goes to ``recorder.mark(label, time_ns=...)`` when the recorder has that method (then the
-    capture stores it); otherwise to ``meta.extra["marks"]`` of its live capture, which the
+    goes to ``recorder.mark(label, time_ns=...)`` (or ``recorder.mark(label)``) when the
+    recorder has that method (then the capture stores it); otherwise to ``meta.extra["marks"]`` of its live capture, which the
     file keeps and :func:`capture_marks` reads.
     """
 
     def __init__(self, recorder: Any = None, path: str | os.PathLike[str] | None = None) -> None:
         self.recorder = recorder
+        self._recorder_mark = getattr(recorder, "mark", None)
+        self._mark_takes_time = False
+        if self._recorder_mark is not None:
+            import inspect
+
+            params = inspect.signature(self._recorder_mark).parameters
+            self._mark_takes_time = "time_ns" in params
         self.marks: list[Mark] = []
         self.path = None if path is None else os.fspath(path)
         self._lock = threading.Lock()
@@ -240,8 +253,11 @@ class MarkRecording:
         rec = self.recorder
         if rec is None:
             return
-        if hasattr(rec, "mark"):
-            rec.mark(m.label, time_ns=m.time_ns)
+        if self._recorder_mark is not None:
+            if self._mark_takes_time:
+                self._recorder_mark(m.label, time_ns=m.time_ns)
+            else:  # timed by the recorder when it gets it (a few microseconds later)
+                self._recorder_mark(m.label)
             return
         with contextlib.suppress(RuntimeError):  # not started yet: kept in self.marks only
             extra = rec.capture.meta.extra  # the live meta's dict: written with the capture

@@ -208,3 +208,45 @@ def test_draw_marks_lines_and_merged_labels():
     assert np.allclose([a.get_ydata()[0] for a in hor if a in ax2.lines], [0.2, 0.21, 0.6])
     with pytest.raises(ValueError):
         draw_marks(ax2, cap, axis="z")
+
+
+def test_marks_go_to_recorder_mark_when_it_exists(no_env, tmp_path):
+    class WithTime:
+        def __init__(self):
+            self.got = []
+
+        def mark(self, label, *, time_ns=None):
+            self.got.append((label, time_ns))
+
+    class LabelOnly:
+        def __init__(self):
+            self.got = []
+
+        def mark(self, label):
+            self.got.append(label)
+
+    a, b = WithTime(), LabelOnly()
+    with pm.record_marks(a), pm.record_marks(b):
+        t0 = time.monotonic_ns()
+        pmviz.mark("x")
+    assert b.got == ["x"]
+    ((label, t),) = a.got
+    assert label == "x" and t >= t0
+
+
+def test_a_failing_callback_loses_one_mark_not_the_reader(no_env, tmp_path):
+    path = tmp_path / "f"
+    got = []
+
+    def callback(m):
+        if m.label == "bad":
+            raise RuntimeError("boom")
+        got.append(m.label)
+
+    # (warnings.catch_warnings is process-wide: it sees the reader thread's warning too)
+    with pytest.warns(pmviz.PmvizWarning, match="was lost: RuntimeError"):
+        with pm.MarkReader(path, callback):
+            with open(path, "w") as f:
+                f.write("bad\ngood\n")
+            _wait_for(got, 1)
+    assert got == ["good"]
