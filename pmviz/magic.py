@@ -111,9 +111,13 @@ def _helper_main(argv: Sequence[str]) -> int:
     while rec.running and rec.capture.n_snapshots < 1:
         time.sleep(poll)
     meta = rec.capture.meta
+    if not rec.running and rec.capture.n_snapshots < 1:
+        marks.close()
+        _send({"error": f"no first snapshot: {rec.error or meta.end_reason}"})
+        return 1
     _send(
         {
-            "ready": rec.running,
+            "ready": True,
             "writes": meta.write_mechanism,
             "reason": meta.extra.get("writes_reason", ""),
         }
