@@ -35,6 +35,7 @@ _LAZY = {
     "Recorder": "pmviz.recorder",
     "Capture": "pmviz.capture",
     "open": "pmviz.storage",
+    "mark": "pmviz.marks",
 }
 
 __all__ = [
@@ -58,12 +59,21 @@ __all__ = [
     "WriteTracker",
     "features",
     "harvest_written",
+    "load_ipython_extension",
+    "mark",
     "open",
     "read_maps",
     "record",
     "scan",
     "track",
 ]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext pmviz``: the ``%%pmviz`` cell magic and ``%pmviz`` line magic (``pmviz.magic``)."""
+    from .magic import load_ipython_extension as load
+
+    load(ipython)
 
 
 def __getattr__(name: str) -> Any:
@@ -82,6 +92,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .capture import Capture
     from .injection import track
+    from .marks import mark
     from .recorder import Recorder, record
     from .storage import open
     from .tracking import WriteTracker, harvest_written

@@ -9,6 +9,7 @@ import sys
 import warnings
 
 from ..errors import PmvizWarning
+from ..marks import record_marks
 from ..recorder import WRITES_CHOICES, Recorder
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -45,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "present/swapped only",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing capture")
+    parser.add_argument(
+        "--marks",
+        metavar="FIFO",
+        help="phase marks: lines 'label' or '<monotonic_ns> label' written to this FIFO "
+        "(created if missing; a launched command finds it in $PMVIZ_MARKS, pmviz.mark() uses it)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS... to launch")
 
@@ -68,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         overwrite=args.overwrite,
     )
+    marks = record_marks(rec, args.marks) if args.marks else None  # sets $PMVIZ_MARKS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PmvizWarning)  # the reason is printed below instead
         rec.start()
@@ -82,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        if marks is not None:
+            marks.close()
     m = cap.meta
     print(
         f"pmviz record: {cap.n_snapshots} snapshots of pid {m.pid} written to {args.out} "
