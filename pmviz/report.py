@@ -20,7 +20,8 @@ from . import analysis as pa
 from . import plotting as pp
 from .capture import Capture
 from .maps import VmaKind
-from .plotting.heatmap import _draw_marks
+from .plotting import human_rate
+from .plotting._marks import draw_marks
 from .regions import _human_bytes
 
 __all__ = ["build_report", "write_report"]
@@ -73,19 +74,6 @@ def _title(command: list[str] | None, pid: int | None) -> str:
     if len(prog) > 60:
         prog = prog[:59] + "…"
     return f"pmviz report: {prog} ({who})"
-
-
-def _human_rate(bytes_per_s: float, *, nominal_bits: float | None = None) -> str:
-    """``1.2 GiB/s (10 Gbit/s)``: bytes per second with IEC prefixes, the link's nominal
-    decimal bit rate only as its name (the same convention as ``pmviz.plotting``).
-    """
-    text = f"{_human_bytes(bytes_per_s)}/s"
-    if nominal_bits is None:
-        return text
-    for div, unit in ((1e12, "Tbit/s"), (1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s")):
-        if nominal_bits >= div:
-            return f"{text} ({nominal_bits / div:.3g} {unit})"
-    return f"{text} ({nominal_bits:g} bit/s)"
 
 
 def _png(draw: Callable[[Figure], Any], size: tuple[float, float]) -> str:
@@ -183,7 +171,7 @@ def build_report(
         def composite(f: Figure) -> None:
             ax = f.add_subplot()
             pp.composite_heatmap(list(grids.values()), ax=ax)
-            _draw_marks(ax, capture)
+            draw_marks(ax, capture)
 
         parts = [_png(composite, (11, 6))]
         for c, g in grids.items():
@@ -194,7 +182,7 @@ def build_report(
             def one(f: Figure, g: pa.HeatmapGrid = g) -> None:
                 ax = f.add_subplot()
                 pp.heatmap(g, ax=ax)
-                _draw_marks(ax, capture)
+                draw_marks(ax, capture)
 
             parts.append(_png(one, _HEATMAP_SIZE))
         return (
@@ -329,7 +317,7 @@ def build_report(
         for bw, e in estimates.items():
             rows.append(
                 [
-                    _human_rate(bw, nominal_bits=bw * 8),
+                    human_rate(bw, nominal_bits=bw * 8),
                     f"{e.round_bytes.size - 1}",
                     f"{e.downtime_s * 1e3:,.1f} ms",
                     f"{e.total_s:,.2f} s",

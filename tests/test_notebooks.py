@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from jupyter_kernel import pmviz_kernel
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -35,7 +36,7 @@ def execute(name: str):
             client = nbclient.NotebookClient(
                 nb,
                 timeout=90,
-                kernel_name="python3",
+                kernel_name=pmviz_kernel(),
                 resources={"metadata": {"path": str(NB_DIR)}},
             )
             client.execute()

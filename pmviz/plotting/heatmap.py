@@ -19,7 +19,16 @@ from ..analysis.axis import AddressAxis
 from ..analysis.heatmap import HeatmapGrid, heatmap_grid, heatmap_grids
 from ..capture import Capture
 from ..maps import VmaKind
-from ._style import KIND_COLORS, category_cmap, category_color, get_ax, hex_formatter
+from ._marks import draw_marks
+from ._style import (
+    KIND_COLORS,
+    UNMAPPED_COLOR,
+    category_cmap,
+    category_color,
+    get_ax,
+    hex_formatter,
+    unmapped_patch,
+)
 
 __all__ = ["heatmap", "composite_heatmap", "decorate_address_axis", "address_ticks", "short_label"]
 
@@ -98,7 +107,7 @@ def heatmap(
         cmap
         if isinstance(cmap, mcolors.Colormap)
         else matplotlib.colormaps[cmap or category_cmap(g.category)]
-    ).with_extremes(bad=_UNMAPPED_COLOR)
+    ).with_extremes(bad=UNMAPPED_COLOR)
     kwargs.setdefault("vmin", 0.0)
     kwargs.setdefault("vmax", 1.0)
     kwargs.setdefault("shading", "flat")
@@ -115,14 +124,15 @@ def heatmap(
         cb.ax.tick_params(labelsize="x-small")
         if not np.isfinite(g.grid).all():
             cb.ax.legend(
-                handles=[_unmapped_patch()],
+                handles=[unmapped_patch()],
                 loc="center left",
                 bbox_to_anchor=(1.05, 0.5),
                 frameon=False,
                 fontsize="small",
             )
     decorate_address_axis(ax, g, bands=bands)
-    _draw_marks(ax, data if isinstance(data, Capture) else None)
+    if isinstance(data, Capture):
+        draw_marks(ax, data)
     ax.set_xlabel("time (s)")
     ax.set_title(title if title is not None else f"{g.category} pages")
     return mesh
@@ -191,18 +201,19 @@ def composite_heatmap(
         rgb = alpha * np.asarray(mcolors.to_rgb(col)) + (1.0 - alpha) * rgb
     # Not mapped at that time (NaN in every layer's grid): the unmapped colour, not white (0 %).
     unmapped = np.isnan(g0.grid.T)
-    rgb[unmapped] = mcolors.to_rgb(_UNMAPPED_COLOR)
+    rgb[unmapped] = mcolors.to_rgb(UNMAPPED_COLOR)
     rgba = np.concatenate([rgb, np.ones(unmapped.shape + (1,))], axis=2)
     kwargs.setdefault("shading", "flat")
     kwargs.setdefault("rasterized", True)
     mesh = ax.pcolormesh(g0.time_edges, g0.addr_pos, rgba, **kwargs)
     mesh.pmviz_fractions = {g.category: g.grid for g in grids}  # type: ignore[attr-defined]
     decorate_address_axis(ax, g0, bands=bands)
-    _draw_marks(ax, capture)
+    if capture is not None:
+        draw_marks(ax, capture)
     if legend:
         handles = [Patch(color=c, label=g.category) for g, c in zip(grids, cols)]
         if unmapped.any():
-            handles.append(_unmapped_patch())
+            handles.append(unmapped_patch())
         ax.legend(
             handles=handles,
             loc="upper center",
@@ -307,14 +318,6 @@ def decorate_address_axis(
 
 _LABEL_CHARS = 20
 _LABEL_SIZE = 7.0  # points
-_UNMAPPED_COLOR = "#d4d4d4"
-"""Cells not mapped at that time; the same value as the widgets' ``UNMAPPED_COLOR`` (to be
-shared from ``plotting._style``)."""
-_UNMAPPED_LABEL = "not mapped at that time"
-
-
-def _unmapped_patch() -> Patch:
-    return Patch(facecolor=_UNMAPPED_COLOR, edgecolor="#999999", lw=0.5, label=_UNMAPPED_LABEL)
 
 
 def short_label(text: str, limit: int = _LABEL_CHARS) -> str:
@@ -421,21 +424,3 @@ def _pick_labels(
             taken.append(y)
             out.append((y, short_label(str(labels[i]))))
     return out
-
-
-def _draw_marks(ax: Axes, capture: Capture | None) -> None:
-    """Thin vertical lines with labels at the capture's marks (``capture.marks``)."""
-    marks = getattr(capture, "marks", None)
-    if capture is None or not marks or not capture.n_snapshots:
-        return
-    t0 = int(capture.time_ns[0])
-    lo, hi = ax.get_xlim()
-    xs = [((m.time_ns - t0) / 1e9, m.label) for m in marks[:50]]  # a phase list, not a log
-    xs = [(x, lab) for x, lab in xs if lo <= x <= hi]
-    if not xs:
-        return
-    ax.vlines([x for x, _ in xs], 0, 1, transform=ax.get_xaxis_transform(), colors="#222222",
-              lw=0.8, linestyles=(0, (4, 2)), alpha=0.8)  # fmt: skip
-    for x, lab in xs:
-        ax.text(x, 1.0, f" {short_label(lab)}", transform=ax.get_xaxis_transform(), rotation=90,
-                va="top", ha="left", fontsize=_LABEL_SIZE, color="#222222", clip_on=True)  # fmt: skip
