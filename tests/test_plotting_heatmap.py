@@ -126,7 +126,8 @@ def test_unmapped_cells_use_the_unmapped_colour_with_a_legend_entry(ax):
 
     from pmviz.capture import Capture, CaptureMeta
     from pmviz.maps import VmaKind
-    from pmviz.plotting.heatmap import _UNMAPPED_COLOR, _UNMAPPED_LABEL
+    from pmviz.plotting._style import UNMAPPED_COLOR as _UNMAPPED_COLOR
+    from pmviz.plotting._style import UNMAPPED_LABEL as _UNMAPPED_LABEL
     from pmviz.regions import Regions
 
     heap = (HEAP, HEAP + 8 * PAGE, "rw-p", VmaKind.HEAP, "[heap]")

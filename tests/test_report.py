@@ -207,7 +207,7 @@ def test_report_title_details_units_and_no_empty_swap_heatmap():
     assert "<code>/usr/bin/python3 /srv/app/work.py --n 7</code>" in text
     assert "Nothing was swapped out during the capture." in text
     assert "swapped pages" not in text
-    assert "119.2 MiB/s (1 Gbit/s)" in text and "Gbit/s</td>" not in text
+    assert "119 MiB/s (1 Gbit/s)" in text and "Gbit/s</td>" not in text
     assert len(_images(text)) == 11  # the swapped heatmap is a line now
 
 
