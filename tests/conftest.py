@@ -4,6 +4,8 @@
 ``layout_factory``  ``spawn(areas) -> Layout``: child processes holding real memory layouts
                     (see ``tests/layouts.py``), killed and reaped at teardown.
 ``file_dir``        a directory for file-backed areas (inside pytest's tmp dir).
+``under_swap``      the ``swapfile`` when root, else nothing: modules that must also hold
+                    under real swap (recorder, tracking) use it for every test.
 """
 
 from __future__ import annotations
@@ -70,6 +72,14 @@ def swapfile(tmp_path_factory):
             with contextlib.suppress(OSError):
                 os.unlink(path)
             _clear_features_cache()
+
+
+@pytest.fixture
+def under_swap(request):
+    """Run the test with the session swap file on when root can have one; plain otherwise."""
+    if os.geteuid() == 0:
+        return request.getfixturevalue("swapfile")
+    return None
 
 
 def _clear_features_cache() -> None:

@@ -16,7 +16,9 @@ from pmviz import CaptureError, Category, Regions
 from pmviz.recorder import Recorder, record
 from pmviz.storage import open as open_capture
 
-pytestmark = pytest.mark.kernel
+# Every test also runs under a real swap file (as root): swap is where tracking and
+# scanning meet (markers read as SWAPPED), and the recorder must be exact there too.
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("under_swap")]
 
 GROWER = (
     "import time\n"
@@ -422,3 +424,48 @@ def test_writes_auto_without_a_mechanism_warns_and_says_why(monkeypatch):
 def test_soft_dirty_on_a_kernel_without_it_says_so():
     with pytest.raises(pmviz.UnsupportedKernel, match="CONFIG_MEM_SOFT_DIRTY"):
         record("self", interval=0.01, count=2, writes="soft-dirty", progress=False)
+
+
+# -- under a real swap file -------------------------------------------------------------------
+def _kernel_swap_pages(pid, lo, hi):
+    """The pages in [lo, hi) on a swap device, straight from the classic pagemap entries."""
+    from pmviz._kernel import pagemap, procfs
+    from pmviz.swapped import is_swap_entry
+
+    with procfs.open_fd(pid, "pagemap") as fd:
+        entries = pagemap.read_entries(fd, lo, hi)
+    return set((lo + np.flatnonzero(is_swap_entry(entries)) * 4096).tolist())
+
+
+def _pages(regions, lo, hi, cat):
+    r = regions.clip(lo, hi).select(cat)
+    return {a for s, e in zip(r.start.tolist(), r.end.tolist()) for a in range(s, e, 4096)}
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not pmviz.features().uffd_wp_async, reason="needs uffd async WP")
+def test_write_tracked_recording_of_a_target_with_pages_in_swap(swapfile):
+    """Regression: resolving markers vs. swap split regions and the recorder wrote them back
+    into the old row count (``could not broadcast input array``)."""
+    areas = [
+        # swap and (once armed) markers alternate page by page: one SWAPPED region to the
+        # kernel, 256 after resolution
+        Area("swp", 512, write=[[0, 512]], dontneed=[[1, 256, 2]], pageout=[[0, 256, 2]]),
+        Area("empty", 256, write=[[0, 8]]),  # armed-but-empty pages: uffd-wp markers
+    ]
+    with spawn_layout(areas) as lay:
+        lo, hi = lay.span
+        swapped = _kernel_swap_pages(lay.pid, lo, hi)
+        assert len(swapped) > 100, "MADV_PAGEOUT swapped nothing"
+        cap = record(lay.pid, interval=0.05, count=4, progress=False)
+        present = _pages(pmviz.scan(lay.pid), lo, hi, Category.PRESENT)
+        assert _kernel_swap_pages(lay.pid, lo, hi) == swapped  # quiet target
+    assert cap.meta.write_mechanism == "uffd-wp", cap.meta.extra["writes_reason"]
+    for i in range(cap.n_snapshots):
+        r = cap.regions_at(i)
+        assert _pages(r, lo, hi, Category.SWAPPED) == swapped  # markers are not swap
+        assert _pages(r, lo, hi, Category.PRESENT) == present
+        if i:
+            assert cap.written_at(i).clip(lo, hi).n_pages == 0  # the target wrote nothing
+    elo, ehi = lay.range("empty")
+    assert _pages(cap.regions_at(1), elo + 8 * 4096, ehi, Category.SWAPPED) == set()

@@ -315,10 +315,11 @@ class Recorder:
                     n_rows, retries = self._scan_into(builder, room)
                     t_scanned = time.monotonic_ns()
                     if resolve is not None:
-                        rows = builder.region_tail(n_rows)
-                        resolved = resolve(rows)
+                        # Resolution splits regions where markers and swap alternate: the
+                        # snapshot may now need more rows than the scan wrote (ask again).
+                        resolved = resolve(builder.region_tail(n_rows))
                         n_rows = len(resolved)
-                        rows[:n_rows] = resolved
+                        builder.region_tail(n_rows)[:] = resolved
                     written = None
                     if self._source is not None:
                         written = self._source.collect().array
