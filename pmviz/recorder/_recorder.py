@@ -18,9 +18,9 @@ from ..errors import CaptureError, Error, NoSuchProcess, PmvizWarning
 from ..features import features
 from ..maps import Vmas
 from ..regions import Regions
-from ..scanning import Pagemap, _full_mask
+from ..scanning import _full_mask
 from ._builder import CaptureBuilder
-from ._target import _parse_ranges, _Target
+from ._target import _cmdline, _parse_ranges, _Target, _TargetPagemap, exec_happened
 from ._writes import _open_writes
 
 __all__ = ["record", "Recorder"]
@@ -54,14 +54,22 @@ class Recorder:
         Replace an existing capture at ``out``.
     flush_interval : float
         Seconds between flushes to ``out``.
+    follow_exec : bool, optional
+        Go on recording when the target calls ``execve``: reopen its pagemap, re-arm write
+        tracking in the new image and record the exec in ``meta.extra["events"]``. Default:
+        True for a launched command (a ``#!/usr/bin/env`` script or a shell wrapper ending in
+        ``exec`` is recorded until the program it becomes exits), False for a pid (the
+        recording ends at the exec, with that reason).
 
     Notes
     -----
-    Recording ends at ``count`` / ``duration``, on :meth:`stop`, when the target exits, is
-    killed or calls ``execve`` (our pagemap belongs to the old program), or when writing
-    ``out`` fails; ``meta.end_reason`` says which. A program the recorder launched lives as
-    long as its recording: if it is still running at the end it gets SIGTERM (SIGKILL after
-    2 s), and ``meta.exit_status`` records its status. An attached pid is left running.
+    Recording ends at ``count`` / ``duration``, on :meth:`stop`, when the target exits or is
+    killed, when it calls ``execve`` and ``follow_exec`` is off, or when writing ``out``
+    fails; ``meta.end_reason`` says which. A program that ends before the first scan gives an
+    empty, complete capture with its exit status. A program the recorder launched and that
+    is still running when the recording reaches ``count``/``duration`` or is stopped gets
+    SIGTERM (SIGKILL after 2 s); ``meta.exit_status`` records its status. An attached pid is
+    left running.
     With uffd-wp tracking, each scan goes through :func:`pmviz.swapped.resolve_swapped`
     (markers of armed pages otherwise read as SWAPPED).
 
@@ -87,6 +95,7 @@ class Recorder:
         progress: bool = True,
         overwrite: bool = False,
         flush_interval: float = 0.5,
+        follow_exec: bool | None = None,
     ) -> None:
         if not isinstance(interval, (int, float)) or not math.isfinite(interval) or interval < 0:
             raise ValueError(f"interval must be a finite number of seconds >= 0, got {interval!r}")
@@ -105,6 +114,9 @@ class Recorder:
         self.flush_interval = flush_interval
         self._ranges = _parse_ranges(ranges)
         self._target = _Target(target)
+        self.follow_exec = (
+            self._target.launch_command is not None if follow_exec is None else bool(follow_exec)
+        )
         self._writes_arg = writes
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -147,7 +159,7 @@ class Recorder:
             if self._target.launch_command is not None and self._target.process is None:
                 self._target.launch()
             self._source = source
-            self._pagemap = Pagemap(self._target.pid)
+            self._pagemap = _TargetPagemap(self._target)
             meta = self._initial_meta(source, reason)
             self._builder = CaptureBuilder(meta, has_written=source is not None)
             self._writer = None
@@ -246,7 +258,10 @@ class Recorder:
         from the end of the last region (never from the stale ``walk_end``, gotcha 2), with
         twice the room.
         """
-        fd = self._pagemap.fd
+        pm = self._pagemap.get()
+        if pm is None:  # a launched program that is already gone
+            raise NoSuchProcess(self._target.pid)
+        fd = pm.fd
         n = retries = 0
         arg = pms.PmScanArg(size=96, **self._scan_fields)
         for lo, hi in self._ranges:
@@ -326,6 +341,9 @@ class Recorder:
                     t_collected = time.monotonic_ns()
                     maps_raw, vmas = self._read_maps(maps_raw)
                 except NoSuchProcess:
+                    if self._followed_exec(builder):
+                        maps_raw = None
+                        continue  # the same tick, in the new program
                     reason, status = self._target.end_reason()
                     builder.meta = builder.meta.replace(exit_status=status)
                     break
@@ -385,7 +403,26 @@ class Recorder:
                 raise
             return None
         pm = self._pagemap
-        return lambda regions: resolve_swapped(pm, Regions(regions)).array
+        return lambda regions: resolve_swapped(pm.get(), Regions(regions)).array
+
+    def _followed_exec(self, builder: CaptureBuilder) -> bool:
+        """If the target exec'd and we follow it: reopen its pagemap, record the event."""
+        pid = self._target.real_pid
+        if not self.follow_exec or not exec_happened(pid):
+            return False
+        try:
+            if self._pagemap.reopen() is None:
+                return False
+        except NoSuchProcess:
+            return False
+        # (the write source re-arms itself in the new image at its next collect())
+        command = _cmdline(pid)
+        event = {"time_ns": time.monotonic_ns(), "kind": "exec", "command": command}
+        builder.meta.extra.setdefault("events", []).append(event)
+        mark = getattr(builder, "mark", None)
+        if mark is not None:
+            mark(event["time_ns"], "exec " + " ".join(command or ["?"]))
+        return True
 
     def _progress_bar(self) -> Any:
         if not self.progress:
@@ -474,6 +511,7 @@ def record(
     ranges: Sequence[tuple[int, int]] | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    follow_exec: bool | None = None,
 ) -> Capture:
     """Record a process until ``duration``/``count`` is reached or it exits; return the capture.
 
@@ -518,6 +556,7 @@ def record(
         ranges=ranges,
         progress=progress,
         overwrite=overwrite,
+        follow_exec=follow_exec,
     )
     rec.start()
     try:

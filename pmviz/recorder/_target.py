@@ -10,7 +10,7 @@ from typing import Any
 
 from .._kernel import pagemap_scan as pms
 from .._kernel import procfs
-from ..errors import Error
+from ..errors import Error, NoSuchProcess
 from ..scanning import Pagemap, check_range
 
 
@@ -74,6 +74,39 @@ class _Target:
         return "target exited", None
 
 
+class _TargetPagemap:
+    """The target's open pagemap, reopened when it execs (the old fd answers ESRCH).
+
+    A launched program may be gone before its pagemap could be opened at all (``true``):
+    then :meth:`get` returns None and the recording ends with the program's exit status.
+    """
+
+    def __init__(self, target: _Target) -> None:
+        self._target = target
+        self._pm: Pagemap | None = None
+        self.get()
+
+    def get(self) -> Pagemap | None:
+        """The open pagemap (opening it if needed); None if a launched program has ended."""
+        if self._pm is None:
+            try:
+                self._pm = Pagemap(self._target.pid)
+            except NoSuchProcess:
+                if self._target.process is None:
+                    raise
+        return self._pm
+
+    def reopen(self) -> Pagemap | None:
+        """After an exec: the new program's pagemap (None if it has already ended too)."""
+        self.close()
+        return self.get()
+
+    def close(self) -> None:
+        if self._pm is not None:
+            self._pm.close()
+            self._pm = None
+
+
 def _describe_status(status: int) -> str:
     if status < 0:
         import signal
@@ -93,6 +126,11 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in (b"Z", b"X")
+
+
+def exec_happened(pid: int) -> bool:
+    """Whether ``pid`` is alive with a new program image (our pagemap fd went stale)."""
+    return pid != os.getpid() and _has_new_mm(pid)
 
 
 def _has_new_mm(pid: int) -> bool:
