@@ -558,3 +558,33 @@ def test_a_pid_recording_ends_at_exec_unless_follow_exec():
         finally:
             child.kill()
             child.wait()
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not pmviz.features().uffd_wp_async, reason="needs uffd async WP")
+def test_a_second_recorder_of_the_same_pid_refuses_write_tracking_with_the_reason():
+    """Regression: the second recorder claimed uffd-wp and recorded every written set empty
+    (the first one's userfaultfd holds every VMA)."""
+    child = subprocess.Popen([sys.executable, "-c", WRITER], stdout=subprocess.PIPE)
+    try:
+        child.stdout.readline()
+        first = Recorder(child.pid, interval=0.1, count=6, progress=False).start()
+        try:
+            second = record(child.pid, interval=0.1, count=4, progress=False)
+            with pytest.raises(pmviz.Error, match="another recorder or tracker"):
+                record(child.pid, interval=0.1, count=2, writes="uffd-wp", progress=False)
+        finally:
+            cap = first.wait(timeout=60)
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    _check_tracked(cap)  # the first one is unharmed
+    m = second.meta
+    assert m.write_mechanism == "none" and not second.has_written
+    assert "another recorder or tracker" in m.extra["writes_reason"]
+    assert m.extra["unarmed"] and all(
+        u["reason"] == "registered by another userfaultfd" and u["end"] > u["start"]
+        for u in m.extra["unarmed"]
+    )
+    assert second.n_snapshots == 4  # present/swapped still recorded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -21,7 +22,7 @@ from ..regions import Regions
 from ..scanning import _full_mask
 from ._builder import CaptureBuilder
 from ._target import _cmdline, _parse_ranges, _Target, _TargetPagemap, exec_happened
-from ._writes import _open_writes
+from ._writes import _open_writes, unarmed
 
 __all__ = ["record", "Recorder"]
 
@@ -152,7 +153,8 @@ class Recorder:
         """Open the target and start recording in a background thread; returns ``self``."""
         if self._thread is not None:
             raise RuntimeError("a Recorder records once; create a new one")
-        source, reason = _open_writes(self._target, self._writes_arg)
+        self._refused: list[dict[str, Any]] = []
+        source, reason = _open_writes(self._target, self._writes_arg, self._refused)
         if source is None and self._writes_arg == "auto":
             warnings.warn(f"recording without written sets: {reason}", PmvizWarning, stacklevel=2)
         try:
@@ -243,6 +245,8 @@ class Recorder:
             pmviz_version=__version__,
             extra={
                 "writes_reason": reason,
+                # VMAs the write source could not arm: their writes are not in written sets
+                "unarmed": unarmed(source) or self._refused,
                 "ranges": [[a, b] for a, b in self._ranges],
                 "flush_interval_s": self.flush_interval,
                 # uffd-wp markers read as SWAPPED; pmviz.swapped clears them in each scan
@@ -384,6 +388,9 @@ class Recorder:
             if reason is None:
                 reason = self._stop_reason or "stopped"
             builder.meta = builder.meta.replace(end_reason=reason)
+            if self._source is not None:  # VMAs that appeared later may not be armable either
+                with contextlib.suppress(Exception):
+                    builder.meta.extra["unarmed"] = unarmed(self._source)
             self._end_launched()
             if bar is not None:
                 bar.close()
