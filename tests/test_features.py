@@ -55,3 +55,30 @@ def test_features_is_cached_and_serialisable():
 def test_swap_active_follows_the_swapfile(swapfile):
     features.cache_clear()
     assert features().swap_active
+
+
+def test_no_remedy_advises_setcap_on_the_interpreter():
+    """``setcap cap_sys_ptrace+ep`` on python would hand every user of that interpreter ptrace
+    over every process: no message may suggest it."""
+    root = os.path.dirname(pmviz.__file__)
+    offenders = []
+    for base, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(base, name), encoding="utf-8") as f:
+                    if "setcap" in f.read():
+                        offenders.append(name)
+    assert offenders == []
+
+
+@pytest.mark.root
+def test_access_denied_names_safe_remedies():
+    from privileges import as_nobody
+
+    def scan_init() -> str:
+        pmviz.scan(1)
+        return "scanned"
+
+    kind, msg = as_nobody(scan_init)
+    assert kind == "AccessDenied", (kind, msg)
+    assert "setcap" not in msg and "sudo" in msg and "CAP_SYS_PTRACE" in msg

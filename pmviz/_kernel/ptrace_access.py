@@ -101,8 +101,8 @@ def denied(pid: int, err: OSError) -> Error:
         )
     elif scope == 2 and not cap:
         why = (
-            "kernel.yama.ptrace_scope=2 allows attaching only with CAP_SYS_PTRACE: run pmviz "
-            "as root (or `setcap cap_sys_ptrace+ep` on the interpreter)"
+            "kernel.yama.ptrace_scope=2 allows attaching only with CAP_SYS_PTRACE: run this "
+            "one pmviz command as root (sudo), or record with `--writes none`"
         )
     elif uids != {os.geteuid()} and not cap:
         why = (
