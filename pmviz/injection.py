@@ -442,29 +442,34 @@ def track(
             "privileges, so tracked it would behave differently; record it without write "
             "tracking",
         )
-    user_preexec = popen_kwargs.pop("preexec_fn", None)
-
-    def preexec() -> None:
-        if user_preexec is not None:
-            user_preexec()
-        ptrace.traceme()
-
+    if popen_kwargs.get("preexec_fn") is not None:
+        raise ValueError(
+            "preexec_fn is not supported: forking a threaded process with one can deadlock "
+            "(see the subprocess docs); use env=, cwd=, start_new_session= instead"
+        )
+    popen_kwargs.pop("preexec_fn", None)
+    if exe is None and os.sep in cmd[0] and popen_kwargs.get("cwd") is not None:
+        exe = shutil.which(os.path.join(os.fspath(popen_kwargs["cwd"]), cmd[0]))
+    if exe is None:  # (the launcher shell would only exit 127)
+        raise FileNotFoundError(errno.ENOENT, f"no such program (or not executable): {cmd[0]!r}")
     tracer = ptrace.TracerThread(f"pmviz-tracer-{cmd[0]}")
 
     def launch() -> InjectedTracker:
-        # Popen on the tracer thread: PTRACE_TRACEME makes the forking *thread* the tracer.
+        # The child is a tiny shell that stops itself, then execs the command: the tracer
+        # thread seizes it while stopped and takes it at the exec, before the program's first
+        # instruction. Popen runs on the tracer thread: the seizing *thread* is the tracer.
         try:
-            proc = subprocess.Popen(cmd, preexec_fn=preexec, **popen_kwargs)
-        except subprocess.SubprocessError as err:
-            scope = access.ptrace_scope()
-            raise AccessDenied(
-                None,
-                f"PTRACE_TRACEME failed in the child (kernel.yama.ptrace_scope={scope}); "
-                "scope 3 forbids all ptrace: record without write tracking",
-            ) from err
+            proc = subprocess.Popen([*_LAUNCHER, *cmd], **popen_kwargs)
+        except OSError as err:
+            raise Error(f"cannot start {cmd[0]!r}: {err.strerror}") from err
         tracker = InjectedTracker(proc.pid, proc, tracer, max_vma_bytes)
         try:
-            remote = inject.Remote.at_exec(proc.pid)
+            try:
+                remote = inject.Remote.at_exec_of_stopped(proc.pid)
+            except ProcessLookupError as err:
+                raise Error(f"{cmd[0]!r} could not be started: {err.strerror}") from err
+            except OSError as err:
+                raise access.denied(proc.pid, err) from err
             tracker._starttime = access.starttime(proc.pid)
             tracker._setup(remote)
         except BaseException:
@@ -479,6 +484,10 @@ def track(
     except BaseException:
         tracer.stop()
         raise
+
+
+# ``sh -c SCRIPT NAME CMD...``: stop until pmviz has seized us, then become CMD ("$@").
+_LAUNCHER = ["/bin/sh", "-c", 'kill -STOP "$$" && exec "$@"', "pmviz-launch"]
 
 
 def _kill(proc: subprocess.Popen) -> None:

@@ -646,3 +646,38 @@ def test_signal_storm_during_injections(bins):
     assert p.returncode == plain.returncode == 0
     assert out.split()[:2] == plain.stdout.split()[:2]  # the same checksum
     assert out.endswith(b"signals yes\n")  # and it did run under the storm
+
+
+def test_track_forks_without_preexec_fn(monkeypatch):
+    """Regression: track() forked with ``preexec_fn=PTRACE_TRACEME`` from a threaded process
+    (CPython documents deadlock risk); now the child stops itself and is seized at exec."""
+    seen = []
+    real = subprocess.Popen
+
+    class Spy(real):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("preexec_fn"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(injection.subprocess, "Popen", Spy)
+    with injection.track([sys.executable, "-c", "b = bytearray(b'x') * (8 << 20)"]) as t:
+        assert t.wait(timeout=60) == 0
+    assert seen == [None]
+    with pytest.raises(ValueError, match="preexec_fn"):
+        injection.track(["true"], preexec_fn=lambda: None)
+
+
+def test_wait_stop_has_a_timeout():
+    """Regression: ``ptrace.wait_stop`` blocked forever on a thread that never stops."""
+    from pmviz._kernel import ptrace
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        ptrace.seize(child.pid)  # seized, never interrupted: no stop will come
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="uninterruptible sleep"):
+            ptrace.wait_stop(child.pid, timeout=0.2)
+        assert time.monotonic() - t0 < 30
+    finally:
+        child.kill()
+        child.wait()

@@ -82,6 +82,11 @@ def denied(pid: int, err: OSError) -> Error:
     """``PTRACE_SEIZE`` failed: say which rule forbids it and how to lift it."""
     if err.errno == errno.ESRCH:
         return NoSuchProcess(pid)
+    if err.errno == errno.ETIMEDOUT:
+        return Error(
+            f"process {pid} could not be stopped for the injection: {err.strerror}; retry "
+            "when it is not blocked in the kernel, or record with `--writes none`"
+        )
     if err.errno not in (errno.EPERM, errno.EACCES):
         return Error(f"ptrace attach to {pid}: {os.strerror(err.errno or 0)}")
     scope = ptrace_scope()
