@@ -53,6 +53,7 @@ from typing import Any, NamedTuple
 
 from ._kernel import inject, procfs, ptrace
 from ._kernel import ptrace_access as access
+from ._kernel.process import ProcessHandle
 from ._kernel import uffd as kuffd
 from .errors import AccessDenied, Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
 from .features import features
@@ -111,7 +112,8 @@ class InjectedTracker:
         self._lost = ""
         self._lock = threading.RLock()
         self._closed = False
-        self._starttime = access.starttime(pid)
+        # pidfd + start time: "alive" and wait() never mean a process that reused the pid
+        self._proc = ProcessHandle(pid)
         _live.add(self)
 
     # -- WriteSource ---------------------------------------------------------------------------
@@ -182,6 +184,7 @@ class InjectedTracker:
                     self._inner = None
             finally:
                 self._tracer.stop()
+                self._proc.close()
                 _live.discard(self)
 
     # -- process handling ----------------------------------------------------------------------
@@ -192,8 +195,11 @@ class InjectedTracker:
         # this thread could swallow a ptrace stop meant for the tracer thread.
         if self.process is not None and self.process.returncode is not None:
             return False
-        st = access.starttime(self.pid)
-        return st is not None and st == self._starttime
+        try:
+            self._proc.check()
+        except NoSuchProcess:
+            return False
+        return True
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the process to end; its exit status (``None`` for an attached process,
@@ -206,24 +212,17 @@ class InjectedTracker:
         """
         if self.process is not None and self.process.returncode is not None:
             return self.process.returncode
-        # Wait on a pidfd (readable once the process has exited), not with waitpid: see alive.
-        try:
-            pidfd = os.pidfd_open(self.pid)
-        except ProcessLookupError:
-            pidfd = -1
-        try:
-            if pidfd >= 0 and (
-                self.process is not None or access.starttime(self.pid) == self._starttime
-            ):
-                poller = select.poll()
-                poller.register(pidfd, select.POLLIN)
-                ms = None if timeout is None else max(0, int(timeout * 1000))
-                if not poller.poll(ms):
-                    cmd = self.process.args if self.process is not None else f"pid {self.pid}"
-                    raise subprocess.TimeoutExpired(cmd, timeout or 0)
-        finally:
-            if pidfd >= 0:
-                os.close(pidfd)
+        if self._proc.pidfd < 0:  # closed: only a launched program can still be waited for
+            if self.process is None:
+                raise ValueError("wait() on a closed InjectedTracker of an attached process")
+            return self.process.wait(timeout)
+        # Wait on the pidfd (readable once the process has exited), not with waitpid: see alive.
+        poller = select.poll()
+        poller.register(self._proc.pidfd, select.POLLIN)
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        if not poller.poll(ms):
+            cmd = self.process.args[len(_LAUNCHER) :] if self.process is not None else None
+            raise subprocess.TimeoutExpired(cmd or f"pid {self.pid}", timeout or 0)
         return self.process.wait() if self.process is not None else None
 
     @property
@@ -470,7 +469,6 @@ def track(
                 raise Error(f"{cmd[0]!r} could not be started: {err.strerror}") from err
             except OSError as err:
                 raise access.denied(proc.pid, err) from err
-            tracker._starttime = access.starttime(proc.pid)
             tracker._setup(remote)
         except BaseException:
             _kill(proc)

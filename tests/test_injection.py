@@ -681,3 +681,26 @@ def test_wait_stop_has_a_timeout():
     finally:
         child.kill()
         child.wait()
+
+
+def test_held_back_signals_keep_their_thread_direction():
+    """Regression: a signal held back during an injection was re-raised with kill() to the
+    whole process even when it had been sent to one thread (tgkill)."""
+    from pmviz._kernel import ptrace
+    from pmviz._kernel.process import tgkill
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        ptrace.seize(child.pid)
+        for send, directed in (
+            (lambda: tgkill(child.pid, child.pid, 10), True),
+            (lambda: os.kill(child.pid, 10), False),
+        ):
+            send()  # SIGUSR1: a signal-delivery stop of the tracee
+            stop = ptrace.wait_stop(child.pid)
+            assert stop.kind == "signal" and stop.sig == 10
+            assert ptrace.signal_is_thread_directed(child.pid) is directed
+            ptrace.cont(child.pid, 0)  # suppressed: sleep keeps running
+    finally:
+        child.kill()
+        child.wait()

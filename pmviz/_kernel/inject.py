@@ -49,6 +49,7 @@ import struct
 import time
 
 from . import ptrace
+from .process import tgkill
 
 SYS_close = 3
 SYS_userfaultfd = 323
@@ -85,7 +86,8 @@ class Remote:
         self.pid, self.tid, self.seized = pid, tid, seized
         self.saved: ptrace.UserRegs | None = None
         self.saved_sigmask = 0
-        self.deferred_signals: list[int] = []
+        # (signal, thread-directed): re-raised at release exactly as they were sent
+        self.deferred_signals: list[tuple[int, bool]] = []
         self.detached = False
         self.restored = False
         self.syscall_addr = 0
@@ -247,7 +249,11 @@ class Remote:
                 )
             if stop.kind == "signal":
                 # Unblockable (SIGSTOP) or forced: hold it back, re-raise it at release.
-                self.deferred_signals.append(stop.sig)
+                try:
+                    to_thread = ptrace.signal_is_thread_directed(self.tid)
+                except OSError:
+                    to_thread = False
+                self.deferred_signals.append((stop.sig, to_thread))
             ptrace.resume_to_syscall(self.tid)
 
     # -- release ----------------------------------------------------------------------------
@@ -293,9 +299,12 @@ class Remote:
             if self.mem_fd >= 0:
                 os.close(self.mem_fd)
                 self.mem_fd = -1
-            for sig in self.deferred_signals:
+            for sig, to_thread in self.deferred_signals:
                 try:
-                    os.kill(self.pid, sig)
+                    if to_thread:  # to the borrowed thread, not to whichever thread takes it
+                        tgkill(self.pid, self.tid, sig)
+                    else:
+                        os.kill(self.pid, sig)
                 except OSError:
                     pass
             self.deferred_signals = []

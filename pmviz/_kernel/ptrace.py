@@ -113,6 +113,16 @@ def detach(tid: int, sig: int = 0) -> None:
     _call(PTRACE_DETACH, tid, 0, sig)
 
 
+SI_TKILL = -6  # si_code of a signal sent to one thread (tgkill, tkill, pthread_kill)
+
+
+def signal_is_thread_directed(tid: int) -> bool:
+    """At a signal-delivery stop: whether the signal was sent to this thread only."""
+    info = ctypes.create_string_buffer(128)  # siginfo_t: si_signo, si_errno, si_code, ...
+    _call(PTRACE_GETSIGINFO, tid, 0, ctypes.c_void_p(ctypes.addressof(info)))
+    return int.from_bytes(info.raw[8:12], "little", signed=True) == SI_TKILL
+
+
 def get_regs(tid: int) -> UserRegs:
     regs = UserRegs()
     _call(PTRACE_GETREGS, tid, 0, ctypes.c_void_p(ctypes.addressof(regs)))

@@ -21,7 +21,7 @@ from ..maps import Vmas
 from ..regions import Regions
 from ..scanning import _full_mask
 from ._builder import CaptureBuilder
-from ._target import _cmdline, _parse_ranges, _Target, _TargetPagemap, exec_happened
+from ._target import _cmdline, _parse_ranges, _Target, _TargetPagemap
 from ._writes import _open_writes, unarmed
 
 __all__ = ["record", "Recorder"]
@@ -392,6 +392,7 @@ class Recorder:
                 with contextlib.suppress(Exception):
                     builder.meta.extra["unarmed"] = unarmed(self._source)
             self._end_launched()
+            self._target.close()
             if bar is not None:
                 bar.close()
             self._stop.set()
@@ -415,7 +416,7 @@ class Recorder:
     def _followed_exec(self, builder: CaptureBuilder) -> bool:
         """If the target exec'd and we follow it: reopen its pagemap, record the event."""
         pid = self._target.real_pid
-        if not self.follow_exec or not exec_happened(pid):
+        if not self.follow_exec or not self._target.exec_happened():
             return False
         try:
             if self._pagemap.reopen() is None:

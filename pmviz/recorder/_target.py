@@ -10,6 +10,7 @@ from typing import Any
 
 from .._kernel import pagemap_scan as pms
 from .._kernel import procfs
+from .._kernel.process import ProcessHandle, read_stat
 from ..errors import Error, NoSuchProcess
 from ..scanning import Pagemap, check_range
 
@@ -19,6 +20,8 @@ class _Target:
 
     def __init__(self, target: str | int | Sequence[str]) -> None:
         self.process: Any = None  # a Popen-like object when we launched the program
+        # pidfd + start time: a pid target that exits is never confused with a successor
+        self.handle: ProcessHandle | None = None
         self.launch_command: list[str] | None = None
         self.command: list[str] | None = None  # what meta records
         if isinstance(target, str) and target == "self":
@@ -39,6 +42,7 @@ class _Target:
             if pid == "self":  # pragma: no cover - handled above
                 raise AssertionError
             self.pid = self.real_pid = int(pid)
+            self.handle = ProcessHandle(self.real_pid)
             self.command = _cmdline(self.real_pid)
 
     def launch(self, process: Any = None) -> None:
@@ -51,6 +55,10 @@ class _Target:
                 raise Error(f"cannot start {cmd[0]!r}: {err.strerror}") from err
         self.process = process
         self.pid = self.real_pid = int(process.pid)
+        try:
+            self.handle = ProcessHandle(self.real_pid)
+        except NoSuchProcess:
+            self.handle = None  # already gone (and unreaped: its pid cannot be reused)
 
     def exit_status(self) -> int | None:
         """The launched program's status once it has exited (``-N`` = killed by signal N)."""
@@ -68,10 +76,21 @@ class _Target:
                 status = None
         if status is not None:
             return _describe_status(status), status
-        if self.real_pid != os.getpid() and _has_new_mm(self.real_pid):
+        if self.exec_happened():
             # Our pagemap fd pins the old mm: ESRCH while the pid has an mm means execve().
             return "target exec'd a new program", None
         return "target exited", None
+
+    def exec_happened(self) -> bool:
+        """Whether the target is alive with a new program image (our pagemap went stale)."""
+        h = self.handle
+        if h is None or h.exited():
+            return False
+        return _has_new_mm(h.pid) and not h.exited()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
 
 
 class _TargetPagemap:
@@ -90,10 +109,21 @@ class _TargetPagemap:
         """The open pagemap (opening it if needed); None if a launched program has ended."""
         if self._pm is None:
             try:
-                self._pm = Pagemap(self._target.pid)
+                pm = Pagemap(self._target.pid)
             except NoSuchProcess:
                 if self._target.process is None:
                     raise
+                return None
+            h = self._target.handle
+            try:
+                if h is not None:
+                    h.check()  # opened while still ours: not a process that reused the pid
+            except NoSuchProcess:
+                pm.close()
+                if self._target.process is None:
+                    raise
+                return None
+            self._pm = pm
         return self._pm
 
     def reopen(self) -> Pagemap | None:
@@ -121,16 +151,9 @@ def _describe_status(status: int) -> str:
 
 def _alive(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return read_stat(pid).alive
+    except Error:
         return False
-    return state not in (b"Z", b"X")
-
-
-def exec_happened(pid: int) -> bool:
-    """Whether ``pid`` is alive with a new program image (our pagemap fd went stale)."""
-    return pid != os.getpid() and _has_new_mm(pid)
 
 
 def _has_new_mm(pid: int) -> bool:
