@@ -26,6 +26,9 @@ from ._writes import _open_writes, unarmed
 
 __all__ = ["record", "Recorder"]
 
+MAX_SECONDS = 1e9
+"""Longest interval or duration accepted (about 31 years; longer overflows the timers)."""
+
 
 class Recorder:
     """Record a process in a background thread; ``.capture`` is the live, growing result.
@@ -98,10 +101,12 @@ class Recorder:
         flush_interval: float = 0.5,
         follow_exec: bool | None = None,
     ) -> None:
-        if not isinstance(interval, (int, float)) or not math.isfinite(interval) or interval < 0:
-            raise ValueError(f"interval must be a finite number of seconds >= 0, got {interval!r}")
-        if duration is not None and not duration > 0:
-            raise ValueError(f"duration must be > 0 seconds, got {duration!r}")
+        if not isinstance(interval, (int, float)) or not 0 <= interval <= MAX_SECONDS:
+            raise ValueError(
+                f"interval must be a number of seconds in [0, {MAX_SECONDS:g}], got {interval!r}"
+            )
+        if duration is not None and not 0 < duration <= MAX_SECONDS:
+            raise ValueError(f"duration must be in (0, {MAX_SECONDS:g}] seconds, got {duration!r}")
         if count is not None and (
             isinstance(count, bool) or not isinstance(count, int) or count < 1
         ):
@@ -393,7 +398,8 @@ class Recorder:
                     builder.meta.extra["unarmed"] = unarmed(self._source)
             self._end_launched()
             self._target.close()
-            if bar is not None:
+            if bar is not None:  # (ending early leaves it short of its total: say why)
+                bar.set_postfix_str(reason, refresh=False)
                 bar.close()
             self._stop.set()
             # (not _writer_thread: start() may not have assigned it yet when this runs)
