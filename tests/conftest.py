@@ -20,10 +20,23 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))  # make `import layouts` work from any test
 
 from layouts import Area, Layout, spawn_layout  # noqa: E402
+from privileges import marker_skip_reason  # noqa: E402
 
 __all__ = ["Area", "Layout"]
 
 SWAP_SIZE = 256 << 20
+
+
+def pytest_runtest_setup(item):
+    """``kernel`` and ``root`` markers skip, with the reason, where the feature or the
+    privilege is missing (rather than failing on a machine that cannot run them)."""
+    markers = {m.name for m in item.iter_markers()} & {"kernel", "root"}
+    if markers:
+        from pmviz.features import features
+
+        reason = marker_skip_reason(markers, features(), os.geteuid())
+        if reason is not None:
+            pytest.skip(reason)
 
 
 def _active_swaps() -> list[str]:
