@@ -209,3 +209,13 @@ def test_progress_bar_shows_why_it_ended_early(tmp_path, capsys):
     err = capsys.readouterr().err
     bar = [line for line in err.replace("\r", "\n").splitlines() if "/500" in line]
     assert bar and "target exited with status 0" in bar[-1], err
+
+
+def test_record_true_twenty_times(tmp_path, capsys):
+    """Regression: ``pmviz record -- true`` failed 7 runs in 10 (no capture at all)."""
+    for i in range(20):
+        out = tmp_path / f"t{i}.pmviz"
+        assert main(["record", "-i", "10ms", "--no-progress", "-o", str(out), "--", "true"]) == 0
+        cap = open_capture(out)
+        assert cap.complete and cap.meta.exit_status == 0
+        assert cap.meta.end_reason == "target exited with status 0"
