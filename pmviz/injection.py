@@ -53,8 +53,8 @@ from typing import Any, NamedTuple
 
 from ._kernel import inject, procfs, ptrace
 from ._kernel import ptrace_access as access
-from ._kernel.process import ProcessHandle
 from ._kernel import uffd as kuffd
+from ._kernel.process import ProcessHandle
 from .errors import AccessDenied, Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
 from .features import features
 from .regions import Regions
@@ -221,8 +221,11 @@ class InjectedTracker:
         poller.register(self._proc.pidfd, select.POLLIN)
         ms = None if timeout is None else max(0, int(timeout * 1000))
         if not poller.poll(ms):
-            cmd = self.process.args[len(_LAUNCHER) :] if self.process is not None else None
-            raise subprocess.TimeoutExpired(cmd or f"pid {self.pid}", timeout or 0)
+            what = f"pid {self.pid}"
+            if self.process is not None:  # (its args start with the launcher's)
+                args: Any = self.process.args
+                what = " ".join(map(str, args[len(_LAUNCHER) :]))
+            raise subprocess.TimeoutExpired(what, timeout or 0)
         return self.process.wait() if self.process is not None else None
 
     @property

@@ -191,8 +191,9 @@ class SoftDirtyTracker:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        if getattr(self, "_proc", None) is not None:
-            self._proc.close()
+        proc = getattr(self, "_proc", None)
+        if proc is not None:
+            proc.close()
 
     def __enter__(self) -> SoftDirtyTracker:
         return self

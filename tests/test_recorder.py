@@ -550,9 +550,7 @@ def test_a_pid_recording_ends_at_exec_unless_follow_exec():
     for follow, reason in ((False, "target exec'd a new program"), (True, "target exited")):
         child = subprocess.Popen([sys.executable, "-c", script])
         try:
-            cap = record(
-                child.pid, interval=0.02, duration=20, follow_exec=follow, progress=False
-            )
+            cap = record(child.pid, interval=0.02, duration=20, follow_exec=follow, progress=False)
             assert cap.meta.end_reason == reason
             assert len(cap.meta.extra.get("events", [])) == int(follow)
         finally:

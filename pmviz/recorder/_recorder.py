@@ -416,8 +416,15 @@ class Recorder:
             if err.name != "pmviz.swapped":
                 raise
             return None
-        pm = self._pagemap
-        return lambda regions: resolve_swapped(pm.get(), Regions(regions)).array
+        target = self._pagemap
+
+        def resolve(regions: Any) -> Any:
+            pm = target.get()
+            if pm is None:  # (only after a launched program has ended: the scan failed first)
+                raise NoSuchProcess(self._target.pid)
+            return resolve_swapped(pm, Regions(regions)).array
+
+        return resolve
 
     def _followed_exec(self, builder: CaptureBuilder) -> bool:
         """If the target exec'd and we follow it: reopen its pagemap, record the event."""
