@@ -300,7 +300,11 @@ class InjectedTracker:
             # UffdTracker owns the fd from here on, and closes it itself if it fails.
             owned, fd = fd, -1
             self._inner = UffdTracker(
-                self.pid, owned, owns_fd=True, max_vma_bytes=self.max_vma_bytes
+                self.pid,
+                owned,
+                owns_fd=True,
+                max_vma_bytes=self.max_vma_bytes,
+                process=self._proc,
             )
         except BaseException:
             if fd >= 0:
@@ -476,6 +480,7 @@ def track(
         except BaseException:
             _kill(proc)
             tracker._closed = True
+            tracker._proc.close()
             _live.discard(tracker)
             raise
         return tracker
@@ -512,6 +517,7 @@ def _run_setup(tracker: InjectedTracker, fn: Callable[[], None]) -> None:
         future.add_done_callback(undo)
         tracker._closed = True
         tracker._tracer.stop()
+        tracker._proc.close()
         _live.discard(tracker)
         raise
 

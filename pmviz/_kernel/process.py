@@ -139,14 +139,11 @@ class ProcessHandle:
         """The whole of ``/proc/PID/name`` (``maps``, ``status``, ...), this process's."""
         fd = self.open(name)
         try:
-            chunks = []
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-            return b"".join(chunks)
-        except OSError as err:
-            raise procfs.translate(err, self.pid, name) from err
+            data = procfs.read_fd(fd, self.pid, name)
         finally:
             os.close(fd)
+        self.check()  # (the read too: a process that exited meanwhile shows an empty file)
+        return data
 
     def send_signal(self, sig: int) -> None:
         """Signal the process through its pidfd: never a process that reused the pid."""

@@ -93,6 +93,17 @@ def open_fd(pid: Pid, name: str, flags: int = os.O_RDONLY, procfs: str = PROCFS)
         os.close(fd)
 
 
+def read_fd(fd: int, pid: Pid, name: str) -> bytes:
+    """All of an open ``/proc`` file (read in 64 KiB chunks), errors translated."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    except OSError as err:
+        raise translate(err, pid, name) from err
+    return b"".join(chunks)
+
+
 def read_text(pid: Pid, name: str, procfs: str = PROCFS) -> str:
     try:
         with open(proc_path(pid, name, procfs), encoding="utf-8", errors="surrogateescape") as f:

@@ -158,8 +158,13 @@ class Recorder:
         """Open the target and start recording in a background thread; returns ``self``."""
         if self._thread is not None:
             raise RuntimeError("a Recorder records once; create a new one")
+        self._target.open()
         self._refused: list[dict[str, Any]] = []
-        source, reason = _open_writes(self._target, self._writes_arg, self._refused)
+        try:
+            source, reason = _open_writes(self._target, self._writes_arg, self._refused)
+        except BaseException:
+            self._target.close()
+            raise
         if source is None and self._writes_arg == "auto":
             warnings.warn(f"recording without written sets: {reason}", PmvizWarning, stacklevel=2)
         try:
@@ -294,11 +299,7 @@ class Recorder:
         return n, retries
 
     def _read_maps(self, previous: bytes | None) -> tuple[bytes, Vmas | None]:
-        try:
-            with open(f"/proc/{self._target.pid}/maps", "rb") as f:
-                raw = f.read()
-        except OSError as err:
-            raise procfs.translate(err, self._target.pid, "maps") from err
+        raw = self._target.read("maps")
         if raw == previous:
             return raw, None
         return raw, Vmas.parse(raw.decode("utf-8", "surrogateescape"))
@@ -515,6 +516,8 @@ class Recorder:
             self._builder.meta = self._builder.meta.replace(exit_status=p.returncode)
 
     def _kill_launched(self) -> None:
+        """start() failed: end a program we launched, and let go of the target."""
+        self._target.close()
         p = self._target.process
         if p is not None and p.poll() is None:
             p.kill()

@@ -42,8 +42,12 @@ class _Target:
             if pid == "self":  # pragma: no cover - handled above
                 raise AssertionError
             self.pid = self.real_pid = int(pid)
-            self.handle = ProcessHandle(self.real_pid)
             self.command = _cmdline(self.real_pid)
+
+    def open(self) -> None:
+        """Take hold of a pid target (pidfd + start time) when the recording starts."""
+        if self.handle is None and self.launch_command is None and self.pid != "self":
+            self.handle = ProcessHandle(self.real_pid)
 
     def launch(self, process: Any = None) -> None:
         if process is None:
@@ -81,6 +85,13 @@ class _Target:
             return "target exec'd a new program", None
         return "target exited", None
 
+    def read(self, name: str) -> bytes:
+        """``/proc/PID/name`` of the target (identity-checked when it is another process)."""
+        if self.handle is not None:
+            return self.handle.read(name)
+        with procfs.open_fd(self.pid, name) as fd:
+            return procfs.read_fd(fd, self.pid, name)
+
     def exec_happened(self) -> bool:
         """Whether the target is alive with a new program image (our pagemap went stale)."""
         h = self.handle
@@ -91,6 +102,7 @@ class _Target:
     def close(self) -> None:
         if self.handle is not None:
             self.handle.close()
+            self.handle = None
 
 
 class _TargetPagemap:
