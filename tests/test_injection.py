@@ -23,7 +23,7 @@ from pmviz import injection
 from pmviz.errors import AccessDenied, NoSuchProcess, PmvizWarning
 from pmviz.regions import Regions
 
-pytestmark = [pytest.mark.kernel]
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("under_swap")]  # swap on, as root
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PROGRAMS = os.path.join(os.path.dirname(__file__), "programs")
