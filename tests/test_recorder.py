@@ -586,3 +586,31 @@ def test_a_second_recorder_of_the_same_pid_refuses_write_tracking_with_the_reaso
         for u in m.extra["unarmed"]
     )
     assert second.n_snapshots == 4  # present/swapped still recorded
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not pmviz.features().uffd_wp_async, reason="needs uffd async WP")
+def test_written_sets_under_swap_are_exactly_the_pages_written(swapfile):
+    """With pages in swap and markers around them, the recorded written sets hold exactly the
+    pages the target wrote (swapped ones, marker ones, resident ones), nothing else."""
+    areas = [Area("swp", 512, write=[[0, 512]], dontneed=[[1, 256, 2]], pageout=[[0, 256, 2]])]
+    with spawn_layout(areas) as lay:
+        lo, _ = lay.range("swp")
+        rec = Recorder(lay.pid, interval=0.05, progress=False).start()
+        try:
+            deadline = time.monotonic() + 60
+            n = _wait_for_live_snapshots(rec, 2, deadline)
+            lay.do("write", "swp", [[0, 8], [100, 104], [300, 310]])  # swap, markers, resident
+            _wait_for_live_snapshots(rec, n + 2, deadline)
+        finally:
+            cap = rec.stop()
+    assert cap.meta.write_mechanism == "uffd-wp", cap.meta.extra["writes_reason"]
+    written = set()
+    for i in range(1, cap.n_snapshots):
+        written |= _pages(cap.written_at(i), lo, lo + 512 * 4096, Category.WRITTEN)
+    expected = {lo + p * 4096 for p in [*range(0, 8), *range(100, 104), *range(300, 310)]}
+    assert written == expected
+    # after the writes, those pages are resident and no longer swapped
+    last = cap.regions_at(cap.n_snapshots - 1)
+    assert expected <= _pages(last, lo, lo + 512 * 4096, Category.PRESENT)
+    assert not expected & _pages(last, lo, lo + 512 * 4096, Category.SWAPPED)
