@@ -121,21 +121,12 @@ class _TargetPagemap:
         """The open pagemap (opening it if needed); None if a launched program has ended."""
         if self._pm is None:
             try:
-                pm = Pagemap(self._target.pid)
+                # (through the handle: never a process that reused the pid)
+                self._pm = Pagemap(self._target.pid, process=self._target.handle)
             except NoSuchProcess:
                 if self._target.process is None:
                     raise
                 return None
-            h = self._target.handle
-            try:
-                if h is not None:
-                    h.check()  # opened while still ours: not a process that reused the pid
-            except NoSuchProcess:
-                pm.close()
-                if self._target.process is None:
-                    raise
-                return None
-            self._pm = pm
         return self._pm
 
     def reopen(self) -> Pagemap | None:
