@@ -191,12 +191,46 @@ def bench_attach(label: str, cmd: list[str], ready: str | None, repeat: int) -> 
         proc.wait()
 
 
+def bench_launch(repeat: int) -> dict:
+    """``track(["true"])`` (launcher shell, seize, inject at exec) vs ``subprocess.run``."""
+
+    def tracked() -> float:
+        t0 = time.perf_counter()
+        with injection.track(["true"]) as t:
+            t.wait()
+        return time.perf_counter() - t0
+
+    def plain() -> float:
+        t0 = time.perf_counter()
+        subprocess.run(["true"], check=True)
+        return time.perf_counter() - t0
+
+    for _ in range(3):  # warm up
+        tracked(), plain()
+    a, b = [], []
+    for _ in range(repeat):  # interleaved, so load changes hit both alike
+        a.append(tracked())
+        b.append(plain())
+    return {"tracked_ms": 1e3 * statistics.median(a), "plain_ms": 1e3 * statistics.median(b)}
+
+
+def print_launch(r: dict) -> None:
+    print(
+        f"| launch `true`: track() {r['tracked_ms']:.2f} ms, subprocess.run "
+        f"{r['plain_ms']:.2f} ms (median) | {r['tracked_ms'] / r['plain_ms']:.2f}x |"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--passes", type=int, default=100)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--launch-only", action="store_true", help="only the launch latency of track()")
     args = ap.parse_args()
+    if args.launch_only:
+        print_launch(bench_launch(30 * args.repeat))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         workload = compile_c(WORKLOAD_C, "workload", tmp)
         sleeper = compile_c(SLEEPER_C, "sleeper", tmp)
@@ -243,6 +277,8 @@ def main() -> int:
             f"| {r['target']} | {r['registered_mib']:,.1f} | {r['attach_ms']:.2f} | "
             f"{r['stopped_ms']:.2f} | {r['close_ms']:.2f} |"
         )
+    print()
+    print_launch(bench_launch(30 * args.repeat))
     return 0
 
 

@@ -14,8 +14,8 @@ PRESENT, SWAPPED        bits 63, 62 (SWAPPED includes uffd-wp and guard markers,
 GUARD, SOFT_DIRTY       bits 58, 55.
 FILE                    bit 61, except that the *huge* zero page reads as file in the classic
                         pagemap and not in PAGEMAP_SCAN: a present "file" page in a private
-                        anonymous VMA can only be the huge zero page, and is reported as
-                        PFNZERO instead.
+                        anonymous VMA (a private /dev/zero mapping is one) can only be the
+                        huge zero page, and is reported as PFNZERO instead.
 PFNZERO                 the 4 KiB zero page is recognised by its PFN, which the kernel shows
                         only to CAP_SYS_ADMIN; without it PFNZERO is never set for 4 KiB pages
                         (the huge zero page is recognised without PFNs, see FILE).
@@ -146,7 +146,13 @@ def _zero_pfn() -> int:
 
 
 def _is_anon(path: str) -> bool:
-    return not path or path in ("[heap]", "[stack]") or path.startswith("[anon:")
+    """Whether a *private* VMA with this maps path is anonymous to the kernel.
+
+    A private mapping of /dev/zero is: ``mmap_zero()`` makes it anonymous
+    (``vma_set_anonymous``), keeping only the file for maps to show, so the ioctl reports
+    its huge zero page as PFNZERO, never FILE.
+    """
+    return not path or path in ("[heap]", "[stack]", "/dev/zero") or path.startswith("[anon:")
 
 
 def _vma_spans(pid: Pid, lo: int, hi: int) -> list[tuple[int, int, str, bool]]:

@@ -54,6 +54,7 @@ from typing import Any, NamedTuple
 from ._kernel import inject, procfs, ptrace
 from ._kernel import ptrace_access as access
 from ._kernel import uffd as kuffd
+from ._kernel.process import ProcessHandle
 from .errors import AccessDenied, Error, NoSuchProcess, PmvizWarning, UnsupportedKernel
 from .features import features
 from .regions import Regions
@@ -111,7 +112,8 @@ class InjectedTracker:
         self._lost = ""
         self._lock = threading.RLock()
         self._closed = False
-        self._starttime = access.starttime(pid)
+        # pidfd + start time: "alive" and wait() never mean a process that reused the pid
+        self._proc = ProcessHandle(pid)
         _live.add(self)
 
     # -- WriteSource ---------------------------------------------------------------------------
@@ -182,6 +184,7 @@ class InjectedTracker:
                     self._inner = None
             finally:
                 self._tracer.stop()
+                self._proc.close()
                 _live.discard(self)
 
     # -- process handling ----------------------------------------------------------------------
@@ -192,8 +195,11 @@ class InjectedTracker:
         # this thread could swallow a ptrace stop meant for the tracer thread.
         if self.process is not None and self.process.returncode is not None:
             return False
-        st = access.starttime(self.pid)
-        return st is not None and st == self._starttime
+        try:
+            self._proc.check()
+        except NoSuchProcess:
+            return False
+        return True
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the process to end; its exit status (``None`` for an attached process,
@@ -206,24 +212,20 @@ class InjectedTracker:
         """
         if self.process is not None and self.process.returncode is not None:
             return self.process.returncode
-        # Wait on a pidfd (readable once the process has exited), not with waitpid: see alive.
-        try:
-            pidfd = os.pidfd_open(self.pid)
-        except ProcessLookupError:
-            pidfd = -1
-        try:
-            if pidfd >= 0 and (
-                self.process is not None or access.starttime(self.pid) == self._starttime
-            ):
-                poller = select.poll()
-                poller.register(pidfd, select.POLLIN)
-                ms = None if timeout is None else max(0, int(timeout * 1000))
-                if not poller.poll(ms):
-                    cmd = self.process.args if self.process is not None else f"pid {self.pid}"
-                    raise subprocess.TimeoutExpired(cmd, timeout or 0)
-        finally:
-            if pidfd >= 0:
-                os.close(pidfd)
+        if self._proc.pidfd < 0:  # closed: only a launched program can still be waited for
+            if self.process is None:
+                raise ValueError("wait() on a closed InjectedTracker of an attached process")
+            return self.process.wait(timeout)
+        # Wait on the pidfd (readable once the process has exited), not with waitpid: see alive.
+        poller = select.poll()
+        poller.register(self._proc.pidfd, select.POLLIN)
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        if not poller.poll(ms):
+            what = f"pid {self.pid}"
+            if self.process is not None:  # (its args start with the launcher's)
+                args: Any = self.process.args
+                what = " ".join(map(str, args[len(_LAUNCHER) :]))
+            raise subprocess.TimeoutExpired(what, timeout or 0)
         return self.process.wait() if self.process is not None else None
 
     @property
@@ -298,7 +300,11 @@ class InjectedTracker:
             # UffdTracker owns the fd from here on, and closes it itself if it fails.
             owned, fd = fd, -1
             self._inner = UffdTracker(
-                self.pid, owned, owns_fd=True, max_vma_bytes=self.max_vma_bytes
+                self.pid,
+                owned,
+                owns_fd=True,
+                max_vma_bytes=self.max_vma_bytes,
+                process=self._proc,
             )
         except BaseException:
             if fd >= 0:
@@ -442,34 +448,39 @@ def track(
             "privileges, so tracked it would behave differently; record it without write "
             "tracking",
         )
-    user_preexec = popen_kwargs.pop("preexec_fn", None)
-
-    def preexec() -> None:
-        if user_preexec is not None:
-            user_preexec()
-        ptrace.traceme()
-
+    if popen_kwargs.get("preexec_fn") is not None:
+        raise ValueError(
+            "preexec_fn is not supported: forking a threaded process with one can deadlock "
+            "(see the subprocess docs); use env=, cwd=, start_new_session= instead"
+        )
+    popen_kwargs.pop("preexec_fn", None)
+    if exe is None and os.sep in cmd[0] and popen_kwargs.get("cwd") is not None:
+        exe = shutil.which(os.path.join(os.fspath(popen_kwargs["cwd"]), cmd[0]))
+    if exe is None:  # (the launcher shell would only exit 127)
+        raise FileNotFoundError(errno.ENOENT, f"no such program (or not executable): {cmd[0]!r}")
     tracer = ptrace.TracerThread(f"pmviz-tracer-{cmd[0]}")
 
     def launch() -> InjectedTracker:
-        # Popen on the tracer thread: PTRACE_TRACEME makes the forking *thread* the tracer.
+        # The child is a tiny shell that stops itself, then execs the command: the tracer
+        # thread seizes it while stopped and takes it at the exec, before the program's first
+        # instruction. Popen runs on the tracer thread: the seizing *thread* is the tracer.
         try:
-            proc = subprocess.Popen(cmd, preexec_fn=preexec, **popen_kwargs)
-        except subprocess.SubprocessError as err:
-            scope = access.ptrace_scope()
-            raise AccessDenied(
-                None,
-                f"PTRACE_TRACEME failed in the child (kernel.yama.ptrace_scope={scope}); "
-                "scope 3 forbids all ptrace: record without write tracking",
-            ) from err
+            proc = subprocess.Popen([*_LAUNCHER, *cmd], **popen_kwargs)
+        except OSError as err:
+            raise Error(f"cannot start {cmd[0]!r}: {err.strerror}") from err
         tracker = InjectedTracker(proc.pid, proc, tracer, max_vma_bytes)
         try:
-            remote = inject.Remote.at_exec(proc.pid)
-            tracker._starttime = access.starttime(proc.pid)
+            try:
+                remote = inject.Remote.at_exec_of_stopped(proc.pid)
+            except ProcessLookupError as err:
+                raise Error(f"{cmd[0]!r} could not be started: {err.strerror}") from err
+            except OSError as err:
+                raise access.denied(proc.pid, err) from err
             tracker._setup(remote)
         except BaseException:
             _kill(proc)
             tracker._closed = True
+            tracker._proc.close()
             _live.discard(tracker)
             raise
         return tracker
@@ -479,6 +490,10 @@ def track(
     except BaseException:
         tracer.stop()
         raise
+
+
+# ``sh -c SCRIPT NAME CMD...``: stop until pmviz has seized us, then become CMD ("$@").
+_LAUNCHER = ["/bin/sh", "-c", 'kill -STOP "$$" && exec "$@"', "pmviz-launch"]
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -502,6 +517,7 @@ def _run_setup(tracker: InjectedTracker, fn: Callable[[], None]) -> None:
         future.add_done_callback(undo)
         tracker._closed = True
         tracker._tracer.stop()
+        tracker._proc.close()
         _live.discard(tracker)
         raise
 

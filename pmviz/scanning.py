@@ -9,6 +9,7 @@ from typing import Literal
 
 from ._kernel import pagemap_scan as pms
 from ._kernel import procfs
+from ._kernel.process import ProcessHandle
 from ._kernel.procfs import Pid
 from .categories import ALL_CATEGORIES, Category, category_names
 from .errors import PmvizWarning, UnsupportedKernel
@@ -80,12 +81,18 @@ class Pagemap:
     pid : int or "self"
         The process; opening needs PTRACE_MODE_READ access to it (same user, or
         CAP_SYS_PTRACE).
+    process : ProcessHandle, optional
+        The held process ``pid`` names (pmviz-internal): the pagemap is opened through it,
+        so a process that reused the pid is never scanned.
     """
 
-    def __init__(self, pid: Pid = "self") -> None:
+    def __init__(self, pid: Pid = "self", *, process: ProcessHandle | None = None) -> None:
         self.fd = -1
         self.pid = procfs.normalize_pid(pid)
-        self.fd = procfs.open_raw(self.pid, "pagemap")
+        if process is not None:
+            self.fd = process.open("pagemap")
+        else:
+            self.fd = procfs.open_raw(self.pid, "pagemap")
 
     def scan(
         self,

@@ -27,9 +27,10 @@ from . import _intervals as iv
 from ._kernel import pagemap as pm_bits
 from ._kernel import pagemap_scan as pms
 from ._kernel import procfs
+from ._kernel.process import ProcessHandle, read_stat
 from ._kernel.procfs import Pid
 from .categories import Category
-from .errors import Error, UnsupportedKernel
+from .errors import Error, NoSuchProcess, UnsupportedKernel
 from .features import features, user_address_limit
 from .maps import VmaKind, Vmas, read_maps
 from .regions import Regions
@@ -119,8 +120,8 @@ class SoftDirtyTracker:
         ``PAGEMAP_SCAN`` with ``PAGE_IS_SOFT_DIRTY``, or the classic pagemap bit 55 (needed
         before Linux 6.7). ``"auto"`` picks the ioctl when the kernel has it.
     freeze : bool
-        Stop the process (SIGSTOP/SIGCONT) while its bits are read and cleared, so no write
-        falls between the two. Ignored for this process.
+        Stop the process (SIGSTOP/SIGCONT, through a pidfd) while its bits are read and
+        cleared, so no write falls between the two. Ignored for this process.
     procfs_root : str
         Where procfs is mounted; tests point it at a recorded tree (then the kernel checks are
         skipped and the classic backend is used).
@@ -157,6 +158,8 @@ class SoftDirtyTracker:
         self.backend = backend
         self._ranges = None if ranges is None else as_ranges(ranges)
         self._freeze = freeze and real and self.pid not in ("self", os.getpid())
+        # held by pidfd: SIGSTOP/SIGCONT can never reach a process that reused the pid
+        self._proc = ProcessHandle(int(self.pid)) if self._freeze else None
         self._fd = procfs.open_raw(self.pid, "pagemap", procfs=procfs_root)
         try:
             self._clear()
@@ -174,7 +177,7 @@ class SoftDirtyTracker:
         """
         if self._fd < 0:
             raise ValueError("collect() on a closed soft-dirty tracker")
-        with _frozen(self.pid) if self._freeze else contextlib.nullcontext():
+        with _frozen(self._proc) if self._proc is not None else contextlib.nullcontext():
             vmas = read_maps(self.pid, procfs_root=self._root)
             parts = [
                 self._read(lo, hi, shared) for lo, hi, shared in _candidates(vmas, self._ranges)
@@ -188,6 +191,9 @@ class SoftDirtyTracker:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        proc = getattr(self, "_proc", None)
+        if proc is not None:
+            proc.close()
 
     def __enter__(self) -> SoftDirtyTracker:
         return self
@@ -253,42 +259,45 @@ def _require_soft_dirty() -> None:
     )
 
 
-def _state(pid: int | str) -> str:
-    """The scheduler state letter of every thread of ``pid`` ('' when gone)."""
+def _state(proc: ProcessHandle) -> str:
+    """The scheduler state letter of every thread of the process ('' when gone)."""
     try:
-        tids = os.listdir(f"/proc/{pid}/task")
+        tids = os.listdir(f"/proc/{proc.pid}/task")
     except OSError:
         return ""
     states = []
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                states.append(f.read().rsplit(")", 1)[1].split()[0])
-        except (OSError, IndexError):
+            states.append(read_stat(proc.pid, int(tid)).state)
+        except Error:
             continue
+    if proc.exited():  # (the pid may name another process by now)
+        return ""
     return "".join(states)
 
 
 @contextlib.contextmanager
-def _frozen(pid: int | str, timeout: float = 2.0) -> Iterator[None]:
-    """Keep ``pid`` stopped (SIGSTOP) inside the block; leave an already stopped one alone."""
-    state = _state(pid)
+def _frozen(proc: ProcessHandle, timeout: float = 2.0) -> Iterator[None]:
+    """Keep the process stopped (SIGSTOP) inside the block; leave an already stopped one alone.
+
+    Signals go through the pidfd, so a process that reused the pid is never touched, and
+    SIGCONT is sent however the block ends. Residual risk: if pmviz itself is SIGKILLed
+    inside the block (a few milliseconds per collect), the target stays stopped until
+    someone sends it SIGCONT; a ptrace stop, which the kernel undoes when the tracer dies,
+    is not available here (soft-dirty is the mechanism for targets pmviz may not ptrace).
+    """
+    state = _state(proc)
     if state and set(state) <= {"T", "t"}:
         yield
         return
-    try:
-        os.kill(int(pid), signal.SIGSTOP)
-    except ProcessLookupError as err:
-        raise procfs.translate(err, pid, "stat") from err
-    except PermissionError as err:
-        raise procfs.translate(err, pid, "stat (SIGSTOP)") from err
+    proc.send_signal(signal.SIGSTOP)
     try:
         deadline = time.monotonic() + timeout
-        while not set(_state(pid)) <= {"T", "t", "Z", "X"}:
+        while not set(_state(proc)) <= {"T", "t", "Z", "X"}:
             if time.monotonic() > deadline:
-                raise Error(f"process {pid} did not stop within {timeout} s of SIGSTOP")
+                raise Error(f"process {proc.pid} did not stop within {timeout} s of SIGSTOP")
             time.sleep(0.0005)
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGCONT)
+        with contextlib.suppress(NoSuchProcess):
+            proc.send_signal(signal.SIGCONT)

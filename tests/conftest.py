@@ -4,6 +4,8 @@
 ``layout_factory``  ``spawn(areas) -> Layout``: child processes holding real memory layouts
                     (see ``tests/layouts.py``), killed and reaped at teardown.
 ``file_dir``        a directory for file-backed areas (inside pytest's tmp dir).
+``under_swap``      the ``swapfile`` when root, else nothing: modules that must also hold
+                    under real swap (recorder, tracking) use it for every test.
 """
 
 from __future__ import annotations
@@ -18,10 +20,23 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))  # make `import layouts` work from any test
 
 from layouts import Area, Layout, spawn_layout  # noqa: E402
+from privileges import marker_skip_reason  # noqa: E402
 
 __all__ = ["Area", "Layout"]
 
 SWAP_SIZE = 256 << 20
+
+
+def pytest_runtest_setup(item):
+    """``kernel`` and ``root`` markers skip, with the reason, where the feature or the
+    privilege is missing (rather than failing on a machine that cannot run them)."""
+    markers = {m.name for m in item.iter_markers()} & {"kernel", "root"}
+    if markers:
+        from pmviz.features import features
+
+        reason = marker_skip_reason(markers, features(), os.geteuid())
+        if reason is not None:
+            pytest.skip(reason)
 
 
 def _active_swaps() -> list[str]:
@@ -70,6 +85,14 @@ def swapfile(tmp_path_factory):
             with contextlib.suppress(OSError):
                 os.unlink(path)
             _clear_features_cache()
+
+
+@pytest.fixture
+def under_swap(request):
+    """Run the test with the session swap file on when root can have one; plain otherwise."""
+    if os.geteuid() == 0:
+        return request.getfixturevalue("swapfile")
+    return None
 
 
 def _clear_features_cache() -> None:

@@ -31,7 +31,7 @@ PMD_PAGES = PMD // PAGE
 
 PageSet = Sequence[int | Sequence[int]]
 
-KINDS = ("anon", "shared", "file_private", "file_shared", "memfd")
+KINDS = ("anon", "shared", "file_private", "file_shared", "memfd", "devzero")
 
 
 @dataclass
@@ -42,7 +42,8 @@ class Area:
     pages: int
     kind: str = "anon"
     """anon (private anonymous), shared (MAP_SHARED anonymous = shmem), file_private,
-    file_shared (a real file in ``file_dir``), memfd (MAP_SHARED memfd)."""
+    file_shared (a real file in ``file_dir``), memfd (MAP_SHARED memfd), devzero (a private
+    mapping of /dev/zero: anonymous memory to the kernel, a file path in maps)."""
     huge: bool = False
     """MADV_HUGEPAGE before faulting (THP); frozen with MADV_NOHUGEPAGE at the end."""
     write: PageSet = ()
@@ -167,6 +168,11 @@ RICH = [
     Area("noaccess", 16, prot=""),
 ]
 
+# A private /dev/zero mapping: the huge zero page (a read THP fault), a THP, 4 KiB zero pages.
+DEVZERO = [
+    Area("dz", 1536, kind="devzero", huge=True, read=[0, [1100, 1130]], write=[600]),
+]
+
 # Really swapped pages (needs the swapfile fixture), with and without a uffd-wp bit.
 SWAP = [
     Area("swp", 256, write=[[0, 256]], pageout=[[0, 128, 2], [200, 256]]),
@@ -278,6 +284,9 @@ def _child(spec: dict) -> None:  # pragma: no cover - runs in the child
             flags |= mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
         elif a["kind"] == "shared":
             flags |= mmap.MAP_SHARED | mmap.MAP_ANONYMOUS
+        elif a["kind"] == "devzero":
+            fd = os.open("/dev/zero", os.O_RDWR)
+            flags |= mmap.MAP_PRIVATE
         elif a["kind"] == "memfd":
             fd = os.memfd_create(f"pmviz-{a['name']}")
             os.ftruncate(fd, size)
@@ -354,14 +363,14 @@ def random_areas(draw, *, swap: bool = False) -> list[Area]:
 
     areas = []
     for i in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["anon", "anon", "shared", "memfd", "file_private"]))
+        kind = draw(st.sampled_from(["anon", "anon", "shared", "memfd", "file_private", "devzero"]))
         n = draw(st.sampled_from([1, 7, 64, 511, 512, 513, 1024]))
         areas.append(
             Area(
                 f"r{i}",
                 n,
                 kind=kind,
-                huge=kind == "anon" and n >= 512 and draw(st.booleans()),
+                huge=kind in ("anon", "devzero") and n >= 512 and draw(st.booleans()),
                 write=page_set(n),
                 read=page_set(n),
                 uffd=kind in ("anon", "shared") and draw(st.booleans()),

@@ -43,3 +43,21 @@ def as_nobody(fn: Callable[[], str], *, dumpable: bool = True) -> tuple[str, str
     os.waitpid(pid, 0)
     kind, _, text = out.partition("\t")
     return kind, text
+
+
+def marker_skip_reason(markers: set[str], feats: object, euid: int) -> str | None:
+    """Why a test with these markers cannot run here (``None``: it can).
+
+    ``kernel`` tests need PAGEMAP_SCAN and userfaultfd async write-protect (Linux >= 6.7);
+    ``root`` tests need euid 0 (swap files, other users' processes).
+    """
+    if "root" in markers and euid != 0:
+        return "needs root (euid 0): swap files, other users' processes; run the suite as root"
+    if "kernel" in markers:
+        if not getattr(feats, "pagemap_scan", False):
+            release = getattr(feats, "kernel_release", "?")
+            return f"needs PAGEMAP_SCAN (Linux >= 6.7); kernel {release} lacks it"
+        if not getattr(feats, "uffd_wp_async", False):
+            why = getattr(feats, "uffd_reason", "unknown")
+            return f"needs userfaultfd with async write-protect (Linux >= 6.7): {why}"
+    return None

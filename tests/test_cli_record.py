@@ -145,3 +145,77 @@ def test_info_names_a_damaged_part_and_lenient_skips_it(tmp_path, capsys):
         assert main(["info", "--lenient", path]) == 0
     out = capsys.readouterr().out
     assert "damaged parts skipped" in out and "2 over" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-d", "1e999"], ["-i", "1e300"], ["-d", "nan"], ["-i", "1e400ms"], ["--max-size", "lots"]],
+)
+def test_absurd_durations_and_sizes_are_one_line_errors(tmp_path, capsys, args):
+    """Regression: ``-d 1e999`` and ``-i 1e300`` ended in an OverflowError traceback."""
+    out = tmp_path / "x.pmviz"
+    with pytest.raises(SystemExit) as info:
+        main(["record", *args, "--no-progress", "-o", str(out), "--", "true"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("pmviz record: error:") and "Traceback" not in "".join(err)
+    assert not out.exists()
+
+
+def test_the_library_refuses_overflowing_times_too():
+    from pmviz.recorder import Recorder
+
+    for kwargs in ({"interval": 1e300}, {"duration": float("inf")}, {"duration": 1e300}):
+        with pytest.raises(ValueError, match="seconds"):
+            Recorder(["true"], **kwargs)
+
+
+def test_parse_size():
+    from pmviz.cli.record import parse_size
+
+    assert parse_size("512M") == 512 << 20 and parse_size("2G") == 2 << 30
+    assert parse_size("1.5g") == 3 << 29 and parse_size("4096") == 4096
+    assert parse_size("64KiB") == 64 << 10 and parse_size("1T") == 1 << 40
+    for bad in ("", "0", "-1G", "2X", "G"):
+        with pytest.raises(Exception, match="size"):
+            parse_size(bad)
+
+
+def test_follow_exec_flag_follows_a_pid_through_exec(tmp_path, capsys):
+    script = "import os, time; time.sleep(0.3); os.execv('/bin/sleep', ['sleep', '0.5'])"
+    child = subprocess.Popen([sys.executable, "-c", script])
+    out = tmp_path / "f.pmviz"
+    try:
+        rc = main(
+            ["record", "--pid", str(child.pid), "-i", "20ms", "-d", "20", "--follow-exec"]
+            + ["--writes", "none", "--no-progress", "-o", str(out)]
+        )
+    finally:
+        child.wait()
+    assert rc == 0
+    cap = open_capture(out)
+    assert cap.meta.end_reason == "target exited"
+    assert [e["kind"] for e in cap.meta.extra["events"]] == ["exec"]
+
+
+def test_progress_bar_shows_why_it_ended_early(tmp_path, capsys):
+    out = tmp_path / "p.pmviz"
+    script = "import time; time.sleep(0.3)"
+    rc = main(
+        ["record", "-i", "20ms", "-n", "500", "--writes", "none", "-o", str(out)]
+        + ["--", sys.executable, "-c", script]
+    )
+    assert rc == 0
+    err = capsys.readouterr().err
+    bar = [line for line in err.replace("\r", "\n").splitlines() if "/500" in line]
+    assert bar and "target exited with status 0" in bar[-1], err
+
+
+def test_record_true_twenty_times(tmp_path, capsys):
+    """Regression: ``pmviz record -- true`` failed 7 runs in 10 (no capture at all)."""
+    for i in range(20):
+        out = tmp_path / f"t{i}.pmviz"
+        assert main(["record", "-i", "10ms", "--no-progress", "-o", str(out), "--", "true"]) == 0
+        cap = open_capture(out)
+        assert cap.complete and cap.meta.exit_status == 0
+        assert cap.meta.end_reason == "target exited with status 0"

@@ -11,7 +11,17 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from layouts import DONTNEED, PMD, PMD_PAGES, RICH, SWAP, Area, random_areas, spawn_layout
+from layouts import (
+    DEVZERO,
+    DONTNEED,
+    PMD,
+    PMD_PAGES,
+    RICH,
+    SWAP,
+    Area,
+    random_areas,
+    spawn_layout,
+)
 
 import pmviz
 import pmviz.fallback as fallback
@@ -344,3 +354,17 @@ def test_runs_differing_only_in_exclusivity_merge(tmp_path):
         del a, b
         first.close()
         second.close()
+
+
+def test_private_dev_zero_mapping_is_anonymous_memory(layout_factory):
+    """Regression: a private /dev/zero mapping is anonymous to the kernel, so its huge zero
+    page is PRESENT|PFNZERO (not FILE|PRESENT as the classic pagemap's file bit suggested)."""
+    layout = layout_factory(DEVZERO)
+    lo, hi = layout.range("dz")
+    ioctl = pmviz.scan(layout.pid, lo, hi)
+    fb = scan_pagemap(layout.pid, lo, hi)
+    assert ioctl.pages_with(Category.FILE) == 0
+    assert fb.pages_with(Category.FILE) == 0
+    assert KNOWN_REPORT.apply(fb) == KNOWN_REPORT.apply(ioctl)
+    if pmviz.features().pfn_visible:  # PFNZERO of the 4 KiB zero pages needs PFNs
+        assert fb.pages_with(Category.PFNZERO) == ioctl.pages_with(Category.PFNZERO) >= 512

@@ -68,3 +68,53 @@ def test_features_reads_as_a_table_in_text_and_html():
     assert page.startswith("<table class='pmviz-features'>")
     assert page.count("<tr>") == len(text.splitlines()) - 2
     assert "PAGEMAP_SCAN" in page and "<td style='text-align:left'>yes</td>" in page
+
+
+def test_no_remedy_advises_setcap_on_the_interpreter():
+    """``setcap cap_sys_ptrace+ep`` on python would hand every user of that interpreter ptrace
+    over every process: no message may suggest it."""
+    root = os.path.dirname(pmviz.__file__)
+    offenders = []
+    for base, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(base, name), encoding="utf-8") as f:
+                    if "setcap" in f.read():
+                        offenders.append(name)
+    assert offenders == []
+
+
+@pytest.mark.root
+def test_access_denied_names_safe_remedies():
+    from privileges import as_nobody
+
+    def scan_init() -> str:
+        pmviz.scan(1)
+        return "scanned"
+
+    kind, msg = as_nobody(scan_init)
+    assert kind == "AccessDenied", (kind, msg)
+    assert "setcap" not in msg and "sudo" in msg and "CAP_SYS_PTRACE" in msg
+
+
+def test_markers_skip_with_the_reason_where_the_kernel_or_privilege_is_missing():
+    from types import SimpleNamespace
+
+    from privileges import marker_skip_reason
+
+    full = SimpleNamespace(
+        pagemap_scan=True, uffd_wp_async=True, kernel_release="6.18", uffd_reason="ok"
+    )
+    old = SimpleNamespace(
+        pagemap_scan=False, uffd_wp_async=False, kernel_release="6.1", uffd_reason="no"
+    )
+    no_uffd = SimpleNamespace(
+        pagemap_scan=True, uffd_wp_async=False, kernel_release="6.8", uffd_reason="ENOSYS"
+    )
+    assert marker_skip_reason({"kernel", "root"}, full, 0) is None
+    assert marker_skip_reason(set(), old, 1000) is None
+    assert "root" in marker_skip_reason({"root"}, full, 1000)
+    assert "PAGEMAP_SCAN" in marker_skip_reason({"kernel"}, old, 0)
+    assert "6.1" in marker_skip_reason({"kernel"}, old, 0)
+    assert "ENOSYS" in marker_skip_reason({"kernel"}, no_uffd, 0)
+    assert marker_skip_reason({"root"}, old, 0) is None  # root alone needs no kernel feature

@@ -23,7 +23,7 @@ from pmviz import injection
 from pmviz.errors import AccessDenied, NoSuchProcess, PmvizWarning
 from pmviz.regions import Regions
 
-pytestmark = [pytest.mark.kernel]
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("under_swap")]  # swap on, as root
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PROGRAMS = os.path.join(os.path.dirname(__file__), "programs")
@@ -646,3 +646,61 @@ def test_signal_storm_during_injections(bins):
     assert p.returncode == plain.returncode == 0
     assert out.split()[:2] == plain.stdout.split()[:2]  # the same checksum
     assert out.endswith(b"signals yes\n")  # and it did run under the storm
+
+
+def test_track_forks_without_preexec_fn(monkeypatch):
+    """Regression: track() forked with ``preexec_fn=PTRACE_TRACEME`` from a threaded process
+    (CPython documents deadlock risk); now the child stops itself and is seized at exec."""
+    seen = []
+    real = subprocess.Popen
+
+    class Spy(real):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("preexec_fn"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(injection.subprocess, "Popen", Spy)
+    with injection.track([sys.executable, "-c", "b = bytearray(b'x') * (8 << 20)"]) as t:
+        assert t.wait(timeout=60) == 0
+    assert seen == [None]
+    with pytest.raises(ValueError, match="preexec_fn"):
+        injection.track(["true"], preexec_fn=lambda: None)
+
+
+def test_wait_stop_has_a_timeout():
+    """Regression: ``ptrace.wait_stop`` blocked forever on a thread that never stops."""
+    from pmviz._kernel import ptrace
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        ptrace.seize(child.pid)  # seized, never interrupted: no stop will come
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="uninterruptible sleep"):
+            ptrace.wait_stop(child.pid, timeout=0.2)
+        assert time.monotonic() - t0 < 30
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_held_back_signals_keep_their_thread_direction():
+    """Regression: a signal held back during an injection was re-raised with kill() to the
+    whole process even when it had been sent to one thread (tgkill)."""
+    from pmviz._kernel import ptrace
+    from pmviz._kernel.process import tgkill
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        ptrace.seize(child.pid)
+        for send, directed in (
+            (lambda: tgkill(child.pid, child.pid, 10), True),
+            (lambda: os.kill(child.pid, 10), False),
+        ):
+            send()  # SIGUSR1: a signal-delivery stop of the tracee
+            stop = ptrace.wait_stop(child.pid)
+            assert stop.kind == "signal" and stop.sig == 10
+            assert ptrace.signal_is_thread_directed(child.pid) is directed
+            ptrace.cont(child.pid, 0)  # suppressed: sleep keeps running
+    finally:
+        child.kill()
+        child.wait()

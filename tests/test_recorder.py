@@ -16,7 +16,9 @@ from pmviz import CaptureError, Category, Regions
 from pmviz.recorder import Recorder, record
 from pmviz.storage import open as open_capture
 
-pytestmark = pytest.mark.kernel
+# Every test also runs under a real swap file (as root): swap is where tracking and
+# scanning meet (markers read as SWAPPED), and the recorder must be exact there too.
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("under_swap")]
 
 GROWER = (
     "import time\n"
@@ -248,10 +250,10 @@ def test_background_recorder_live_view_and_stop():
             "target killed by SIGKILL",
             -9,
         ),
-        (
-            "import os, time; time.sleep(0.3); os.execv('/bin/sleep', ['sleep', '5'])",
-            "target exec'd a new program",
-            -15,
+        (  # a launched command is followed through exec, to the end of what it became
+            "import os, time; time.sleep(0.3); os.execv('/bin/sleep', ['sleep', '0.3'])",
+            "target exited with status 0",
+            0,
         ),
     ],
     ids=["exits", "exit-status", "killed", "execs"],
@@ -422,3 +424,193 @@ def test_writes_auto_without_a_mechanism_warns_and_says_why(monkeypatch):
 def test_soft_dirty_on_a_kernel_without_it_says_so():
     with pytest.raises(pmviz.UnsupportedKernel, match="CONFIG_MEM_SOFT_DIRTY"):
         record("self", interval=0.01, count=2, writes="soft-dirty", progress=False)
+
+
+# -- under a real swap file -------------------------------------------------------------------
+def _kernel_swap_pages(pid, lo, hi):
+    """The pages in [lo, hi) on a swap device, straight from the classic pagemap entries."""
+    from pmviz._kernel import pagemap, procfs
+    from pmviz.swapped import is_swap_entry
+
+    with procfs.open_fd(pid, "pagemap") as fd:
+        entries = pagemap.read_entries(fd, lo, hi)
+    return set((lo + np.flatnonzero(is_swap_entry(entries)) * 4096).tolist())
+
+
+def _pages(regions, lo, hi, cat):
+    r = regions.clip(lo, hi).select(cat)
+    return {a for s, e in zip(r.start.tolist(), r.end.tolist()) for a in range(s, e, 4096)}
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not pmviz.features().uffd_wp_async, reason="needs uffd async WP")
+def test_write_tracked_recording_of_a_target_with_pages_in_swap(swapfile):
+    """Regression: resolving markers vs. swap split regions and the recorder wrote them back
+    into the old row count (``could not broadcast input array``)."""
+    areas = [
+        # swap and (once armed) markers alternate page by page: one SWAPPED region to the
+        # kernel, 256 after resolution
+        Area("swp", 512, write=[[0, 512]], dontneed=[[1, 256, 2]], pageout=[[0, 256, 2]]),
+        Area("empty", 256, write=[[0, 8]]),  # armed-but-empty pages: uffd-wp markers
+    ]
+    with spawn_layout(areas) as lay:
+        lo, hi = lay.span
+        swapped = _kernel_swap_pages(lay.pid, lo, hi)
+        assert len(swapped) > 100, "MADV_PAGEOUT swapped nothing"
+        cap = record(lay.pid, interval=0.05, count=4, progress=False)
+        present = _pages(pmviz.scan(lay.pid), lo, hi, Category.PRESENT)
+        assert _kernel_swap_pages(lay.pid, lo, hi) == swapped  # quiet target
+    assert cap.meta.write_mechanism == "uffd-wp", cap.meta.extra["writes_reason"]
+    for i in range(cap.n_snapshots):
+        r = cap.regions_at(i)
+        assert _pages(r, lo, hi, Category.SWAPPED) == swapped  # markers are not swap
+        assert _pages(r, lo, hi, Category.PRESENT) == present
+        if i:
+            assert cap.written_at(i).clip(lo, hi).n_pages == 0  # the target wrote nothing
+    elo, ehi = lay.range("empty")
+    assert _pages(cap.regions_at(1), elo + 8 * 4096, ehi, Category.SWAPPED) == set()
+
+
+# -- short programs and programs that exec ----------------------------------------------------
+@pytest.mark.parametrize("writes", ["auto", "none"])
+def test_a_program_that_ends_before_the_first_scan_gives_an_empty_complete_capture(
+    tmp_path, writes
+):
+    """Regression: ``pmviz record -- true`` failed 7 runs in 10 (pagemap opened too late)."""
+    for i in range(20):
+        prog = ["true"] if i % 2 else ["false"]
+        out = tmp_path / f"short{i}.pmviz"
+        cap = record(prog, interval=0.01, out=out, writes=writes, progress=False)
+        status = 0 if i % 2 else 1
+        assert cap.meta.exit_status == status
+        assert cap.meta.end_reason == f"target exited with status {status}"
+        disk = open_capture(out)
+        assert disk.complete and disk.meta.exit_status == status
+        assert disk.n_snapshots == cap.n_snapshots
+
+
+# Allocates 32 MiB and writes a page of it every 2 ms for a while, then exits 7.
+TAIL = (
+    "import time\n"
+    "buf = bytearray(b'\\1') * (32 << 20)\n"
+    "t = time.monotonic()\n"
+    "k = 0\n"
+    "while time.monotonic() - t < 1.0:\n"
+    "    buf[(k % 4096) * 4096] = 1\n"
+    "    k += 1\n"
+    "    time.sleep(0.002)\n"
+    "raise SystemExit(7)\n"
+)
+
+
+def _check_followed(cap, n_exec, last_command):
+    m = cap.meta
+    assert m.end_reason == "target exited with status 7", m.end_reason
+    assert m.exit_status == 7
+    events = m.extra.get("events", [])
+    # (an exec before the first scan, like /usr/bin/env's, happens before there is anything
+    # to record: n_exec=None accepts it either way)
+    assert [e["kind"] for e in events] == ["exec"] * (len(events) if n_exec is None else n_exec)
+    if events:
+        assert events[-1]["command"][: len(last_command)] == last_command
+    t_exec = events[-1]["time_ns"] if events else 0
+    after = np.flatnonzero(cap.time_ns >= t_exec)
+    assert len(after) >= 3, "the program it became was hardly recorded"
+    # the final program's 32 MiB buffer is seen resident (the last snapshot may be taken
+    # while it exits, its buffer already freed)
+    assert max(cap.regions_at(int(i)).pages_with(Category.PRESENT) for i in after) > 8192
+    if cap.meta.write_mechanism == "uffd-wp":  # re-armed in the new image: writes seen again
+        assert sum(cap.written_at(int(i)).n_pages for i in after[1:]) > 100
+
+
+def test_a_launched_env_script_is_recorded_until_the_program_it_becomes_exits(tmp_path):
+    script = tmp_path / "work.py"
+    script.write_text("#!/usr/bin/env python3\n" + TAIL)
+    script.chmod(0o755)
+    rec = Recorder([str(script)], interval=0.05, progress=False).start()
+    cap = rec.wait(timeout=60)
+    # /usr/bin/env is what the kernel runs first; it execs python3
+    _check_followed(cap, None, ["python3", str(script)])
+    assert rec.process.returncode == 7  # never signalled
+
+
+def test_a_shell_wrapper_ending_in_exec_and_a_double_exec(tmp_path):
+    prog = tmp_path / "tail.py"
+    prog.write_text(TAIL)
+    wrapper = f"sleep 0.2; exec {sys.executable} {prog}"
+    cap = record(["sh", "-c", wrapper], interval=0.05, progress=False)
+    _check_followed(cap, 1, [sys.executable, str(prog)])
+    double = f"sleep 0.2; exec sh -c 'sleep 0.2; exec {sys.executable} {prog}'"
+    cap = record(["sh", "-c", double], interval=0.05, progress=False)
+    _check_followed(cap, 2, [sys.executable, str(prog)])
+
+
+def test_a_pid_recording_ends_at_exec_unless_follow_exec():
+    script = "import os, time; time.sleep(0.3); os.execv('/bin/sleep', ['sleep', '1'])"
+    for follow, reason in ((False, "target exec'd a new program"), (True, "target exited")):
+        child = subprocess.Popen([sys.executable, "-c", script])
+        try:
+            cap = record(child.pid, interval=0.02, duration=20, follow_exec=follow, progress=False)
+            assert cap.meta.end_reason == reason
+            assert len(cap.meta.extra.get("events", [])) == int(follow)
+        finally:
+            child.kill()
+            child.wait()
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not pmviz.features().uffd_wp_async, reason="needs uffd async WP")
+def test_a_second_recorder_of_the_same_pid_refuses_write_tracking_with_the_reason():
+    """Regression: the second recorder claimed uffd-wp and recorded every written set empty
+    (the first one's userfaultfd holds every VMA)."""
+    child = subprocess.Popen([sys.executable, "-c", WRITER], stdout=subprocess.PIPE)
+    try:
+        child.stdout.readline()
+        first = Recorder(child.pid, interval=0.1, count=6, progress=False).start()
+        try:
+            second = record(child.pid, interval=0.1, count=4, progress=False)
+            with pytest.raises(pmviz.Error, match="another recorder or tracker"):
+                record(child.pid, interval=0.1, count=2, writes="uffd-wp", progress=False)
+        finally:
+            cap = first.wait(timeout=60)
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    _check_tracked(cap)  # the first one is unharmed
+    m = second.meta
+    assert m.write_mechanism == "none" and not second.has_written
+    assert "another recorder or tracker" in m.extra["writes_reason"]
+    assert m.extra["unarmed"] and all(
+        u["reason"] == "registered by another userfaultfd" and u["end"] > u["start"]
+        for u in m.extra["unarmed"]
+    )
+    assert second.n_snapshots == 4  # present/swapped still recorded
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not pmviz.features().uffd_wp_async, reason="needs uffd async WP")
+def test_written_sets_under_swap_are_exactly_the_pages_written(swapfile):
+    """With pages in swap and markers around them, the recorded written sets hold exactly the
+    pages the target wrote (swapped ones, marker ones, resident ones), nothing else."""
+    areas = [Area("swp", 512, write=[[0, 512]], dontneed=[[1, 256, 2]], pageout=[[0, 256, 2]])]
+    with spawn_layout(areas) as lay:
+        lo, _ = lay.range("swp")
+        rec = Recorder(lay.pid, interval=0.05, progress=False).start()
+        try:
+            deadline = time.monotonic() + 60
+            n = _wait_for_live_snapshots(rec, 2, deadline)
+            lay.do("write", "swp", [[0, 8], [100, 104], [300, 310]])  # swap, markers, resident
+            _wait_for_live_snapshots(rec, n + 2, deadline)
+        finally:
+            cap = rec.stop()
+    assert cap.meta.write_mechanism == "uffd-wp", cap.meta.extra["writes_reason"]
+    written = set()
+    for i in range(1, cap.n_snapshots):
+        written |= _pages(cap.written_at(i), lo, lo + 512 * 4096, Category.WRITTEN)
+    expected = {lo + p * 4096 for p in [*range(0, 8), *range(100, 104), *range(300, 310)]}
+    assert written == expected
+    # after the writes, those pages are resident and no longer swapped
+    last = cap.regions_at(cap.n_snapshots - 1)
+    assert expected <= _pages(last, lo, lo + 512 * 4096, Category.PRESENT)
+    assert not expected & _pages(last, lo, lo + 512 * 4096, Category.SWAPPED)

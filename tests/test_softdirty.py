@@ -13,6 +13,7 @@ import pmviz
 from pmviz import Category, UnsupportedKernel
 from pmviz import softdirty as sd
 from pmviz._kernel import pagemap as pmb
+from pmviz._kernel.process import ProcessHandle
 from pmviz.regions import REGION_DTYPE
 from pmviz.tracking import WriteSource
 
@@ -192,12 +193,41 @@ def test_missing_config_is_refused_naming_it_and_the_alternative():
 def test_frozen_stops_and_resumes_a_real_process():
     proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        with sd._frozen(proc.pid):
-            assert set(sd._state(proc.pid)) <= {"T", "t"}
-        assert "T" not in sd._state(proc.pid)
+        with ProcessHandle(proc.pid) as h:
+            with sd._frozen(h):
+                assert set(sd._state(h)) <= {"T", "t"}
+            assert "T" not in sd._state(h)
+            with pytest.raises(RuntimeError), sd._frozen(h):
+                raise RuntimeError("an error inside the frozen block")
+            assert "T" not in sd._state(h)  # resumed all the same
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.kernel
+def test_frozen_never_signals_a_process_that_is_not_the_one_held():
+    """Regression: SIGSTOP/SIGCONT went to a pid number, whoever holds it now."""
+    proc = subprocess.Popen(["sleep", "30"])
+    h = ProcessHandle(proc.pid)
+    try:
+        proc.kill()
+        proc.wait()  # reaped: the pid is free for reuse
+        with pytest.raises(pmviz.NoSuchProcess):
+            with sd._frozen(h):
+                pass
+        other = subprocess.Popen(["sleep", "30"])
+        try:
+            fake = ProcessHandle(other.pid)
+            fake.starttime -= 1  # as if `other` had reused the pid of an older process
+            with pytest.raises(pmviz.NoSuchProcess, match="reused"):
+                fake.check()
+            fake.close()
+        finally:
+            other.kill()
+            other.wait()
+    finally:
+        h.close()
 
 
 @pytest.mark.kernel
@@ -215,7 +245,7 @@ def test_ioctl_backend_plumbing_on_the_real_kernel(monkeypatch):
             assert t.backend == "ioctl"
             got = t.collect()
             assert got.n_pages == 0  # CONFIG_MEM_SOFT_DIRTY=n: bit 55 / SOFT_DIRTY never set
-            assert "T" not in sd._state(proc.pid)  # resumed after the frozen read + clear
+            assert "T" not in sd._state(t._proc)  # resumed after the frozen read + clear
         with sd.SoftDirtyTracker(proc.pid, backend="pagemap", freeze=False) as t:
             assert t.collect().n_pages == 0
     finally:

@@ -30,6 +30,7 @@ from pmviz.tracking import (
 
 pytestmark = [
     pytest.mark.kernel,
+    pytest.mark.usefixtures("under_swap"),  # tracking must hold with a swap device on (root)
     pytest.mark.skipif(
         not pmviz.features().uffd_wp_async, reason="needs userfaultfd async WP (Linux >= 6.7)"
     ),

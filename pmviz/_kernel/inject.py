@@ -18,8 +18,8 @@ How a thread is borrowed (``Remote``), and why each step is there:
    ``-ERESTART*``) and ``orig_rax = nr``: the restart fix-up (``rax = orig_rax; rip -= 2``,
    or ``restart_syscall`` for ``-ERESTART_RESTARTBLOCK``) has **not** happened yet; the kernel
    does it when ``get_signal()`` returns with no signal to deliver
-   (``arch_do_signal_or_restart``). A child started with ``PTRACE_TRACEME`` stops at exec with
-   ``SIGTRAP`` and ``rax = 0``: nothing to restart.
+   (``arch_do_signal_or_restart``). A launched child taken at its ``PTRACE_EVENT_EXEC`` stop
+   has ``rax = 0``: nothing to restart.
 2. Save the registers, the signal mask and the rseq critical-section pointer; block every
    signal (``PTRACE_SETSIGMASK``) so no handler can run on borrowed registers. Signals that
    arrive meanwhile stay pending and are delivered normally afterwards.
@@ -46,8 +46,10 @@ import errno
 import os
 import signal
 import struct
+import time
 
 from . import ptrace
+from .process import tgkill
 
 SYS_close = 3
 SYS_userfaultfd = 323
@@ -72,8 +74,8 @@ def _signed(value: int) -> int:
 class Remote:
     """One thread of another process, stopped under ptrace and able to run syscalls.
 
-    Use :meth:`seize` (running thread) or :meth:`at_exec` (a ``PTRACE_TRACEME`` child stopped
-    at exec), then :meth:`syscall`, :meth:`write`, and always :meth:`release`.
+    Use :meth:`seize` (running thread) or :meth:`at_exec_of_stopped` (a child taken at its
+    exec), then :meth:`syscall`, :meth:`write`, and always :meth:`release`.
     """
 
     def __init__(self, pid: int, tid: int, *, seized: bool) -> None:
@@ -84,7 +86,8 @@ class Remote:
         self.pid, self.tid, self.seized = pid, tid, seized
         self.saved: ptrace.UserRegs | None = None
         self.saved_sigmask = 0
-        self.deferred_signals: list[int] = []
+        # (signal, thread-directed): re-raised at release exactly as they were sent
+        self.deferred_signals: list[tuple[int, bool]] = []
         self.detached = False
         self.restored = False
         self.syscall_addr = 0
@@ -134,30 +137,60 @@ class Remote:
             raise
 
     @classmethod
-    def at_exec(cls, pid: int) -> Remote:
-        """Take a ``PTRACE_TRACEME`` child at its exec ``SIGTRAP`` stop."""
-        stop = ptrace.wait_stop(pid)
-        if stop.kind == "exited":
-            raise ProcessLookupError(
-                errno.ESRCH, f"process {pid} exited before exec (status {stop.sig})"
-            )
-        if stop.kind != "signal" or stop.sig != signal.SIGTRAP:
-            _quiet_detach(pid)
-            raise ChildProcessError(errno.EPROTO, f"expected the exec SIGTRAP, got {stop}")
-        remote = cls(pid, pid, seized=False)
+    def at_exec_of_stopped(cls, pid: int, timeout: float = 60.0) -> Remote:
+        """Take our child ``pid`` at its next exec: it has stopped itself (SIGSTOP) just
+        before; seize it, continue it, and return it stopped at ``PTRACE_EVENT_EXEC``, before
+        the new program's first instruction. (No ``PTRACE_TRACEME`` in a ``preexec_fn``:
+        forking a threaded Python process with one risks deadlock.)
+        """
+        deadline = time.monotonic() + timeout
+        while True:  # WUNTRACED: a job-control stop of a child we do not trace yet
+            got, status = os.waitpid(pid, os.WUNTRACED | os.WNOHANG)
+            if got and not os.WIFSTOPPED(status):
+                raise ProcessLookupError(errno.ESRCH, f"process {pid} exited before exec")
+            if got:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(errno.ETIMEDOUT, f"process {pid} did not stop before exec")
+            time.sleep(0.0005)
+        ptrace.seize(pid, ptrace.PTRACE_O_TRACESYSGOOD | ptrace.PTRACE_O_TRACEEXEC)
         try:
-            ptrace.set_options(pid, ptrace.PTRACE_O_TRACESYSGOOD)
-            remote._begin()
+            os.kill(pid, signal.SIGCONT)  # our unreaped child: the pid cannot be reused
+            while True:
+                stop = ptrace.wait_stop(pid, timeout=max(0.1, deadline - time.monotonic()))
+                if stop.kind == "exited":
+                    raise ProcessLookupError(
+                        errno.ESRCH, f"process {pid} exited before exec (status {stop.sig})"
+                    )
+                if stop.kind == "event-stop" and stop.event == ptrace.PTRACE_EVENT_EXEC:
+                    break
+                ptrace.cont(pid, stop.sig if stop.kind == "signal" else 0)
+            # The exec event is reported inside execve(); step to its syscall-exit stop so
+            # that injected syscalls start from a finished one (as at a signal stop).
+            ptrace.resume_to_syscall(pid)
+            while (stop := ptrace.wait_stop(pid)).kind != "syscall":
+                if stop.kind == "exited":
+                    raise ProcessLookupError(errno.ESRCH, f"process {pid} died at exec")
+                ptrace.resume_to_syscall(pid, stop.sig if stop.kind == "signal" else 0)
+        except BaseException:
+            _quiet_detach(pid)
+            raise
+        remote = cls(pid, pid, seized=True)
+        try:
+            # (no rseq to save: the kernel reports this stop before it clears the old
+            # image's rseq registration, whose address means nothing in the new mm)
+            remote._begin(rseq=False)
         except BaseException:
             remote._abort()
             raise
         return remote
 
-    def _begin(self) -> None:
+    def _begin(self, *, rseq: bool = True) -> None:
         self.saved = ptrace.get_regs(self.tid)
         self.saved_sigmask = ptrace.get_sigmask(self.tid)
         ptrace.set_sigmask(self.tid, _U64)
-        self._save_rseq()
+        if rseq:
+            self._save_rseq()
         self.syscall_addr = find_syscall_instruction(self.pid, self.mem_fd)
 
     def _save_rseq(self) -> None:
@@ -216,7 +249,11 @@ class Remote:
                 )
             if stop.kind == "signal":
                 # Unblockable (SIGSTOP) or forced: hold it back, re-raise it at release.
-                self.deferred_signals.append(stop.sig)
+                try:
+                    to_thread = ptrace.signal_is_thread_directed(self.tid)
+                except OSError:
+                    to_thread = False
+                self.deferred_signals.append((stop.sig, to_thread))
             ptrace.resume_to_syscall(self.tid)
 
     # -- release ----------------------------------------------------------------------------
@@ -262,9 +299,12 @@ class Remote:
             if self.mem_fd >= 0:
                 os.close(self.mem_fd)
                 self.mem_fd = -1
-            for sig in self.deferred_signals:
+            for sig, to_thread in self.deferred_signals:
                 try:
-                    os.kill(self.pid, sig)
+                    if to_thread:  # to the borrowed thread, not to whichever thread takes it
+                        tgkill(self.pid, self.tid, sig)
+                    else:
+                        os.kill(self.pid, sig)
                 except OSError:
                     pass
             self.deferred_signals = []

@@ -58,9 +58,9 @@ def translate(err: OSError, pid: Pid, what: str) -> Error:
         return AccessDenied(
             pid,
             f"may not access /proc/{pid}/{what}: reading another user's process (or a "
-            "non-dumpable one) needs CAP_SYS_PTRACE (run as root, or `setcap "
-            "cap_sys_ptrace+ep` on the interpreter); writing clear_refs needs the same "
-            "ownership",
+            "non-dumpable one) needs CAP_SYS_PTRACE: run this one pmviz command as root "
+            "(sudo), or run pmviz as the user who owns the process (with "
+            "kernel.yama.ptrace_scope <= 1); writing clear_refs needs the same ownership",
         )
     if err.errno == errno.ENOTTY:
         return UnsupportedKernel(
@@ -91,6 +91,17 @@ def open_fd(pid: Pid, name: str, flags: int = os.O_RDONLY, procfs: str = PROCFS)
         yield fd
     finally:
         os.close(fd)
+
+
+def read_fd(fd: int, pid: Pid, name: str) -> bytes:
+    """All of an open ``/proc`` file (read in 64 KiB chunks), errors translated."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    except OSError as err:
+        raise translate(err, pid, name) from err
+    return b"".join(chunks)
 
 
 def read_text(pid: Pid, name: str, procfs: str = PROCFS) -> str:

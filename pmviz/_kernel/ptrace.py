@@ -8,10 +8,12 @@ Errors are ``OSError``; ``pmviz.injection`` turns them into pmviz exceptions wit
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -20,7 +22,6 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-PTRACE_TRACEME = 0
 PTRACE_CONT = 7
 PTRACE_GETREGS = 12
 PTRACE_SETREGS = 13
@@ -34,6 +35,8 @@ PTRACE_GETSIGMASK = 0x420A
 PTRACE_SETSIGMASK = 0x420B
 
 PTRACE_O_TRACESYSGOOD = 0x1
+PTRACE_O_TRACEEXEC = 0x10
+PTRACE_EVENT_EXEC = 4
 PTRACE_EVENT_STOP = 128
 
 WALL = 0x40000000  # __WALL: wait for clone (non-leader) threads too
@@ -85,11 +88,6 @@ def _call(request: int, tid: int, addr: int = 0, data: int | ctypes.c_void_p = 0
     return int(rc)
 
 
-def traceme() -> None:
-    """``PTRACE_TRACEME`` (called in a freshly forked child, before exec)."""
-    _call(PTRACE_TRACEME, 0)
-
-
 def seize(tid: int, options: int = 0) -> None:
     _call(PTRACE_SEIZE, tid, 0, options)
 
@@ -113,6 +111,16 @@ def resume_to_syscall(tid: int, sig: int = 0) -> None:
 
 def detach(tid: int, sig: int = 0) -> None:
     _call(PTRACE_DETACH, tid, 0, sig)
+
+
+SI_TKILL = -6  # si_code of a signal sent to one thread (tgkill, tkill, pthread_kill)
+
+
+def signal_is_thread_directed(tid: int) -> bool:
+    """At a signal-delivery stop: whether the signal was sent to this thread only."""
+    info = ctypes.create_string_buffer(128)  # siginfo_t: si_signo, si_errno, si_code, ...
+    _call(PTRACE_GETSIGINFO, tid, 0, ctypes.c_void_p(ctypes.addressof(info)))
+    return int.from_bytes(info.raw[8:12], "little", signed=True) == SI_TKILL
 
 
 def get_regs(tid: int) -> UserRegs:
@@ -154,9 +162,35 @@ class Stop:
 _GROUP_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 
 
-def wait_stop(tid: int) -> Stop:
-    """Block until ``tid`` changes state and classify the stop (man 2 ptrace, "Stopped states")."""
-    _, status = os.waitpid(tid, WALL)
+WAIT_TIMEOUT = 10.0
+"""Seconds :func:`wait_stop` waits by default: a thread in uninterruptible sleep (``D``: a
+vfork parent, a stuck NFS read) reaches no ptrace stop until it wakes, maybe never."""
+
+
+def wait_stop(tid: int, timeout: float | None = WAIT_TIMEOUT) -> Stop:
+    """Wait until ``tid`` changes state and classify the stop (man 2 ptrace, "Stopped states").
+
+    Raises ``TimeoutError`` (an ``OSError``, errno ``ETIMEDOUT``) when nothing happens within
+    ``timeout`` seconds (``None``: wait forever). waitpid has no timeout and a pidfd only
+    signals exit, not ptrace stops: poll with ``WNOHANG``, backing off from 50 µs to 5 ms.
+    """
+    if timeout is None:
+        _, status = os.waitpid(tid, WALL)
+    else:
+        deadline = time.monotonic() + timeout
+        pause = 50e-6
+        while True:
+            got, status = os.waitpid(tid, WALL | os.WNOHANG)
+            if got:
+                break
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    errno.ETIMEDOUT,
+                    f"thread {tid} reached no ptrace stop within {timeout:g} s (is it in "
+                    "uninterruptible sleep, state D?)",
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 5e-3)
     if os.WIFEXITED(status):
         return Stop("exited", os.WEXITSTATUS(status), status=status)
     if os.WIFSIGNALED(status):

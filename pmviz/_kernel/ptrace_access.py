@@ -11,6 +11,7 @@ import os
 
 from ..errors import AccessDenied, Error, NoSuchProcess
 from . import procfs
+from .process import read_stat
 
 CAP_SYS_PTRACE = 19
 PF_KTHREAD = 0x00200000  # task flag of kernel threads (include/linux/sched.h)
@@ -66,7 +67,7 @@ def preflight(pid: int) -> None:
         raise procfs.translate(err, pid, "maps") from err
     if not has_maps:
         # No user memory: a kernel thread, or a process exiting (its mm already released).
-        if int(_stat_fields(pid)[6]) & PF_KTHREAD:
+        if read_stat(pid).flags & PF_KTHREAD:
             raise ValueError(f"process {pid} is a kernel thread: no user memory to track")
         raise NoSuchProcess(pid, f"process {pid} is exiting (its memory is already gone)")
 
@@ -82,6 +83,11 @@ def denied(pid: int, err: OSError) -> Error:
     """``PTRACE_SEIZE`` failed: say which rule forbids it and how to lift it."""
     if err.errno == errno.ESRCH:
         return NoSuchProcess(pid)
+    if err.errno == errno.ETIMEDOUT:
+        return Error(
+            f"process {pid} could not be stopped for the injection: {err.strerror}; retry "
+            "when it is not blocked in the kernel, or record with `--writes none`"
+        )
     if err.errno not in (errno.EPERM, errno.EACCES):
         return Error(f"ptrace attach to {pid}: {os.strerror(err.errno or 0)}")
     scope = ptrace_scope()
@@ -101,8 +107,8 @@ def denied(pid: int, err: OSError) -> Error:
         )
     elif scope == 2 and not cap:
         why = (
-            "kernel.yama.ptrace_scope=2 allows attaching only with CAP_SYS_PTRACE: run pmviz "
-            "as root (or `setcap cap_sys_ptrace+ep` on the interpreter)"
+            "kernel.yama.ptrace_scope=2 allows attaching only with CAP_SYS_PTRACE: run this "
+            "one pmviz command as root (sudo), or record with `--writes none`"
         )
     elif uids != {os.geteuid()} and not cap:
         why = (
@@ -123,20 +129,13 @@ def denied(pid: int, err: OSError) -> Error:
     return AccessDenied(pid, f"may not attach to process {pid} with ptrace: {why}")
 
 
-def _stat_fields(pid: int) -> list[str]:
-    """``/proc/PID/stat`` after the command name: [0] state, [6] flags, [19] starttime."""
-    text = procfs.read_text(pid, "stat")
-    return text[text.rindex(")") + 2 :].split()
-
-
 def starttime(pid: int) -> int | None:
+    """The start time of a live (not zombie) process, its identity with the pid; or None."""
     try:
-        fields = _stat_fields(pid)
+        st = read_stat(pid)
     except Error:
         return None
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
+    return st.starttime if st.alive else None
 
 
 def has_memory(pid: int) -> bool:
@@ -157,11 +156,9 @@ def pick_thread(pid: int) -> int:
         return pid
     for tid in [pid] + [t for t in tids if t != pid]:
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                text = f.read()
-        except OSError:
+            state = read_stat(pid, tid).state
+        except Error:
             continue
-        state = text[text.rindex(")") + 2]
         if state in "RS":
             return tid
     return pid

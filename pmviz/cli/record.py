@@ -11,8 +11,10 @@ import warnings
 from ..errors import PmvizWarning
 from ..marks import record_marks
 from ..recorder import WRITES_CHOICES, Recorder
+from ..recorder._recorder import MAX_SECONDS
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def parse_seconds(text: str) -> float:
@@ -22,7 +24,25 @@ def parse_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a duration; use e.g. 100ms, 2s, 1.5m (units: {', '.join(_UNITS)})"
         )
-    return float(m.group(1)) * _UNITS.get(m.group(2), 1.0)
+    seconds = float(m.group(1)) * _UNITS.get(m.group(2), 1.0)
+    if not seconds <= MAX_SECONDS:  # (also inf and nan)
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is too long; at most {MAX_SECONDS:g} s (about 31 years)"
+        )
+    return seconds
+
+
+def parse_size(text: str) -> int:
+    """``"512M"``, ``"2G"``, ``"1.5g"``, ``"4096"`` (bytes; K/M/G/T are powers of 1024)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    if m is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size; use e.g. 512M, 2G, 1.5G or a number of bytes"
+        )
+    size = float(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    if not 1 <= size < 1 << 63:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size must be at least 1 byte")
+    return int(size)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +65,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write tracking: auto picks the best available (default), none records "
         "present/swapped only",
     )
+    parser.add_argument(
+        "--follow-exec",
+        action="store_true",
+        help="with --pid: go on recording when the process execs a new program (a launched "
+        "command is always followed)",
+    )
+    parser.add_argument(
+        "--max-size",
+        type=parse_size,
+        metavar="SIZE",
+        help="stop before the capture grows beyond SIZE (e.g. 512M, 2G)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing capture")
     parser.add_argument(
         "--marks",
@@ -65,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.pid is not None and args.duration is None and args.count is None:
         print("pmviz record: recording until Ctrl-C (or until the process exits)", file=sys.stderr)
+    options = {}
+    if args.max_size is not None:
+        options["max_size"] = args.max_size
+    if args.follow_exec:
+        options["follow_exec"] = True
     rec = Recorder(
         command or args.pid,
         interval=args.interval,
@@ -74,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         writes=args.writes,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        **options,
     )
     marks = record_marks(rec, args.marks) if args.marks else None  # sets $PMVIZ_MARKS
     with warnings.catch_warnings():

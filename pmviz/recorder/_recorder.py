@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -18,12 +19,15 @@ from ..errors import CaptureError, Error, NoSuchProcess, PmvizWarning
 from ..features import features
 from ..maps import Vmas
 from ..regions import Regions
-from ..scanning import Pagemap, _full_mask
+from ..scanning import _full_mask
 from ._builder import CaptureBuilder
-from ._target import _parse_ranges, _Target
-from ._writes import _open_writes
+from ._target import _cmdline, _parse_ranges, _Target, _TargetPagemap
+from ._writes import _open_writes, unarmed
 
 __all__ = ["record", "Recorder"]
+
+MAX_SECONDS = 1e9
+"""Longest interval or duration accepted (about 31 years; longer overflows the timers)."""
 
 
 class Recorder:
@@ -54,14 +58,22 @@ class Recorder:
         Replace an existing capture at ``out``.
     flush_interval : float
         Seconds between flushes to ``out``.
+    follow_exec : bool, optional
+        Go on recording when the target calls ``execve``: reopen its pagemap, re-arm write
+        tracking in the new image and record the exec in ``meta.extra["events"]``. Default:
+        True for a launched command (a ``#!/usr/bin/env`` script or a shell wrapper ending in
+        ``exec`` is recorded until the program it becomes exits), False for a pid (the
+        recording ends at the exec, with that reason).
 
     Notes
     -----
-    Recording ends at ``count`` / ``duration``, on :meth:`stop`, when the target exits, is
-    killed or calls ``execve`` (our pagemap belongs to the old program), or when writing
-    ``out`` fails; ``meta.end_reason`` says which. A program the recorder launched lives as
-    long as its recording: if it is still running at the end it gets SIGTERM (SIGKILL after
-    2 s), and ``meta.exit_status`` records its status. An attached pid is left running.
+    Recording ends at ``count`` / ``duration``, on :meth:`stop`, when the target exits or is
+    killed, when it calls ``execve`` and ``follow_exec`` is off, or when writing ``out``
+    fails; ``meta.end_reason`` says which. A program that ends before the first scan gives an
+    empty, complete capture with its exit status. A program the recorder launched and that
+    is still running when the recording reaches ``count``/``duration`` or is stopped gets
+    SIGTERM (SIGKILL after 2 s); ``meta.exit_status`` records its status. An attached pid is
+    left running.
     With uffd-wp tracking, each scan goes through :func:`pmviz.swapped.resolve_swapped`
     (markers of armed pages otherwise read as SWAPPED).
 
@@ -87,11 +99,14 @@ class Recorder:
         progress: bool = True,
         overwrite: bool = False,
         flush_interval: float = 0.5,
+        follow_exec: bool | None = None,
     ) -> None:
-        if not isinstance(interval, (int, float)) or not math.isfinite(interval) or interval < 0:
-            raise ValueError(f"interval must be a finite number of seconds >= 0, got {interval!r}")
-        if duration is not None and not duration > 0:
-            raise ValueError(f"duration must be > 0 seconds, got {duration!r}")
+        if not isinstance(interval, (int, float)) or not 0 <= interval <= MAX_SECONDS:
+            raise ValueError(
+                f"interval must be a number of seconds in [0, {MAX_SECONDS:g}], got {interval!r}"
+            )
+        if duration is not None and not 0 < duration <= MAX_SECONDS:
+            raise ValueError(f"duration must be in (0, {MAX_SECONDS:g}] seconds, got {duration!r}")
         if count is not None and (
             isinstance(count, bool) or not isinstance(count, int) or count < 1
         ):
@@ -105,6 +120,9 @@ class Recorder:
         self.flush_interval = flush_interval
         self._ranges = _parse_ranges(ranges)
         self._target = _Target(target)
+        self.follow_exec = (
+            self._target.launch_command is not None if follow_exec is None else bool(follow_exec)
+        )
         self._writes_arg = writes
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -140,14 +158,20 @@ class Recorder:
         """Open the target and start recording in a background thread; returns ``self``."""
         if self._thread is not None:
             raise RuntimeError("a Recorder records once; create a new one")
-        source, reason = _open_writes(self._target, self._writes_arg)
+        self._target.open()
+        self._refused: list[dict[str, Any]] = []
+        try:
+            source, reason = _open_writes(self._target, self._writes_arg, self._refused)
+        except BaseException:
+            self._target.close()
+            raise
         if source is None and self._writes_arg == "auto":
             warnings.warn(f"recording without written sets: {reason}", PmvizWarning, stacklevel=2)
         try:
             if self._target.launch_command is not None and self._target.process is None:
                 self._target.launch()
             self._source = source
-            self._pagemap = Pagemap(self._target.pid)
+            self._pagemap = _TargetPagemap(self._target)
             meta = self._initial_meta(source, reason)
             self._builder = CaptureBuilder(meta, has_written=source is not None)
             self._writer = None
@@ -231,6 +255,8 @@ class Recorder:
             pmviz_version=__version__,
             extra={
                 "writes_reason": reason,
+                # VMAs the write source could not arm: their writes are not in written sets
+                "unarmed": unarmed(source) or self._refused,
                 "ranges": [[a, b] for a, b in self._ranges],
                 "flush_interval_s": self.flush_interval,
                 # uffd-wp markers read as SWAPPED; pmviz.swapped clears them in each scan
@@ -246,7 +272,10 @@ class Recorder:
         from the end of the last region (never from the stale ``walk_end``, gotcha 2), with
         twice the room.
         """
-        fd = self._pagemap.fd
+        pm = self._pagemap.get()
+        if pm is None:  # a launched program that is already gone
+            raise NoSuchProcess(self._target.pid)
+        fd = pm.fd
         n = retries = 0
         arg = pms.PmScanArg(size=96, **self._scan_fields)
         for lo, hi in self._ranges:
@@ -270,11 +299,7 @@ class Recorder:
         return n, retries
 
     def _read_maps(self, previous: bytes | None) -> tuple[bytes, Vmas | None]:
-        try:
-            with open(f"/proc/{self._target.pid}/maps", "rb") as f:
-                raw = f.read()
-        except OSError as err:
-            raise procfs.translate(err, self._target.pid, "maps") from err
+        raw = self._target.read("maps")
         if raw == previous:
             return raw, None
         return raw, Vmas.parse(raw.decode("utf-8", "surrogateescape"))
@@ -315,16 +340,20 @@ class Recorder:
                     n_rows, retries = self._scan_into(builder, room)
                     t_scanned = time.monotonic_ns()
                     if resolve is not None:
-                        rows = builder.region_tail(n_rows)
-                        resolved = resolve(rows)
+                        # Resolution splits regions where markers and swap alternate: the
+                        # snapshot may now need more rows than the scan wrote (ask again).
+                        resolved = resolve(builder.region_tail(n_rows))
                         n_rows = len(resolved)
-                        rows[:n_rows] = resolved
+                        builder.region_tail(n_rows)[:] = resolved
                     written = None
                     if self._source is not None:
                         written = self._source.collect().array
                     t_collected = time.monotonic_ns()
                     maps_raw, vmas = self._read_maps(maps_raw)
                 except NoSuchProcess:
+                    if self._followed_exec(builder):
+                        maps_raw = None
+                        continue  # the same tick, in the new program
                     reason, status = self._target.end_reason()
                     builder.meta = builder.meta.replace(exit_status=status)
                     break
@@ -365,8 +394,13 @@ class Recorder:
             if reason is None:
                 reason = self._stop_reason or "stopped"
             builder.meta = builder.meta.replace(end_reason=reason)
+            if self._source is not None:  # VMAs that appeared later may not be armable either
+                with contextlib.suppress(Exception):
+                    builder.meta.extra["unarmed"] = unarmed(self._source)
             self._end_launched()
-            if bar is not None:
+            self._target.close()
+            if bar is not None:  # (ending early leaves it short of its total: say why)
+                bar.set_postfix_str(reason, refresh=False)
                 bar.close()
             self._stop.set()
             # (not _writer_thread: start() may not have assigned it yet when this runs)
@@ -383,8 +417,34 @@ class Recorder:
             if err.name != "pmviz.swapped":
                 raise
             return None
-        pm = self._pagemap
-        return lambda regions: resolve_swapped(pm, Regions(regions)).array
+        target = self._pagemap
+
+        def resolve(regions: Any) -> Any:
+            pm = target.get()
+            if pm is None:  # (only after a launched program has ended: the scan failed first)
+                raise NoSuchProcess(self._target.pid)
+            return resolve_swapped(pm, Regions(regions)).array
+
+        return resolve
+
+    def _followed_exec(self, builder: CaptureBuilder) -> bool:
+        """If the target exec'd and we follow it: reopen its pagemap, record the event."""
+        pid = self._target.real_pid
+        if not self.follow_exec or not self._target.exec_happened():
+            return False
+        try:
+            if self._pagemap.reopen() is None:
+                return False
+        except NoSuchProcess:
+            return False
+        # (the write source re-arms itself in the new image at its next collect())
+        command = _cmdline(pid)
+        event = {"time_ns": time.monotonic_ns(), "kind": "exec", "command": command}
+        builder.meta.extra.setdefault("events", []).append(event)
+        mark = getattr(builder, "mark", None)
+        if mark is not None:
+            mark(event["time_ns"], "exec " + " ".join(command or ["?"]))
+        return True
 
     def _progress_bar(self) -> Any:
         if not self.progress:
@@ -456,6 +516,8 @@ class Recorder:
             self._builder.meta = self._builder.meta.replace(exit_status=p.returncode)
 
     def _kill_launched(self) -> None:
+        """start() failed: end a program we launched, and let go of the target."""
+        self._target.close()
         p = self._target.process
         if p is not None and p.poll() is None:
             p.kill()
@@ -473,6 +535,7 @@ def record(
     ranges: Sequence[tuple[int, int]] | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    follow_exec: bool | None = None,
 ) -> Capture:
     """Record a process until ``duration``/``count`` is reached or it exits; return the capture.
 
@@ -517,6 +580,7 @@ def record(
         ranges=ranges,
         progress=progress,
         overwrite=overwrite,
+        follow_exec=follow_exec,
     )
     rec.start()
     try:

@@ -10,7 +10,8 @@ from typing import Any
 
 from .._kernel import pagemap_scan as pms
 from .._kernel import procfs
-from ..errors import Error
+from .._kernel.process import ProcessHandle, read_stat
+from ..errors import Error, NoSuchProcess
 from ..scanning import Pagemap, check_range
 
 
@@ -19,6 +20,8 @@ class _Target:
 
     def __init__(self, target: str | int | Sequence[str]) -> None:
         self.process: Any = None  # a Popen-like object when we launched the program
+        # pidfd + start time: a pid target that exits is never confused with a successor
+        self.handle: ProcessHandle | None = None
         self.launch_command: list[str] | None = None
         self.command: list[str] | None = None  # what meta records
         if isinstance(target, str) and target == "self":
@@ -41,6 +44,11 @@ class _Target:
             self.pid = self.real_pid = int(pid)
             self.command = _cmdline(self.real_pid)
 
+    def open(self) -> None:
+        """Take hold of a pid target (pidfd + start time) when the recording starts."""
+        if self.handle is None and self.launch_command is None and self.pid != "self":
+            self.handle = ProcessHandle(self.real_pid)
+
     def launch(self, process: Any = None) -> None:
         if process is None:
             cmd = self.launch_command
@@ -51,6 +59,10 @@ class _Target:
                 raise Error(f"cannot start {cmd[0]!r}: {err.strerror}") from err
         self.process = process
         self.pid = self.real_pid = int(process.pid)
+        try:
+            self.handle = ProcessHandle(self.real_pid)
+        except NoSuchProcess:
+            self.handle = None  # already gone (and unreaped: its pid cannot be reused)
 
     def exit_status(self) -> int | None:
         """The launched program's status once it has exited (``-N`` = killed by signal N)."""
@@ -68,10 +80,64 @@ class _Target:
                 status = None
         if status is not None:
             return _describe_status(status), status
-        if self.real_pid != os.getpid() and _has_new_mm(self.real_pid):
+        if self.exec_happened():
             # Our pagemap fd pins the old mm: ESRCH while the pid has an mm means execve().
             return "target exec'd a new program", None
         return "target exited", None
+
+    def read(self, name: str) -> bytes:
+        """``/proc/PID/name`` of the target (identity-checked when it is another process)."""
+        if self.handle is not None:
+            return self.handle.read(name)
+        with procfs.open_fd(self.pid, name) as fd:
+            return procfs.read_fd(fd, self.pid, name)
+
+    def exec_happened(self) -> bool:
+        """Whether the target is alive with a new program image (our pagemap went stale)."""
+        h = self.handle
+        if h is None or h.exited():
+            return False
+        return _has_new_mm(h.pid) and not h.exited()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+class _TargetPagemap:
+    """The target's open pagemap, reopened when it execs (the old fd answers ESRCH).
+
+    A launched program may be gone before its pagemap could be opened at all (``true``):
+    then :meth:`get` returns None and the recording ends with the program's exit status.
+    """
+
+    def __init__(self, target: _Target) -> None:
+        self._target = target
+        self._pm: Pagemap | None = None
+        self.get()
+
+    def get(self) -> Pagemap | None:
+        """The open pagemap (opening it if needed); None if a launched program has ended."""
+        if self._pm is None:
+            try:
+                # (through the handle: never a process that reused the pid)
+                self._pm = Pagemap(self._target.pid, process=self._target.handle)
+            except NoSuchProcess:
+                if self._target.process is None:
+                    raise
+                return None
+        return self._pm
+
+    def reopen(self) -> Pagemap | None:
+        """After an exec: the new program's pagemap (None if it has already ended too)."""
+        self.close()
+        return self.get()
+
+    def close(self) -> None:
+        if self._pm is not None:
+            self._pm.close()
+            self._pm = None
 
 
 def _describe_status(status: int) -> str:
@@ -88,11 +154,9 @@ def _describe_status(status: int) -> str:
 
 def _alive(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return read_stat(pid).alive
+    except Error:
         return False
-    return state not in (b"Z", b"X")
 
 
 def _has_new_mm(pid: int) -> bool:

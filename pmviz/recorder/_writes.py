@@ -24,8 +24,12 @@ class WriteSource(Protocol):
     def close(self) -> None: ...
 
 
-def _open_writes(target: _Target, writes: Any) -> tuple[Any, str]:
+def _open_writes(
+    target: _Target, writes: Any, refused: list[dict[str, Any]] | None = None
+) -> tuple[Any, str]:
     """A write source for ``target`` (or None) and the reason/mechanism, per ``writes``.
+
+    A source that could arm nothing is refused; ``refused`` then receives its unarmed VMAs.
 
     The mechanisms live in ``pmviz.tracking`` (in-process uffd-wp), ``pmviz.injection``
     (uffd-wp inside another process) and ``pmviz.softdirty``; they are imported lazily so a
@@ -55,7 +59,39 @@ def _open_writes(target: _Target, writes: Any) -> tuple[Any, str]:
         source, reason = None, f"no write tracking: {err}"
     if source is None and writes != "auto":
         raise Error(f"writes={writes!r} is not available for this target: {reason}")
+    if source is not None and not _armed_anything(source):
+        # Every VMA is registered by another userfaultfd (a second recorder or tracker of
+        # the same process): this source would report empty written sets, not "no writes".
+        reason = (
+            "write tracking refused: no memory of the target could be armed for uffd-wp ("
+            f"{_first_reason(source)}; is another recorder or tracker already tracking this "
+            "process?); recording present/swapped only"
+        )
+        if refused is not None:
+            refused += unarmed(source)
+        source.close()
+        if writes != "auto":
+            raise Error(reason)
+        return None, reason
     return source, reason
+
+
+def unarmed(source: Any) -> list[dict[str, Any]]:
+    """The VMAs the write source could not arm, as ``{"start", "end", "reason"}`` dicts."""
+    skipped = getattr(source, "skipped", None) or []
+    return [{"start": int(s.start), "end": int(s.end), "reason": str(s.reason)} for s in skipped]
+
+
+def _armed_anything(source: Any) -> bool:
+    registered = getattr(source, "registered", None)
+    if registered is None or not hasattr(source, "skipped"):
+        return True  # a source that does not register memory (soft-dirty, a custom one)
+    return registered.n_pages > 0 or not source.skipped
+
+
+def _first_reason(source: Any) -> str:
+    reasons = sorted({str(s.reason) for s in source.skipped})
+    return "; ".join(reasons) if reasons else "nothing registered"
 
 
 def _make_source(target: _Target, writes: str) -> tuple[Any, str]:

@@ -25,6 +25,7 @@ import numpy as np
 from .. import _intervals as iv
 from .._kernel import pagemap_scan as pms
 from .._kernel import procfs, uffd
+from .._kernel.process import ProcessHandle
 from .._kernel.procfs import Pid
 from ..categories import Category
 from ..errors import AccessDenied, Error, UnsupportedKernel
@@ -155,6 +156,9 @@ class UffdTracker:
         With ``ranges=None``, VMAs larger than this are not tracked but listed in
         :attr:`skipped` (arming costs ``size / 512`` bytes of page tables, data or not).
         ``None`` tracks every VMA whatever its size. Explicit ``ranges`` are always tracked.
+    process : ProcessHandle, optional
+        The handle of ``pid`` (another process): its maps and pagemap are opened through it,
+        so a process that reused the pid is never touched.
     """
 
     mechanism = "uffd-wp"
@@ -167,8 +171,10 @@ class UffdTracker:
         *,
         owns_fd: bool = True,
         max_vma_bytes: int | None = MAX_VMA_BYTES,
+        process: ProcessHandle | None = None,
     ):
         self.pid = procfs.normalize_pid(pid)
+        self._process = process  # (another process: identity-checked /proc access)
         self.max_vma_bytes = max_vma_bytes
         self._uffd = uffd_fd
         self._owns_fd = owns_fd
@@ -180,7 +186,9 @@ class UffdTracker:
         self._foreign: list[SkippedRange] = []
         try:
             self._ranges = None if ranges is None else as_ranges(ranges)
-            self._pagemap_fd = procfs.open_raw(self.pid, "pagemap")
+            self._pagemap_fd = (
+                procfs.open_raw(self.pid, "pagemap") if process is None else process.open("pagemap")
+            )
             self._track_new(first=True)
             _LIVE.setdefault(_pid_key(self.pid), weakref.WeakSet()).add(self)
         except BaseException:
@@ -304,7 +312,7 @@ class UffdTracker:
         """
         if not first and self._ranges is not None and self._nothing_new_in_ranges(self._ranges):
             return []
-        vmas = read_vma_rows(self.pid)
+        vmas = read_vma_rows(self.pid, self._process)
         self._registered = iv.intersect(self._registered, iv.union(vmas.pairs))
         cand, vma_index = self._candidates(vmas)
         if not len(cand):
@@ -398,7 +406,7 @@ class UffdTracker:
         # A VMA that vanished between reading maps and registering is not a skip: whatever
         # replaces it is picked up at the next collect.
         try:
-            still = read_vma_rows(self.pid).pairs
+            still = read_vma_rows(self.pid, self._process).pairs
         except Error:
             return
         if not ((still[:, 0] <= lo) & (still[:, 1] >= hi)).any():
@@ -410,7 +418,7 @@ class UffdTracker:
         if self._uffd < 0 or not len(self._registered):
             return
         try:
-            vmas = read_vma_rows(self.pid)
+            vmas = read_vma_rows(self.pid, self._process)
         except Error:
             return  # the process is gone, and with it every registration
         pieces = iv.intersect(self._registered, vmas.pairs)

@@ -7,15 +7,13 @@ keeps the raw lines for the rare message that names a path.
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import numpy as np
 
 from .._kernel import procfs
+from .._kernel.process import ProcessHandle
 from .._kernel.procfs import Pid
-
-_CHUNK = 1 << 16
 
 
 class VmaRows(NamedTuple):
@@ -35,16 +33,17 @@ class VmaRows(NamedTuple):
         return np.flatnonzero(np.char.startswith(p, b"rw") & np.char.endswith(p, b"p"))
 
 
-def read_vma_rows(pid: Pid) -> VmaRows:
-    """Read ``/proc/PID/maps`` (ranges and permissions only); errors as pmviz exceptions."""
-    chunks = []
-    with procfs.open_fd(pid, "maps") as fd:
-        try:
-            while chunk := os.read(fd, _CHUNK):
-                chunks.append(chunk)
-        except OSError as err:
-            raise procfs.translate(err, pid, "maps") from err
-    lines = b"".join(chunks).splitlines()
+def read_vma_rows(pid: Pid, process: ProcessHandle | None = None) -> VmaRows:
+    """Read ``/proc/PID/maps`` (ranges and permissions only); errors as pmviz exceptions.
+
+    With ``process`` (the handle of ``pid``), a process that reused the pid is never read.
+    """
+    if process is not None:
+        raw = process.read("maps")
+    else:
+        with procfs.open_fd(pid, "maps") as fd:
+            raw = procfs.read_fd(fd, pid, "maps")
+    lines = raw.splitlines()
     bounds: list[int] = []
     perms: list[bytes] = []
     for line in lines:
