@@ -96,6 +96,10 @@ class ProbeSample(NamedTuple):
         return self.rows["end"]
 
     @property
+    def resident_pages(self) -> np.ndarray:
+        return self.rows["resident_pages"]
+
+    @property
     def probed_pages(self) -> np.ndarray:
         return self.rows["probed_pages"]
 

@@ -1,0 +1,96 @@
+"""accessed="probe": process_madvise(MADV_PAGEOUT) sampling on the real kernel (swap needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from layouts import PAGE, Area
+
+import pmviz.accessed._probe as probe_mod
+from pmviz.accessed import AccessProbe, wilson_interval
+from pmviz.accessed._regions import RegionSet, adapt
+from pmviz.errors import UnsupportedKernel
+from pmviz.tracking import harvest_written
+
+N = 2048  # pages per area (8 MiB), no THP: layouts only madvise(HUGEPAGE) when asked
+
+
+def _in(sample, rng):
+    lo, hi = rng
+    k = (sample.start >= lo) & (sample.end <= hi)
+    return int(sample.probed_pages[k].sum()), int(sample.accessed_pages[k].sum())
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(np.array([0, 5, 10]), np.array([10, 10, 10]))
+    # Wilson 95 % for 0/10, 5/10, 10/10 (standard tables)
+    assert np.allclose(lo, [0.0, 0.2366, 0.7225], atol=1e-4)
+    assert np.allclose(hi, [0.2775, 0.7634, 1.0], atol=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_adapt_merges_agreeing_and_splits_disagreeing():
+    P = PAGE
+    start = np.array([0, 100 * P, 200 * P, 300 * P], np.uint64)
+    end = start + np.uint64(100 * P)
+    r = RegionSet(start, end, np.array([10, 10, 10, 10]), np.array([10, 9, 0, 0], dtype=np.int64))
+    out = adapt(r, min_regions=1, max_regions=4, threshold=0.15, rng=np.random.default_rng(0))
+    # the two hot and the two cold neighbours merged; 2 <= 4 // 2, so both split again
+    assert len(out.start) == 4
+    assert out.start[0] == 0 and out.end[-1] == 400 * P
+    cover = (out.end - out.start).sum()
+    assert cover == 400 * P
+    hot = out.start < 200 * P
+    assert (out.end[hot] <= 200 * P).all()  # no region straddles the hot/cold boundary
+
+
+def test_refuses_anon_without_swap(monkeypatch, layout_factory):
+    monkeypatch.setattr(probe_mod, "swap_active", lambda *a: False)
+    lay = layout_factory([Area("a", 4, write=[0])])
+    with pytest.raises(UnsupportedKernel, match="swap"):
+        AccessProbe(lay.pid)
+    with pytest.raises(ValueError, match="another process"):
+        AccessProbe("self", anon=False)
+
+
+@pytest.mark.kernel
+def test_probe_estimates_and_written_sets_unchanged(swapfile, layout_factory):
+    lay = layout_factory(
+        [
+            Area("hot", N, write=[[0, N]]),
+            Area("cold", N, write=[[0, N]]),
+            Area("mix", N, write=[[0, N]]),
+            Area("wp", N, write=[[0, N]], uffd=True),  # write-tracked, then only read
+        ]
+    )
+    wp = lay.range("wp")
+    assert harvest_written(lay.pid, [wp]).n_pages == 0
+    rounds = 6
+    probed = {k: 0 for k in ("hot", "cold", "mix", "wp")}
+    accessed = dict(probed)
+    with AccessProbe(lay.pid, pages_per_s=1e6, max_fraction=0.25, seed=1) as ap:
+        for _ in range(rounds):
+            lay.do("read", "hot", [[0, N]])
+            lay.do("read", "mix", [[0, N, 4]])  # a quarter of the pages
+            lay.do("read", "wp", [[0, N]])
+            s = ap.collect()
+            for k in probed:
+                p, a = _in(s, lay.range(k))
+                probed[k] += p
+                accessed[k] += a
+            assert (s.accessed_pages <= s.probed_pages).all()
+            assert (s.probed_pages <= s.resident_pages).all()
+        assert ap.refaults > 0
+    # every probed page of an area read in full came back; none of the untouched one did
+    assert probed["hot"] > 100 and accessed["hot"] == probed["hot"]
+    assert probed["wp"] > 100 and accessed["wp"] == probed["wp"]
+    assert probed["cold"] > 100 and accessed["cold"] == 0
+    # a quarter: the sampled fraction is within its Wilson 95 % interval of the truth
+    lo, hi = wilson_interval(accessed["mix"], probed["mix"])
+    assert probed["mix"] > 100
+    assert lo <= 0.25 <= hi, (accessed["mix"], probed["mix"])
+    # paging out and reading back write-protected pages wrote none of them ...
+    assert harvest_written(lay.pid, [wp]).n_pages == 0
+    # ... and tracking still sees a real write
+    lay.do("write", "wp", [[10, 15]])
+    assert harvest_written(lay.pid, [wp]).n_pages == 5
