@@ -16,8 +16,9 @@ Both return per-snapshot row tables (:mod:`pmviz.accessed._samples`) that
 
 from __future__ import annotations
 
-from ._probe import AccessProbe, wilson_interval
+from ._probe import AccessProbe
 from ._samples import PROBED_DTYPE, REFERENCED_DTYPE, AccessSample, ProbeSample
+from ._stats import wilson_interval
 from ._vma import VmaReferenced, parse_smaps
 
 __all__ = [

@@ -39,7 +39,7 @@ from ..scanning import Pagemap
 from ._regions import RegionSet, adapt, cover
 from ._samples import PROBED_DTYPE, ProbeSample
 
-__all__ = ["AccessProbe", "wilson_interval", "swap_active"]
+__all__ = ["AccessProbe", "swap_active"]
 
 _PRESENT = Mask(require=C.PRESENT)
 _SHIFT = np.uint64(PAGE_SHIFT)
@@ -52,31 +52,6 @@ def swap_active(procfs_root: str = procfs.PROCFS) -> bool:
             return any(line.strip() for line in f.read().splitlines()[1:])
     except OSError:
         return False
-
-
-def wilson_interval(
-    accessed: np.ndarray | int, probed: np.ndarray | int, *, z: float = 1.96
-) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of the accessed fraction ``accessed / probed`` (95 % by default).
-
-    Treats the probes of a region as independent draws of its pages; ``probed == 0`` gives
-    the uninformative ``(0, 1)``.
-
-    Returns
-    -------
-    (numpy.ndarray, numpy.ndarray)
-        Lower and upper bounds.
-    """
-    x = np.asarray(accessed, dtype=np.float64)
-    n = np.asarray(probed, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(n > 0, x / n, 0.0)
-        denom = 1 + z * z / n
-        center = (p + z * z / (2 * n)) / denom
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = np.where(n > 0, np.clip(center - half, 0, 1), 0.0)
-    hi = np.where(n > 0, np.clip(center + half, 0, 1), 1.0)
-    return lo, hi
 
 
 def _inside(addr: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -272,9 +247,9 @@ class AccessProbe:
         probes = np.empty(0, np.uint64)
         owner = np.empty(0, np.int64)
         if budget > 0 and len(regions.start) and lo is not None:
-            # The same number of probes in every region (DAMON's one sample per region),
-            # never more than it has pages.
-            per = np.minimum(resident, math.ceil(budget / len(regions.start)))
+            # The same number of probes in every region with resident pages (DAMON's one
+            # sample per region), never more than it has pages.
+            per = np.minimum(resident, math.ceil(budget / max(int((resident > 0).sum()), 1)))
             owner = np.repeat(np.arange(len(per)), per)
             ranks = lo[owner] + (self._rng.random(len(owner)) * resident[owner]).astype(np.int64)
             ranks, first = np.unique(ranks, return_index=True)  # drop repeated draws

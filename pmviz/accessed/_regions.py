@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import _intervals as iv
 from .._kernel.pagemap_scan import PAGE_SHIFT
+from ._stats import wilson_interval
 
 __all__ = ["RegionSet", "adapt", "cover"]
 
@@ -55,12 +56,14 @@ def _merge(r: RegionSet, threshold: float, max_bytes: int) -> RegionSet:
     with np.errstate(invalid="ignore", divide="ignore"):
         freq = r.accessed / r.probed
     known = r.probed > 0
-    join = (
-        (r.start[1:] == r.end[:-1])
-        & known[1:]
-        & known[:-1]
-        & (np.abs(freq[1:] - freq[:-1]) <= threshold)
+    # Neighbours agree when their frequencies are within the threshold or their samples
+    # cannot tell them apart (95 % Wilson intervals overlap): a few probes per region
+    # rarely separate anything, so such regions pool their samples instead of fragmenting.
+    lo, hi = wilson_interval(r.accessed, r.probed)
+    close = (np.abs(freq[1:] - freq[:-1]) <= threshold) | (
+        (lo[1:] <= hi[:-1]) & (lo[:-1] <= hi[1:])
     )
+    join = (r.start[1:] == r.end[:-1]) & known[1:] & known[:-1] & close
     head = np.ones(n, bool)
     head[1:] = ~join
     group = np.cumsum(head) - 1
