@@ -94,3 +94,34 @@ def test_probe_estimates_and_written_sets_unchanged(swapfile, layout_factory):
     # ... and tracking still sees a real write
     lay.do("write", "wp", [[10, 15]])
     assert harvest_written(lay.pid, [wp]).n_pages == 5
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="needs root to become another user")
+def test_unprivileged_user_on_own_process():
+    """As a plain user: vma mode works on one's own process; probe says what it needs."""
+    import subprocess
+
+    from privileges import as_nobody
+
+    from pmviz.accessed import VmaReferenced
+
+    def run() -> str:
+        # /bin/sleep: the test's interpreter may live where nobody cannot execute it
+        child = subprocess.Popen(["sleep", "60"])
+        try:
+            with VmaReferenced(child.pid) as vr:
+                n = len(vr.collect().rows)
+            AccessProbe(child.pid, anon=False)
+            return f"probe allowed ({n} VMAs)"
+        finally:
+            child.kill()
+            child.wait()
+
+    np.random.default_rng()  # import numpy.random now: nobody cannot read root's site-packages
+    kind, msg = as_nobody(run)
+    if kind == "ok":  # a kernel that lets owners page out their own processes
+        assert msg.startswith("probe allowed")
+    else:
+        assert kind == "AccessDenied", (kind, msg)
+        assert "CAP_SYS_NICE" in msg

