@@ -21,6 +21,15 @@ def _in(sample, rng):
     return int(sample.probed_pages[k].sum()), int(sample.accessed_pages[k].sum())
 
 
+def _estimate(sample, rng):
+    """Estimated accessed pages in ``rng`` and its conservative 99.9 % bounds."""
+    lo, hi = rng
+    k = (sample.start >= lo) & (sample.end <= hi) & (sample.probed_pages > 0)
+    n, x, res = sample.probed_pages[k], sample.accessed_pages[k], sample.resident_pages[k]
+    wl, wh = wilson_interval(x, n, z=3.29)
+    return float((x / n * res).sum()), float((wl * res).sum()), float((wh * res).sum())
+
+
 def test_wilson_interval_known_values():
     lo, hi = wilson_interval(np.array([0, 5, 10]), np.array([10, 10, 10]))
     # Wilson 95 % for 0/10, 5/10, 10/10 (standard tables)
@@ -68,6 +77,7 @@ def test_probe_estimates_and_written_sets_unchanged(swapfile, layout_factory):
     rounds = 6
     probed = {k: 0 for k in ("hot", "cold", "mix", "wp")}
     accessed = dict(probed)
+    mix = []
     with AccessProbe(lay.pid, pages_per_s=1e6, max_fraction=0.25, seed=1) as ap:
         for _ in range(rounds):
             lay.do("read", "hot", [[0, N]])
@@ -78,6 +88,7 @@ def test_probe_estimates_and_written_sets_unchanged(swapfile, layout_factory):
                 p, a = _in(s, lay.range(k))
                 probed[k] += p
                 accessed[k] += a
+            mix.append(_estimate(s, lay.range("mix")))
             assert (s.accessed_pages <= s.probed_pages).all()
             assert (s.probed_pages <= s.resident_pages).all()
         assert ap.refaults > 0
@@ -85,10 +96,16 @@ def test_probe_estimates_and_written_sets_unchanged(swapfile, layout_factory):
     assert probed["hot"] > 100 and accessed["hot"] == probed["hot"]
     assert probed["wp"] > 100 and accessed["wp"] == probed["wp"]
     assert probed["cold"] > 100 and accessed["cold"] == 0
-    # a quarter: the sampled fraction is within its Wilson 95 % interval of the truth
-    lo, hi = wilson_interval(accessed["mix"], probed["mix"])
+    # a quarter (N/4 pages) read per interval: the estimated accessed pages, summed over
+    # the intervals, are within 35 % of the truth and inside the summed 99.9 % bounds (8 runs
+    # of this setup: errors -24 % .. +14 %, mean +1.6 %; see RESULTS-accessed.md). The
+    # *fraction* drifts above 1/4: unread probes stay paged out, so the resident population
+    # the probes are drawn from fills with read pages; the accessed pages do not drift.
     assert probed["mix"] > 100
-    assert lo <= 0.25 <= hi, (accessed["mix"], probed["mix"])
+    est, lo, hi = (sum(v) for v in zip(*mix))
+    truth = rounds * N / 4
+    assert lo <= truth <= hi, (est, lo, hi, truth)
+    assert abs(est - truth) < 0.35 * truth, (est, truth)
     # paging out and reading back write-protected pages wrote none of them ...
     assert harvest_written(lay.pid, [wp]).n_pages == 0
     # ... and tracking still sees a real write
