@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from layouts import PAGE, Area
@@ -114,7 +116,7 @@ def test_probe_estimates_and_written_sets_unchanged(swapfile, layout_factory):
 
 
 @pytest.mark.kernel
-@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="needs root to become another user")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 def test_unprivileged_user_on_own_process():
     """As a plain user: vma mode works on one's own process; probe says what it needs."""
     import subprocess
@@ -142,3 +144,36 @@ def test_unprivileged_user_on_own_process():
     else:
         assert kind == "AccessDenied", (kind, msg)
         assert "CAP_SYS_NICE" in msg
+
+
+@pytest.mark.kernel
+def test_file_pages_only(layout_factory, file_dir):
+    """anon=False probes page-cache pages only; they need no swap to be paged out.
+
+    300-page files: a 2 MiB-aligned file of 512 pages is PMD-mapped here (HUGE|FILE), and
+    huge pages are never probed.
+    """
+    lay = layout_factory(
+        [
+            Area("anon", 512, write=[[0, 512]]),
+            Area("fread", 300, kind="file_shared", read=[[0, 300]]),
+            Area("fidle", 300, kind="file_shared", read=[[0, 300]]),
+        ],
+        file_dir=file_dir,
+    )
+    # The layout wrote the files: dirty page cache is not reclaimed by MADV_PAGEOUT (only
+    # kswapd writes file folios back), so write it back first.
+    os.sync()
+    probed = {"anon": 0, "fread": 0, "fidle": 0}
+    accessed = dict(probed)
+    with AccessProbe(lay.pid, anon=False, pages_per_s=1e6, max_fraction=0.25, seed=2) as ap:
+        for _ in range(4):
+            lay.do("read", "fread", [[0, 300]])
+            s = ap.collect()
+            for k in probed:
+                p, a = _in(s, lay.range(k))
+                probed[k] += p
+                accessed[k] += a
+    assert probed["anon"] == 0
+    assert probed["fread"] > 20 and accessed["fread"] == probed["fread"]
+    assert probed["fidle"] > 20 and accessed["fidle"] == 0

@@ -12,8 +12,11 @@ every probed page the target touches costs it a refault (a swap-in for anonymous
 page-cache read for file pages). The budget bounds it: at most ``pages_per_s`` pages per
 second and at most ``max_fraction`` of the resident probeable pages per interval.
 
-Not probed: huge (PMD-mapped) pages, whose pageout would split them; the shared zero page;
-and, without swap, private anonymous memory (it cannot be paged out at all). File pages
+Not probed: huge (PMD-mapped) pages, whose pageout would split them (on 6.18 a 2 MiB-aligned
+file mapping can be PMD-mapped too); the shared zero page; with ``anon=False``, anything but
+``FILE`` pages. Anonymous, shmem and memfd pages go to swap when paged out: without a swap
+device they stay, and the check scan drops them from the sample. Dirty page cache is not
+reclaimed by ``MADV_PAGEOUT`` (only kswapd writes file folios back) and stays likewise. File pages
 have one bias: a read fault maps the neighbouring page-cache pages too (fault-around,
 ``fault_around_bytes``) and readahead may bring a probed neighbour back, so a probed file
 page next to an accessed one can read as accessed.
@@ -93,8 +96,9 @@ class AccessProbe:
     merge_threshold : float
         Neighbours whose sampled access fractions differ by at most this merge.
     anon : bool
-        Probe private anonymous memory too (needs swap). ``False`` probes only file and shmem
-        pages, which need none.
+        Probe private anonymous memory too (needs swap). ``False`` probes only ``FILE``
+        pages: clean page cache of regular files pages out without swap (shmem and memfd
+        pages need swap; without it they stay and are dropped from the sample).
     seed : int, optional
         For the random sample.
 
@@ -150,7 +154,7 @@ class AccessProbe:
                 "probing private anonymous memory pages it out, which needs a swap device and "
                 "none is on (/proc/swaps is empty): add one (as root: `fallocate -l 1G /swapfile "
                 "&& chmod 600 /swapfile && mkswap /swapfile && swapon /swapfile`), or pass "
-                "anon=False to probe only file and shmem pages",
+                "anon=False to probe only file-backed pages",
             )
         self.pid = int(pid)
         self.pages_per_s = float(pages_per_s)
