@@ -94,3 +94,18 @@ def test_vma_referenced_as_other_user_is_refused(layout_factory):
     kind, msg = as_nobody(lambda: str(VmaReferenced(lay.pid).collect()))
     assert kind == "AccessDenied", (kind, msg)
     assert "clear_refs" in msg
+
+
+def test_open_access_source(layout_factory):
+    from pmviz.accessed import AccessSource, open_access_source
+
+    lay = layout_factory([Area("a", 4, write=[0])])
+    with pytest.raises(ValueError, match="'none', 'vma', 'probe'"):
+        open_access_source(lay.pid, "reads")
+    assert open_access_source(lay.pid, "none") is None
+    src = open_access_source(lay.pid, "vma")
+    try:
+        assert isinstance(src, AccessSource) and src.mechanism == "vma"
+        assert len(src.collect().rows) > 0
+    finally:
+        src.close()
