@@ -136,3 +136,30 @@ def test_plots_return_their_artists():
         assert np.allclose(mesh.get_array().reshape(3, 3), [[1, 0, 0], [0, 0, 0.5], [0, 0, 0]])
     finally:
         plt.close(fig)
+
+
+def _probe_series():
+    samples = []
+    for i, acc in enumerate([[10, 0], [0, 0], [5, 0]]):
+        rows = np.zeros(2, PROBED_DTYPE)
+        rows["start"] = [BOUNDS[0][0], BOUNDS[1][0]]
+        rows["end"] = [BOUNDS[0][1], BOUNDS[1][1]]
+        rows["resident_pages"] = 256  # all of each 1 MiB range
+        rows["probed_pages"] = 10
+        rows["accessed_pages"] = acc
+        samples.append(ProbeSample(i * 10**8, rows, 10**8))
+    return AccessSeries.from_samples(samples)
+
+
+def test_probe_series_analyses():
+    s = _probe_series()
+    est, lo, hi = s.accessed_bytes(bounds=True)
+    assert est.tolist() == [MiB, 0, MiB // 2]
+    assert (lo <= est).all() and (est <= hi).all() and hi[1] > 0  # 0/10 still has an upper bound
+    a = access_idle_age(s)
+    assert a.bytes.tolist() == [MiB, 0, 0] and a.never == MiB
+    g = access_heatmap_grid(s, _capture(), addr_bins=3)
+    assert np.allclose(g.grid, [[1, 0, 0], [0, 0, 0], [0.5, 0, 0]])
+    assert "pages probed / came back" in s._repr_html_()
+    with pytest.raises(ValueError, match="kind 'vma'"):
+        read_mostly(s)

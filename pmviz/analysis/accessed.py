@@ -23,8 +23,8 @@ import numpy as np
 
 from .._intervals import concat_aranges, elementary
 from .._kernel.pagemap_scan import PAGE_SIZE, REGION_DTYPE
-from ..accessed._probe import wilson_interval
 from ..accessed._samples import PROBED_DTYPE, REFERENCED_DTYPE, AccessSample, ProbeSample
+from ..accessed._stats import wilson_interval
 from ..capture import Capture, CaptureMeta
 from ..categories import Category
 from ..regions import Regions
@@ -160,6 +160,23 @@ class AccessSeries:
 
     def __repr__(self) -> str:
         return f"<AccessSeries kind={self.kind} samples={len(self)} rows={len(self.rows)}>"
+
+    def _repr_html_(self) -> str:
+        acc = self.accessed_bytes()
+        span = (self.time_ns[-1] - self.time_ns[0]) / 1e9 if len(self) else 0.0
+        mech = {"vma": "clear_refs + smaps (exact per VMA)", "probe": "pageout probes (sampled)"}
+        rows = {
+            "mechanism": mech[self.kind],
+            "samples": f"{len(self):,} over {span:.2f} s, {len(self.rows):,} rows",
+            "accessed per interval (max / median)": f"{human_bytes(float(acc.max(initial=0)))}"
+            f" / {human_bytes(float(np.median(acc)) if acc.size else 0)}",
+        }
+        if self.kind == "probe":
+            rows["pages probed / came back"] = (
+                f"{int(self.rows['probed_pages'].sum()):,} / "
+                f"{int(self.rows['accessed_pages'].sum()):,}"
+            )
+        return table("AccessSeries", rows)
 
 
 def _capture_rows(capture: Capture, series: AccessSeries) -> np.ndarray:
