@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from layouts import PAGE, Area
 
+import pmviz
 import pmviz.accessed._probe as probe_mod
 from pmviz.accessed import AccessProbe, wilson_interval
 from pmviz.accessed._regions import RegionSet, adapt
@@ -169,7 +170,7 @@ def test_file_pages_only(layout_factory, file_dir):
     with AccessProbe(lay.pid, anon=False, pages_per_s=1e6, max_fraction=0.25, seed=2) as ap:
         for _ in range(4):
             lay.do("read", "fread", [[0, 300]])
-            s = ap.collect()
+            s = ap.collect(scan=pmviz.scan(lay.pid))  # a scan given, as a recorder would
             for k in probed:
                 p, a = _in(s, lay.range(k))
                 probed[k] += p

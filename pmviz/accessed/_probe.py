@@ -38,6 +38,7 @@ from .._kernel.procfs import Pid
 from ..categories import Category as C
 from ..errors import AccessDenied, Error, NoSuchProcess, UnsupportedKernel
 from ..mask import Mask
+from ..regions import Regions
 from ..scanning import Pagemap
 from ._regions import RegionSet, adapt, cover
 from ._samples import PROBED_DTYPE, ProbeSample
@@ -184,8 +185,14 @@ class AccessProbe:
         self._probe(self._scan(), interval)
 
     # -- one round ------------------------------------------------------------------------
-    def collect(self) -> ProbeSample:
+    def collect(self, scan: Regions | None = None) -> ProbeSample:
         """What came back of the last sample, per region; then page out the next sample.
+
+        Parameters
+        ----------
+        scan : Regions, optional
+            A full scan of the target taken just now (every page, ``PRESENT``, ``FILE``,
+            ``HUGE`` and ``PFNZERO`` reported), e.g. the recorder's snapshot: saves a scan.
 
         Returns
         -------
@@ -195,7 +202,7 @@ class AccessProbe:
         """
         if self._pidfd < 0:
             raise ValueError("this AccessProbe is closed")
-        full = self._scan()
+        full = self._scan() if scan is None else scan.array
         now = time.monotonic_ns()
         present = full[_PRESENT.matches(full["categories"])]
         back = _inside(self._probes, present["start"], present["end"])
