@@ -41,6 +41,9 @@ class Features:
     user_address_limit: int
     pfn_visible: bool
     """PFNs in the classic pagemap (CAP_SYS_ADMIN): needed for the fallback's PFNZERO."""
+    accessed_category: bool = False
+    """PAGEMAP_SCAN knows ``PAGE_IS_ACCESSED`` (bit 9, proposed by the userfaultfd RWP series
+    "mm/pagemap: add PAGE_IS_ACCESSED for RWP tracking", under review in 2026)."""
 
     @property
     def write_mechanisms(self) -> list[str]:
@@ -113,6 +116,18 @@ def _probe_pagemap_scan() -> tuple[bool, Category]:
         return True, Category(bits)
     finally:
         os.close(fd)
+
+
+PAGE_IS_ACCESSED = 1 << 9
+
+
+def _probe_accessed_category() -> bool:
+    """A zero-length scan asking for bit 9: EINVAL on kernels that do not know it."""
+    try:
+        with procfs.open_fd("self", "pagemap") as fd:
+            return pms.probe(fd, PAGE_IS_ACCESSED)
+    except (OSError, Error):
+        return False
 
 
 @functools.cache
@@ -215,4 +230,5 @@ def features() -> Features:
         swap_active=any(line.strip() for line in swaps),
         user_address_limit=user_address_limit() if has_scan else _DEFAULT_LIMIT,
         pfn_visible=pfn_visible,
+        accessed_category=has_scan and _probe_accessed_category(),
     )
