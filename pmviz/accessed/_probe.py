@@ -291,7 +291,7 @@ class AccessProbe:
                 self.pid,
                 f"process_madvise(MADV_PAGEOUT) on process {self.pid} was refused: paging out "
                 "another process's memory needs PTRACE_MODE_READ access to it and CAP_SYS_NICE "
-                "(run as root, or `setcap cap_sys_nice,cap_sys_ptrace+ep` on the interpreter)",
+                "(run that one command with sudo, or record with accessed='vma', which needs neither)",
             )
         if err.errno in (errno.ENOSYS, errno.EINVAL):
             return UnsupportedKernel(
