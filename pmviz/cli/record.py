@@ -75,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-size",
         type=parse_size,
         metavar="SIZE",
-        help="stop before the capture grows beyond SIZE (e.g. 512M, 2G)",
+        help="keep the capture under SIZE (e.g. 512M, 2G) by dropping its oldest segments "
+        "(a ring; what was dropped is said in its metadata)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing capture")
     parser.add_argument(
