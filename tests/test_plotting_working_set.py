@@ -149,3 +149,25 @@ def test_hilbert_paints_unmapped_cells_in_the_unmapped_colour(ax):
     np.testing.assert_allclose(colours[2:8], np.ones((6, 3)))  # mapped, no page: white
     np.testing.assert_allclose(colours[8:], [matplotlib.colors.to_rgb(UNMAPPED_COLOR)] * 8)
     assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "not mapped"
+
+
+def test_idle_histogram_groups_long_captures_into_bars_the_pixels_can_show():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pmviz.analysis.working_set import IdleTime
+    from pmviz.plotting.working_set import idle_histogram
+
+    n = 10_000
+    it = IdleTime(n - 1, np.arange(n), np.full(n, 4096, np.int64), 8192, 0.1)
+    fig, ax = plt.subplots()
+    try:
+        bars = idle_histogram(it, ax=ax, max_bars=200)
+        heights = [b.get_height() for b in bars]
+        assert len(bars) == 200 + 1  # 50 intervals per bar, then "never"
+        assert sum(heights[:-1]) == n * 4096 and heights[-1] == 8192
+        assert "50 per bar" in ax.get_xlabel()
+    finally:
+        plt.close(fig)
