@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from ._intervals import union_columns
+from ._units import parse_seconds
 from .capture import Capture, Mark
 from .categories import Category
 from .errors import Error, PmvizWarning
@@ -767,9 +768,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _seconds(text: str) -> float:
-    from .cli.record import parse_seconds
-
-    return parse_seconds(text)
+    try:
+        return parse_seconds(text)
+    except ValueError as err:  # argparse shows an ArgumentTypeError's own message
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _categories(text: str) -> list[str]:

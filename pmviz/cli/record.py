@@ -3,46 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 import warnings
 
+from .. import _units
 from ..errors import PmvizWarning
 from ..marks import record_marks
 from ..recorder import WRITES_CHOICES, Recorder
-from ..recorder._recorder import MAX_SECONDS
-
-_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def parse_seconds(text: str) -> float:
     """``"100ms"``, ``"2.5s"``, ``"1m"``, ``"0.1"`` (seconds) -> float seconds."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-z]*)\s*", text)
-    if m is None or m.group(2) not in ("", *_UNITS):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration; use e.g. 100ms, 2s, 1.5m (units: {', '.join(_UNITS)})"
-        )
-    seconds = float(m.group(1)) * _UNITS.get(m.group(2), 1.0)
-    if not seconds <= MAX_SECONDS:  # (also inf and nan)
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is too long; at most {MAX_SECONDS:g} s (about 31 years)"
-        )
-    return seconds
+    try:
+        return _units.parse_seconds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_size(text: str) -> int:
     """``"512M"``, ``"2G"``, ``"1.5g"``, ``"4096"`` (bytes; K/M/G/T are powers of 1024)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
-    if m is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a size; use e.g. 512M, 2G, 1.5G or a number of bytes"
-        )
-    size = float(m.group(1)) * _SIZE_UNITS[m.group(2)]
-    if not 1 <= size < 1 << 63:
-        raise argparse.ArgumentTypeError(f"{text!r}: a size must be at least 1 byte")
-    return int(size)
+    try:
+        return _units.parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
