@@ -173,7 +173,9 @@ def _strictly_sorted(rows: np.ndarray) -> bool:
 
 
 def _same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a["start"] == b["start"]) & (a["end"] == b["end"]) & (a["categories"] == b["categories"])
+    return (
+        (a["start"] == b["start"]) & (a["end"] == b["end"]) & (a["categories"] == b["categories"])
+    )
 
 
 def _diff(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +187,9 @@ def _diff(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if _strictly_sorted(prev) and _strictly_sorted(cur):
         j = np.searchsorted(prev["start"], cur["start"])
         jc = np.minimum(j, max(len(prev) - 1, 0))
-        match = (j < len(prev)) & _same_rows(prev[jc], cur) if len(prev) else np.zeros(len(cur), bool)
+        match = (
+            (j < len(prev)) & _same_rows(prev[jc], cur) if len(prev) else np.zeros(len(cur), bool)
+        )
         kept = np.zeros(len(prev), bool)
         kept[jc[match]] = True
         return prev[~kept], cur[~match]
@@ -260,7 +264,7 @@ class _Encoder:
         self.n_rows: list[int] = []
         self.change_rows: list[int] = []
         self.keyframe: list[bool] = []
-        self.prev: np.ndarray | None = None
+        self.prev: Any = None  # ndarray, or a _Lazy one
         self.since = 0  # change rows since the last keyframe
         self.key_rows = 0
 
@@ -272,7 +276,9 @@ class _Encoder:
         self.change_rows.append(len(rows))
         self.keyframe.append(key)
 
-    def encode(self, cur: np.ndarray, *, force: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
+    def encode(
+        self, cur: np.ndarray, *, force: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
         """(stored rows, kinds, is keyframe) for the next snapshot; remembers it as previous."""
         prev, self.prev = _resolve(self.prev), cur
         if prev is not None and not force and _strictly_sorted(cur) and _strictly_sorted(prev):
@@ -286,8 +292,13 @@ class _Encoder:
         return cur, np.zeros(len(cur), np.int8), True
 
     def add_stored(
-        self, rows: np.ndarray, kind: np.ndarray, n_rows: np.ndarray, crows: np.ndarray,
-        key: np.ndarray, last: Any,
+        self,
+        rows: np.ndarray,
+        kind: np.ndarray,
+        n_rows: np.ndarray,
+        crows: np.ndarray,
+        key: np.ndarray,
+        last: Any,
     ) -> None:
         """Append already encoded snapshots verbatim; ``last()`` gives the final state."""
         self.rows.append(rows)
@@ -409,6 +420,10 @@ class Capture:
     (2, 2)
     """
 
+    _regions: np.ndarray | None
+    _written: np.ndarray | None
+    written_offsets: np.ndarray | None
+
     def __init__(
         self,
         meta: CaptureMeta,
@@ -437,12 +452,11 @@ class Capture:
         for i in range(n):  # one vectorized diff per snapshot
             enc.add(regs[roff[i] : roff[i + 1]])
         rows, kind, n_rows, crows, key = enc.arrays()
-        self._setup(
-            meta, t, n_rows, key, _offsets(crows), vma_index, telemetry, vma_tables, marks
-        )
+        self._setup(meta, t, n_rows, key, _offsets(crows), vma_index, telemetry, vma_tables, marks)
         self._crow, self._ckind = rows, kind
         self._regions = regs  # the caller's dense rows: the compatibility view is free
-        self._written, self.written_offsets = wr, woff
+        self._written = wr
+        self.written_offsets = woff
 
     def _setup(
         self,
@@ -476,9 +490,9 @@ class Capture:
             k: np.asarray(tel.get(k, np.zeros(n)), dtype=np.int64) for k in TELEMETRY_FIELDS
         }
         self._vma_tables: list[Vmas] | None = list(vma_tables) if vma_tables else [Vmas()]
-        self._regions: np.ndarray | None = None
-        self._written: np.ndarray | None = None
-        self.written_offsets: np.ndarray | None = None
+        self._regions = None
+        self._written = None
+        self.written_offsets = None
         self._crow, self._ckind = _NO_ROWS, _NO_KIND
         self._decoded: tuple[int, np.ndarray] | None = None  # last regions_at, for stepping
 
@@ -788,7 +802,9 @@ class Capture:
             if self.written_offsets is not None:
                 w, wkeep = clip_regions(self._written_rows(a, b), start, end)
                 w_l.append(w)
-                wsnap_l.append(np.repeat(np.arange(a, b), np.diff(self.written_offsets[a : b + 1]))[wkeep])
+                wsnap_l.append(
+                    np.repeat(np.arange(a, b), np.diff(self.written_offsets[a : b + 1]))[wkeep]
+                )
         rows = np.concatenate(rows_l) if rows_l else _NO_ROWS
         kind = np.concatenate(kind_l) if kind_l else _NO_KIND
         snap = np.concatenate(snap_l) if snap_l else np.empty(0, np.int64)
@@ -1056,7 +1072,6 @@ class Capture:
             for k, v in self.summary().items()
         )
         return f"<div><b>pmviz {type(self).__name__}</b><table>{body}</table></div>"
-
 
 
 def _check_time(time_ns: Any) -> np.ndarray:

@@ -119,9 +119,7 @@ def test_crash_leftovers_are_ignored(tmp_path):
     # A merge that wrote its regions part but died before its snapshots part and the deletes,
     # a temporary file of an interrupted write, and regions of snapshots never committed.
     rows, kind = cap._stored(0, 20)
-    w._write_part(
-        "regions", 0, 20, writer._rows_table(rows, np.diff(cap._coff[:21]), 0, kind)
-    )
+    w._write_part("regions", 0, 20, writer._rows_table(rows, np.diff(cap._coff[:21]), 0, kind))
     open(os.path.join(path, "regions", ".tmp-000000030-000000040.parquet"), "wb").write(b"PAR1")
     os.rename(
         os.path.join(path, "snapshots", fmt.part_name(20, 30)),

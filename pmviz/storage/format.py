@@ -113,6 +113,7 @@ def schemas(version: int) -> dict[str, pa.Schema]:
     """The table schemas of a format version."""
     return SCHEMAS_V1 if version == 1 else SCHEMAS
 
+
 ROW_GROUP_ROWS = 1 << 19
 """Region rows per row group: big enough for zstd to see many snapshots, small enough that a
 1 % time window of a large capture reads a few row groups."""
