@@ -184,15 +184,40 @@ def _diff(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Two strictly sorted snapshots match by start (``searchsorted``); anything else by a sort of
     both (multiset semantics: a row repeated k times matches k identical rows).
     """
+    if len(prev) == len(cur) and np.array_equal(prev["start"], cur["start"]):
+        # the common case (same layout, some categories or ends changed): compare in place
+        diff = (prev["end"] != cur["end"]) | (prev["categories"] != cur["categories"])
+        return prev[diff], cur[diff]
     if _strictly_sorted(prev) and _strictly_sorted(cur):
-        j = np.searchsorted(prev["start"], cur["start"])
-        jc = np.minimum(j, max(len(prev) - 1, 0))
-        match = (
-            (j < len(prev)) & _same_rows(prev[jc], cur) if len(prev) else np.zeros(len(cur), bool)
-        )
-        kept = np.zeros(len(prev), bool)
+        # Rows before the first and after the last shifted start line up: compare those in
+        # place and match only the middle by searchsorted (a mapping change is local).
+        m = min(len(prev), len(cur))
+        ps, cs = prev["start"], cur["start"]
+        neq = np.flatnonzero(ps[:m] != cs[:m])
+        p = int(neq[0]) if len(neq) else m
+        tail = m - p
+        neq = np.flatnonzero(ps[len(ps) - tail :] != cs[len(cs) - tail :]) if tail else neq[:0]
+        q = tail - (int(neq[-1]) + 1) if len(neq) else tail  # equal starts at the end
+        gone_mask = np.zeros(len(prev), bool)
+        came_mask = np.zeros(len(cur), bool)
+        for (pa, pb), (ca, cb) in (
+            ((0, p), (0, p)),
+            ((len(prev) - q, len(prev)), (len(cur) - q, len(cur))),
+        ):
+            d = (prev["end"][pa:pb] != cur["end"][ca:cb]) | (
+                prev["categories"][pa:pb] != cur["categories"][ca:cb]
+            )
+            gone_mask[pa:pb] = d
+            came_mask[ca:cb] = d
+        pm, cm = prev[p : len(prev) - q], cur[p : len(cur) - q]
+        j = np.searchsorted(pm["start"], cm["start"])
+        jc = np.minimum(j, max(len(pm) - 1, 0))
+        match = (j < len(pm)) & _same_rows(pm[jc], cm) if len(pm) else np.zeros(len(cm), bool)
+        kept = np.zeros(len(pm), bool)
         kept[jc[match]] = True
-        return prev[~kept], cur[~match]
+        gone_mask[p : len(prev) - q] = ~kept
+        came_mask[p : len(cur) - q] = ~match
+        return prev[gone_mask], cur[came_mask]
     both = np.concatenate([prev, cur])
     side = np.repeat(np.array([0, 1], np.int8), [len(prev), len(cur)])
     order = np.lexsort((side, both["categories"], both["end"], both["start"]))

@@ -189,3 +189,47 @@ def test_sigkill_loses_only_what_was_not_flushed(tmp_path, min_on_disk):
     # the first part holds the snapshots taken before the writer saw the first one
     first_part = fmt.list_parts(path, "snapshots")[0][0]
     assert first_part.first == 0 and first_part.end <= 3, first_part
+
+
+def test_an_error_in_the_loop_leaves_every_snapshot_taken_on_disk(tmp_path, monkeypatch):
+    import pmviz
+    from pmviz.recorder import _recorder
+
+    calls = {"n": 0}
+    real = _recorder.Recorder._read_maps
+
+    def failing(self, previous):
+        calls["n"] += 1
+        if calls["n"] == 40:
+            raise RuntimeError("boom")
+        return real(self, previous)
+
+    monkeypatch.setattr(_recorder.Recorder, "_read_maps", failing)
+    out = str(tmp_path / "e.pmviz")
+    rec = pmviz.Recorder(
+        "self", interval=0.005, out=out, writes="none", progress=False, flush_interval=10
+    ).start()
+    with pytest.raises(pmviz.Error, match="boom"):
+        rec.wait(timeout=60)
+    cap = open_capture(out)
+    assert cap.n_snapshots == rec._builder.n == 39  # the flush interval had not come
+    assert cap.meta.end_reason.startswith("error:") and "boom" in cap.meta.end_reason
+
+
+def test_a_mapped_file_with_a_non_utf8_name_is_recorded_exactly(tmp_path):
+    import mmap
+
+    import pmviz
+
+    name = os.path.join(os.fsencode(tmp_path), b"x\xff.dat")
+    with open(name, "wb") as f:
+        f.write(b"\0" * 8192)
+    with open(name, "rb") as f:
+        m = mmap.mmap(f.fileno(), 8192, prot=mmap.PROT_READ)
+        try:
+            out = str(tmp_path / "u.pmviz")
+            pmviz.record("self", count=2, interval=0.01, out=out, writes="none", progress=False)
+        finally:
+            m.close()
+    paths = {p.encode("utf-8", "surrogateescape") for p in open_capture(out).vmas_at(0).paths}
+    assert name in paths
