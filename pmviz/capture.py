@@ -246,6 +246,12 @@ def _change_rows(gone: np.ndarray, came: np.ndarray) -> tuple[np.ndarray, np.nda
     return rows[o], kind[o]
 
 
+def _cols(rows: np.ndarray) -> np.ndarray:
+    """``REGION_DTYPE`` rows as a ``(3, n)`` uint64 matrix (start, end, categories): numpy
+    sorts and gathers plain contiguous columns several times faster than structured rows."""
+    return np.ascontiguousarray(rows).view(np.uint64).reshape(-1, 3).T.copy()
+
+
 def _apply(state: np.ndarray, rows: np.ndarray, sign: np.ndarray) -> np.ndarray:
     """``state`` (strictly sorted) after the changes ``rows``/``sign`` of one or more snapshots.
 
@@ -255,22 +261,32 @@ def _apply(state: np.ndarray, rows: np.ndarray, sign: np.ndarray) -> np.ndarray:
     """
     if not len(rows):
         return state
-    order = np.lexsort((rows["categories"], rows["end"], rows["start"]))
-    r = rows[order]
-    new = np.ones(len(r), bool)
-    new[1:] = ~_same_rows(r[1:], r[:-1])
+    c = _cols(rows)
+    order = np.lexsort((c[2], c[1], c[0]))
+    c = c[:, order]
+    new = np.ones(c.shape[1], bool)
+    new[1:] = (c[:, 1:] != c[:, :-1]).any(axis=0)
     net = np.add.reduceat(sign[order].astype(np.int64), np.flatnonzero(new))
-    u = r[new]
-    rem, add = u[net < 0], u[net > 0]
-    if len(rem):
-        pos = np.searchsorted(state["start"], rem["start"])
+    u = c[:, new]
+    rem, add = u[:, net < 0], u[:, net > 0]
+    st = state["start"]
+    if rem.shape[1]:
+        pos = np.searchsorted(st, rem[0])
         ok = pos < len(state)
-        ok[ok] = _same_rows(state[pos[ok]], rem[ok])
+        found = state[pos[ok]]
+        ok[ok] = (found["start"] == rem[0][ok]) & (found["end"] == rem[1][ok]) & (
+            found["categories"] == rem[2][ok]
+        )
         if not ok.all():
             raise ValueError("inconsistent changes: a row disappears that is not there")
-        state = np.delete(state, pos)
-    if len(add):
-        state = np.insert(state, np.searchsorted(state["start"], add["start"]), add)
+        keep = np.ones(len(state), bool)
+        keep[pos] = False
+        state = state[keep]
+        st = state["start"]
+    if add.shape[1]:
+        ins = np.empty(add.shape[1], REGION_DTYPE)
+        ins["start"], ins["end"], ins["categories"] = add[0], add[1], add[2]
+        state = np.insert(state, np.searchsorted(st, add[0]), ins)
     return state
 
 
