@@ -42,6 +42,9 @@ class Recorder:
     out : str, optional
         Also write the capture to this ``NAME.pmviz`` directory, flushed at least every
         ``flush_interval`` seconds so that killing the recorder loses at most that much.
+        Flushed rows leave memory (the recorder's memory stays flat); without ``out`` the
+        recorder keeps the capture in memory as keyframes + changes, growing with what
+        changes between snapshots.
     writes : {"auto", "none", "uffd-wp", "soft-dirty"} or WriteSource
         Write tracking. ``"auto"`` uses the best mechanism available for the target and
         records without written sets (saying why in ``meta.extra["writes_reason"]``) when
