@@ -274,8 +274,10 @@ def _apply(state: np.ndarray, rows: np.ndarray, sign: np.ndarray) -> np.ndarray:
         pos = np.searchsorted(st, rem[0])
         ok = pos < len(state)
         found = state[pos[ok]]
-        ok[ok] = (found["start"] == rem[0][ok]) & (found["end"] == rem[1][ok]) & (
-            found["categories"] == rem[2][ok]
+        ok[ok] = (
+            (found["start"] == rem[0][ok])
+            & (found["end"] == rem[1][ok])
+            & (found["categories"] == rem[2][ok])
         )
         if not ok.all():
             raise ValueError("inconsistent changes: a row disappears that is not there")
@@ -761,6 +763,12 @@ class Capture:
         from the snapshot kept before it.
         """
         idx = np.arange(self.n_snapshots)[snapshots]
+        if type(self) is not Capture and len(idx) > 1 and (np.diff(idx) > 1).sum() > 4:
+            # many runs of a capture read from disk: read the span once, select in memory
+            lo, hi = int(idx.min()), int(idx.max()) + 1
+            k = self.keyframes_before(lo)
+            if self._coff[hi] - self._coff[k] <= 1 << 24:
+                return self._span(k, hi).select(idx - k)
         enc = _Encoder()
         w_parts: list[np.ndarray] = []
         w_lens: list[np.ndarray] = []
@@ -786,6 +794,16 @@ class Capture:
             wr = np.concatenate(w_parts) if w_parts else _NO_ROWS
             woff = _offsets(np.concatenate(w_lens) if w_lens else [])
         return self._derived(idx, enc.arrays(), wr, woff)
+
+    def _span(self, k: int, b: int) -> Capture:
+        """Snapshots ``[k, b)`` (``k`` a keyframe) in memory, stored rows as they are."""
+        rows, kind = self._stored(k, b)
+        wr = woff = None
+        if self.written_offsets is not None:
+            wr = self._written_rows(k, b)
+            woff = self.written_offsets[k : b + 1] - self.written_offsets[k]
+        enc = (rows, kind, self._n_rows[k:b], np.diff(self._coff[k : b + 1]), self._key[k:b])
+        return self._derived(np.arange(k, b), enc, wr, woff)
 
     def _derived(
         self,
@@ -923,7 +941,27 @@ class Capture:
             raise ValueError("chunks() takes a contiguous range of snapshots (step 1)")
         for a, rows, counts in self._decode_chunks(rng.start, rng.stop, max_rows):
             b = a + len(counts)
-            chunk = self.select(slice(a, b))
+            off = _offsets(counts)
+            first = rows[: off[1]]
+            if self._regions is not None or b == a + 1:
+                stored, kind = _NO_ROWS, _NO_KIND
+            else:
+                stored, kind = self._stored(a + 1, b)
+            enc = (
+                np.concatenate([first, stored]),
+                np.concatenate([np.zeros(len(first), np.int8), kind]),
+                self._n_rows[a:b],
+                np.concatenate([[len(first)], np.diff(self._coff[a + 1 : b + 1])]),
+                np.concatenate([[True], self._key[a + 1 : b]]),
+            )
+            if self._regions is not None:  # dense: its own encoding is not needed
+                chunk = self.select(slice(a, b))
+            else:
+                wr = woff = None
+                if self.written_offsets is not None:
+                    wr = self._written_rows(a, b)
+                    woff = self.written_offsets[a : b + 1] - self.written_offsets[a]
+                chunk = self._derived(np.arange(a, b), enc, wr, woff)
             chunk._regions = rows
             yield a, chunk
 

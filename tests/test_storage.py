@@ -63,6 +63,15 @@ def test_roundtrip_and_lazy_loading(tmp_path):
     same(d, cap)
     same(open_capture(path).window(0.3, 0.5), cap.window(0.3, 0.5))
     same(open_capture(path).select(np.array([3, 90, 7])), cap.select(np.array([3, 90, 7])))
+    same(open_capture(path).downsample(every=7), cap.downsample(every=7))
+    for (a, x), (b, y) in zip(open_capture(path).chunks(max_rows=3000), cap.chunks(max_rows=3000)):
+        assert a == b
+        same(x, y)
+    got = list(open_capture(path).changes(slice(5, 100), max_rows=500))
+    want = list(cap.changes(slice(5, 100), max_rows=500))
+    assert all(
+        np.array_equal(g.rows, w.rows) and np.array_equal(g.sign, w.sign) for g, w in zip(got, want)
+    )
     lo, hi = 0x7F0000000000 + 0x10000 * 20 + 0x4000, 0x7F0000000000 + 0x10000 * 30
     same(open_capture(path).address_window(lo, hi), cap.address_window(lo, hi))
     assert "StoredCapture" in d._repr_html_()
