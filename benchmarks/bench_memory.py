@@ -129,7 +129,9 @@ def in_memory(args: argparse.Namespace) -> Capture:
     for name in sorted(os.listdir(sample)):
         if name.endswith(".pmviz"):
             v1 = pmviz.open(os.path.join(sample, name))
-            rows.append((f"sample_data/{name}", Capture(v1.meta, v1.time_ns, v1.regions, v1.region_offsets)))
+            rows.append(
+                (f"sample_data/{name}", Capture(v1.meta, v1.time_ns, v1.regions, v1.region_offsets))
+            )
     for name, c in rows:
         dense = c.n_regions * REGION_DTYPE.itemsize
         stored = c.stored_rows * (REGION_DTYPE.itemsize + 1)
@@ -165,8 +167,10 @@ def regions_at(cap: Capture) -> None:
         fresh.regions_at(i)
         t_next.append(time.perf_counter_ns() - t0)
     r, d, s = (statistics.median(x) / 1e3 for x in (t_rand, t_dense, t_next))
-    print(f"{cap.n_regions // cap.n_snapshots:,} regions per snapshot, keyframes every "
-          f"{cap.n_snapshots / len(cap.keyframes):.0f} snapshots on average.\n")
+    print(
+        f"{cap.n_regions // cap.n_snapshots:,} regions per snapshot, keyframes every "
+        f"{cap.n_snapshots / len(cap.keyframes):.0f} snapshots on average.\n"
+    )
     print("| access | median (µs) | ratio to dense copy |")
     print("|---|---:|---:|")
     print(f"| dense slice + copy (reference) | {d:.0f} | 1.00 |")
@@ -184,7 +188,7 @@ def run_recorder(target: str, out: str, interval: float, timed: bool = False) ->
 
 def rss_over_time(args: argparse.Namespace, tmp: str) -> None:
     marks = [m * 60 for m in args.rss_minutes]
-    print(f"## 3. Recorder RSS over time (262k regions, full speed, to a file)\n")
+    print("## 3. Recorder RSS over time (262k regions, full speed, to a file)\n")
     c = child(1 << 30)
     rec = run_recorder(str(c.pid), os.path.join(tmp, "rss.pmviz"), 0.0)
     got: dict[float, dict] = {}
@@ -206,8 +210,10 @@ def rss_over_time(args: argparse.Namespace, tmp: str) -> None:
     print("|---|---:|---:|---:|")
     for m in marks:
         s = got[m]
-        print(f"| {m / 60:g} min | {s['n']:,} | {s['rss_kib'] / 1024:.0f} | "
-              f"**{s['rss_kib'] / base['rss_kib']:.3f}** |")
+        print(
+            f"| {m / 60:g} min | {s['n']:,} | {s['rss_kib'] / 1024:.0f} | "
+            f"**{s['rss_kib'] / base['rss_kib']:.3f}** |"
+        )
     print()
 
 
@@ -253,16 +259,22 @@ def flush_cost(args: argparse.Namespace, tmp: str) -> None:
     ms = [f[0] / 1e6 for f in rest]
     per = [f[0] / 1e6 / max(f[1], 1) for f in rest]
     raw_ref = (raw + raw2) / 2
-    print(f"raw scan of the child: {raw_ref:.1f} ms (1,048,576 regions); {len(flushes)} flushes "
-          f"over {args.flush_seconds} s.\n")
+    print(
+        f"raw scan of the child: {raw_ref:.1f} ms (1,048,576 regions); {len(flushes)} flushes "
+        f"over {args.flush_seconds} s.\n"
+    )
     print("| flush | snapshots | stored rows | time (ms) | per snapshot (ms) | ratio to raw scan |")
     print("|---|---:|---:|---:|---:|---:|")
-    print(f"| first (keyframe) | {first[1]} | {first[2]:,} | {first[0] / 1e6:.0f} | "
-          f"{first[0] / 1e6 / max(first[1], 1):.0f} | {first[0] / 1e6 / raw_ref:.2f} |")
+    print(
+        f"| first (keyframe) | {first[1]} | {first[2]:,} | {first[0] / 1e6:.0f} | "
+        f"{first[0] / 1e6 / max(first[1], 1):.0f} | {first[0] / 1e6 / raw_ref:.2f} |"
+    )
     if rest:
-        print(f"| later, median | {statistics.median([f[1] for f in rest]):.0f} | "
-              f"{statistics.median([f[2] for f in rest]):,.0f} | {statistics.median(ms):.0f} | "
-              f"{statistics.median(per):.1f} | **{statistics.median(per) / raw_ref:.2f}** |")
+        print(
+            f"| later, median | {statistics.median([f[1] for f in rest]):.0f} | "
+            f"{statistics.median([f[2] for f in rest]):,.0f} | {statistics.median(ms):.0f} | "
+            f"{statistics.median(per):.1f} | **{statistics.median(per) / raw_ref:.2f}** |"
+        )
         print(f"| later, max | | | {max(ms):.0f} | {max(per):.1f} | {max(per) / raw_ref:.2f} |")
     print()
 
@@ -272,7 +284,10 @@ def loss(args: argparse.Namespace, tmp: str) -> None:
     print("| target | kills | kill times (s after start) | loss median (s) | loss max (s) |")
     print("|---|---:|---|---:|---:|")
     rng = random.Random(7)
-    for name, size, interval in (("small (the recorder itself)", 0, 0.02), ("1 M regions", 4 << 30, 0.1)):
+    for name, size, interval in (
+        ("small (the recorder itself)", 0, 0.02),
+        ("1 M regions", 4 << 30, 0.1),
+    ):
         c = child(size) if size else None
         losses, when = [], []
         try:
@@ -296,8 +311,10 @@ def loss(args: argparse.Namespace, tmp: str) -> None:
         finally:
             if c:
                 stop(c)
-        print(f"| {name} | {len(losses)} | {', '.join(f'{w:.1f}' for w in when)} | "
-              f"{statistics.median(losses):.2f} | **{max(losses):.2f}** |")
+        print(
+            f"| {name} | {len(losses)} | {', '.join(f'{w:.1f}' for w in when)} | "
+            f"{statistics.median(losses):.2f} | **{max(losses):.2f}** |"
+        )
     print()
 
 

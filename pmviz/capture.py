@@ -248,7 +248,8 @@ def _change_rows(gone: np.ndarray, came: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _cols(rows: np.ndarray) -> np.ndarray:
     """``REGION_DTYPE`` rows as a ``(3, n)`` uint64 matrix (start, end, categories): numpy
-    sorts and gathers plain contiguous columns several times faster than structured rows."""
+    sorts and gathers plain contiguous columns several times faster than structured rows.
+    """
     return np.ascontiguousarray(rows).view(np.uint64).reshape(-1, 3).T.copy()
 
 
