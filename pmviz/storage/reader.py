@@ -198,13 +198,11 @@ class StoredCapture(Capture):
         self.path = path
         for attempt in range(20):
             try:
-                self._open(strict)
+                # the last attempt reports what it finds (a part really missing, ...)
+                self._open(strict, retry=attempt < 19)
                 break
             except _Retry:
-                if attempt == 19:
-                    raise CaptureError(
-                        path, "the capture kept changing while it was opened; try again"
-                    ) from None
+                continue
         if self.skipped_parts:
             warnings.warn(
                 f"{path}: skipped damaged parts {self.skipped_parts}; the capture has "
@@ -214,7 +212,7 @@ class StoredCapture(Capture):
             )
 
     # -- opening ------------------------------------------------------------------------------
-    def _open(self, strict: bool) -> None:
+    def _open(self, strict: bool, retry: bool = True) -> None:
         path = self.path
         doc = fmt.read_meta(path)
         self.version = int(doc["format_version"])
@@ -223,7 +221,7 @@ class StoredCapture(Capture):
         meta = CaptureMeta.from_dict(doc)
         if not self.complete and meta.end_reason is None:
             meta = meta.replace(end_reason="incomplete: the recorder did not finish")
-        live = not self.complete
+        live = retry and not self.complete
         self.skipped_parts: list[str] = []
         self._parts: dict[str, list[_PartFile]] = {}
         # Reverse commit order: a snapshot listed in `snapshots` has its rows listed after.
