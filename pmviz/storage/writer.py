@@ -20,18 +20,38 @@ from . import format as fmt
 __all__ = ["CaptureWriter", "save"]
 
 
+def _arr(values: Any) -> pa.Array:
+    """A numeric numpy array as Arrow, from its buffer (``pa.array`` on numpy input can import
+    pandas, 0.25 s on the first flush of a recording)."""
+    a = np.ascontiguousarray(values)
+    if a.dtype == bool:
+        bits = np.packbits(a, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), len(a), [None, pa.py_buffer(bits)])
+    return pa.Array.from_buffers(pa.from_numpy_dtype(a.dtype), len(a), [None, pa.py_buffer(a)])
+
+
+def _bytes_arr(items: list[bytes], type_: pa.DataType) -> pa.Array:
+    """Strings or binaries as Arrow from offsets and data (no ``pa.array``: see ``_arr``)."""
+    off = np.zeros(len(items) + 1, np.int32)
+    np.cumsum([len(x) for x in items], out=off[1:])
+    data = b"".join(items)
+    return pa.Array.from_buffers(
+        type_, len(items), [None, pa.py_buffer(off), pa.py_buffer(data or b"\0")]
+    )
+
+
 def _rows_table(rows: np.ndarray, counts: np.ndarray, first: int, kind: Any = None) -> pa.Table:
     """Rows of consecutive snapshots from ``first`` (``counts`` rows each), numbered."""
     snap = np.repeat(np.arange(first, first + len(counts), dtype=np.int64), counts)
     cols = [
-        pa.array(snap),
-        pa.array(np.ascontiguousarray(rows["start"])),
-        pa.array(np.ascontiguousarray(rows["end"])),
-        pa.array(rows["categories"].astype(np.uint16)),
+        _arr(snap),
+        _arr(rows["start"]),
+        _arr(rows["end"]),
+        _arr(rows["categories"].astype(np.uint16)),
     ]
     if kind is None:
         return pa.table(cols, schema=fmt.WRITTEN_SCHEMA)
-    return pa.table(cols + [pa.array(np.asarray(kind, np.int8))], schema=fmt.REGIONS_SCHEMA)
+    return pa.table(cols + [_arr(np.asarray(kind, np.int8))], schema=fmt.REGIONS_SCHEMA)
 
 
 def _vmas_table(tables: list[tuple[int, Vmas]]) -> pa.Table:
@@ -42,31 +62,32 @@ def _vmas_table(tables: list[tuple[int, Vmas]]) -> pa.Table:
         ids = np.repeat([t for t, _ in tables], [len(v) for _, v in tables]).astype(np.int32)
     else:
         arr, paths, ids = Vmas().array, [], np.empty(0, np.int32)
-    cols: dict[str, Any] = {"vma_table": ids}
+    # pa.array per column: a dict of numpy string arrays would make pyarrow import pandas
+    cols: dict[str, Any] = {"vma_table": _arr(ids.astype(np.int32))}
     for name in ("start", "end", "offset", "inode", "dev_major", "dev_minor", "kind"):
-        cols[name] = np.ascontiguousarray(arr[name])
-    cols["perms"] = arr["perms"].astype(str)
-    cols["path"] = pa.array(paths, pa.binary())
-    return pa.table({f.name: cols[f.name] for f in fmt.VMAS_SCHEMA}, schema=fmt.VMAS_SCHEMA)
+        cols[name] = _arr(arr[name])
+    cols["perms"] = _bytes_arr(arr["perms"].tolist(), pa.string())
+    cols["path"] = _bytes_arr(paths, pa.binary())
+    return pa.table([cols[f.name] for f in fmt.VMAS_SCHEMA], schema=fmt.VMAS_SCHEMA)
 
 
 def _snapshots_table(cap: Capture, a: int, b: int, first: int) -> pa.Table:
     """Snapshots at positions ``[a, b)`` of ``cap``, numbered from ``first + a``."""
     tel = cap.telemetry
     wo = cap.written_offsets
-    return pa.table(
-        {
-            "snapshot": np.arange(first + a, first + b, dtype=np.int64),
-            "time_ns": cap.time_ns[a:b],
-            "vma_table": cap.vma_index[a:b],
-            "region_rows": cap._n_rows[a:b],
-            "written_rows": pa.nulls(b - a, pa.int64()) if wo is None else np.diff(wo[a : b + 1]),
-            **{k: tel[k][a:b] for k in TELEMETRY_FIELDS},
-            "keyframe": cap._key[a:b],
-            "change_rows": np.diff(cap._coff[a : b + 1]),
-        },
-        schema=fmt.SNAPSHOTS_SCHEMA,
-    )
+    cols = {
+        "snapshot": _arr(np.arange(first + a, first + b, dtype=np.int64)),
+        "time_ns": _arr(cap.time_ns[a:b]),
+        "vma_table": _arr(cap.vma_index[a:b].astype(np.int32)),
+        "region_rows": _arr(cap._n_rows[a:b].astype(np.int64)),
+        "written_rows": pa.nulls(b - a, pa.int64())
+        if wo is None
+        else _arr(np.diff(wo[a : b + 1]).astype(np.int64)),
+        **{k: _arr(tel[k][a:b].astype(np.int64)) for k in TELEMETRY_FIELDS},
+        "keyframe": _arr(cap._key[a:b]),
+        "change_rows": _arr(np.diff(cap._coff[a : b + 1]).astype(np.int64)),
+    }
+    return pa.table([cols[f.name] for f in fmt.SNAPSHOTS_SCHEMA], schema=fmt.SNAPSHOTS_SCHEMA)
 
 
 def _is_half_created(path: str) -> bool:
@@ -265,10 +286,12 @@ class CaptureWriter:
         marks = cap.marks[self._marks_written :]
         if marks:
             t = pa.table(
-                {
-                    "time_ns": np.array([m.time_ns for m in marks], np.int64),
-                    "label": [m.label for m in marks],
-                },
+                [
+                    _arr(np.array([m.time_ns for m in marks], np.int64)),
+                    _bytes_arr(
+                        [m.label.encode("utf-8", "surrogateescape") for m in marks], pa.string()
+                    ),
+                ],
                 schema=fmt.MARKS_SCHEMA,
             )
             size += self._write_part("marks", a, b, t)
