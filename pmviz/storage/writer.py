@@ -22,7 +22,8 @@ __all__ = ["CaptureWriter", "save"]
 
 def _arr(values: Any) -> pa.Array:
     """A numeric numpy array as Arrow, from its buffer (``pa.array`` on numpy input can import
-    pandas, 0.25 s on the first flush of a recording)."""
+    pandas, 0.25 s on the first flush of a recording).
+    """
     a = np.ascontiguousarray(values)
     if a.dtype == bool:
         bits = np.packbits(a, bitorder="little")
