@@ -120,7 +120,8 @@ class CaptureWriter:
     Parts are grouped in **segments**: a segment starts at a keyframe, so it is
     self-contained (its VMA tables are stored again in it). Every ``merge_every`` flushes the
     current segment's parts are merged into one, reading them back from disk (never from
-    memory); once a segment holds ``segment_rows`` stored rows (or ``max_size / 4`` bytes) it
+    memory); once a segment holds ``segment_rows`` stored rows, ``segment_snapshots``
+    snapshots (or ``max_size / 4`` bytes) it
     ends at the next keyframe and ``on_segment_full`` is called so the producer makes one
     soon. With ``max_size`` the oldest segments are deleted while the parts exceed it
     (``extra.dropped_snapshots``, ``extra.first_snapshot``).
@@ -154,6 +155,7 @@ class CaptureWriter:
         overwrite: bool = False,
         merge_every: int = 64,
         segment_rows: int = 1 << 24,
+        segment_snapshots: int = 1 << 15,
         max_size: int | None = None,
         reserve_bytes: int = fmt.RESERVE_BYTES,
         on_segment_full: Callable[[], None] | None = None,
@@ -163,6 +165,7 @@ class CaptureWriter:
         self.has_written = has_written
         self.merge_every = merge_every
         self.segment_rows = segment_rows
+        self.segment_snapshots = segment_snapshots
         if max_size is not None and (isinstance(max_size, bool) or int(max_size) <= 0):
             raise ValueError(f"max_size must be a positive number of bytes, got {max_size!r}")
         self.max_size = None if max_size is None else int(max_size)
@@ -348,7 +351,12 @@ class CaptureWriter:
         return self.flushed
 
     def _segment_full(self) -> bool:
-        return self._seg_rows >= self.segment_rows or (
+        # Snapshots bound it too: a merge rewrites the segment's snapshots table, so a static
+        # process recorded for hours must not grow one segment forever.
+        return (
+            self._seg_rows >= self.segment_rows
+            or self.flushed - self._seg_start >= self.segment_snapshots
+        ) or (
             self.segment_bytes is not None and self._seg_bytes >= self.segment_bytes
         )
 
@@ -399,6 +407,9 @@ class CaptureWriter:
                 if p.table == table:
                     fmt._unlink_quietly(p.path)
         self._seg_bytes = size
+        # Arrow's allocator keeps freed pages for reuse; a long recording must not keep the
+        # high-water mark of every merge
+        pa.default_memory_pool().release_unused()
 
     def _merge_parts(self, table: str, parts: list[fmt.Part], s: int, e: int) -> int:
         """Stream ``parts`` into one part ``[s, e)``: memory holds about one row group."""
