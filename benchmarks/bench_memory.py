@@ -14,9 +14,10 @@ at 1 M regions, and the data lost when the recorder is SIGKILLed.
    alternating written / zero page: 2 GiB resident) recorded to a file for ``--flush-seconds``;
    every ``CaptureWriter.flush`` is timed (the first holds the keyframe), against the raw scan
    of the same process in the same run.
-5. **Loss on SIGKILL.** A recorder process (``flush_interval=0.5``) is SIGKILLed at random
-   times; loss = kill time - time of the last snapshot on disk (``CLOCK_MONOTONIC`` is shared by
-   all processes). Small target (this recorder's own process) and the 1 M-region child.
+5. **Loss on SIGKILL.** A recorder process (``flush_interval=0.5``) is SIGKILLed at a random
+   time 0-3 s after its first snapshot; loss = kill time - time of the last snapshot on disk
+   (or of the first snapshot if none is on disk; ``CLOCK_MONOTONIC`` is shared by all
+   processes). Small target (this recorder's own process) and the 1 M-region child.
 
     python3 benchmarks/bench_memory.py [--rss-minutes 1 3] [--kills 8] [--skip-rss]
 """
@@ -74,6 +75,9 @@ if len(sys.argv) > 4 and sys.argv[4] == "time-flushes":
         return r
     CaptureWriter.flush = timed
 rec.start()
+while rec._builder.n == 0:
+    time.sleep(0.001)
+print(json.dumps({"first_ns": int(rec._builder._time.buf[0])}), flush=True)
 t0 = time.monotonic()
 while True:
     rss = [l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]
@@ -281,7 +285,9 @@ def flush_cost(args: argparse.Namespace, tmp: str) -> None:
 
 def loss(args: argparse.Namespace, tmp: str) -> None:
     print("## 5. Loss on SIGKILL (flush_interval 0.5 s)\n")
-    print("| target | kills | kill times (s after start) | loss median (s) | loss max (s) |")
+    print(
+        "| target | kills | kill times (s after the first snapshot) | loss median (s) | loss max (s) |"
+    )
     print("|---|---:|---|---:|---:|")
     rng = random.Random(7)
     for name, size, interval in (
@@ -293,18 +299,19 @@ def loss(args: argparse.Namespace, tmp: str) -> None:
         try:
             for k in range(args.kills):
                 out = os.path.join(tmp, f"kill{k}.pmviz")
-                t_start = time.monotonic_ns()
                 rec = run_recorder(str(c.pid) if c else "self", out, interval)
-                delay = rng.uniform(0.2, 4.0)
+                assert rec.stdout is not None
+                first_ns = json.loads(rec.stdout.readline())["first_ns"]
+                delay = rng.uniform(0.0, 3.0)
                 time.sleep(delay)
                 t_kill = time.monotonic_ns()
                 rec.send_signal(signal.SIGKILL)
                 rec.wait()
                 try:
                     cap = pmviz.open(out)
-                    last = int(cap.time_ns[-1]) if cap.n_snapshots else t_start
+                    last = int(cap.time_ns[-1]) if cap.n_snapshots else first_ns
                 except pmviz.CaptureError:
-                    last = t_start  # killed before the capture existed
+                    last = first_ns  # nothing on disk: lost since the first snapshot
                 losses.append((t_kill - last) / 1e9)
                 when.append(delay)
                 shutil.rmtree(out, ignore_errors=True)
