@@ -249,7 +249,7 @@ def flush_cost(args: argparse.Namespace, tmp: str) -> None:
             assert rec.stdout is not None
             for line in rec.stdout:
                 s = json.loads(line)
-                flushes += s["flushes"]
+                flushes += s.get("flushes", [])
                 if time.monotonic() > t_end:
                     break
         finally:
