@@ -253,6 +253,27 @@ def _cols(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows).view(np.uint64).reshape(-1, 3).T.copy()
 
 
+_H = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+
+
+def _group_order(c: np.ndarray) -> np.ndarray:
+    """An order of the ``(3, n)`` rows that makes identical rows adjacent.
+
+    Sorting one 64-bit hash of each row is ~10x faster than a three-key ``lexsort``; if two
+    different rows share a hash (checked: identical hashes must be identical rows), fall back.
+    """
+    with np.errstate(over="ignore"):
+        h = (c[0] * _H[0]) ^ (c[1] * _H[1]) ^ (c[2] * _H[2])
+    order = np.argsort(h)
+    hs = h[order]
+    same = hs[1:] == hs[:-1]
+    if same.any():
+        a, b = order[:-1][same], order[1:][same]
+        if (c[:, a] != c[:, b]).any():
+            return np.lexsort((c[2], c[1], c[0]))  # a collision (never seen): exact order
+    return order
+
+
 def _apply(state: np.ndarray, rows: np.ndarray, sign: np.ndarray) -> np.ndarray:
     """``state`` (strictly sorted) after the changes ``rows``/``sign`` of one or more snapshots.
 
@@ -263,7 +284,7 @@ def _apply(state: np.ndarray, rows: np.ndarray, sign: np.ndarray) -> np.ndarray:
     if not len(rows):
         return state
     c = _cols(rows)
-    order = np.lexsort((c[2], c[1], c[0]))
+    order = _group_order(c)
     c = c[:, order]
     new = np.ones(c.shape[1], bool)
     new[1:] = (c[:, 1:] != c[:, :-1]).any(axis=0)
@@ -287,6 +308,7 @@ def _apply(state: np.ndarray, rows: np.ndarray, sign: np.ndarray) -> np.ndarray:
         state = state[keep]
         st = state["start"]
     if add.shape[1]:
+        add = add[:, np.argsort(add[0], kind="stable")]  # groups come in hash order
         ins = np.empty(add.shape[1], REGION_DTYPE)
         ins["start"], ins["end"], ins["categories"] = add[0], add[1], add[2]
         state = np.insert(state, np.searchsorted(st, add[0]), ins)
