@@ -315,6 +315,28 @@ def _apply(state: np.ndarray, rows: np.ndarray, sign: np.ndarray) -> np.ndarray:
     return state
 
 
+def _step(state: np.ndarray, rows: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """``state`` after ONE snapshot's stored changes: its disappearing rows are all in
+    ``state`` and its appearing rows all new (a diff, nothing cancels), so no grouping."""
+    if not len(rows):
+        return state
+    gone, came = kind < 0, kind > 0
+    st = state["start"]
+    pos = np.searchsorted(st, rows["start"][gone])
+    if len(pos):
+        found = state[np.minimum(pos, max(len(state) - 1, 0))] if len(state) else state
+        if len(found) != len(pos) or not _same_rows(found, rows[gone]).all():
+            return _apply(state, rows, kind)  # not a plain diff (e.g. clipped): the general way
+        keep = np.ones(len(state), bool)
+        keep[pos] = False
+        state = state[keep]
+        st = state["start"]
+    add = rows[came]
+    if len(add):
+        state = np.insert(state, np.searchsorted(st, add["start"]), add)
+    return state
+
+
 class _Encoder:
     """Turns consecutive snapshots into keyframes + changes (the in-memory change model).
 
@@ -627,8 +649,12 @@ class Capture:
     @property
     def regions(self) -> np.ndarray:
         if self._regions is None:
-            parts = [rows for _, rows, _ in self._decode_chunks(0, self.n_snapshots, 1 << 22)]
-            self._regions = np.concatenate(parts) if parts else _NO_ROWS
+            out = np.empty(self.n_regions, REGION_DTYPE)
+            pos = 0
+            for _, rows, _ in self._decode_chunks(0, self.n_snapshots, 1 << 22):
+                out[pos : pos + len(rows)] = rows
+                pos += len(rows)
+            self._regions = out
         return self._regions
 
     @property
@@ -738,7 +764,8 @@ class Capture:
             nk = int(self._coff[k + 1] - self._coff[k])
             base, state, rows, kind = k, rows[:nk], rows[nk:], kind[nk:]
         if len(rows):
-            state = _apply(state, rows, kind)
+            one = base == i - 1  # one snapshot's changes: a plain diff
+            state = _step(state, rows, kind) if one else _apply(state, rows, kind)
         self._decoded = (i, state)
         return state
 
@@ -934,7 +961,7 @@ class Capture:
                 m = int(self._coff[j + 1] - self._coff[j])
                 r, k = rows[pos : pos + m], kind[pos : pos + m]
                 pos += m
-                state = r if self._key[j] else _apply(state, r, k)
+                state = r if self._key[j] else _step(state, r, k)
                 out.append(state)
             self._decoded = (b - 1, state)
             yield a, np.concatenate(out), n_rows[a:b]
