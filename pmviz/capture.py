@@ -317,7 +317,8 @@ def _apply(state: np.ndarray, rows: np.ndarray, sign: np.ndarray) -> np.ndarray:
 
 def _step(state: np.ndarray, rows: np.ndarray, kind: np.ndarray) -> np.ndarray:
     """``state`` after ONE snapshot's stored changes: its disappearing rows are all in
-    ``state`` and its appearing rows all new (a diff, nothing cancels), so no grouping."""
+    ``state`` and its appearing rows all new (a diff, nothing cancels), so no grouping.
+    """
     if not len(rows):
         return state
     gone, came = kind < 0, kind > 0
