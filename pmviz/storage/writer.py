@@ -175,6 +175,7 @@ class CaptureWriter:
         self.first_kept = 0
         self.dropped = 0
         self._seg_start = 0
+        self._merged_end = 0  # parts of the current segment before this are merged
         self._seg_rows = 0
         self._seg_bytes = 0
         self._flushes = 0  # since the last merge
@@ -347,7 +348,7 @@ class CaptureWriter:
             if self.on_segment_full is not None:
                 self.on_segment_full()
         if self._flushes >= self.merge_every:
-            self.merge()
+            self.merge(whole=False)
         return self.flushed
 
     def _segment_full(self) -> bool:
@@ -356,15 +357,14 @@ class CaptureWriter:
         return (
             self._seg_rows >= self.segment_rows
             or self.flushed - self._seg_start >= self.segment_snapshots
-        ) or (
-            self.segment_bytes is not None and self._seg_bytes >= self.segment_bytes
-        )
+        ) or (self.segment_bytes is not None and self._seg_bytes >= self.segment_bytes)
 
     def _close_segment(self, at: int) -> None:
         """The current segment ends before snapshot ``at`` (a keyframe); merge, maybe drop."""
         self.merge()
         self._closed.append((self._seg_start, at, self._seg_bytes))
         self._seg_start, self._seg_rows, self._seg_bytes = at, 0, 0
+        self._merged_end = at
         self._seg_tables = set()
         self._full_signalled = False
         self._enforce_max_size()
@@ -382,31 +382,38 @@ class CaptureWriter:
             self.first_kept, self.dropped = e, self.dropped + (e - s)
             self.write_meta(self.meta, complete=False)
 
-    def merge(self) -> None:
-        """Replace the current segment's parts by one part per table, streamed from disk.
+    def merge(self, *, whole: bool = True) -> None:
+        """Replace parts by one part per table, streamed from disk.
 
-        The merged part is written (and fsynced) before the parts it replaces are deleted;
-        readers ignore a part whose range lies inside another's, so a reader listing the
-        directory at any moment sees every committed snapshot once.
+        ``whole``: every part of the current segment (at its end, and at close); otherwise
+        only the small parts flushed since the last merge, so that a periodic merge costs what
+        was flushed since, not the whole segment again. The merged part is written (and
+        fsynced) before the parts it replaces are deleted; readers ignore a part whose range
+        lies inside another's, so a reader listing the directory at any moment sees every
+        committed snapshot once.
         """
         self._flushes = 0
-        s, e = self._seg_start, self.flushed
-        if e <= s:
-            return
-        size = 0
-        replaced: list[fmt.Part] = []
-        for table in fmt.TABLES:  # commit order: snapshots last
-            parts = [p for p in fmt.list_parts(self.path, table)[0] if s <= p.first and p.end <= e]
-            replaced += [p for p in parts if (p.first, p.end) != (s, e)]
-            if len(parts) == 1 and (parts[0].first, parts[0].end) == (s, e):
-                size += os.path.getsize(parts[0].path)
-            elif parts:
-                size += self._merge_parts(table, parts, s, e)
-        for table in reversed(fmt.TABLES):
-            for p in replaced:
-                if p.table == table:
-                    fmt._unlink_quietly(p.path)
-        self._seg_bytes = size
+        s, e = (self._seg_start if whole else self._merged_end), self.flushed
+        if e > s:
+            replaced: list[fmt.Part] = []
+            for table in fmt.TABLES:  # commit order: snapshots last
+                parts = [
+                    p for p in fmt.list_parts(self.path, table)[0] if s <= p.first and p.end <= e
+                ]
+                replaced += [p for p in parts if (p.first, p.end) != (s, e)]
+                if parts and not (len(parts) == 1 and (parts[0].first, parts[0].end) == (s, e)):
+                    self._merge_parts(table, parts, s, e)
+            for table in reversed(fmt.TABLES):
+                for p in replaced:
+                    if p.table == table:
+                        fmt._unlink_quietly(p.path)
+            self._merged_end = e
+        self._seg_bytes = sum(
+            os.path.getsize(p.path)
+            for t in fmt.TABLES
+            for p in fmt.list_parts(self.path, t)[0]
+            if self._seg_start <= p.first
+        )
         # Arrow's allocator keeps freed pages for reuse; a long recording must not keep the
         # high-water mark of every merge
         pa.default_memory_pool().release_unused()
