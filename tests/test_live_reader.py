@@ -233,3 +233,37 @@ def test_a_mapped_file_with_a_non_utf8_name_is_recorded_exactly(tmp_path):
             m.close()
     paths = {p.encode("utf-8", "surrogateescape") for p in open_capture(out).vmas_at(0).paths}
     assert name in paths
+
+
+def test_recorder_max_size_keeps_a_ring_and_marks(tmp_path):
+    import pmviz
+
+    out = str(tmp_path / "r.pmviz")
+    rec = pmviz.Recorder(
+        "self",
+        interval=0.002,
+        count=400,
+        out=out,
+        writes="none",
+        progress=False,
+        flush_interval=0.02,
+        max_size=60_000,
+    ).start()
+    cap = rec.wait(timeout=120)
+    d = open_capture(out)
+    assert d.complete and d.meta.extra["dropped_snapshots"] > 0
+    first = d.meta.extra["first_snapshot"]
+    assert d.snapshot_ids[0] == first and d.snapshot_ids[-1] == 399
+    assert cap.n_snapshots == d.n_snapshots == 400 - first
+    assert d.regions_at(0) == cap.regions_at(0) and d.regions_at(-1) == cap.regions_at(-1)
+    size = sum(os.path.getsize(p.path) for t in fmt.TABLES for p in fmt.list_parts(out, t)[0])
+    assert size < 2 * 60_000
+    # marks are stored with the capture (the ring above dropped the segment holding its mark)
+    out2 = str(tmp_path / "m.pmviz")
+    rec = pmviz.Recorder("self", interval=0.01, count=5, out=out2, writes="none", progress=False)
+    rec.start()
+    rec.mark("begin")
+    rec.wait(timeout=60)
+    assert [m.label for m in open_capture(out2).marks] == ["begin"]
+    with pytest.raises(ValueError, match="max_size"):
+        pmviz.Recorder("self", count=1, max_size=10)  # a ring needs out=
