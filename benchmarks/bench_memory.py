@@ -200,6 +200,8 @@ def rss_over_time(args: argparse.Namespace, tmp: str) -> None:
         assert rec.stdout is not None
         for line in rec.stdout:
             s = json.loads(line)
+            if "t" not in s:
+                continue
             for m in marks:
                 if m not in got and s["t"] >= m:
                     got[m] = s
