@@ -77,7 +77,7 @@ if len(sys.argv) > 4 and sys.argv[4] == "time-flushes":
 rec.start()
 while rec._builder.n == 0:
     time.sleep(0.001)
-print(json.dumps({"first_ns": int(rec._builder._time.buf[0])}), flush=True)
+print(json.dumps({"first_ns": int(rec._builder.meta.start_monotonic_ns)}), flush=True)
 t0 = time.monotonic()
 while True:
     rss = [l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]

@@ -56,25 +56,22 @@ class _Column:
         self.base = pos
 
 
-class _Grow:
-    """A growing per-snapshot column (small: one value per snapshot)."""
+class _Grow(_Column):
+    """A growing per-snapshot column (one value per snapshot; released ones dropped too)."""
 
     def __init__(self, dtype: Any, first: Any = None) -> None:
-        self.buf = np.empty(64, dtype)
-        self.n = 0
+        super().__init__(dtype, 64)
         if first is not None:
             self.push(first)
 
     def push(self, v: Any) -> None:
-        if self.n == len(self.buf):
+        used = self.end - self.base
+        if used == len(self.buf):
             bigger = np.empty(2 * len(self.buf), self.buf.dtype)
-            bigger[: self.n] = self.buf
+            bigger[:used] = self.buf[:used]
             self.buf = bigger
-        self.buf[self.n] = v
-        self.n += 1
-
-    def view(self, lo: int, hi: int) -> np.ndarray:
-        return self.buf[lo:hi]
+        self.buf[used] = v
+        self.end += 1
 
 
 class CaptureBuilder:
@@ -188,10 +185,23 @@ class CaptureBuilder:
             upto = min(upto, self.n)
             if upto <= self.mem_first:
                 return
-            self._rows.drop_before(int(self._coff.buf[upto]))
-            self._kind.drop_before(int(self._coff.buf[upto]))
+            (r,) = self._coff.view(upto, upto + 1)
+            self._rows.drop_before(int(r))
+            self._kind.drop_before(int(r))
             if self._wrows is not None and self._woff is not None:
-                self._wrows.drop_before(int(self._woff.buf[upto]))
+                (w,) = self._woff.view(upto, upto + 1)
+                self._wrows.drop_before(int(w))
+                self._woff.drop_before(upto)
+            # the live view reads released snapshots' columns from the file too
+            for col in (
+                self._time,
+                self._vidx,
+                self._nrows,
+                self._key,
+                self._coff,
+                *self._tel.values(),
+            ):
+                col.drop_before(upto)
             self.mem_first = upto
 
     def set_disk(self, open_flushed: Callable[[], Capture]) -> None:
