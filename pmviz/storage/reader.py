@@ -484,6 +484,9 @@ class StoredCapture(Capture):
     # -- lazy rows ----------------------------------------------------------------------------
     def _relist(self, table: str) -> None:
         parts, _ = fmt.list_parts(self.path, table)
+        parts = validate.drop_overlapping_parts(
+            parts, strict=self._strict, dropped=self.skipped_parts
+        )
         self._parts[table] = [_PartFile(p, self.version) for p in parts]
 
     def _rows(self, table: str, a: int, b: int, kind: np.ndarray | None = None) -> np.ndarray:
