@@ -267,13 +267,18 @@ class StoredCapture(Capture):
         self.snapshot_ids = ids
         self._has_w = self._check_written_dir(strict)
         ok = self._check_coverage(strict, ids, crows, snaps["written_rows"], live)
-        damaged = np.ones(len(ids), bool)
+        sound = np.ones(len(ids), bool)
         if not strict:
-            damaged = self._drop_damaged_rows(ids, key, crows, snaps["written_rows"])
-        ok &= damaged
+            try:
+                sound = self._drop_damaged_rows(ids, key, crows, snaps["written_rows"])
+            except _Gone:
+                if live:
+                    raise _Retry from None
+                raise
+        ok &= sound
         ok &= self._check_vma_index(strict, ids, snaps["vma_table"])
         # a drop for damage is final: re-listing a live capture would not bring it back
-        ok &= self._check_chain(strict, ids, key, ok, live and bool(damaged.all()))
+        ok &= self._check_chain(strict, ids, key, ok, live and bool(sound.all()))
         if not ok.all():
             snaps = {k: v[ok] for k, v in snaps.items()}
             ids, key, crows = ids[ok], key[ok], crows[ok]
