@@ -168,11 +168,16 @@ class Recorder:
             raise RuntimeError("the recorder has not started; call start()")
         return self._builder.capture()
 
-    def mark(self, label: str) -> None:
-        """Record a named instant now (``capture.marks``; stored with the capture)."""
+    def mark(self, label: str, *, time_ns: int | None = None) -> None:
+        """Record a named instant (``capture.marks``; stored with the capture).
+
+        ``time_ns``: when it happened (``CLOCK_MONOTONIC`` ns, as ``time.monotonic_ns()``);
+        now by default. A mark received from elsewhere (a FIFO, ``pmviz.mark``) keeps the
+        time it was sent at.
+        """
         if self._builder is None:
             raise RuntimeError("the recorder has not started; call start()")
-        self._builder.mark(time.monotonic_ns(), label)
+        self._builder.mark(time.monotonic_ns() if time_ns is None else int(time_ns), label)
 
     def start(self) -> Recorder:
         """Open the target and start recording in a background thread; returns ``self``."""
