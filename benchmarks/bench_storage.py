@@ -1,9 +1,12 @@
 """Capture files: bytes per region per snapshot, and loading a 1 % window of a 1 GiB capture.
 
-1. **Size.** Records real processes with ``pmviz.record(..., out=...)`` and divides the bytes
-   on disk by the region rows stored (one row per region per snapshot):
-   a quiescent child (the steady case the format is tuned for), a Python child whose heap
-   churns a little every snapshot, and this benchmark's own interpreter.
+1. **Size, format 1 vs 2.** Records real processes with ``pmviz.record(..., out=...)``
+   (format 2: keyframes + changes) and divides the bytes on disk by the regions over all
+   snapshots; the same capture is also written as format 1 would (every snapshot in full,
+   the old writer's layout and Parquet options) for the same-run reference. Workloads: a
+   quiescent child (the steady case), a Python child whose heap churns a little every
+   snapshot, this benchmark's own interpreter, and the bundled sample captures (format 1 on
+   disk, rewritten with ``save`` as format 2).
 2. **1 GiB capture.** Synthesises a capture whose region rows take 1 GiB in memory (44.7 M
    rows of 24 bytes: 4,470 snapshots of 10,000 regions, ~1 % of them changing category per
    snapshot), writes it with ``pmviz.storage.save`` to a temporary directory (deleted
@@ -47,6 +50,54 @@ def disk_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
+def v1_bytes(cap: Capture, tmp: str) -> int:
+    """Bytes of ``cap`` written as format 1: every snapshot's rows in full (dense), one part."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pmviz.storage import format as fmt
+
+    d = tempfile.mkdtemp(dir=tmp)
+    off = cap.region_offsets
+    rows = cap.regions
+    snap = np.repeat(np.arange(cap.n_snapshots, dtype=np.int64), np.diff(off))
+    regions = pa.table(
+        [
+            pa.array(snap),
+            pa.array(np.ascontiguousarray(rows["start"])),
+            pa.array(np.ascontiguousarray(rows["end"])),
+            pa.array(rows["categories"].astype(np.uint16)),
+        ],
+        schema=fmt.REGIONS_SCHEMA_V1,
+    )
+    pq.write_table(
+        regions,
+        os.path.join(d, "r.parquet"),
+        row_group_size=fmt.ROW_GROUP_ROWS,
+        **fmt.PARQUET_OPTIONS,
+    )
+    b = disk_bytes(d)
+    shutil.rmtree(d)
+    return b
+
+
+def table_bytes(path: str, table: str) -> int:
+    d = os.path.join(path, table)
+    return disk_bytes(d) if os.path.isdir(d) else 0
+
+
+def size_row(name: str, cap: Capture, path: str, tmp: str) -> str:
+    """Whole capture in format 2 vs the same capture with its regions table as format 1."""
+    total = disk_bytes(path)
+    v1 = total - table_bytes(path, "regions") + v1_bytes(cap, tmp)
+    regions = cap.n_regions
+    return (
+        f"| {name} | {cap.n_snapshots} | {regions // max(cap.n_snapshots, 1):,} | "
+        f"{len(cap.vma_tables)} | {v1:,} | {v1 / regions:.3f} | {total:,} | "
+        f"{total / regions:.3f} | **{total / v1:.3f}** |"
+    )
+
+
 def size_case(name: str, target, n: int, tmp: str) -> str:
     out = os.path.join(tmp, f"{name}.pmviz")
     child = None
@@ -66,11 +117,7 @@ def size_case(name: str, target, n: int, tmp: str) -> str:
         if child:
             child.kill()
             child.wait()
-    b = disk_bytes(out)
-    regions = cap.n_regions
-    return (
-        f"| {name} | {n} | {regions // n:,} | {len(cap.vma_tables)} | {b:,} | {b / regions:.3f} |"
-    )
+    return size_row(name, cap, out, tmp)
 
 
 def synthesize(n_snap: int, n_reg: int, churn: float, seed: int = 0) -> Capture:
@@ -145,6 +192,7 @@ def main() -> None:
     ap.add_argument("--snapshots", type=int, default=4470)
     ap.add_argument("--regions", type=int, default=10_000)
     ap.add_argument("--keep", help="write the big capture here and keep it")
+    ap.add_argument("--sizes-only", action="store_true", help="only the first table")
     ap.add_argument(
         "--churn", type=float, default=0.002, help="share of regions changing per snapshot"
     )
@@ -152,13 +200,22 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="pmviz-bench-storage-")
     try:
         print(
-            "| workload | snapshots | regions/snapshot | VMA tables | bytes on disk | "
-            "bytes per region per snapshot |"
+            "| workload | snapshots | regions/snapshot | VMA tables | format 1 bytes | "
+            "format 1 B/region/snapshot | format 2 bytes | format 2 B/region/snapshot | "
+            "2 / 1 |"
         )
-        print("|---|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         print(size_case("quiescent child (numpy, 50 MB)", STEADY, 600, tmp))
         print(size_case("churning Python heap", CHURN, 600, tmp))
         print(size_case("this interpreter (self)", None, 300, tmp))
+        sample = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sample_data")
+        for name in sorted(os.listdir(sample)):
+            if name.endswith(".pmviz"):
+                v1 = pmviz.open(os.path.join(sample, name))
+                out = save(v1, os.path.join(tmp, name))
+                print(size_row(f"sample_data/{name}", pmviz.open(out), out, tmp))
+        if args.sizes_only:
+            return
 
         t0 = time.perf_counter()
         cap = synthesize(args.snapshots, args.regions, args.churn)

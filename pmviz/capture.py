@@ -1,8 +1,11 @@
-"""``Capture``: a time series of region snapshots of one process, columnar in memory.
+"""``Capture``: a time series of region snapshots of one process, stored as change.
 
-One regions array for all snapshots plus offsets (snapshot ``i`` is
-``regions[region_offsets[i]:region_offsets[i+1]]``), the same for written sets, and VMA tables
-stored once per change. Analysis works on these arrays directly; ``regions_at(i)`` is a view.
+Each snapshot is a keyframe (all its region rows) or its changes against the previous snapshot
+(rows that disappeared, rows that appeared), so memory grows with what changes, not with
+snapshots x regions. ``regions_at(i)`` rebuilds a snapshot from the nearest keyframe;
+``chunks()`` and ``changes()`` stream; ``regions``/``region_offsets`` remain as a dense
+compatibility view built on first access. Written sets (already change-shaped) are stored per
+snapshot, VMA tables once per change.
 
 ``pmviz.open`` returns a subclass whose big arrays (``regions``, ``written``, ``vma_tables``)
 load on first access; everything here goes through those attributes or the per-snapshot
@@ -31,10 +34,13 @@ __all__ = [
     "Mark",
     "Snapshot",
     "FORMAT_VERSION",
+    "KEYFRAME",
+    "APPEARS",
+    "DISAPPEARS",
     "TELEMETRY_FIELDS",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 TELEMETRY_FIELDS = (
     "scan_ns",
@@ -150,8 +156,336 @@ def clip_rows(
     return out, _offsets(np.bincount(snap[keep], minlength=len(off) - 1))
 
 
+# -- the change model ---------------------------------------------------------------------------
+# A capture stores each snapshot either as a keyframe (all its rows) or as its changes against
+# the previous snapshot: the rows that disappeared (kind -1) and the rows that appeared (kind +1),
+# identical (start, end, categories) rows matching. Keyframe rows have kind 0.
+KEYFRAME, APPEARS, DISAPPEARS = 0, 1, -1
+
+_NO_ROWS = np.empty(0, REGION_DTYPE)
+_NO_KIND = np.empty(0, np.int8)
+
+
+def _strictly_sorted(rows: np.ndarray) -> bool:
+    """Rows sorted by start with distinct starts (what the kernel returns): diffable by start."""
+    s = rows["start"]
+    return bool(len(s) < 2 or (s[1:] > s[:-1]).all())
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (
+        (a["start"] == b["start"]) & (a["end"] == b["end"]) & (a["categories"] == b["categories"])
+    )
+
+
+def _diff(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of ``prev`` not in ``cur``, rows of ``cur`` not in ``prev``), each in input order.
+
+    Two strictly sorted snapshots match by start (``searchsorted``); anything else by a sort of
+    both (multiset semantics: a row repeated k times matches k identical rows).
+    """
+    if (
+        len(prev) == len(cur)
+        and prev.flags.c_contiguous
+        and cur.flags.c_contiguous
+        and np.array_equal(prev.view(np.uint64), cur.view(np.uint64))
+    ):
+        return prev[:0], cur[:0]  # nothing changed (the steady case): one memory compare
+    if len(prev) == len(cur) and np.array_equal(prev["start"], cur["start"]):
+        # the common case (same layout, some categories or ends changed): compare in place
+        diff = (prev["end"] != cur["end"]) | (prev["categories"] != cur["categories"])
+        return prev[diff], cur[diff]
+    if _strictly_sorted(prev) and _strictly_sorted(cur):
+        # Rows before the first and after the last shifted start line up: compare those in
+        # place and match only the middle by searchsorted (a mapping change is local).
+        m = min(len(prev), len(cur))
+        ps, cs = prev["start"], cur["start"]
+        neq = np.flatnonzero(ps[:m] != cs[:m])
+        p = int(neq[0]) if len(neq) else m
+        tail = m - p
+        neq = np.flatnonzero(ps[len(ps) - tail :] != cs[len(cs) - tail :]) if tail else neq[:0]
+        q = tail - (int(neq[-1]) + 1) if len(neq) else tail  # equal starts at the end
+        gone_mask = np.zeros(len(prev), bool)
+        came_mask = np.zeros(len(cur), bool)
+        for (pa, pb), (ca, cb) in (
+            ((0, p), (0, p)),
+            ((len(prev) - q, len(prev)), (len(cur) - q, len(cur))),
+        ):
+            d = (prev["end"][pa:pb] != cur["end"][ca:cb]) | (
+                prev["categories"][pa:pb] != cur["categories"][ca:cb]
+            )
+            gone_mask[pa:pb] = d
+            came_mask[ca:cb] = d
+        pm, cm = prev[p : len(prev) - q], cur[p : len(cur) - q]
+        j = np.searchsorted(pm["start"], cm["start"])
+        jc = np.minimum(j, max(len(pm) - 1, 0))
+        match = (j < len(pm)) & _same_rows(pm[jc], cm) if len(pm) else np.zeros(len(cm), bool)
+        kept = np.zeros(len(pm), bool)
+        kept[jc[match]] = True
+        gone_mask[p : len(prev) - q] = ~kept
+        came_mask[p : len(cur) - q] = ~match
+        return prev[gone_mask], cur[came_mask]
+    both = np.concatenate([prev, cur])
+    side = np.repeat(np.array([0, 1], np.int8), [len(prev), len(cur)])
+    order = np.lexsort((side, both["categories"], both["end"], both["start"]))
+    r, s = both[order], side[order]
+    new = np.ones(len(r), bool)
+    new[1:] = ~_same_rows(r[1:], r[:-1])
+    grp = np.cumsum(new) - 1
+    n_prev = np.bincount(grp, weights=(s == 0), minlength=int(new.sum())).astype(np.int64)
+    rank = np.arange(len(r)) - np.flatnonzero(new)[grp]  # position within its group
+    # in a group: the first n_prev rows are prev's; cur's rows match prev's one to one
+    n_cur = np.bincount(grp, minlength=len(n_prev)) - n_prev
+    keep_prev = (s == 0) & (rank >= n_cur[grp])
+    keep_cur = (s == 1) & (rank - n_prev[grp] >= n_prev[grp])
+    gone = np.sort(order[keep_prev])
+    came = np.sort(order[keep_cur]) - len(prev)
+    return prev[gone], cur[came]
+
+
+def _change_rows(gone: np.ndarray, came: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One snapshot's stored change rows: by start, a disappearing row before an appearing one."""
+    rows = np.concatenate([gone, came])
+    kind = np.concatenate(
+        [np.full(len(gone), DISAPPEARS, np.int8), np.full(len(came), APPEARS, np.int8)]
+    )
+    o = np.argsort(rows["start"], kind="stable")
+    return rows[o], kind[o]
+
+
+def _cols(rows: np.ndarray) -> np.ndarray:
+    """``REGION_DTYPE`` rows as a ``(3, n)`` uint64 matrix (start, end, categories): numpy
+    sorts and gathers plain contiguous columns several times faster than structured rows.
+    """
+    return np.ascontiguousarray(rows).view(np.uint64).reshape(-1, 3).T.copy()
+
+
+_H = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+
+
+def _group_order(c: np.ndarray) -> np.ndarray:
+    """An order of the ``(3, n)`` rows that makes identical rows adjacent.
+
+    Sorting one 64-bit hash of each row is ~10x faster than a three-key ``lexsort``; if two
+    different rows share a hash (checked: identical hashes must be identical rows), fall back.
+    """
+    with np.errstate(over="ignore"):
+        h = (c[0] * _H[0]) ^ (c[1] * _H[1]) ^ (c[2] * _H[2])
+    order = np.argsort(h)
+    hs = h[order]
+    same = hs[1:] == hs[:-1]
+    if same.any():
+        a, b = order[:-1][same], order[1:][same]
+        if (c[:, a] != c[:, b]).any():
+            return np.lexsort((c[2], c[1], c[0]))  # a collision (never seen): exact order
+    return order
+
+
+def _apply(state: np.ndarray, rows: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """``state`` (strictly sorted) after the changes ``rows``/``sign`` of one or more snapshots.
+
+    Vectorized: the changes are grouped by identical row and their signs summed; a net -1
+    removes the row from ``state`` (found by ``searchsorted`` on start), a net +1 inserts it.
+    Costs a sort of the changes plus one copy of ``state``.
+    """
+    if not len(rows):
+        return state
+    c = _cols(rows)
+    order = _group_order(c)
+    c = c[:, order]
+    new = np.ones(c.shape[1], bool)
+    new[1:] = (c[:, 1:] != c[:, :-1]).any(axis=0)
+    net = np.add.reduceat(sign[order].astype(np.int64), np.flatnonzero(new))
+    u = c[:, new]
+    rem, add = u[:, net < 0], u[:, net > 0]
+    st = state["start"]
+    if rem.shape[1]:
+        pos = np.searchsorted(st, rem[0])
+        ok = pos < len(state)
+        found = state[pos[ok]]
+        ok[ok] = (
+            (found["start"] == rem[0][ok])
+            & (found["end"] == rem[1][ok])
+            & (found["categories"] == rem[2][ok])
+        )
+        if not ok.all():
+            raise ValueError("inconsistent changes: a row disappears that is not there")
+        keep = np.ones(len(state), bool)
+        keep[pos] = False
+        state = state[keep]
+        st = state["start"]
+    if add.shape[1]:
+        add = add[:, np.argsort(add[0], kind="stable")]  # groups come in hash order
+        ins = np.empty(add.shape[1], REGION_DTYPE)
+        ins["start"], ins["end"], ins["categories"] = add[0], add[1], add[2]
+        state = np.insert(state, np.searchsorted(st, add[0]), ins)
+    return state
+
+
+def _step(state: np.ndarray, rows: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """``state`` after ONE snapshot's stored changes: its disappearing rows are all in
+    ``state`` and its appearing rows all new (a diff, nothing cancels), so no grouping.
+    """
+    if not len(rows):
+        return state
+    gone, came = kind < 0, kind > 0
+    st = state["start"]
+    pos = np.searchsorted(st, rows["start"][gone])
+    if len(pos):
+        found = state[np.minimum(pos, max(len(state) - 1, 0))] if len(state) else state
+        if len(found) != len(pos) or not _same_rows(found, rows[gone]).all():
+            return _apply(state, rows, kind)  # not a plain diff (e.g. clipped): the general way
+        keep = np.ones(len(state), bool)
+        keep[pos] = False
+        state = state[keep]
+        st = state["start"]
+    add = rows[came]
+    if len(add):
+        state = np.insert(state, np.searchsorted(st, add["start"]), add)
+    return state
+
+
+class _Encoder:
+    """Turns consecutive snapshots into keyframes + changes (the in-memory change model).
+
+    A snapshot becomes a keyframe when it is the first, when it or the previous one is not
+    strictly sorted by start, when asked (``force``), or when the change rows since the last
+    keyframe would exceed that keyframe's row count: rebuilding any snapshot then reads at most
+    about twice its size.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+        self.kind: list[np.ndarray] = []
+        self.n_rows: list[int] = []
+        self.change_rows: list[int] = []
+        self.keyframe: list[bool] = []
+        self.prev: Any = None  # ndarray, or a _Lazy one
+        self.since = 0  # change rows since the last keyframe
+        self.key_rows = 0
+
+    def add(self, cur: np.ndarray, *, force: bool = False) -> None:
+        rows, kind, key = self.encode(cur, force=force)
+        self.rows.append(rows)
+        self.kind.append(kind)
+        self.n_rows.append(len(cur))
+        self.change_rows.append(len(rows))
+        self.keyframe.append(key)
+
+    def encode(
+        self, cur: np.ndarray, *, force: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(stored rows, kinds, is keyframe) for the next snapshot; remembers it as previous."""
+        prev, self.prev = _resolve(self.prev), cur
+        if prev is not None and not force and _strictly_sorted(cur) and _strictly_sorted(prev):
+            gone, came = _diff(prev, cur)
+            m = len(gone) + len(came)
+            if self.since + m <= self.key_rows:
+                self.since += m
+                rows, kind = _change_rows(gone, came)
+                return rows, kind, False
+        self.since, self.key_rows = 0, len(cur)
+        return cur, np.zeros(len(cur), np.int8), True
+
+    def add_stored(
+        self,
+        rows: np.ndarray,
+        kind: np.ndarray,
+        n_rows: np.ndarray,
+        crows: np.ndarray,
+        key: np.ndarray,
+        last: Any,
+    ) -> None:
+        """Append already encoded snapshots verbatim; ``last()`` gives the final state."""
+        self.rows.append(rows)
+        self.kind.append(kind)
+        self.n_rows.extend(n_rows.tolist())
+        self.change_rows.extend(crows.tolist())
+        self.keyframe.extend(key.tolist())
+        k = np.flatnonzero(key)
+        if len(k):
+            self.key_rows = int(n_rows[k[-1]])
+            self.since = int(crows[k[-1] + 1 :].sum())
+        else:
+            self.since += int(crows.sum())
+        self.prev = _Lazy(last)  # decoded only if another snapshot is diffed against it
+
+    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The snapshots encoded since the last ``take`` (the state carries on)."""
+        out = self.arrays()
+        self.rows, self.kind, self.n_rows, self.change_rows, self.keyframe = [], [], [], [], []
+        return out
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            np.concatenate(self.rows) if self.rows else _NO_ROWS,
+            np.concatenate(self.kind) if self.kind else _NO_KIND,
+            np.array(self.n_rows, np.int64),
+            np.array(self.change_rows, np.int64),
+            np.array(self.keyframe, bool),
+        )
+
+
+class _Lazy:
+    """A previous snapshot computed on first use (see _Encoder.add_stored)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+
+def _resolve(prev: Any) -> Any:
+    return prev.fn() if isinstance(prev, _Lazy) else prev
+
+
+def _check_rows(name: str, rows: Any) -> np.ndarray:
+    """Region rows given to a constructor: 1-D, no negative addresses, no reversed ranges."""
+    a = np.asarray(rows)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of region rows, got shape {a.shape}")
+    if a.dtype.names is None:
+        if len(a):
+            raise ValueError(f"{name} must be a structured array with start, end, categories")
+        return np.empty(0, REGION_DTYPE)
+    for f in ("start", "end"):
+        if f not in a.dtype.names:
+            raise ValueError(f"{name} has no {f!r} field")
+        if a.dtype[f].kind == "i" and len(a) and int(a[f].min()) < 0:
+            raise ValueError(f"{name}: negative {f} address {int(a[f].min())}")
+        if a.dtype[f].kind not in "iu":
+            raise ValueError(f"{name}.{f} must be integers, got {a.dtype[f]}")
+    out = np.asarray(a, dtype=REGION_DTYPE) if a.dtype != REGION_DTYPE else a
+    bad = np.flatnonzero(out["start"] > out["end"])
+    if len(bad):
+        r = out[bad[0]]
+        raise ValueError(
+            f"{name}: row {int(bad[0])} is reversed (start {int(r['start']):#x} > end "
+            f"{int(r['end']):#x})"
+        )
+    return out
+
+
+def _check_offsets(name: str, off: Any, n: int, n_rows: int) -> np.ndarray:
+    o = np.asarray(off)
+    if o.ndim != 1 or o.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be a 1-D integer array, got {o.dtype} of shape {o.shape}")
+    if o.shape != (n + 1,):
+        raise ValueError(f"{name} needs {n + 1} entries (snapshots + 1), has {len(o)}")
+    o = o.astype(np.int64)
+    if o[0] != 0 or o[-1] != n_rows or (np.diff(o) < 0).any():
+        raise ValueError(
+            f"{name} must rise from 0 to the number of rows ({n_rows}), got "
+            f"{o[0]}..{o[-1]}" + (" (decreasing somewhere)" if (np.diff(o) < 0).any() else "")
+        )
+    return o
+
+
 class Capture:
     """A recording: snapshots of one process over time.
+
+    In memory and on disk each snapshot is stored either as a **keyframe** (all its region
+    rows) or as its **changes** against the previous snapshot (the rows that disappeared and
+    those that appeared), so a capture costs what changed, not snapshots x regions. See
+    ``docs/capture-format.md`` (format version 2) for the policy and measurements.
 
     Attributes
     ----------
@@ -159,13 +493,18 @@ class Capture:
     time_ns : numpy.ndarray
         ``int64`` monotonic timestamps, one per snapshot.
     regions, region_offsets : numpy.ndarray
-        All snapshots' full-category scans concatenated (``REGION_DTYPE``) and ``n+1`` offsets.
+        Compatibility view: all snapshots' full-category scans concatenated (``REGION_DTYPE``)
+        and ``n+1`` offsets. ``regions`` is materialised on first access (24 bytes per region
+        per snapshot): prefer :meth:`regions_at`, :meth:`chunks` and :meth:`changes`.
     written, written_offsets : numpy.ndarray or None
-        Pages written since the previous snapshot, likewise; ``None`` without write tracking.
+        Pages written since the previous snapshot, likewise (already change-shaped; stored per
+        snapshot); ``None`` without write tracking.
     vma_tables : list of Vmas
         Distinct VMA tables; ``vma_index[i]`` says which one snapshot ``i`` saw.
     telemetry : dict of numpy.ndarray
         Per snapshot: ``scan_ns``, ``n_regions``, ``retries``, ``skipped_ticks``.
+    marks : list of Mark
+        Named instants of the recording.
 
     Examples
     --------
@@ -177,11 +516,15 @@ class Capture:
     (2, 2)
     """
 
+    _regions: np.ndarray | None
+    _written: np.ndarray | None
+    written_offsets: np.ndarray | None
+
     def __init__(
         self,
         meta: CaptureMeta,
         time_ns: np.ndarray,
-        regions: np.ndarray | None,
+        regions: np.ndarray,
         region_offsets: np.ndarray,
         *,
         written: np.ndarray | None = None,
@@ -191,37 +534,140 @@ class Capture:
         telemetry: dict[str, np.ndarray] | None = None,
         marks: Sequence[Mark] | None = None,
     ) -> None:
+        t = _check_time(time_ns)
+        n = len(t)
+        regs = _check_rows("regions", regions)
+        roff = _check_offsets("region_offsets", region_offsets, n, len(regs))
+        if (written is None) != (written_offsets is None):
+            raise ValueError("written and written_offsets go together")
+        wr = woff = None
+        if written is not None:
+            wr = _check_rows("written", written)
+            woff = _check_offsets("written_offsets", written_offsets, n, len(wr))
+        enc = _Encoder()
+        for i in range(n):  # one vectorized diff per snapshot
+            enc.add(regs[roff[i] : roff[i + 1]])
+        rows, kind, n_rows, crows, key = enc.arrays()
+        self._setup(meta, t, n_rows, key, _offsets(crows), vma_index, telemetry, vma_tables, marks)
+        self._crow, self._ckind = rows, kind
+        self._regions = regs  # the caller's dense rows: the compatibility view is free
+        self._written = wr
+        self.written_offsets = woff
+
+    def _setup(
+        self,
+        meta: CaptureMeta,
+        time_ns: np.ndarray,
+        n_rows: np.ndarray,
+        keyframe: np.ndarray,
+        change_offsets: np.ndarray,
+        vma_index: np.ndarray | None,
+        telemetry: dict[str, np.ndarray] | None,
+        vma_tables: list[Vmas] | None,
+        marks: Sequence[Mark] | None,
+    ) -> None:
+        """The per-snapshot columns; subclasses supply the rows (see :meth:`_stored`)."""
         n = len(time_ns)
         self.meta = meta
         self.marks: list[Mark] = [Mark(int(t), str(label)) for t, label in (marks or ())]
         self.time_ns = np.asarray(time_ns, dtype=np.int64)
-        self.region_offsets = np.asarray(region_offsets, dtype=np.int64)
-        if self.region_offsets.shape != (n + 1,):
-            raise ValueError(f"region_offsets needs {n + 1} entries, has {len(region_offsets)}")
-        if (written is None) != (written_offsets is None):
-            raise ValueError("written and written_offsets go together")
-        self.written_offsets = (
-            None if written_offsets is None else np.asarray(written_offsets, dtype=np.int64)
-        )
+        self._n_rows = np.asarray(n_rows, np.int64)
+        self._key = np.asarray(keyframe, bool)
+        self._coff = np.asarray(change_offsets, np.int64)
+        if n and not self._key[0]:
+            raise ValueError("the first snapshot of a capture must be a keyframe")
         self.vma_index = (
             np.zeros(n, dtype=np.int32) if vma_index is None else np.asarray(vma_index, np.int32)
         )
+        if self.vma_index.shape != (n,):
+            raise ValueError(f"vma_index needs {n} entries, has {len(self.vma_index)}")
         tel = telemetry or {}
         self.telemetry = {
             k: np.asarray(tel.get(k, np.zeros(n)), dtype=np.int64) for k in TELEMETRY_FIELDS
         }
-        self._regions: np.ndarray | None = (
-            None if regions is None else np.asarray(regions, dtype=REGION_DTYPE)
-        )
-        self._written = None if written is None else np.asarray(written, dtype=REGION_DTYPE)
         self._vma_tables: list[Vmas] | None = list(vma_tables) if vma_tables else [Vmas()]
+        self._regions = None
+        self._written = None
+        self.written_offsets = None
+        self._crow, self._ckind = _NO_ROWS, _NO_KIND
+        self._decoded: tuple[int, np.ndarray] | None = None  # last regions_at, for stepping
 
-    # The three big columns are properties so that a lazily opened capture can load them on
-    # first access (pmviz.storage); here they are plain arrays.
+    @classmethod
+    def _from_encoded(
+        cls,
+        meta: CaptureMeta,
+        time_ns: np.ndarray,
+        enc: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        *,
+        written: np.ndarray | None = None,
+        written_offsets: np.ndarray | None = None,
+        vma_tables: list[Vmas] | None = None,
+        vma_index: np.ndarray | None = None,
+        telemetry: dict[str, np.ndarray] | None = None,
+        marks: Sequence[Mark] | None = None,
+        partial: bool = False,
+    ) -> Capture:
+        """A capture straight from its change form (``_Encoder.arrays()``).
+
+        ``partial``: a run of snapshots that may start with changes (for writers only: such a
+        capture cannot rebuild its snapshots).
+        """
+        rows, kind, n_rows, crows, key = enc
+        cap = cls.__new__(cls)
+        if partial and len(key) and not key[0]:
+            key = key.copy()
+            key[0] = True  # only _stored() and the per-snapshot columns are used
+            cap._setup(
+                meta, time_ns, n_rows, key, _offsets(crows), vma_index, telemetry, vma_tables, marks
+            )
+            cap._key[0] = False
+        else:
+            cap._setup(
+                meta, time_ns, n_rows, key, _offsets(crows), vma_index, telemetry, vma_tables, marks
+            )
+        cap._crow, cap._ckind = rows, kind
+        cap._written, cap.written_offsets = written, written_offsets
+        return cap
+
+    # -- stored rows (overridden by captures on disk) -----------------------------------------
+    def _stored(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """The stored rows (keyframe or change rows) of snapshots ``[a, b)`` and their kinds."""
+        o = self._coff
+        return self._crow[o[a] : o[b]], self._ckind[o[a] : o[b]]
+
+    def _written_rows(self, a: int, b: int) -> np.ndarray:
+        assert self.written_offsets is not None
+        o = self.written_offsets
+        w = self.written
+        assert w is not None
+        return w[o[a] : o[b]]
+
+    @property
+    def stored_rows(self) -> int:
+        """Region rows actually stored (keyframes + changes): what the capture costs."""
+        return int(self._coff[-1]) if len(self._coff) else 0
+
+    @property
+    def keyframes(self) -> np.ndarray:
+        """Positions of the snapshots stored as keyframes (the first is always one)."""
+        return np.flatnonzero(self._key)
+
+    # The big columns are properties: the dense ``regions`` is built on first access, and a
+    # capture on disk loads ``written`` and ``vma_tables`` on first access.
     @property
     def regions(self) -> np.ndarray:
-        assert self._regions is not None
+        if self._regions is None:
+            out = np.empty(self.n_regions, REGION_DTYPE)
+            pos = 0
+            for _, rows, _ in self._decode_chunks(0, self.n_snapshots, 1 << 22):
+                out[pos : pos + len(rows)] = rows
+                pos += len(rows)
+            self._regions = out
         return self._regions
+
+    @property
+    def region_offsets(self) -> np.ndarray:
+        return _offsets(self._n_rows)
 
     @property
     def written(self) -> np.ndarray | None:
@@ -237,6 +683,8 @@ class Capture:
         cls,
         meta: CaptureMeta,
         snapshots: Iterable[tuple[int, Regions, Regions | None, Vmas | None]],
+        *,
+        marks: Sequence[Mark] | None = None,
     ) -> Capture:
         """Build from ``(time_ns, regions, written or None, vmas or None)`` tuples.
 
@@ -250,7 +698,7 @@ class Capture:
         index: list[int] = []
         for t, r, w, v in snapshots:
             times.append(int(t))
-            regs.append(r.array)
+            regs.append(_check_rows(f"snapshot {len(times) - 1} regions", r.array))
             wr.append(None if w is None else w.array)
             if v is not None and (not tables or not v == tables[-1]):
                 tables.append(v)
@@ -258,18 +706,18 @@ class Capture:
         has_w = [w is not None for w in wr]
         if any(has_w) and not all(has_w):
             raise ValueError("either every snapshot has a written set or none has")
-        empty = np.empty(0, REGION_DTYPE)
         ws = [w for w in wr if w is not None] if all(has_w) and wr else None
         return cls(
             meta,
             np.array(times, dtype=np.int64),
-            np.concatenate(regs) if regs else empty,
+            np.concatenate(regs) if regs else _NO_ROWS,
             _offsets([len(r) for r in regs]),
-            written=np.concatenate(ws) if ws else (empty if ws is not None else None),
+            written=np.concatenate(ws) if ws else (_NO_ROWS if ws is not None else None),
             written_offsets=_offsets([len(w) for w in ws]) if ws is not None else None,
             vma_tables=tables or None,
             vma_index=np.array(index, dtype=np.int32),
             telemetry={"n_regions": np.array([len(r) for r in regs], dtype=np.int64)},
+            marks=marks,
         )
 
     # -- shape --------------------------------------------------------------------------------
@@ -283,7 +731,7 @@ class Capture:
     @property
     def n_regions(self) -> int:
         """Regions over all snapshots (known without loading them)."""
-        return int(self.region_offsets[-1])
+        return int(self._n_rows.sum())
 
     @property
     def page_size(self) -> int:
@@ -307,20 +755,43 @@ class Capture:
             raise IndexError(f"snapshot {i} out of range for a capture of {n}")
         return i % n
 
+    def _rows_at(self, i: int) -> np.ndarray:
+        """Snapshot ``i``'s rows: the nearest keyframe at or before it plus the changes since
+        (one vectorized step for all of them), or one step from the last snapshot decoded.
+        """
+        if self._regions is not None:
+            o = self.region_offsets
+            return self._regions[o[i] : o[i + 1]]
+        k = int(self.keyframes_before(i))
+        last = self._decoded
+        if last is not None and k <= last[0] <= i:
+            base, state = last
+            rows, kind = self._stored(base + 1, i + 1)
+        else:
+            rows, kind = self._stored(k, i + 1)
+            nk = int(self._coff[k + 1] - self._coff[k])
+            base, state, rows, kind = k, rows[:nk], rows[nk:], kind[nk:]
+        if len(rows):
+            one = base == i - 1  # one snapshot's changes: a plain diff
+            state = _step(state, rows, kind) if one else _apply(state, rows, kind)
+        self._decoded = (i, state)
+        return state
+
+    def keyframes_before(self, i: int) -> int:
+        """The last keyframe at or before snapshot ``i``."""
+        keys = self.keyframes
+        return int(keys[np.searchsorted(keys, i, side="right") - 1])
+
     def regions_at(self, i: int) -> Regions:
-        """The full-category scan of snapshot ``i`` (a view)."""
-        i = self._index(i)
-        o = self.region_offsets
-        return Regions(self.regions[o[i] : o[i + 1]], page_size=self.page_size)
+        """The full-category scan of snapshot ``i``."""
+        return Regions(self._rows_at(self._index(i)), page_size=self.page_size)
 
     def written_at(self, i: int) -> Regions | None:
         """Pages written between snapshot ``i-1`` and ``i`` (``None`` without tracking)."""
-        written = self.written
-        if written is None or self.written_offsets is None:
+        if self.written_offsets is None:
             return None
         i = self._index(i)
-        o = self.written_offsets
-        return Regions(written[o[i] : o[i + 1]], page_size=self.page_size)
+        return Regions(self._written_rows(i, i + 1), page_size=self.page_size)
 
     def vmas_at(self, i: int) -> Vmas:
         """The VMA table in force at snapshot ``i``."""
@@ -341,32 +812,71 @@ class Capture:
         """The snapshots as a sequence: ``cap.snapshots[-1].regions``, ``len(cap.snapshots)``."""
         return _Snapshots(self)
 
+    # -- selecting ----------------------------------------------------------------------------
     def select(self, snapshots: slice | np.ndarray) -> Capture:
-        """A capture of a subset of snapshots (a slice or a boolean/integer index)."""
+        """A capture of a subset of snapshots (a slice or a boolean/integer index).
+
+        Runs of consecutive snapshots keep their stored changes; the first snapshot of each
+        run is rebuilt (keyframe + changes) and stored as a keyframe or as its difference
+        from the snapshot kept before it.
+        """
         idx = np.arange(self.n_snapshots)[snapshots]
-        regs, roff = _gather(self.regions, self.region_offsets, idx)
+        if type(self) is not Capture and len(idx) > 1 and (np.diff(idx) > 1).sum() > 4:
+            # many runs of a capture read from disk: read the span once, select in memory
+            lo, hi = int(idx.min()), int(idx.max()) + 1
+            k = self.keyframes_before(lo)
+            if self._coff[hi] - self._coff[k] <= 1 << 24:
+                return self._span(k, hi).select(idx - k)
+        enc = _Encoder()
+        w_parts: list[np.ndarray] = []
+        w_lens: list[np.ndarray] = []
+        cuts = np.flatnonzero(np.diff(idx) != 1) + 1 if len(idx) else np.empty(0, np.int64)
+        for run in np.split(idx, cuts) if len(idx) else []:
+            a, b = int(run[0]), int(run[-1]) + 1
+            enc.add(self._rows_at(a))
+            if b > a + 1:
+                rows, kind = self._stored(a + 1, b)
+                enc.add_stored(
+                    rows,
+                    kind,
+                    self._n_rows[a + 1 : b],
+                    np.diff(self._coff[a + 1 : b + 1]),
+                    self._key[a + 1 : b],
+                    lambda b=b: self._rows_at(b - 1),
+                )
+            if self.written_offsets is not None:
+                w_parts.append(self._written_rows(a, b))
+                w_lens.append(np.diff(self.written_offsets[a : b + 1]))
         wr = woff = None
-        if self.written is not None and self.written_offsets is not None:
-            wr, woff = _gather(self.written, self.written_offsets, idx)
-        return self._derived(idx, regs, roff, wr, woff)
+        if self.written_offsets is not None:
+            wr = np.concatenate(w_parts) if w_parts else _NO_ROWS
+            woff = _offsets(np.concatenate(w_lens) if w_lens else [])
+        return self._derived(idx, enc.arrays(), wr, woff)
+
+    def _span(self, k: int, b: int) -> Capture:
+        """Snapshots ``[k, b)`` (``k`` a keyframe) in memory, stored rows as they are."""
+        rows, kind = self._stored(k, b)
+        wr = woff = None
+        if self.written_offsets is not None:
+            wr = self._written_rows(k, b)
+            woff = self.written_offsets[k : b + 1] - self.written_offsets[k]
+        enc = (rows, kind, self._n_rows[k:b], np.diff(self._coff[k : b + 1]), self._key[k:b])
+        return self._derived(np.arange(k, b), enc, wr, woff)
 
     def _derived(
         self,
         idx: np.ndarray,
-        regs: np.ndarray,
-        roff: np.ndarray,
+        enc: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         wr: np.ndarray | None,
         woff: np.ndarray | None,
-        **meta_changes: Any,
     ) -> Capture:
         # Keep only the VMA tables the selection uses, renumbered densely.
         used, vidx = np.unique(self.vma_index[idx], return_inverse=True)
         tables = self.vma_tables
-        return Capture(
-            self.meta.replace(**meta_changes) if meta_changes else self.meta,
+        return Capture._from_encoded(
+            self.meta,
             self.time_ns[idx],
-            regs,
-            roff,
+            enc,
             written=wr,
             written_offsets=woff,
             vma_tables=[tables[int(u)] for u in used] or None,
@@ -386,14 +896,47 @@ class Capture:
         return slice(lo, max(lo, hi))
 
     def address_window(self, start: int, end: int) -> Capture:
-        """Every snapshot, with regions, written sets and VMAs cut to ``[start, end)``."""
+        """Every snapshot, with regions, written sets and VMAs cut to ``[start, end)``.
+
+        Works on the stored rows: a clipped keyframe is a keyframe, clipped changes are the
+        changes of the clipped snapshots (a change that clips to nothing, or to the same row
+        on both sides, cancels out).
+        """
         if not 0 <= start <= end:
             raise ValueError(f"need 0 <= start <= end, got start={start:#x} end={end:#x}")
-        regs, roff = clip_rows(self.regions, self.region_offsets, start, end)
+        n = self.n_snapshots
+        rows_l, kind_l, snap_l = [], [], []
+        w_l, wsnap_l = [], []
+        step = max(1, int(np.searchsorted(self._coff, self._coff[0] + (1 << 22))))
+        for a in range(0, n, step):  # bounded memory: a few million stored rows at a time
+            b = min(n, a + step)
+            rows, kind = self._stored(a, b)
+            snap = np.repeat(np.arange(a, b), np.diff(self._coff[a : b + 1]))
+            clipped, keep = clip_regions(rows, start, end)
+            rows_l.append(clipped)
+            kind_l.append(kind[keep])
+            snap_l.append(snap[keep])
+            if self.written_offsets is not None:
+                w, wkeep = clip_regions(self._written_rows(a, b), start, end)
+                w_l.append(w)
+                wsnap_l.append(
+                    np.repeat(np.arange(a, b), np.diff(self.written_offsets[a : b + 1]))[wkeep]
+                )
+        rows = np.concatenate(rows_l) if rows_l else _NO_ROWS
+        kind = np.concatenate(kind_l) if kind_l else _NO_KIND
+        snap = np.concatenate(snap_l) if snap_l else np.empty(0, np.int64)
+        rows, kind, snap = _cancel(rows, kind, snap)
+        crows = np.bincount(snap, minlength=n).astype(np.int64)
+        delta = np.bincount(snap, weights=kind, minlength=n).astype(np.int64)
+        n_rows = np.zeros(n, np.int64)
+        for i in range(n):  # one step per snapshot: keyframes reset the count
+            n_rows[i] = crows[i] if self._key[i] else n_rows[i - 1] + delta[i]
         wr = woff = None
-        if self.written is not None and self.written_offsets is not None:
-            wr, woff = clip_rows(self.written, self.written_offsets, start, end)
-        out = self._derived(np.arange(self.n_snapshots), regs, roff, wr, woff)
+        if self.written_offsets is not None:
+            wr = np.concatenate(w_l) if w_l else _NO_ROWS
+            ws = np.concatenate(wsnap_l) if wsnap_l else np.empty(0, np.int64)
+            woff = _offsets(np.bincount(ws, minlength=n))
+        out = self._derived(np.arange(n), (rows, kind, n_rows, crows, self._key.copy()), wr, woff)
         out._vma_tables = [_clip_vmas(v, start, end) for v in out.vma_tables]
         return out
 
@@ -401,10 +944,43 @@ class Capture:
     def _snapshot_range(self, snapshots: slice | None) -> range:
         return range(self.n_snapshots)[snapshots if snapshots is not None else slice(None)]
 
+    def _decode_chunks(
+        self, a: int, stop: int, max_rows: int
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Dense rows of snapshots ``[a, stop)`` in chunks: (first, rows, per-snapshot counts).
+
+        Decodes snapshot ``a`` once, then applies one snapshot's changes at a time.
+        """
+        n_rows = self._n_rows
+        while a < stop:
+            # the last snapshot whose rows still fit, at least one
+            csum = np.cumsum(n_rows[a:stop])
+            b = a + max(1, int(np.searchsorted(csum, max_rows, side="right")))
+            if self._regions is not None:
+                o = self.region_offsets
+                yield a, self._regions[o[a] : o[b]], n_rows[a:b]
+                a = b
+                continue
+            state = self._rows_at(a)
+            out = [state]
+            rows, kind = self._stored(a + 1, b)
+            pos = 0
+            for j in range(a + 1, b):
+                m = int(self._coff[j + 1] - self._coff[j])
+                r, k = rows[pos : pos + m], kind[pos : pos + m]
+                pos += m
+                state = r if self._key[j] else _step(state, r, k)
+                out.append(state)
+            self._decoded = (b - 1, state)
+            yield a, np.concatenate(out), n_rows[a:b]
+            a = b
+
     def chunks(
         self, snapshots: slice | None = None, *, max_rows: int = 1 << 22
     ) -> Iterator[tuple[int, Capture]]:
         """Consecutive in-memory sub-captures, in order, for analyses with bounded memory.
+
+        Each chunk is decoded once (keyframe + changes) and carries its dense ``regions``.
 
         Parameters
         ----------
@@ -421,31 +997,77 @@ class Capture:
         rng = self._snapshot_range(snapshots)
         if rng.step != 1:
             raise ValueError("chunks() takes a contiguous range of snapshots (step 1)")
-        off = self.region_offsets
-        a, stop = rng.start, rng.stop
-        while a < stop:
-            # the last snapshot whose rows still fit, at least one
-            b = int(np.searchsorted(off, off[a] + max_rows, side="right")) - 1
-            b = min(max(b, a + 1), stop)
-            yield a, self.select(slice(a, b))
-            a = b
+        for a, rows, counts in self._decode_chunks(rng.start, rng.stop, max_rows):
+            b = a + len(counts)
+            off = _offsets(counts)
+            first = rows[: off[1]]
+            if self._regions is not None or b == a + 1:
+                stored, kind = _NO_ROWS, _NO_KIND
+            else:
+                stored, kind = self._stored(a + 1, b)
+            enc = (
+                np.concatenate([first, stored]),
+                np.concatenate([np.zeros(len(first), np.int8), kind]),
+                self._n_rows[a:b],
+                np.concatenate([[len(first)], np.diff(self._coff[a + 1 : b + 1])]),
+                np.concatenate([[True], self._key[a + 1 : b]]),
+            )
+            if self._regions is not None:  # dense: its own encoding is not needed
+                chunk = self.select(slice(a, b))
+            else:
+                wr = woff = None
+                if self.written_offsets is not None:
+                    wr = self._written_rows(a, b)
+                    woff = self.written_offsets[a : b + 1] - self.written_offsets[a]
+                chunk = self._derived(np.arange(a, b), enc, wr, woff)
+            chunk._regions = rows
+            yield a, chunk
 
     def changes(
         self, snapshots: slice | None = None, *, max_rows: int = 1 << 22
     ) -> Iterator[Changes]:
         """The snapshots as changes (see :class:`Changes`), in chunks of bounded size.
 
-        A cell of an analysis that did not change need not be recomputed: replaying these
-        costs what changed between snapshots, not snapshots x regions.
+        Read straight from the stored change rows: a cell of an analysis that did not change
+        need not be recomputed, and replaying these costs what changed between snapshots, not
+        snapshots x regions. ``max_rows`` bounds the change rows per chunk (one snapshot's
+        changes come whole).
         """
         rng = self._snapshot_range(snapshots)
         if rng.step != 1:
             raise ValueError("changes() takes a contiguous range of snapshots (step 1)")
-        for a, chunk in self.chunks(slice(rng.start, rng.stop), max_rows=max_rows):
-            if a == rng.start:  # nothing before the iteration's first snapshot
-                yield _changes(chunk, a, a)
-            else:
-                yield _changes(self.select(slice(a - 1, a + chunk.n_snapshots)), a - 1, a)
+        a, stop = rng.start, rng.stop
+        if a >= stop:
+            return
+        first = self._rows_at(a)
+        if not _strictly_sorted(first):
+            first = first[np.argsort(first["start"], kind="stable")]
+        yield Changes(
+            a, a + 1, np.full(len(first), a, np.int64), first, np.ones(len(first), np.int8)
+        )
+        a += 1
+        while a < stop:
+            csum = np.cumsum(np.diff(self._coff[a : stop + 1]))
+            b = a + max(1, int(np.searchsorted(csum, max_rows, side="right")))
+            rows, kind = self._stored(a, b)
+            snap = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(self._coff[a : b + 1]))
+            keys = np.flatnonzero(self._key[a:b]) + a
+            if len(keys):  # a keyframe: its changes are its difference from the snapshot before
+                parts_r, parts_k, parts_s = [], [], []
+                for k in keys.tolist():
+                    gone, came = _diff(self._rows_at(k - 1), self._rows_at(k))
+                    r, s = _change_rows(gone, came)
+                    parts_r.append(r)
+                    parts_k.append(s)
+                    parts_s.append(np.full(len(r), k, np.int64))
+                stored = ~np.isin(snap, keys)
+                rows = np.concatenate([rows[stored], *parts_r])
+                kind = np.concatenate([kind[stored], *parts_k])
+                snap = np.concatenate([snap[stored], *parts_s])
+                o = np.argsort(snap, kind="stable")
+                rows, kind, snap = rows[o], kind[o], snap[o]
+            yield Changes(a, b, snap, rows, kind.astype(np.int8))
+            a = b
 
     # -- reshaping ----------------------------------------------------------------------------
     def slice(
@@ -492,7 +1114,7 @@ class Capture:
             idx = np.unique(np.searchsorted(t, marks_t, side="left"))
             idx = idx[idx < n]
         out = self.select(idx)
-        if self.written is not None and self.written_offsets is not None and len(idx):
+        if self.written_offsets is not None and len(idx):
             out = _merge_written(self, idx, out)
         return out
 
@@ -504,8 +1126,9 @@ class Capture:
         ----------
         what : {"regions", "written", "snapshots"}
             ``"regions"``: one row per region per snapshot (``snapshot``, ``time_ns``,
-            ``start``, ``end``, ``categories``); ``"written"``: the same for written sets;
-            ``"snapshots"``: one row per snapshot with ``time_ns``, ``vma_table`` and telemetry.
+            ``start``, ``end``, ``categories``), decoded; ``"written"``: the same for written
+            sets; ``"snapshots"``: one row per snapshot with ``time_ns``, ``vma_table`` and
+            telemetry.
         """
         import pandas as pd
 
@@ -588,8 +1211,49 @@ class Capture:
         return f"<div><b>pmviz {type(self).__name__}</b><table>{body}</table></div>"
 
 
+def _check_time(time_ns: Any) -> np.ndarray:
+    t = np.asarray(time_ns)
+    if t.ndim != 1 or (len(t) and t.dtype.kind not in "iu"):
+        raise ValueError(f"time_ns must be a 1-D integer array, got {t.dtype} of shape {t.shape}")
+    t = t.astype(np.int64)
+    back = np.flatnonzero(np.diff(t) < 0)
+    if len(back):
+        i = int(back[0]) + 1
+        raise ValueError(
+            f"time_ns must not decrease: snapshot {i} ({int(t[i])}) is before snapshot {i - 1} "
+            f"({int(t[i - 1])})"
+        )
+    return t
+
+
+def _cancel(
+    rows: np.ndarray, kind: np.ndarray, snap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored rows with each snapshot's identical disappearing/appearing pairs cancelled,
+    ordered as stored: by snapshot; keyframe rows in their order, change rows by start.
+    """
+    ch = kind != KEYFRAME
+    if not ch.any():
+        return rows, kind, snap
+    r, k, s = rows[ch], kind[ch].astype(np.int64), snap[ch]
+    o = np.lexsort((r["categories"], r["end"], r["start"], s))
+    r, k, s = r[o], k[o], s[o]
+    new = np.ones(len(r), bool)
+    new[1:] = ~_same_rows(r[1:], r[:-1]) | (s[1:] != s[:-1])
+    net = np.add.reduceat(k, np.flatnonzero(new))
+    keep = net != 0
+    r, s, k8 = r[new][keep], s[new][keep], np.sign(net[keep]).astype(np.int8)
+    key_pos = np.flatnonzero(~ch).astype(np.uint64)
+    rows = np.concatenate([rows[~ch], r])
+    kind = np.concatenate([kind[~ch], k8])
+    snap = np.concatenate([snap[~ch], s])
+    sec = np.concatenate([key_pos, r["start"]])
+    o = np.lexsort((kind, sec, snap))
+    return rows[o], kind[o], snap[o]
+
+
 class _Snapshots(Sequence):
-    """A read-only sequence view of a capture's snapshots (built on demand, as views)."""
+    """A read-only sequence view of a capture's snapshots (built on demand)."""
 
     def __init__(self, capture: Capture) -> None:
         self._capture = capture
@@ -608,53 +1272,16 @@ def _clip_vmas(v: Vmas, start: int, end: int) -> Vmas:
     return v[keep]
 
 
-def _changes(base: Capture, first_prev: int, first: int) -> Changes:
-    """Changes of ``base``'s snapshots from ``first`` on; ``base`` starts at ``first_prev``
-    (``first - 1``: its first snapshot is only the state before; ``first``: start empty).
-    """
-    rows = base.regions
-    n = base.n_snapshots
-    snap = np.repeat(
-        np.arange(first_prev, first_prev + n, dtype=np.int64), np.diff(base.region_offsets)
-    )
-    end = first_prev + n
-    order = np.lexsort((snap, rows["categories"], rows["end"], rows["start"]))
-    r, s = rows[order], snap[order]
-    same = np.zeros(len(r), bool)
-    if len(r) > 1:
-        same[1:] = (
-            (r["start"][1:] == r["start"][:-1])
-            & (r["end"][1:] == r["end"][:-1])
-            & (r["categories"][1:] == r["categories"][:-1])
-            & (s[1:] == s[:-1] + 1)
-        )
-    # appears: a row of a snapshot >= first with no identical row one snapshot before
-    appears = ~same & (s >= first)
-    # disappears at s+1: a row with no identical row one snapshot later, if s+1 is in range
-    cont_next = np.zeros(len(r), bool)
-    cont_next[:-1] = same[1:]
-    disappears = ~cont_next & (s + 1 < end)
-    ev_snap = np.concatenate([s[disappears] + 1, s[appears]])
-    ev_rows = np.concatenate([r[disappears], r[appears]])
-    ev_sign = np.concatenate(
-        [np.full(int(disappears.sum()), -1, np.int8), np.ones(int(appears.sum()), np.int8)]
-    )
-    o = np.lexsort((ev_rows["start"], ev_snap))
-    return Changes(first, end, ev_snap[o], ev_rows[o], ev_sign[o])
-
-
 def _merge_written(src: Capture, idx: np.ndarray, out: Capture) -> Capture:
     """``out`` (= ``src.select(idx)``) with each kept written set the union of the dropped
     ones since the previous kept snapshot.
     """
     from ._intervals import union_columns
 
-    assert src.written is not None and src.written_offsets is not None
-    off = src.written_offsets
     lo = np.concatenate([[0], idx[:-1] + 1])
     parts: list[np.ndarray] = []
     for a, b in zip(lo.tolist(), idx.tolist()):  # one union per kept snapshot
-        rows = src.written[off[a] : off[b + 1]]
+        rows = src._written_rows(a, b + 1)
         s, e = union_columns(rows["start"], rows["end"])
         merged = np.zeros(len(s), REGION_DTYPE)
         merged["start"], merged["end"] = s, e

@@ -350,3 +350,53 @@ def test_declared_dependencies():
     deps = tomllib.load(open(os.path.join(os.path.dirname(__file__), "..", "pyproject.toml"), "rb"))
     deps = deps["project"]["dependencies"]
     assert "pyarrow>=14.0.1" in deps and "numpy>=2.0" in deps
+
+
+# -- format 2: keyframes and change rows ------------------------------------------------------
+@pytest.fixture
+def v2_path(tmp_path):
+    from pmviz.storage import save
+
+    path = save(pmviz.open(SAMPLE), str(tmp_path / "v2.pmviz"))
+    assert pmviz.open(path).version == 2
+    return path
+
+
+def _change_rows_of(path, snapshot):
+    t = pq.read_table(part(path, "regions"), columns=["snapshot", "change"])
+    snap, kind = t.column(0).to_numpy(), t.column(1).to_numpy()
+    rows = np.flatnonzero((snap == snapshot) & (kind > 0))
+    assert len(rows) >= 2
+    return rows
+
+
+def test_v2_damaged_change_row_loses_the_snapshots_up_to_the_next_keyframe(v2_path):
+    ref = pmviz.open(SAMPLE)
+    keys = pmviz.open(v2_path).keyframes
+    s = int(next(i for i in range(1, ref.n_snapshots) if i not in keys and i + 1 not in keys))
+    nxt = int(keys[keys > s][0])
+    r = int(_change_rows_of(v2_path, s)[0])
+    rewrite(part(v2_path, "regions"), lambda c: set_row(c, r, start=c["start"][r] + 8))
+    err = strict_error(v2_path)
+    assert err.path == part(v2_path, "regions") and f"snapshot {s}" in str(err)
+    assert "not page-aligned" in str(err) and f"row {r}" in str(err)
+    c, msg = lenient(v2_path)
+    keep = [i for i in range(ref.n_snapshots) if not s <= i < nxt]
+    assert c.snapshot_ids.tolist() == keep
+    assert f"snapshot {s} " in msg and "not page-aligned" in msg and "next keyframe" in msg
+    same_snapshots(c, ref, keep)
+    assert c.address_window(0, 2**47).n_regions == ref.select(keep).n_regions
+
+
+def test_v2_change_rows_that_rebuild_overlapping_rows_are_refused(v2_path):
+    ref = pmviz.open(SAMPLE)
+    keys = pmviz.open(v2_path).keyframes
+    s = int(next(i for i in range(1, ref.n_snapshots) if i not in keys))
+    a, b = (int(x) for x in _change_rows_of(v2_path, s)[:2])
+    # each row is sound on its own; the snapshot rebuilt from them holds a row twice
+    rewrite(part(v2_path, "regions"), lambda c: set_row(c, b, start=c["start"][a], end=c["end"][a]))
+    with pytest.raises(CaptureError, match=f"snapshot {s} rebuilt") as err:
+        pmviz.open(v2_path).regions  # noqa: B018
+    assert err.value.path == os.path.join(v2_path, "regions")
+    with pytest.raises(CaptureError, match=f"snapshot {s} rebuilt"):
+        pmviz.open(v2_path).regions_at(s)

@@ -11,7 +11,7 @@ import pmviz
 from pmviz import CaptureError, Regions
 from pmviz.capture import Capture, CaptureMeta
 from pmviz.maps import Vmas
-from pmviz.storage import CaptureWriter, reader, save
+from pmviz.storage import CaptureWriter, reader, save, writer
 from pmviz.storage import format as fmt
 from pmviz.storage import open as open_capture
 
@@ -63,6 +63,15 @@ def test_roundtrip_and_lazy_loading(tmp_path):
     same(d, cap)
     same(open_capture(path).window(0.3, 0.5), cap.window(0.3, 0.5))
     same(open_capture(path).select(np.array([3, 90, 7])), cap.select(np.array([3, 90, 7])))
+    same(open_capture(path).downsample(every=7), cap.downsample(every=7))
+    for (a, x), (b, y) in zip(open_capture(path).chunks(max_rows=3000), cap.chunks(max_rows=3000)):
+        assert a == b
+        same(x, y)
+    got = list(open_capture(path).changes(slice(5, 100), max_rows=500))
+    want = list(cap.changes(slice(5, 100), max_rows=500))
+    assert all(
+        np.array_equal(g.rows, w.rows) and np.array_equal(g.sign, w.sign) for g, w in zip(got, want)
+    )
     lo, hi = 0x7F0000000000 + 0x10000 * 20 + 0x4000, 0x7F0000000000 + 0x10000 * 30
     same(open_capture(path).address_window(lo, hi), cap.address_window(lo, hi))
     assert "StoredCapture" in d._repr_html_()
@@ -118,20 +127,8 @@ def test_crash_leftovers_are_ignored(tmp_path):
         w.flush(cap.select(slice(0, n)))
     # A merge that wrote its regions part but died before its snapshots part and the deletes,
     # a temporary file of an interrupted write, and regions of snapshots never committed.
-    w._write_part(
-        "regions",
-        0,
-        20,
-        reader.pa.table(  # noqa: SLF001
-            {
-                "snapshot": np.repeat(np.arange(20), 200),
-                "start": cap.regions["start"][:4000],
-                "end": cap.regions["end"][:4000],
-                "categories": cap.regions["categories"][:4000].astype(np.uint16),
-            },
-            schema=fmt.REGIONS_SCHEMA,
-        ),
-    )
+    rows, kind = cap._stored(0, 20)
+    w._write_part("regions", 0, 20, writer._rows_table(rows, np.diff(cap._coff[:21]), 0, kind))
     open(os.path.join(path, "regions", ".tmp-000000030-000000040.parquet"), "wb").write(b"PAR1")
     os.rename(
         os.path.join(path, "snapshots", fmt.part_name(20, 30)),
@@ -170,7 +167,9 @@ def test_damaged_part_is_named_and_the_rest_readable(tmp_path, how, table):
     with pytest.warns(pmviz.PmvizWarning, match="skipped damaged parts"):
         d = open_capture(path, strict=False)
         d.regions  # noqa: B018
-    keep = np.r_[0:10, 20:40]
+    # snapshots stored as changes need their keyframe: lost up to the next keyframe after 20
+    k = int(cap.keyframes[cap.keyframes >= 20][0]) if (cap.keyframes >= 20).any() else 40
+    keep = np.r_[0:10, k:40]
     assert d.snapshot_ids.tolist() == keep.tolist()
     same(d, cap.select(keep))
 
@@ -205,47 +204,114 @@ def test_not_a_capture_newer_version_bad_meta(tmp_path):
         save(synthetic(n=2), str(tmp_path / "plain"), overwrite=True)
 
 
+SNAPSHOT_SQL = """
+WITH k AS (
+    SELECT max(snapshot) AS k FROM '{path}/snapshots/*.parquet'
+    WHERE keyframe AND snapshot <= {i}
+)
+SELECT start, "end", categories
+FROM '{path}/regions/*.parquet', k
+WHERE snapshot BETWEEN k.k AND {i}
+GROUP BY start, "end", categories
+HAVING sum(CASE WHEN change = -1 THEN -1 ELSE 1 END) > 0
+ORDER BY start
+"""
+"""Rebuilding snapshot i from format-2 parts (the example of docs/capture-format.md)."""
+
+
 def test_parts_are_readable_by_pandas_polars_duckdb_dask(tmp_path):
     cap = synthetic(n=50)
     path = save(cap, str(tmp_path / "t.pmviz"))
     regions_dir = os.path.join(path, "regions")
-    want_pages = int(((cap.regions["end"] - cap.regions["start"]) >> 12).sum())
+    assert len(cap.keyframes) > 1  # the SQL below must cross keyframes
 
     import pandas as pd
 
     df = pd.read_parquet(regions_dir)
-    assert len(df) == cap.n_regions and list(df.columns) == [
+    assert len(df) == cap.stored_rows and list(df.columns) == [
         "snapshot",
         "start",
         "end",
         "categories",
+        "change",
     ]
-    assert int(((df["end"] - df["start"]) // 4096).sum()) == want_pages
-
-    import polars as pl
-
-    lf = pl.scan_parquet(os.path.join(regions_dir, "*.parquet"))
-    out = lf.filter(pl.col("snapshot") == 7).select(pl.len()).collect()
-    assert out.item() == len(cap.regions_at(7))
+    snaps = pd.read_parquet(os.path.join(path, "snapshots"))
+    assert snaps["region_rows"].tolist() == np.diff(cap.region_offsets).tolist()
+    assert snaps["keyframe"].to_numpy().nonzero()[0].tolist() == cap.keyframes.tolist()
 
     import duckdb
 
     con = duckdb.connect()
-    n, pages = con.execute(
-        f"SELECT count(*), sum((\"end\" - start) // 4096) FROM '{regions_dir}/*.parquet'"
-    ).fetchone()
-    assert n == cap.n_regions and pages == want_pages
+    for i in (0, 7, 33, 49, *cap.keyframes.tolist()):
+        got = con.execute(SNAPSHOT_SQL.format(path=path, i=i)).fetchnumpy()
+        want = cap.regions_at(i).array
+        assert np.array_equal(got["start"], want["start"]), i
+        assert np.array_equal(got["end"], want["end"]) and np.array_equal(
+            got["categories"], want["categories"]
+        )
     t = con.execute(
         f"SELECT time_ns FROM '{path}/snapshots/*.parquet' ORDER BY snapshot"
     ).fetchnumpy()["time_ns"]
     assert np.array_equal(t, cap.time_ns)
 
+    import polars as pl
+
+    k = (
+        pl.scan_parquet(os.path.join(path, "snapshots", "*.parquet"))
+        .filter(pl.col("keyframe") & (pl.col("snapshot") <= 33))
+        .select(pl.col("snapshot").max())
+        .collect()
+        .item()
+    )
+    s33 = (
+        pl.scan_parquet(os.path.join(regions_dir, "*.parquet"))
+        .filter(pl.col("snapshot").is_between(k, 33))
+        .group_by("start", "end", "categories")
+        .agg(pl.when(pl.col("change") == -1).then(-1).otherwise(1).sum().alias("n"))
+        .filter(pl.col("n") > 0)
+        .sort("start")
+        .collect()
+    )
+    assert s33["start"].to_list() == cap.regions_at(33).array["start"].tolist()
+
     import dask.dataframe as dd
 
     ddf = dd.read_parquet(regions_dir)
-    assert int(ddf["categories"].count().compute()) == cap.n_regions
+    assert int(ddf["categories"].count().compute()) == cap.stored_rows
     vm = pd.read_parquet(os.path.join(path, "vmas"))
-    assert set(vm["path"]) == {"/usr/bin/prog", "[heap]", ""}
+    assert set(vm["path"]) == {b"/usr/bin/prog", b"[heap]", b""}
+
+
+def test_bundled_v1_captures_still_open_and_rewrite_as_v2(tmp_path):
+    root = os.path.join(os.path.dirname(__file__), "..", "sample_data")
+    for name in sorted(os.listdir(root)):
+        if not name.endswith(".pmviz"):
+            continue
+        v1 = open_capture(os.path.join(root, name))
+        assert v1.version == 1 and v1.meta.format_version == 1
+        v2 = open_capture(save(v1, str(tmp_path / name)))
+        assert v2.version == 2
+        same(v1, v2)
+        assert v2.stored_rows < v1.n_regions
+
+
+def test_non_utf8_paths_roundtrip_exactly(tmp_path):
+    maps = b"7f0000000000-7f0000001000 rw-p 00000000 08:01 7 /tmp/x\xff.dat\n"
+    v = Vmas.parse(maps.decode("utf-8", "surrogateescape"))
+    r = Regions.from_arrays([0x7F0000000000], [0x7F0000001000], [8])
+    cap = Capture.from_snapshots(CaptureMeta(), [(0, r, None, v)])
+    d = open_capture(save(cap, str(tmp_path / "b.pmviz")))
+    assert d.vmas_at(0).paths[0].encode("utf-8", "surrogateescape") == b"/tmp/x\xff.dat"
+
+
+def test_marks_are_stored(tmp_path):
+    from pmviz.capture import Mark
+
+    cap = synthetic(n=10)
+    cap.marks = [Mark(int(cap.time_ns[3]), "sort"), Mark(int(cap.time_ns[8]), "done")]
+    d = open_capture(save(cap, str(tmp_path / "m.pmviz")))
+    assert d.marks == cap.marks
+    assert d.slice(0.0, 0.05).marks == cap.marks[:1]
 
 
 def test_size_per_region_on_a_steady_workload(tmp_path):

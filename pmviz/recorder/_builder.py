@@ -1,88 +1,130 @@
-"""``CaptureBuilder``: the columns of a capture being recorded, appended to without copying."""
+"""``CaptureBuilder``: a capture being recorded, kept as change and bounded in memory.
+
+The builder holds the previous snapshot's rows (to diff against), the next snapshot's scan
+buffer, the stored rows (keyframes + changes) not yet written to disk, and the small
+per-snapshot columns. Rows a writer has flushed leave memory (:meth:`release`); the live
+:meth:`capture` view then reads them back from disk lazily.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import mmap
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from .._kernel.pagemap_scan import REGION_DTYPE
-from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta
+from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta, Mark, _Encoder
 from ..maps import Vmas
 
-_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Python < 3.13 lacks the name
+_NO_ROWS = np.empty(0, REGION_DTYPE)
 
 
-class _RowStore:
-    """A growing ``REGION_DTYPE`` column whose rows rarely move.
+class _Column:
+    """A growing 1-D array whose first ``base`` entries were dropped (positions stay global).
 
-    Backed by an anonymous ``MAP_NORESERVE`` mapping: only pages rows are written to are
-    committed, and ``MADV_HUGEPAGE`` makes faulting them in cheap. When it fills up, a mapping
-    eight times larger replaces it (one copy of the rows so far; amortised an eighth of a copy
-    per row). A moderate reservation, rather than one huge one, matters when recording this
-    very process with write tracking: arming write protection allocates page tables for the
-    whole reservation (spec §3.8, holes). Views handed out keep their old mapping alive.
+    Appends write past the end; views handed out cover entries that never change afterwards,
+    and a grown or trimmed column is a new array (old views keep the old one alive).
     """
 
-    INITIAL_BYTES = 64 << 20
+    def __init__(self, dtype: Any, initial: int = 1024) -> None:
+        self.buf = np.empty(initial, dtype)
+        self.base = 0  # global position of buf[0]
+        self.end = 0  # global end
 
-    def __init__(self, initial_bytes: int = INITIAL_BYTES) -> None:
-        self.buf = self._reserve(initial_bytes // REGION_DTYPE.itemsize)
-        self.used = 0
-
-    @staticmethod
-    def _reserve(rows: int) -> np.ndarray:
-        nbytes = rows * REGION_DTYPE.itemsize
-        try:
-            m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
-        except OSError:  # strict overcommit: plain memory
-            return np.empty(rows, REGION_DTYPE)
-        with contextlib.suppress(OSError, AttributeError):
-            m.madvise(mmap.MADV_HUGEPAGE)
-        return np.frombuffer(m, REGION_DTYPE, count=rows)
-
-    def tail(self, start: int, n: int) -> np.ndarray:
-        """Writable rows ``[start, start + n)``, growing the column if it must."""
-        if start + n > len(self.buf):
-            bigger = self._reserve(max(start + n, 8 * len(self.buf)))
-            bigger[: self.used] = self.buf[: self.used]  # rows past start: a scan in progress
+    def append(self, values: np.ndarray) -> None:
+        n = len(values)
+        used = self.end - self.base
+        if used + n > len(self.buf):
+            bigger = np.empty(max(used + n, 2 * len(self.buf)), self.buf.dtype)
+            bigger[:used] = self.buf[:used]
             self.buf = bigger
-        self.used = max(self.used, start + n)
-        return self.buf[start : start + n]
+        self.buf[used : used + n] = values
+        self.end += n
+
+    def view(self, lo: int, hi: int) -> np.ndarray:
+        return self.buf[lo - self.base : hi - self.base]
+
+    def drop_before(self, pos: int) -> None:
+        """Forget entries before global position ``pos`` (copying the rest to a fresh array)."""
+        if pos <= self.base:
+            return
+        rest = self.buf[pos - self.base : self.end - self.base]
+        self.buf = np.empty(max(len(rest), 1024), self.buf.dtype)
+        self.buf[: len(rest)] = rest
+        self.base = pos
+
+
+class _Grow(_Column):
+    """A growing per-snapshot column (one value per snapshot; released ones dropped too)."""
+
+    def __init__(self, dtype: Any, first: Any = None) -> None:
+        super().__init__(dtype, 64)
+        if first is not None:
+            self.push(first)
+
+    def push(self, v: Any) -> None:
+        used = self.end - self.base
+        if used == len(self.buf):
+            bigger = np.empty(2 * len(self.buf), self.buf.dtype)
+            bigger[:used] = self.buf[:used]
+            self.buf = bigger
+        self.buf[used] = v
+        self.end += 1
 
 
 class CaptureBuilder:
-    """Append-only columns of a capture being recorded; ``capture()`` is a consistent view.
+    """The capture being recorded: appended to by the recorder, flushed by its writer.
 
-    Region rows live in a :class:`_RowStore` (rows never move); the small per-snapshot
-    columns grow by doubling. A view handed out earlier keeps pointing at rows that never
-    change afterwards.
+    ``region_tail(n)`` gives the scan buffer for the next snapshot (separate from the previous
+    snapshot's rows, which the next diff needs); ``append`` encodes the snapshot as a keyframe
+    or as its changes (see :class:`~pmviz.capture.Capture`). ``capture()`` is a consistent
+    view at any moment: snapshots a writer flushed are read from disk, the rest from memory.
+
+    Without a writer everything stays in memory, as change: memory grows with what changes.
     """
 
     def __init__(self, meta: CaptureMeta, *, has_written: bool) -> None:
         self.meta = meta
         self.n = 0
-        self._time = np.empty(64, np.int64)
-        self._vidx = np.empty(64, np.int32)
-        self._tel = {k: np.empty(64, np.int64) for k in TELEMETRY_FIELDS}
-        self._roff = np.zeros(65, np.int64)
-        self._regs = _RowStore()
-        self._woff = np.zeros(65, np.int64) if has_written else None
-        self._wr = _RowStore(_RowStore.INITIAL_BYTES // 4) if has_written else None
+        self._lock = threading.Lock()
+        self._time = _Grow(np.int64)
+        self._vidx = _Grow(np.int32)
+        self._tel = {k: _Grow(np.int64) for k in TELEMETRY_FIELDS}
+        self._nrows = _Grow(np.int64)
+        self._key = _Grow(bool)
+        self._coff = _Grow(np.int64, 0)  # global stored-row offsets, n + 1
+        self._woff = _Grow(np.int64, 0) if has_written else None
+        self._rows = _Column(REGION_DTYPE, 1 << 16)
+        self._kind = _Column(np.int8, 1 << 16)
+        self._wrows = _Column(REGION_DTYPE, 1 << 12) if has_written else None
+        self._scan = [np.empty(1 << 12, REGION_DTYPE), np.empty(1 << 12, REGION_DTYPE)]
+        self._cur = 0  # the scan buffer of the next snapshot; the other holds the previous
+        self._enc = _Encoder()
+        self._force_key = False
+        self.mem_first = 0  # snapshots before this one were released to disk
         self.vma_tables: list[Vmas] = []
+        self.marks: list[Mark] = []
+        self._disk: Callable[[], Capture] | None = None
 
-    @staticmethod
-    def _room(buf: np.ndarray, need: int) -> np.ndarray:
-        if need <= len(buf):
-            return buf
-        bigger = np.empty(max(need, 2 * len(buf)), buf.dtype)
-        bigger[: len(buf)] = buf
-        return bigger
-
+    # -- recording ----------------------------------------------------------------------------
     def region_tail(self, n: int) -> np.ndarray:
-        """Room for ``n`` region rows of the next snapshot (the recorder scans into it)."""
-        return self._regs.tail(int(self._roff[self.n]), n)
+        """Writable rows ``[0, n)`` for the next snapshot's scan (grown keeping their content)."""
+        buf = self._scan[self._cur]
+        if n > len(buf):
+            bigger = np.empty(max(n, 2 * len(buf)), REGION_DTYPE)
+            bigger[: len(buf)] = buf
+            self._scan[self._cur] = buf = bigger
+        return buf[:n]
+
+    def force_keyframe(self) -> None:
+        """Store the next snapshot as a keyframe (a writer starts a new segment there)."""
+        self._force_key = True
+
+    def mark(self, time_ns: int, label: str) -> None:
+        with self._lock:
+            self.marks.append(Mark(int(time_ns), str(label)))
 
     def append(
         self,
@@ -97,48 +139,184 @@ class CaptureBuilder:
         ``regions`` is the snapshot's rows, or the number of rows already written into
         :meth:`region_tail`.
         """
-        i = self.n
-        if vmas is not None or not self.vma_tables:
-            self.vma_tables.append(vmas if vmas is not None else Vmas())
-        self._time = self._room(self._time, i + 1)
-        self._vidx = self._room(self._vidx, i + 1)
-        self._roff = self._room(self._roff, i + 2)
-        for k in TELEMETRY_FIELDS:
-            self._tel[k] = self._room(self._tel[k], i + 1)
-            self._tel[k][i] = int(telemetry.get(k, 0))
-        self._time[i] = time_ns
-        self._vidx[i] = len(self.vma_tables) - 1
-        r0 = int(self._roff[i])
         if isinstance(regions, (int, np.integer)):
-            n_rows = int(regions)
+            cur = self.region_tail(int(regions))
         else:
-            n_rows = len(regions)
-            self._regs.tail(r0, n_rows)[:] = regions
-        self._roff[i + 1] = r0 + n_rows
-        if self._woff is not None and self._wr is not None:
-            w = np.empty(0, REGION_DTYPE) if written is None else written
-            self._woff = self._room(self._woff, i + 2)
-            w0 = int(self._woff[i])
-            self._wr.tail(w0, len(w))[:] = w
-            self._woff[i + 1] = w0 + len(w)
-        self.n = i + 1  # last: a concurrent capture() sees whole snapshots only
+            cur = self.region_tail(len(regions))
+            cur[:] = regions
+        force, self._force_key = self._force_key, False
+        rows, kind, key = self._enc.encode(cur, force=force)
+        if key:
+            rows = cur  # copied into the row column below; the scan buffer is reused
+        self._cur ^= 1  # the next scan must not overwrite this snapshot (the next diff's base)
+        with self._lock:
+            i = self.n
+            if vmas is not None or not self.vma_tables:
+                self.vma_tables.append(vmas if vmas is not None else Vmas())
+            self._time.push(time_ns)
+            self._vidx.push(len(self.vma_tables) - 1)
+            for k in TELEMETRY_FIELDS:
+                self._tel[k].push(int(telemetry.get(k, 0)))
+            self._nrows.push(len(cur))
+            self._key.push(key)
+            self._rows.append(rows)
+            self._kind.append(kind)
+            self._coff.push(self._rows.end)
+            if self._woff is not None and self._wrows is not None:
+                w = _NO_ROWS if written is None else written
+                self._wrows.append(w)
+                self._woff.push(self._wrows.end)
+            self.n = i + 1  # last: a concurrent capture() sees whole snapshots only
 
-    def capture(self, start: int = 0, meta: CaptureMeta | None = None) -> Capture:
-        """Snapshots ``start..n-1`` as a Capture of views (no copy of region rows)."""
-        n = self.n
-        ro = self._roff[start : n + 1]
+    # -- writing ------------------------------------------------------------------------------
+    def pending(self, meta: CaptureMeta | None = None) -> tuple[int, Capture]:
+        """(first, snapshots ``first..n-1`` held in memory) for a writer's ``flush(cap, first)``.
+
+        The returned capture may start with changes: it is for writers, not for reading.
+        """
+        with self._lock:
+            return self.mem_first, self._memory(self.mem_first, self.n, meta, partial=True)
+
+    def release(self, upto: int) -> None:
+        """Snapshots before ``upto`` are on disk: drop their rows from memory."""
+        if self._disk is None:
+            raise RuntimeError("release() needs set_disk(): the live view reads flushed rows")
+        with self._lock:
+            upto = min(upto, self.n)
+            if upto <= self.mem_first:
+                return
+            (r,) = self._coff.view(upto, upto + 1)
+            self._rows.drop_before(int(r))
+            self._kind.drop_before(int(r))
+            if self._wrows is not None and self._woff is not None:
+                (w,) = self._woff.view(upto, upto + 1)
+                self._wrows.drop_before(int(w))
+                self._woff.drop_before(upto)
+            # the live view reads released snapshots' columns from the file too
+            for col in (
+                self._time,
+                self._vidx,
+                self._nrows,
+                self._key,
+                self._coff,
+                *self._tel.values(),
+            ):
+                col.drop_before(upto)
+            self.mem_first = upto
+
+    def set_disk(self, open_flushed: Callable[[], Capture]) -> None:
+        """How the live view opens the snapshots flushed so far (``pmviz.open`` of the file)."""
+        self._disk = open_flushed
+
+    # -- views --------------------------------------------------------------------------------
+    def _memory(self, a: int, b: int, meta: CaptureMeta | None, *, partial: bool) -> Capture:
+        """Snapshots ``[a, b)`` from memory (``a >= mem_first``), as a capture of views."""
+        co = self._coff.view(a, b + 1)
         wr = woff = None
-        if self._woff is not None and self._wr is not None:
-            wo = self._woff[start : n + 1]
-            wr, woff = self._wr.buf[wo[0] : wo[-1]], wo - wo[0]
-        return Capture(
+        if self._woff is not None and self._wrows is not None:
+            wo = self._woff.view(a, b + 1)
+            wr, woff = self._wrows.view(int(wo[0]), int(wo[-1])), wo - wo[0]
+        return Capture._from_encoded(
             meta or self.meta,
-            self._time[start:n],
-            self._regs.buf[ro[0] : ro[-1]],
-            ro - ro[0],
+            self._time.view(a, b),
+            (
+                self._rows.view(int(co[0]), int(co[-1])),
+                self._kind.view(int(co[0]), int(co[-1])),
+                self._nrows.view(a, b),
+                np.diff(co),
+                self._key.view(a, b),
+            ),
             written=wr,
             written_offsets=woff,
             vma_tables=list(self.vma_tables),
-            vma_index=self._vidx[start:n],
-            telemetry={k: v[start:n] for k, v in self._tel.items()},
+            vma_index=self._vidx.view(a, b),
+            telemetry={k: v.view(a, b) for k, v in self._tel.items()},
+            marks=list(self.marks),
+            partial=partial,
         )
+
+    def capture(self, start: int = 0, meta: CaptureMeta | None = None) -> Capture:
+        """Snapshots ``start..n-1``: a consistent prefix of the recording.
+
+        Snapshots still in memory are views (no copy); those released to disk are read from
+        the capture file when used.
+        """
+        for _ in range(100):
+            with self._lock:
+                mem_first = self.mem_first
+                if mem_first == 0:
+                    cap = self._memory(0, self.n, meta, partial=False)
+                    return cap if start == 0 else cap.select(slice(start, None))
+                disk = self._disk
+            assert disk is not None
+            d = disk()  # opened outside the lock: the recorder keeps appending meanwhile
+            ids = d.snapshot_ids  # type: ignore[attr-defined]  # a StoredCapture
+            first_id = int(ids[0]) if len(ids) else mem_first
+            with self._lock:
+                if self.mem_first != mem_first:
+                    continue  # released meanwhile: the disk view may predate that flush
+                lo = max(mem_first, first_id)  # a ring may have dropped released snapshots
+                if first_id < lo and (not len(ids) or int(ids[-1]) + 1 < lo):
+                    raise RuntimeError("the capture file lacks snapshots released from memory")
+                tail = self._memory(lo, self.n, meta, partial=True)
+            cap = _LiveCapture(d, tail, lo)
+            return cap if start == 0 else cap.select(slice(max(0, start - cap.first_id), None))
+        raise RuntimeError("the recording kept flushing while its live view was opened")
+
+
+class _LiveCapture(Capture):
+    """Flushed snapshots read from disk, followed by the snapshots still in memory."""
+
+    def __init__(self, disk: Any, tail: Capture, mem_first: int) -> None:
+        ids = disk.snapshot_ids
+        self.first_id = int(ids[0]) if len(ids) else mem_first
+        self._disk, self._tail = disk, tail
+        self._split = mem_first - self.first_id  # positions before this come from disk
+        k = self._split
+        d = slice(0, k)
+        telemetry = {
+            f: np.concatenate([disk.telemetry[f][d], tail.telemetry[f]]) for f in disk.telemetry
+        }
+        self._setup(
+            tail.meta,
+            np.concatenate([disk.time_ns[d], tail.time_ns]),
+            np.concatenate([disk._n_rows[d], tail._n_rows]),
+            np.concatenate([disk._key[d], tail._key]),
+            np.concatenate([disk._coff[: k + 1], disk._coff[k] + tail._coff[1:]]),
+            np.concatenate([disk.vma_index[d], tail.vma_index]),
+            telemetry,
+            tail.vma_tables,
+            tail.marks,
+        )
+        if tail.written_offsets is not None and disk.written_offsets is not None:
+            dw = disk.written_offsets
+            self.written_offsets = np.concatenate([dw[: k + 1], dw[k] + tail.written_offsets[1:]])
+        self.snapshot_ids = np.arange(self.first_id, self.first_id + len(self.time_ns))
+
+    def _stored(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        k = self._split
+        parts = []
+        if a < k:
+            parts.append(self._disk._stored(a, min(b, k)))
+        if b > k:
+            parts.append(self._tail._stored(max(a, k) - k, b - k))
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _written_rows(self, a: int, b: int) -> np.ndarray:
+        k = self._split
+        parts = []
+        if a < k:
+            parts.append(self._disk._written_rows(a, min(b, k)))
+        if b > k:
+            parts.append(self._tail._written_rows(max(a, k) - k, b - k))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    @property
+    def written(self) -> np.ndarray | None:
+        if self.written_offsets is None:
+            return None
+        if self._written is None:
+            self._written = self._written_rows(0, self.n_snapshots)
+        return self._written

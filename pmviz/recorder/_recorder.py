@@ -46,6 +46,9 @@ class Recorder:
     out : str, optional
         Also write the capture to this ``NAME.pmviz`` directory, flushed at least every
         ``flush_interval`` seconds so that killing the recorder loses at most that much.
+        Flushed rows leave memory (the recorder's memory stays flat); without ``out`` the
+        recorder keeps the capture in memory as keyframes + changes, growing with what
+        changes between snapshots.
     writes : {"auto", "none", "uffd-wp", "soft-dirty"} or WriteSource
         Write tracking. ``"auto"`` uses the best mechanism available for the target and
         records without written sets (saying why in ``meta.extra["writes_reason"]``) when
@@ -57,13 +60,17 @@ class Recorder:
     overwrite : bool
         Replace an existing capture at ``out``.
     flush_interval : float
-        Seconds between flushes to ``out``.
+        Seconds between flushes to ``out`` (the first snapshot is flushed at once).
     follow_exec : bool, optional
         Go on recording when the target calls ``execve``: reopen its pagemap, re-arm write
         tracking in the new image and record the exec in ``meta.extra["events"]``. Default:
         True for a launched command (a ``#!/usr/bin/env`` script or a shell wrapper ending in
         ``exec`` is recorded until the program it becomes exits), False for a pid (the
         recording ends at the exec, with that reason).
+    max_size : int, optional
+        With ``out``: keep the capture's parts under about this many bytes by dropping the
+        oldest segments (a ring); ``meta.extra["dropped_snapshots"]`` and
+        ``["first_snapshot"]`` say what was dropped, snapshot numbers stay as recorded.
 
     Notes
     -----
@@ -100,6 +107,7 @@ class Recorder:
         overwrite: bool = False,
         flush_interval: float = 0.5,
         follow_exec: bool | None = None,
+        max_size: int | None = None,
     ) -> None:
         if not isinstance(interval, (int, float)) or not 0 <= interval <= MAX_SECONDS:
             raise ValueError(
@@ -118,6 +126,12 @@ class Recorder:
         self.progress = progress
         self.overwrite = overwrite
         self.flush_interval = flush_interval
+        if max_size is not None and (out is None or isinstance(max_size, bool) or max_size <= 0):
+            raise ValueError(
+                f"max_size needs out= and a positive number of bytes, got {max_size!r}"
+            )
+        self.max_size = max_size
+        self._write_failed = False
         self._ranges = _parse_ranges(ranges)
         self._target = _Target(target)
         self.follow_exec = (
@@ -154,6 +168,17 @@ class Recorder:
             raise RuntimeError("the recorder has not started; call start()")
         return self._builder.capture()
 
+    def mark(self, label: str, *, time_ns: int | None = None) -> None:
+        """Record a named instant (``capture.marks``; stored with the capture).
+
+        ``time_ns``: when it happened (``CLOCK_MONOTONIC`` ns, as ``time.monotonic_ns()``);
+        now by default. A mark received from elsewhere (a FIFO, ``pmviz.mark``) keeps the
+        time it was sent at.
+        """
+        if self._builder is None:
+            raise RuntimeError("the recorder has not started; call start()")
+        self._builder.mark(time.monotonic_ns() if time_ns is None else int(time_ns), label)
+
     def start(self) -> Recorder:
         """Open the target and start recording in a background thread; returns ``self``."""
         if self._thread is not None:
@@ -178,9 +203,17 @@ class Recorder:
             if self.out is not None:
                 from ..storage import CaptureWriter
 
+                out = self.out
                 self._writer = CaptureWriter(
-                    self.out, meta, has_written=source is not None, overwrite=self.overwrite
+                    out,
+                    meta,
+                    has_written=source is not None,
+                    overwrite=self.overwrite,
+                    max_size=self.max_size,
+                    on_segment_full=self._builder.force_keyframe,
                 )
+                # flushed rows leave memory; the live view reads them back from the file
+                self._builder.set_disk(lambda: _open_live(out))
         except BaseException:
             if source is not None:
                 source.close()
@@ -461,36 +494,54 @@ class Recorder:
         builder = self._builder
         assert writer is not None and builder is not None
         try:
-            while not self._stop.wait(self.flush_interval):
-                writer.flush(builder.capture())
+            # the first snapshot goes to disk as soon as it exists, then every flush_interval
+            while builder.n == 0 and not self._stop.wait(0.005):
+                pass
+            while True:
+                self._flush_pending()
+                if self._stop.wait(self.flush_interval):
+                    break  # _finish flushes the rest once the recording thread has ended
         except CaptureError as err:
-            self.error = err
+            self._write_failed = True
+            if self.error is None:
+                self.error = err
             self._stop_reason = "disk full" if "ENOSPC" in str(err) else f"write error: {err}"
             self._stop.set()
         # the recording thread has ended (or will, having seen _stop): wait, then finish
         self._thread.join()  # type: ignore[union-attr]
-        if self.error is not None and self._stop_reason and self._stop_reason != "stopped":
+        if self._write_failed and self._stop_reason:
             builder.meta = builder.meta.replace(end_reason=self._stop_reason)
         self._finish()
+
+    def _flush_pending(self) -> None:
+        """Write what is in memory, then drop it from memory (the live view reads the file)."""
+        writer, builder = self._writer, self._builder
+        assert writer is not None and builder is not None
+        first, pending = builder.pending()
+        done = writer.flush(pending, first)
+        builder.release(done)
 
     def _finish(self) -> None:
         builder = self._builder
         assert builder is not None
         try:
             if self._writer is not None:
-                try:
-                    if self.error is None:
-                        self._writer.close(builder.capture(), builder.meta)
-                    else:
-                        self._writer.finish(builder.meta)
-                except CaptureError as err:
-                    builder.meta = builder.meta.replace(end_reason="disk full")
-                    if self.error is None:
-                        self.error = err
+                # Every snapshot taken goes to disk, whatever ended the recording (an error
+                # included); `complete` says the recorder finished, end_reason why it ended
+                # ("disk full" / "write error: ...": snapshots after the failure are missing).
+                if not self._write_failed:
                     try:
-                        self._writer.finish(builder.meta)
-                    except CaptureError:
-                        pass  # the capture stays readable; only end_reason is not on disk
+                        self._flush_pending()
+                        self._writer.merge()
+                    except CaptureError as err:
+                        reason = "disk full" if "ENOSPC" in str(err) else f"write error: {err}"
+                        builder.meta = builder.meta.replace(end_reason=reason)
+                        if self.error is None:
+                            self.error = err
+                try:
+                    self._writer.finish(builder.meta)
+                except CaptureError:
+                    pass  # the capture stays readable; only end_reason is not on disk
         finally:
             if self._source is not None:
                 try:
@@ -524,6 +575,12 @@ class Recorder:
             p.wait()
 
 
+def _open_live(path: str) -> Capture:
+    from ..storage import open as open_capture
+
+    return open_capture(path)
+
+
 def record(
     target: str | int | Sequence[str] = "self",
     *,
@@ -536,6 +593,7 @@ def record(
     progress: bool = True,
     overwrite: bool = False,
     follow_exec: bool | None = None,
+    max_size: int | None = None,
 ) -> Capture:
     """Record a process until ``duration``/``count`` is reached or it exits; return the capture.
 
@@ -581,6 +639,7 @@ def record(
         progress=progress,
         overwrite=overwrite,
         follow_exec=follow_exec,
+        max_size=max_size,
     )
     rec.start()
     try:

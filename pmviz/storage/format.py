@@ -1,12 +1,13 @@
-"""The on-disk layout of a capture (format version 1; described in ``docs/capture-format.md``).
+"""The on-disk layout of a capture (format version 2, reading 1; ``docs/capture-format.md``).
 
 A capture is a directory ``NAME.pmviz/``::
 
     capture.json                      metadata (CaptureMeta + "format", "complete")
-    snapshots/FIRST-END.parquet       one row per snapshot: time, VMA table, row counts, telemetry
-    regions/FIRST-END.parquet         one row per region per snapshot
+    snapshots/FIRST-END.parquet       one row per snapshot: time, VMA table, keyframe, row counts
+    regions/FIRST-END.parquet         keyframe rows and change rows (``change``: 0, +1, -1)
     written/FIRST-END.parquet         pages written since the previous snapshot (if tracked)
     vmas/FIRST-END.parquet            the VMA tables first used by snapshots FIRST..END-1
+    marks/FIRST-END.parquet           named instants recorded while snapshots FIRST..END-1 were
 
 ``FIRST-END`` is the half-open snapshot range a part covers (zero-padded decimals). Every part
 is written to a temporary name, fsynced and renamed, so a part either exists whole or not at
@@ -35,12 +36,13 @@ META_FILE = "capture.json"
 RESERVE_FILE = ".reserve"
 """Space kept aside so a full disk still lets the recorder write the final metadata."""
 RESERVE_BYTES = 256 * 1024
-TABLES = ("vmas", "written", "regions", "snapshots")
-"""In commit order: ``snapshots`` last."""
+TABLES = ("vmas", "marks", "written", "regions", "snapshots")
+"""In commit order: ``snapshots`` last. Readers list them in the reverse order (see
+``list_all``), deleters delete in the reverse order too."""
 
 _PART_RE = re.compile(r"^(\d{9,})-(\d{9,})\.parquet$")
 
-SNAPSHOTS_SCHEMA = pa.schema(
+SNAPSHOTS_SCHEMA_V1 = pa.schema(
     [
         ("snapshot", pa.int64()),
         ("time_ns", pa.int64()),
@@ -55,7 +57,15 @@ SNAPSHOTS_SCHEMA = pa.schema(
         ("snapshot_ns", pa.int64()),
     ]
 )
-REGIONS_SCHEMA = pa.schema(
+SNAPSHOTS_SCHEMA = pa.schema(
+    list(SNAPSHOTS_SCHEMA_V1)
+    + [
+        ("keyframe", pa.bool_()),  # the snapshot's regions rows are all its rows
+        ("change_rows", pa.int64()),  # rows of this snapshot in `regions` (keyframe or changes)
+    ]
+)
+"""Version 2: ``region_rows`` is the snapshot's region count; ``change_rows`` its stored rows."""
+WRITTEN_SCHEMA = pa.schema(
     [
         ("snapshot", pa.int64()),
         ("start", pa.uint64()),
@@ -63,7 +73,10 @@ REGIONS_SCHEMA = pa.schema(
         ("categories", pa.uint16()),
     ]
 )
-VMAS_SCHEMA = pa.schema(
+REGIONS_SCHEMA_V1 = WRITTEN_SCHEMA
+REGIONS_SCHEMA = pa.schema(list(WRITTEN_SCHEMA) + [("change", pa.int8())])
+"""``change``: 0 a keyframe row, +1 a row that appears, -1 a row that disappears."""
+VMAS_SCHEMA_V1 = pa.schema(
     [
         ("vma_table", pa.int32()),
         ("start", pa.uint64()),
@@ -77,12 +90,30 @@ VMAS_SCHEMA = pa.schema(
         ("path", pa.string()),
     ]
 )
+VMAS_SCHEMA = pa.schema(
+    [f if f.name != "path" else pa.field("path", pa.binary()) for f in VMAS_SCHEMA_V1]
+)
+"""Version 2 stores paths as bytes (Linux paths are bytes; read back with surrogateescape)."""
+MARKS_SCHEMA = pa.schema([("time_ns", pa.int64()), ("label", pa.string())])
 SCHEMAS = {
     "snapshots": SNAPSHOTS_SCHEMA,
     "regions": REGIONS_SCHEMA,
-    "written": REGIONS_SCHEMA,
+    "written": WRITTEN_SCHEMA,
     "vmas": VMAS_SCHEMA,
+    "marks": MARKS_SCHEMA,
 }
+SCHEMAS_V1 = {
+    "snapshots": SNAPSHOTS_SCHEMA_V1,
+    "regions": REGIONS_SCHEMA_V1,
+    "written": WRITTEN_SCHEMA,
+    "vmas": VMAS_SCHEMA_V1,
+}
+
+
+def schemas(version: int) -> dict[str, pa.Schema]:
+    """The table schemas of a format version."""
+    return SCHEMAS_V1 if version == 1 else SCHEMAS
+
 
 ROW_GROUP_ROWS = 1 << 19
 """Region rows per row group: big enough for zstd to see many snapshots, small enough that a
@@ -96,7 +127,7 @@ ROW_GROUP_ROWS = 1 << 19
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "compression_level": 3,
-    "use_dictionary": ["snapshot", "categories", "vma_table", "perms", "kind", "path"],
+    "use_dictionary": ["snapshot", "categories", "change", "vma_table", "perms", "kind", "path"],
     "write_statistics": True,
     "write_page_checksum": True,
     "data_page_size": ROW_GROUP_ROWS * 8,

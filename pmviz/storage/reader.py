@@ -3,29 +3,27 @@
 Opening reads ``capture.json``, the Parquet footers of every part and the small ``snapshots``
 table (one row per snapshot). Region rows load on demand: the per-snapshot row counts give the
 exact row range of any snapshot range, and the footers' row-group sizes say which row groups
-hold it, so a time window reads only those row groups. An address window reads row group by
-row group and skips those whose ``start``/``end`` statistics miss the window.
+hold it, so a time window reads only those row groups (plus those of the keyframe it starts
+from). Format versions 1 (every snapshot in full) and 2 (keyframes + changes) are read.
+
+A capture that is being recorded can be opened at any time: tables are listed in the reverse of
+the writer's commit order (``snapshots`` first), so every committed snapshot's rows are still
+listed; a part deleted after listing (merged into a bigger one by the writer) is found again by
+re-listing its table.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._kernel.pagemap_scan import REGION_DTYPE
-from ..capture import (
-    TELEMETRY_FIELDS,
-    Capture,
-    CaptureMeta,
-    _clip_vmas,
-    _gather,
-    _offsets,
-    clip_rows,
-)
+from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta, Mark, _offsets
 from ..errors import CaptureError, PmvizWarning
 from ..maps import VMA_DTYPE, Vmas
 from . import format as fmt
@@ -36,23 +34,38 @@ __all__ = ["open", "StoredCapture"]
 _NO_ROWS = np.empty(0, REGION_DTYPE)
 
 
-class _PartFile:
-    """An opened, footer-checked Parquet part plus its row-group boundaries."""
+class _Gone(CaptureError):
+    """A part listed a moment ago no longer exists (a concurrent writer merged or dropped it)."""
 
-    def __init__(self, part: fmt.Part) -> None:
+
+class _PartFile:
+    """An opened, footer-checked Parquet part plus its row-group boundaries.
+
+    Opening a part is where per-part checks run: a regular file, a sane footer (from its raw
+    bytes, nothing deserialized before), then the schema.
+    """
+
+    def __init__(self, part: fmt.Part, version: int = fmt.FORMAT_VERSION) -> None:
         self.part = part
-        validate.check_part_file(part.path)
-        validate.check_footer(part.path)  # raw bytes: nothing deserialized before this
+        try:
+            validate.check_part_file(part.path)
+            validate.check_footer(part.path)  # raw bytes: nothing deserialized before this
+        except CaptureError as err:
+            if not os.path.lexists(part.path):
+                raise _Gone(part.path, "the part vanished (merged by the recorder?)") from err
+            raise
         try:
             with pq.ParquetFile(part.path) as f:
                 md = f.metadata
                 self.schema = f.schema_arrow
+        except FileNotFoundError as err:
+            raise _Gone(part.path, "the part vanished (merged by the recorder?)") from err
         except (OSError, pa.ArrowException) as err:
             raise CaptureError(part.path, f"damaged part (truncated or corrupt): {err}") from err
         self.metadata = md
-        want = fmt.SCHEMAS[part.table]
-        if not self.schema.remove_metadata().equals(want):
-            raise CaptureError(part.path, f"not a {part.table} part of format {fmt.FORMAT_VERSION}")
+        want = fmt.schemas(version).get(part.table)
+        if want is None or not self.schema.remove_metadata().equals(want):
+            raise CaptureError(part.path, f"not a {part.table} part of format {version}")
         self.num_rows = md.num_rows
         self._snapshots: np.ndarray | None = None
         self.rg_offsets = _offsets([md.row_group(i).num_rows for i in range(md.num_row_groups)])
@@ -66,6 +79,8 @@ class _PartFile:
         try:
             with self._open() as f:
                 t = f.read_row_groups(list(range(g0, g1)), columns=columns)
+        except FileNotFoundError as err:
+            raise _Gone(self.part.path, "the part vanished (merged by the recorder?)") from err
         except (OSError, pa.ArrowException) as err:
             raise CaptureError(self.part.path, f"damaged part (corrupt data): {err}") from err
         return t.slice(lo - int(self.rg_offsets[g0]), hi - lo)
@@ -90,6 +105,8 @@ class _PartFile:
         try:
             with self._open() as f:
                 return f.read_row_group(g)
+        except FileNotFoundError as err:
+            raise _Gone(self.part.path, "the part vanished (merged by the recorder?)") from err
         except (OSError, pa.ArrowException) as err:
             raise CaptureError(self.part.path, f"damaged part (corrupt data): {err}") from err
 
@@ -111,6 +128,16 @@ def _np(a: pa.Array) -> np.ndarray:
     """An integer Arrow array as numpy, nulls as 0, from its buffers: zero-copy when there are
     no nulls (``to_numpy`` and ``fill_null`` would import pandas, costing ~0.4 s per open).
     """
+    if pa.types.is_boolean(a.type):  # bit-packed; nulls read as False
+        validity, data = a.buffers()[:2]
+        if not len(a) or data is None:
+            return np.zeros(len(a), bool)
+        bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
+        values = bits[a.offset : a.offset + len(a)].astype(bool)
+        if a.null_count and validity is not None:
+            v = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
+            values &= v[a.offset : a.offset + len(a)].astype(bool)
+        return values
     dtype = np.dtype(f"{'i' if pa.types.is_signed_integer(a.type) else 'u'}{a.type.bit_width // 8}")
     validity, data = a.buffers()[:2]
     if not len(a) or data is None or a.null_count == len(a):
@@ -130,6 +157,13 @@ def _column(t: pa.Table, name: str) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty(0, dtype)
 
 
+def _kinds(t: pa.Table, out: np.ndarray) -> None:
+    pos = 0
+    for chunk in t.column("change").chunks:
+        out[pos : pos + len(chunk)] = _np(chunk)
+        pos += len(chunk)
+
+
 def _to_regions(t: pa.Table, out: np.ndarray | None = None) -> np.ndarray:
     """Arrow columns -> ``REGION_DTYPE`` rows, chunk by chunk (no intermediate concatenation)."""
     if out is None:
@@ -144,61 +178,41 @@ def _to_regions(t: pa.Table, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-class StoredCapture(Capture):
-    """A capture on disk; ``regions``, ``written`` and ``vma_tables`` load on first access.
+class _Retry(Exception):
+    """Opening raced with the recorder (a part merged or dropped in between): list again."""
 
-    Everything else a :class:`~pmviz.capture.Capture` offers works; ``select``, ``window``,
-    ``address_window``, ``regions_at`` and friends read only the row groups they need and
-    return in-memory captures / views.
+
+class StoredCapture(Capture):
+    """A capture on disk; rows load on demand (``regions_at``, ``chunks``, ``changes``...).
+
+    Everything a :class:`~pmviz.capture.Capture` offers works; ``select``, ``window``,
+    ``regions_at`` and friends read only the row groups they need (those of the snapshots
+    asked for and of the keyframe they start from) and return in-memory captures.
 
     Attributes
     ----------
     path : str
         The capture directory.
     complete : bool
-        False when the recorder never finished (killed, crashed): the capture holds what was
-        flushed, up to about a second before the end.
+        True once the recorder finished writing: every snapshot it took is on disk and the
+        metadata is final (``meta.end_reason`` says whether the recording ended normally).
+        False while recording, or when the recorder was killed or could not write everything:
+        the capture holds what was flushed.
+    snapshot_ids : numpy.ndarray
+        The recorded number of each snapshot. They need not start at 0 (a ``max_size`` ring
+        drops the oldest) and have gaps when ``strict=False`` skipped damaged parts.
     """
 
     def __init__(self, path: str, *, strict: bool = True) -> None:
         self.path = path
         self._strict = strict
-        doc = fmt.read_meta(path)
-        self.complete = bool(doc.pop("complete", False))
-        doc.pop("format", None)
-        meta = CaptureMeta.from_dict(doc)
-        if not self.complete and meta.end_reason is None:
-            meta = meta.replace(end_reason="incomplete: the recorder did not finish")
-        self.skipped_parts: list[str] = []
-        self.dropped: list[str] = []
-        """What a lenient open left out beyond whole parts: snapshots and why."""
-        self._parts: dict[str, list[_PartFile]] = {}
-        for table in fmt.TABLES:
-            parts, stray = fmt.list_parts(path, table)
-            if stray:
-                raise CaptureError(stray[0], "unexpected file in a capture (not a part name)")
-            parts = validate.drop_overlapping_parts(
-                parts, strict=strict, dropped=self.skipped_parts
-            )
-            self._parts[table] = self._open_parts(parts, strict)
-        snaps = self._read_snapshots(strict)
-        has_w = self._check_written_dir(strict)
-        super().__init__(
-            meta,
-            snaps["time_ns"],
-            None,  # loaded lazily: see the regions property
-            _offsets(snaps["region_rows"]),
-            vma_index=snaps["vma_table"],
-            telemetry={k: snaps[k] for k in TELEMETRY_FIELDS},
-        )
-        self.snapshot_ids = snaps["snapshot"]
-        if has_w:
-            self.written_offsets = _offsets(snaps["written_rows"])
-        self._vma_tables = None
-        if not strict:
-            self._drop_damaged_rows()
-        self._check_coverage(strict)
-        self._check_vma_index(strict)
+        for attempt in range(20):
+            try:
+                # the last attempt reports what it finds (a part really missing, ...)
+                self._open(strict, retry=attempt < 19)
+                break
+            except _Retry:
+                continue
         if self.skipped_parts or self.dropped:
             warnings.warn(
                 f"{path}: skipped damaged parts {self.skipped_parts}, dropped {self.dropped}; "
@@ -208,14 +222,92 @@ class StoredCapture(Capture):
             )
 
     # -- opening ------------------------------------------------------------------------------
+    def _open(self, strict: bool, retry: bool = True) -> None:
+        path = self.path
+        doc = fmt.read_meta(path)
+        self.version = int(doc["format_version"])
+        self.complete = bool(doc.pop("complete", False))
+        doc.pop("format", None)
+        meta = CaptureMeta.from_dict(doc)
+        if not self.complete and meta.end_reason is None:
+            meta = meta.replace(end_reason="incomplete: the recorder did not finish")
+        live = retry and not self.complete
+        self.meta = meta  # page_size for the row checks below; _setup sets it again
+        self.skipped_parts: list[str] = []
+        self.dropped: list[str] = []
+        """What a lenient open left out beyond whole parts: snapshots and why."""
+        self._parts: dict[str, list[_PartFile]] = {}
+        # Reverse commit order: a snapshot listed in `snapshots` has its rows listed after.
+        for table in reversed(fmt.TABLES):
+            parts, stray = fmt.list_parts(path, table)
+            if stray:
+                raise CaptureError(stray[0], "unexpected file in a capture (not a part name)")
+            parts = validate.drop_overlapping_parts(
+                parts, strict=strict, dropped=self.skipped_parts
+            )
+            try:
+                self._parts[table] = self._open_parts(parts, strict)
+            except _Gone:
+                if live:
+                    raise _Retry from None
+                raise
+        try:
+            snaps = self._read_snapshots(strict)
+        except _Gone:
+            if live:
+                raise _Retry from None
+            raise
+        ids = snaps["snapshot"]
+        if self.version == 1:
+            key = np.ones(len(ids), bool)
+            crows = snaps["region_rows"]
+        else:
+            key = snaps["keyframe"].astype(bool)
+            crows = snaps["change_rows"]
+        self.snapshot_ids = ids
+        self._has_w = self._check_written_dir(strict)
+        ok = self._check_coverage(strict, ids, crows, snaps["written_rows"], live)
+        sound = np.ones(len(ids), bool)
+        if not strict:
+            try:
+                sound = self._drop_damaged_rows(ids, key, crows, snaps["written_rows"])
+            except _Gone:
+                if live:
+                    raise _Retry from None
+                raise
+        ok &= sound
+        ok &= self._check_vma_index(strict, ids, snaps["vma_table"])
+        # a drop for damage is final: re-listing a live capture would not bring it back
+        ok &= self._check_chain(strict, ids, key, ok, live and bool(sound.all()))
+        if not ok.all():
+            snaps = {k: v[ok] for k, v in snaps.items()}
+            ids, key, crows = ids[ok], key[ok], crows[ok]
+            self.snapshot_ids = ids
+        self._setup(
+            meta,
+            snaps["time_ns"],
+            snaps["region_rows"],
+            key,
+            _offsets(crows),
+            snaps["vma_table"],
+            {k: snaps[k] for k in TELEMETRY_FIELDS},
+            None,
+            self._read_marks(),
+        )
+        if self._has_w:
+            self.written_offsets = _offsets(snaps["written_rows"])
+        self._vma_tables = None
+
     def _open_parts(self, parts: list[fmt.Part], strict: bool) -> list[_PartFile]:
         out = []
         for p in parts:
             try:
-                pf = _PartFile(p)
+                pf = _PartFile(p, self.version)
                 if not strict:
                     pf.read()  # recovery mode: check every data page now, not on first use
                 out.append(pf)
+            except _Gone:
+                raise
             except CaptureError:
                 if strict:
                     raise
@@ -223,17 +315,20 @@ class StoredCapture(Capture):
         return out
 
     def _read_snapshots(self, strict: bool) -> dict[str, np.ndarray]:
+        """The snapshots table, each part checked (numbers, time order, row counts)."""
         tables: list[pa.Table] = []
         self._written_tracked = False  # a written_rows column that is not all null
+        counts = ["region_rows", "written_rows"] + (["change_rows"] if self.version >= 2 else [])
         for pf in self._parts["snapshots"]:
             try:
                 t = pf.read()
                 prev = int(_column(tables[-1], "time_ns")[-1]) if tables else None
-                cols = {n: _column(t, n) for n in ("snapshot", "time_ns", "vma_table")}
-                cols |= {n: _column(t, n) for n in ("region_rows", "written_rows")}
+                cols = {n: _column(t, n) for n in ["snapshot", "time_ns", "vma_table", *counts]}
                 validate.check_snapshots(
                     cols, pf.part.path, first=pf.part.first, end=pf.part.end, prev_time_ns=prev
                 )
+            except _Gone:
+                raise
             except CaptureError:
                 if strict:
                     raise
@@ -241,40 +336,43 @@ class StoredCapture(Capture):
                 continue
             self._written_tracked |= t.column("written_rows").null_count < t.num_rows
             tables.append(t)
-        schema = fmt.SNAPSHOTS_SCHEMA
+        schema = fmt.schemas(self.version)["snapshots"]
         t = pa.concat_tables(tables) if tables else _empty(schema)
         out = {}
         for name in schema.names:
             out[name] = _column(t, name)
         out["snapshot"] = np.asarray(out["snapshot"], np.int64)
         ids = out["snapshot"]
-        if strict and len(ids) and not np.array_equal(ids, np.arange(len(ids))):
-            gap = int(np.flatnonzero(ids != np.arange(len(ids)))[0])
+        want = np.arange(ids[0], ids[0] + len(ids)) if len(ids) else ids
+        if strict and not np.array_equal(ids, want):
+            gap = int(np.flatnonzero(ids != want)[0])
             raise CaptureError(
                 os.path.join(self.path, "snapshots"),
-                f"snapshots {gap}..{int(ids[gap]) - 1} are missing (a part was deleted?)",
+                f"snapshots {int(want[gap])}..{int(ids[gap]) - 1} are missing "
+                "(a part was deleted?)",
             )
         return out
 
-    def _check_coverage(self, strict: bool) -> None:
+    def _check_coverage(
+        self, strict: bool, ids: np.ndarray, crows: np.ndarray, wrows: np.ndarray, live: bool
+    ) -> np.ndarray:
         """Every committed snapshot needs its regions (and written) rows: drop or complain."""
-        ids = self.snapshot_ids
         ok = np.ones(len(ids), bool)
-        for table in ("regions", "written"):
-            if table == "written" and not self.has_written:
+        for table, rows_per in (("regions", crows), ("written", wrows)):
+            if table == "written" and not self._has_w:
                 continue
             covered = np.zeros(len(ids), bool)
             for pf in self._parts[table]:
                 inside = (ids >= pf.part.first) & (ids < pf.part.end)
                 covered |= inside
-                off = self.region_offsets if table == "regions" else self.written_offsets
-                assert off is not None
-                rows = int(np.diff(off)[inside].sum())
+                rows = int(rows_per[inside].sum())
                 whole = int(inside.sum()) == pf.part.end - pf.part.first
                 # rows of uncommitted (crash) or lost (damaged) snapshots may follow
                 if rows > pf.num_rows or (whole and rows != pf.num_rows):
                     raise CaptureError(pf.part.path, "damaged part: row count does not match")
             if not covered.all():
+                if live:
+                    raise _Retry
                 missing = int(ids[~covered][0])
                 if strict:
                     raise CaptureError(
@@ -285,8 +383,7 @@ class StoredCapture(Capture):
                 self.dropped.append(
                     f"snapshots {validate.id_ranges(ids[~covered])} (no {table} part holds them)"
                 )
-        if not ok.all():
-            self._keep(ok)
+        return ok
 
     def _check_written_dir(self, strict: bool) -> bool:
         """Whether the capture has written sets: the ``written/`` directory and the snapshots
@@ -305,30 +402,44 @@ class StoredCapture(Capture):
         self.dropped.append(f"every written set ({why})")
         return False
 
-    def _drop_damaged_rows(self) -> None:
-        """Lenient open: drop the snapshots whose region or written rows are damaged."""
+    def _drop_damaged_rows(
+        self, ids: np.ndarray, key: np.ndarray, crows: np.ndarray, wrows: np.ndarray
+    ) -> np.ndarray:
+        """Lenient open: the snapshots whose stored region or written rows are sound.
+
+        In format 2 only keyframe rows are a whole snapshot (sorted, disjoint); change rows
+        are checked row by row, and a snapshot stored as changes after a dropped one is lost
+        too (see :meth:`_check_chain`).
+        """
         bad: dict[int, str] = {}
-        for table, off in (("regions", self.region_offsets), ("written", self.written_offsets)):
-            if off is None:
+        ordered = ids[key] if self.version >= 2 else None
+        for table, counts in (("regions", crows), ("written", wrows)):
+            if table == "written" and not self._has_w:
                 continue
-            counts = np.diff(off)
             for pf in self._parts[table]:
                 t = pf.read()
                 snap, rows = _column(t, "snapshot"), _to_regions(t)
                 found = validate.damaged_snapshots(
-                    snap, rows, self.page_size, self.snapshot_ids, counts, pf.part
+                    snap,
+                    rows,
+                    self.page_size,
+                    ids,
+                    counts,
+                    pf.part,
+                    ordered if table == "regions" else None,
                 )
                 bad = found | bad
         if bad:
             self.dropped += [f"snapshot {k} ({why})" for k, why in sorted(bad.items())]
-            self._keep(~np.isin(self.snapshot_ids, list(bad)))
+        return ~np.isin(ids, list(bad))
 
-    def _check_vma_index(self, strict: bool) -> None:
+    def _check_vma_index(self, strict: bool, ids: np.ndarray, vma_index: np.ndarray) -> np.ndarray:
+        """Every snapshot's VMA table must exist (its ``vmas`` part is there): drop or complain."""
         where = os.path.join(self.path, "snapshots")
         if strict:
-            validate.check_vma_index(self.vma_index, self.snapshot_ids, where)
+            validate.check_vma_index(vma_index, ids, where)
         missing = validate.missing_vma_tables(
-            self.vma_index, self.snapshot_ids, [pf.part for pf in self._parts["vmas"]]
+            vma_index, ids, [pf.part for pf in self._parts["vmas"]]
         )
         if missing and strict:
             t, s = next(iter(missing.items()))
@@ -340,26 +451,75 @@ class StoredCapture(Capture):
             self.dropped += [
                 f"snapshots using VMA table {t} (its vmas part is missing)" for t in missing
             ]
-            self._keep(~np.isin(self.vma_index, list(missing)))
+        return ~np.isin(vma_index, list(missing))
 
-    def _keep(self, ok: np.ndarray) -> None:
-        self.time_ns = self.time_ns[ok]
-        self.snapshot_ids = self.snapshot_ids[ok]
-        self.vma_index = self.vma_index[ok]
-        self.telemetry = {k: v[ok] for k, v in self.telemetry.items()}
-        self.region_offsets = _offsets(np.diff(self.region_offsets)[ok])
-        if self.written_offsets is not None:
-            self.written_offsets = _offsets(np.diff(self.written_offsets)[ok])
+    def _check_chain(
+        self, strict: bool, ids: np.ndarray, key: np.ndarray, ok: np.ndarray, live: bool
+    ) -> np.ndarray:
+        """A snapshot stored as changes needs every snapshot back to its keyframe."""
+        valid = np.zeros(len(ids), bool)
+        for i in range(len(ids)):  # one step per snapshot
+            valid[i] = ok[i] and (key[i] or (i > 0 and valid[i - 1] and ids[i - 1] == ids[i] - 1))
+        lost = ok & ~valid
+        if lost.any():
+            if live:
+                raise _Retry
+            if strict:
+                raise CaptureError(
+                    os.path.join(self.path, "snapshots"),
+                    f"snapshot {int(ids[lost][0])} is stored as changes but the snapshots back "
+                    "to its keyframe are missing (a part was deleted?)",
+                )
+            self.dropped.append(
+                f"snapshots {validate.id_ranges(ids[lost])} (stored as changes after a dropped "
+                "snapshot: lost up to the next keyframe)"
+            )
+        return valid
 
-    # -- lazy columns -------------------------------------------------------------------------
-    def _rows(self, table: str, a: int, b: int) -> np.ndarray:
-        """Rows of the snapshots at positions ``[a, b)`` (contiguous in snapshot ids)."""
+    def _read_marks(self) -> list[Mark]:
+        marks: list[Mark] = []
+        for pf in self._parts.get("marks", []):
+            t = pf.read()
+            marks += [
+                Mark(int(a), str(b))
+                for a, b in zip(_column(t, "time_ns").tolist(), t.column("label").to_pylist())
+            ]
+        return sorted(marks)
+
+    # -- lazy rows ----------------------------------------------------------------------------
+    def _relist(self, table: str) -> None:
+        parts, _ = fmt.list_parts(self.path, table)
+        parts = validate.drop_overlapping_parts(
+            parts, strict=self._strict, dropped=self.skipped_parts
+        )
+        self._parts[table] = [_PartFile(p, self.version) for p in parts]
+
+    def _rows(self, table: str, a: int, b: int, kind: np.ndarray | None = None) -> np.ndarray:
+        """Rows of the snapshots at positions ``[a, b)`` (contiguous in snapshot ids); a part
+        that vanished (merged by a concurrent writer) is found again by re-listing.
+        """
+        for attempt in range(20):
+            try:
+                return self._rows_once(table, a, b, kind)
+            except _Gone:
+                if attempt == 19:
+                    raise
+                self._relist(table)
+        raise AssertionError("unreachable")
+
+    def _rows_once(self, table: str, a: int, b: int, kind: np.ndarray | None) -> np.ndarray:
         if b <= a:
             return _NO_ROWS
-        off = self.region_offsets if table == "regions" else self.written_offsets
+        off = self._coff if table == "regions" else self.written_offsets
         assert off is not None
         ids = self.snapshot_ids
         out = np.empty(int(off[b] - off[a]), REGION_DTYPE)
+        cols = ["snapshot", "start", "end", "categories"]
+        if kind is not None and self.version >= 2:
+            cols.append("change")
+        # format 2 change rows are not a whole snapshot: no order check on them (the rebuilt
+        # snapshots are checked instead, see _rows_at)
+        changes = table == "regions" and self.version >= 2
         pos = 0
         for pf in self._parts[table]:
             lo_id, hi_id = max(int(ids[a]), pf.part.first), min(int(ids[b - 1]) + 1, pf.part.end)
@@ -367,18 +527,21 @@ class StoredCapture(Capture):
                 continue
             lo, hi = self._row_range(pf, off, lo_id, hi_id)
             p0, snap = pos, []
-            for t in pf.iter_rows(lo, hi, ["snapshot", "start", "end", "categories"]):
+            for t in pf.iter_rows(lo, hi, cols):
                 if pos + t.num_rows > len(out):
                     raise CaptureError(
                         pf.part.path, f"{table}: more rows than counted ({len(out)})"
                     )
                 _to_regions(t, out[pos : pos + t.num_rows])
+                if kind is not None and self.version >= 2:
+                    _kinds(t, kind[pos : pos + t.num_rows])
                 snap.append(_column(t, "snapshot"))
                 pos += t.num_rows
             k = a + lo_id - int(ids[a])  # ids[a:b] are consecutive
             validate.check_regions(
                 out[p0:pos], off[k : k + hi_id - lo_id + 1] - off[k], self.page_size, pf.part.path,
                 lo_id, first_row=lo, snapshot_column=np.concatenate(snap) if snap else None,
+                ordered=self._key[k : k + hi_id - lo_id] if changes else None,
             )  # fmt: skip
         if pos != len(out):
             raise CaptureError(self.path, f"{table}: expected {len(out)} rows, found {pos}")
@@ -388,43 +551,88 @@ class StoredCapture(Capture):
         """Rows of snapshots ``[lo_id, hi_id)`` inside part ``pf``."""
         ids = self.snapshot_ids
         k0, k_lo, k_hi = np.searchsorted(ids, [pf.part.first, lo_id, hi_id])
-        if k_lo - k0 == lo_id - pf.part.first:
+        if k_lo - k0 == lo_id - pf.part.first and (k0 > 0 or int(ids[0]) <= pf.part.first):
             # every snapshot of the part before lo_id is known: pure offset arithmetic
             base = int(off[k0])
             return int(off[k_lo]) - base, int(off[k_hi]) - base
-        # snapshots before lo_id were lost (recovery mode): find the rows by snapshot number
+        # snapshots before lo_id are not ours (dropped, damaged): find rows by snapshot number
         snap = pf.snapshot_column()
         lo, hi = np.searchsorted(snap, [lo_id, hi_id])
         return int(lo), int(hi)
 
-    def _contiguous(self) -> bool:
-        ids = self.snapshot_ids
-        return not len(ids) or int(ids[-1]) - int(ids[0]) + 1 == len(ids)
+    def _runs(self, a: int, b: int) -> list[tuple[int, int]]:
+        """Positions ``[a, b)`` cut where snapshot numbers jump (dropped as damaged)."""
+        ids = self.snapshot_ids[a:b]
+        cuts = np.flatnonzero(np.diff(ids) != 1) + 1
+        bounds = (np.concatenate([[0], cuts, [len(ids)]]) + a).tolist()
+        return list(zip(bounds, bounds[1:]))
 
-    @property
-    def regions(self) -> np.ndarray:
-        if self._regions is None:
-            self._regions = self._rows_any("regions", 0, self.n_snapshots)
-        return self._regions
+    def _stored(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        kind = np.zeros(int(self._coff[b] - self._coff[a]), np.int8)
+        parts, pos = [], 0
+        for x, y in self._runs(a, b):
+            m = int(self._coff[y] - self._coff[x])
+            parts.append(self._rows("regions", x, y, kind[pos : pos + m]))
+            pos += m
+        return (np.concatenate(parts) if len(parts) != 1 else parts[0]) if parts else _NO_ROWS, kind
+
+    def _written_rows(self, a: int, b: int) -> np.ndarray:
+        if self._written is not None:
+            return super()._written_rows(a, b)
+        parts = [self._rows("written", x, y) for x, y in self._runs(a, b)]
+        return (np.concatenate(parts) if len(parts) != 1 else parts[0]) if parts else _NO_ROWS
+
+    # -- rebuilt snapshots (format 2): checked like whole stored snapshots ----------------------
+    def _rows_at(self, i: int) -> np.ndarray:
+        if self._regions is not None or self.version < 2 or self._key[i]:
+            return super()._rows_at(i)  # whole stored rows, checked when read
+        try:
+            rows = super()._rows_at(i)
+        except ValueError as err:  # a change that does not apply: damaged change rows
+            raise self._damaged_changes(i, str(err)) from err
+        self._check_rebuilt(rows, np.array([0, len(rows)]), i)
+        return rows
+
+    def _decode_chunks(
+        self, a: int, stop: int, max_rows: int
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        chunks = super()._decode_chunks(a, stop, max_rows)
+        while True:
+            try:
+                first, rows, counts = next(chunks)
+            except StopIteration:
+                return
+            except ValueError as err:
+                raise self._damaged_changes(a, str(err)) from err
+            if self._regions is None and self.version >= 2:
+                self._check_rebuilt(rows, _offsets(counts), first)
+            a = first + len(counts)
+            yield first, rows, counts
+
+    def _check_rebuilt(self, rows: np.ndarray, off: np.ndarray, first: int) -> None:
+        bad, i, reason = validate.region_problems(rows, off, self.page_size)
+        if i is not None:
+            k = first + int(np.flatnonzero(bad)[0])
+            r = rows[i]
+            raise self._damaged_changes(
+                k, f"the rebuilt row {int(r['start']):#x}-{int(r['end']):#x}: {reason}"
+            )
+
+    def _damaged_changes(self, i: int, why: str) -> CaptureError:
+        sid = int(self.snapshot_ids[i]) if i < len(self.snapshot_ids) else i
+        return CaptureError(
+            os.path.join(self.path, "regions"),
+            f"damaged part: snapshot {sid} rebuilt from its keyframe and change rows is not a "
+            f"sound snapshot ({why})",
+        )
 
     @property
     def written(self) -> np.ndarray | None:
         if self.written_offsets is None:
             return None
         if self._written is None:
-            self._written = self._rows_any("written", 0, self.n_snapshots)
+            self._written = self._written_rows(0, self.n_snapshots)
         return self._written
-
-    def _rows_any(self, table: str, a: int, b: int) -> np.ndarray:
-        if self._contiguous():
-            return self._rows(table, a, b)
-        # snapshots dropped as damaged (strict=False): read run by run
-        ids = self.snapshot_ids[a:b]
-        cuts = np.flatnonzero(np.diff(ids) != 1) + 1
-        bounds = np.concatenate([[0], cuts, [len(ids)]]) + a
-        return np.concatenate(
-            [_NO_ROWS] + [self._rows(table, int(x), int(y)) for x, y in zip(bounds, bounds[1:])]
-        )
 
     @property
     def vma_tables(self) -> list[Vmas]:
@@ -433,13 +641,24 @@ class StoredCapture(Capture):
         return self._vma_tables
 
     def _read_vmas(self) -> list[Vmas]:
-        # Tables with no rows (a process whose maps could not be read) are empty Vmas.
+        # Tables with no rows (a process whose maps could not be read) are empty Vmas. A table
+        # may be stored in several segments (each segment is self-contained): keep the first.
         n_tables = int(self.vma_index.max()) + 1 if len(self.vma_index) else 1
-        tabs = [pf.read() for pf in self._parts["vmas"]]
+        for attempt in range(20):
+            try:
+                tabs = [pf.read() for pf in self._parts["vmas"]]
+                break
+            except _Gone:
+                if attempt == 19:
+                    raise
+                self._relist("vmas")
         for pf, tab in zip(self._parts["vmas"], tabs):
             cols = [_column(tab, c) for c in ("start", "end", "vma_table")]
-            validate.check_vmas(cols[0], cols[1], cols[2], pf.part.path)
-        t = pa.concat_tables(tabs) if tabs else _empty(fmt.VMAS_SCHEMA)
+            validate.check_vmas(
+                cols[0], cols[1], cols[2], pf.part.path, tables_in_order=self.version < 2
+            )
+        schema = fmt.schemas(self.version)["vmas"]
+        t = pa.concat_tables(tabs) if tabs else _empty(schema)
         ids = _column(t, "vma_table")
         arr = np.empty(t.num_rows, VMA_DTYPE)
         for name in VMA_DTYPE.names or ():
@@ -447,106 +666,20 @@ class StoredCapture(Capture):
                 arr[name] = [p.encode() for p in t.column(name).to_pylist()]
             else:
                 arr[name] = _column(t, name)
-        paths = np.asarray(t.column("path").to_pylist(), dtype=object)
+        raw = t.column("path").to_pylist()
+        if self.version >= 2:  # bytes on disk; surrogateescape keeps undecodable bytes exact
+            raw = [b.decode("utf-8", "surrogateescape") for b in raw]
+        paths = np.asarray(raw, dtype=object)
         n_tables = max(n_tables, int(ids.max()) + 1 if len(ids) else 0)
+        # the first stored copy of each table: rows of a table are contiguous within a part
+        part_no = np.repeat(np.arange(len(tabs)), [x.num_rows for x in tabs])
+        first_part = np.full(n_tables, len(tabs), np.int64)
+        np.minimum.at(first_part, ids, part_no)
+        keep = part_no == first_part[ids] if len(ids) else np.zeros(0, bool)
+        arr, paths, ids = arr[keep], paths[keep], ids[keep]
         order = np.argsort(ids, kind="stable")
         bounds = np.searchsorted(ids[order], np.arange(n_tables + 1))
         return [Vmas(arr[order[x:y]], paths[order[x:y]]) for x, y in zip(bounds, bounds[1:])]
-
-    # -- windows without loading everything --------------------------------------------------
-    def regions_at(self, i: int):  # noqa: ANN201 - same as Capture
-        if self._regions is not None:
-            return super().regions_at(i)
-        return self._one(i).regions_at(0)
-
-    def written_at(self, i: int):  # noqa: ANN201
-        if self.written_offsets is None or self._written is not None:
-            return super().written_at(i)
-        return self._one(i).written_at(0)
-
-    def _one(self, i: int) -> Capture:
-        i = self._index(i)
-        cache = self.__dict__.setdefault("_one_cache", {})
-        if i not in cache:
-            if len(cache) >= 16:
-                cache.pop(next(iter(cache)))
-            cache[i] = self.select(slice(i, i + 1))
-        return cache[i]
-
-    def select(self, snapshots: slice | np.ndarray) -> Capture:
-        if self._regions is not None and (self._written is not None or not self.has_written):
-            return super().select(snapshots)
-        idx = np.arange(self.n_snapshots)[snapshots]
-        if not len(idx):
-            return super()._derived(idx, _NO_ROWS, np.zeros(1, np.int64), None, None)
-        a, b = int(idx.min()), int(idx.max()) + 1
-        local = idx - a
-        sub_off = self.region_offsets[a : b + 1] - self.region_offsets[a]
-        regs, roff = _gather(self._rows_any("regions", a, b), sub_off, local)
-        wr = woff = None
-        if self.written_offsets is not None:
-            wsub = self.written_offsets[a : b + 1] - self.written_offsets[a]
-            wr, woff = _gather(self._rows_any("written", a, b), wsub, local)
-        return self._derived(idx, regs, roff, wr, woff)
-
-    def address_window(self, start: int, end: int) -> Capture:
-        if self._regions is not None:
-            return super().address_window(start, end)
-        if not 0 <= start <= end:
-            raise ValueError(f"need 0 <= start <= end, got start={start:#x} end={end:#x}")
-        regs, roff = self._clip_table("regions", self.region_offsets, start, end)
-        wr = woff = None
-        if self.written_offsets is not None:
-            wr, woff = self._clip_table("written", self.written_offsets, start, end)
-        out = self._derived(np.arange(self.n_snapshots), regs, roff, wr, woff)
-        out._vma_tables = [_clip_vmas(v, start, end) for v in out.vma_tables]
-        return out
-
-    def _clip_table(
-        self, table: str, off: np.ndarray, start: int, end: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Clip row group by row group, so memory holds one row group plus the result."""
-        counts = np.zeros(self.n_snapshots, np.int64)
-        chunks = []
-        sid = self.snapshot_ids
-        for pf in self._parts[table]:
-            md = pf.metadata
-            for g in range(md.num_row_groups):
-                rg = md.row_group(g)
-                st = {rg.column(c).path_in_schema: rg.column(c).statistics for c in range(4)}
-                s_end, s_start = st.get("end"), st.get("start")
-                if (
-                    s_end is not None
-                    and s_start is not None
-                    and s_end.has_min_max
-                    and s_start.has_min_max
-                    and (s_end.max <= start or s_start.min >= end)
-                ):
-                    continue
-                t = pf.read_row_group(g)
-                snap = _column(t, "snapshot")
-                if not len(snap):
-                    continue
-                first = int(snap[0])  # rows are in snapshot order
-                if len(snap) > 1 and bool((np.diff(snap) < 0).any()):
-                    if not self._strict:
-                        continue  # a lenient open dropped every snapshot of this part
-                    raise CaptureError(pf.part.path, "damaged part: rows out of snapshot order")
-                regs, roff = _to_regions(t), _offsets(np.bincount(snap - first))
-                if self._strict:
-                    row0 = int(pf.rg_offsets[g])
-                    validate.check_regions(
-                        regs, roff, self.page_size, pf.part.path, first, first_row=row0
-                    )
-                clipped, coff = clip_rows(regs, roff, start, end)
-                ids = np.arange(first, first + len(coff) - 1)
-                k = np.minimum(np.searchsorted(sid, ids), max(len(sid) - 1, 0))
-                live = (sid[k] == ids) if len(sid) else np.zeros(len(ids), bool)
-                n_per = np.diff(coff)
-                counts[k[live]] += n_per[live]  # k is unique per snapshot
-                chunks.append(clipped[np.repeat(live, n_per)])
-        rows = np.concatenate(chunks) if chunks else _NO_ROWS
-        return rows, _offsets(counts)
 
 
 def open(path: str | os.PathLike[str], *, strict: bool = True) -> StoredCapture:  # noqa: A001

@@ -324,7 +324,7 @@ def check_snapshots(
         raise CaptureError(
             path, f"damaged part: snapshot {first + i}: time_ns goes backwards ({before} -> {t[i]})"
         )
-    for name in ("region_rows", "written_rows", "vma_table"):
+    for name in ("region_rows", "written_rows", "change_rows", "vma_table"):
         if name in cols and (i := _first_bad(np.asarray(cols[name]) < 0)) is not None:
             raise CaptureError(
                 path, f"damaged part: snapshot {first + i}: negative {name} {cols[name][i]}"
@@ -383,7 +383,10 @@ _REASONS = (
 
 
 def region_problems(
-    rows: np.ndarray, offsets: np.ndarray, page_size: int
+    rows: np.ndarray,
+    offsets: np.ndarray,
+    page_size: int,
+    ordered: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int | None, str]:
     """Find damaged region rows, vectorized.
 
@@ -394,6 +397,10 @@ def region_problems(
     offsets : numpy.ndarray
         ``n + 1`` offsets: snapshot ``k`` is ``rows[offsets[k]:offsets[k + 1]]``.
     page_size : int
+    ordered : numpy.ndarray, optional
+        ``bool`` per snapshot: its rows are a whole snapshot, sorted and disjoint (default: all).
+        Format 2 change rows (``False``) are checked row by row only (range, alignment,
+        address limit): a snapshot's changes may overlap each other.
 
     Returns
     -------
@@ -422,6 +429,10 @@ def region_problems(
         out[1:] |= cs[1:] < ce[:-1]
     if n > 1:
         heads = off[1:-1][(off[1:-1] > 0) & (off[1:-1] < n)]
+        if ordered is not None and not np.all(ordered):
+            # rows of unordered snapshots (change rows) follow nothing either
+            loose = np.repeat(~np.asarray(ordered, bool), np.diff(off))
+            heads = np.union1d(heads, np.flatnonzero(loose))
         # a snapshot's first row follows nothing: recheck those rows without the order test
         bad[heads] = (
             (s[heads] >= e[heads]) | (((s[heads] | e[heads]) & mask) != 0) | (e[heads] > limit)
@@ -432,7 +443,8 @@ def region_problems(
         return bad_snap, None, ""
     bad_snap[np.searchsorted(off, np.flatnonzero(bad), side="right") - 1] = True
     r = first
-    is_head = r == 0 or bool(np.isin(r, off))
+    k = int(np.searchsorted(off, r, side="right")) - 1
+    is_head = r == 0 or bool(np.isin(r, off)) or (ordered is not None and not ordered[k])
     checks = [
         s[r] >= e[r],
         bool((s[r] | e[r]) & np.uint64(page_size - 1)),
@@ -451,6 +463,7 @@ def check_regions(
     *,
     first_row: int = 0,
     snapshot_column: np.ndarray | None = None,
+    ordered: np.ndarray | None = None,
 ) -> None:
     """Raise on the first damaged region (or written) row of consecutive snapshots.
 
@@ -467,6 +480,8 @@ def check_regions(
     snapshot_column : numpy.ndarray, optional
         The rows' stored ``snapshot`` column: checked against ``offsets`` (the per-snapshot
         row counts of the snapshots table), which catches shifted row counts.
+    ordered : numpy.ndarray, optional
+        As for :func:`region_problems` (format 2: ``False`` for snapshots stored as changes).
 
     Raises
     ------
@@ -497,7 +512,7 @@ def check_regions(
                 "the snapshots table's row counts put it (region_rows/written_rows do not match "
                 "the part)",
             )
-    _, i, reason = region_problems(rows, off, page_size)
+    _, i, reason = region_problems(rows, off, page_size, ordered)
     if i is not None:
         snap = first_snapshot + int(np.searchsorted(off, i, side="right")) - 1
         r = rows[i]
@@ -508,10 +523,18 @@ def check_regions(
         )
 
 
-def check_vmas(start: np.ndarray, end: np.ndarray, table: np.ndarray, path: str) -> None:
+def check_vmas(
+    start: np.ndarray,
+    end: np.ndarray,
+    table: np.ndarray,
+    path: str,
+    *,
+    tables_in_order: bool = True,
+) -> None:
     """Check VMA rows: each ``start < end``, sorted and disjoint within its table, tables
-    in order and numbered from 0. (Tables no snapshot uses are legal: the vmas part of a
-    range whose snapshots part was never committed.)
+    in order (``tables_in_order``; format 2 segments store again the tables they use, in
+    order of use) and numbered from 0. (Tables no snapshot uses are legal: the vmas part of
+    a range whose snapshots part was never committed.)
 
     Raises
     ------
@@ -524,7 +547,8 @@ def check_vmas(start: np.ndarray, end: np.ndarray, table: np.ndarray, path: str)
     bad = start >= end
     if len(t) > 1:
         bad[1:] |= (t[1:] == t[:-1]) & (start[1:] < end[:-1])
-        bad[1:] |= t[1:] < t[:-1]
+        if tables_in_order:
+            bad[1:] |= t[1:] < t[:-1]
     if (i := _first_bad(bad)) is not None:
         raise CaptureError(
             path,
@@ -540,6 +564,7 @@ def damaged_snapshots(
     snapshot_ids: np.ndarray,
     row_counts: np.ndarray,
     part: _PartLike,
+    ordered_ids: np.ndarray | None = None,
 ) -> dict[int, str]:
     """For a lenient open: which snapshots of one whole regions/written part are damaged.
 
@@ -552,6 +577,9 @@ def damaged_snapshots(
         The snapshots the snapshots table holds and their row counts for this table.
     part
         The part (its ``first``, ``end`` and ``path``).
+    ordered_ids : numpy.ndarray, optional
+        Format 2 ``regions``: the snapshots stored whole (keyframes); the others' change rows
+        are not checked for order (see :func:`region_problems`). Default: every snapshot.
 
     Returns
     -------
@@ -573,13 +601,17 @@ def damaged_snapshots(
     }
     groups, starts = np.unique(snap, return_index=True)
     off = np.append(starts, len(snap))
-    bad, _, _ = region_problems(rows, off, page_size)
+    ordered = None if ordered_ids is None else np.isin(groups, ordered_ids)
+    bad, _, _ = region_problems(rows, off, page_size, ordered)
     in_table = set(known.tolist())
     for g in np.flatnonzero(bad).tolist():  # a loop per damaged snapshot only
         k = int(groups[g])
         if k in in_table:
             _, i, reason = region_problems(
-                rows[off[g] : off[g + 1]], off[g : g + 2] - off[g], page_size
+                rows[off[g] : off[g + 1]],
+                off[g : g + 2] - off[g],
+                page_size,
+                None if ordered is None else ordered[g : g + 1],
             )
             out.setdefault(k, f"{name}: row {int(off[g]) + (i or 0)}: {reason}")
     return out
