@@ -27,6 +27,7 @@ from pathlib import Path
 import pmviz
 from pmviz.capture import Capture
 from pmviz.maps import Vmas
+from pmviz.storage import save
 
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs"
@@ -134,11 +135,12 @@ def anonymized(capture: pmviz.Capture, *, keep_addresses: bool) -> pmviz.Capture
         arr["inode"] = 0
         arr["dev_major"] = 0
         arr["dev_minor"] = 0
+        arr["offset"] = 0  # as anonymize does: offsets tell which part of a file is mapped
         tables.append(Vmas(arr, stripped.paths))
     meta = anon.meta.replace(extra={**anon.meta.extra, "addresses": "real (not rebased)"})
     return Capture(
         meta,
-        capture.time_ns,
+        anon.time_ns,  # relative times, as anonymize makes them
         capture.regions,
         capture.region_offsets,
         written=capture.written,
@@ -146,6 +148,7 @@ def anonymized(capture: pmviz.Capture, *, keep_addresses: bool) -> pmviz.Capture
         vma_tables=tables,
         vma_index=capture.vma_index,
         telemetry=capture.telemetry,
+        marks=anon.marks,
     )
 
 
@@ -156,15 +159,28 @@ def _du(path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", choices=[*SAMPLES, []], help="default: all")
+    parser.add_argument(
+        "--reanonymize",
+        action="store_true",
+        help="do not record: anonymize the bundled captures again (after the anonymization "
+        "scheme changed) and rewrite them in the current capture format",
+    )
     args = parser.parse_args(argv)
     names = args.names or list(SAMPLES)
+    if args.reanonymize:
+        for name in names:
+            out = HERE / f"{name}.pmviz"
+            capture = pmviz.open(str(out)).select(slice(None))  # loaded whole, then replaced
+            save(anonymized(capture, keep_addresses=SAMPLES[name][1]), str(out), overwrite=True)
+            print(f"== {name}: {_du(out) / 1024:.0f} KiB, format {pmviz.open(str(out)).version}")
+        return 0
     with tempfile.TemporaryDirectory(prefix="pmviz-samples-") as tmp:
         for name in names:
             record, keep = SAMPLES[name]
             print(f"== {name}", flush=True)
             capture = anonymized(record(Path(tmp)), keep_addresses=keep)
             out = HERE / f"{name}.pmviz"
-            capture.save(str(out), overwrite=True)
+            save(capture, str(out), overwrite=True)
             size = _du(out)
             print(f"   {len(capture)} snapshots, writes={capture.meta.write_mechanism}, "
                   f"{size / 1024:.0f} KiB -> {out.relative_to(HERE.parent)}")  # fmt: skip

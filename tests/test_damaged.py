@@ -1,8 +1,9 @@
 """Damaged and untrusted captures: refused with the file and row named, or (``strict=False``)
 dropped with a warning saying exactly what was dropped. Never a hang, never wrong totals.
 
-Each damage is built on a real recording (the bundled numpy workload, uffd-wp tracked) by
-rewriting its Parquet parts with pyarrow by column name.
+Each damage is built on a real recording (the numpy workload, uffd-wp tracked, as format 1
+stored every snapshot in full: tests/data/format1; the format 2 tests save it as format 2
+first) by rewriting its Parquet parts with pyarrow by column name.
 """
 
 import glob
@@ -22,7 +23,7 @@ from pmviz import CaptureError
 from pmviz.regions import REGION_DTYPE
 from pmviz.storage import validate
 
-SAMPLE = os.path.join(os.path.dirname(__file__), "..", "sample_data", "numpy-workload.pmviz")
+SAMPLE = os.path.join(os.path.dirname(__file__), "data", "format1", "numpy-workload.pmviz")
 
 
 @pytest.fixture

@@ -283,7 +283,8 @@ def test_parts_are_readable_by_pandas_polars_duckdb_dask(tmp_path):
 
 
 def test_bundled_v1_captures_still_open_and_rewrite_as_v2(tmp_path):
-    root = os.path.join(os.path.dirname(__file__), "..", "sample_data")
+    # tests/data/format1: two of the sample captures as the first release wrote them
+    root = os.path.join(os.path.dirname(__file__), "data", "format1")
     for name in sorted(os.listdir(root)):
         if not name.endswith(".pmviz"):
             continue
