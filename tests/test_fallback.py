@@ -344,7 +344,11 @@ def test_runs_differing_only_in_exclusivity_merge(tmp_path):
             exclusive = pm.read_entries(fd, start, end) & np.uint64(pm.PM_MMAP_EXCLUSIVE)
         finally:
             os.close(fd)
-        assert 0 < np.count_nonzero(exclusive) < 64  # the layout is what the test needs
+        if not 0 < np.count_nonzero(exclusive) < 64:
+            # Exclusivity is decided per folio: when the page cache put the file in one large
+            # folio (seen once in a full run), every page of it is shared, and the layout this
+            # test needs cannot be built.
+            pytest.skip("the file's pages came in a large folio shared by both mappings")
         fb = scan_pagemap("self", start, end)
         assert fb == pmviz.scan("self", start, end)
         assert fb.array.tolist() == [
