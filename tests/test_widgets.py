@@ -240,6 +240,16 @@ def test_capture_viewer_readout_names_region_and_vma(capture):
     assert "0x7f0000406000" in v.readout.value
 
 
+def test_capture_viewer_readout_names_the_object(capture):
+    capture.meta.extra["names"] = [
+        {"start": HEAP + 4 * P, "end": HEAP + 8 * P, "label": "a: float64[2_048]"}
+    ]
+    v = CaptureViewer(capture, interactive=False, category="present")
+    assert v.show_address(HEAP + 5 * P + 12)["object"] == "a: float64[2_048]"
+    assert "a: float64[2_048]" in v.readout.value
+    assert "object" not in v.show_address(HEAP + 9 * P)
+
+
 def test_capture_viewer_written_category_reads_written_sets(capture):
     v = CaptureViewer(capture, interactive=False)
     assert v.category.value == "written"
