@@ -485,6 +485,10 @@ def test_capture_viewer_draws_marks_and_keeps_its_title_in_place(capture):
     # A blitted category change redraws the title where it was (it once jumped off the figure).
     v.category.value = "file"
     assert ax.title.get_text() == "file pages" and ax.title.get_position()[1] == 1.0
+    # The composite view draws each mark once (composite_heatmap once drew them too).
+    v.category.value = "composite"
+    texts = [t.get_text().strip() for t in v.drawn.ax.texts if t.get_clip_on()]
+    assert sorted(texts) == ["fill", "sort"]
 
 
 def test_capture_viewer_leaves_pyplots_backend_alone():

@@ -58,6 +58,7 @@ def heatmap(
     colorbar: bool = True,
     bands: bool = True,
     names: NamesArg = "auto",
+    marks: bool = True,
     title: str | None = None,
     **kwargs: Any,
 ) -> QuadMesh:
@@ -80,6 +81,8 @@ def heatmap(
     names : "auto", list of NamedRange or None
         Name Python objects' ranges on the address axis (see ``pmviz.names``); ``"auto"``
         names those a capture holds in ``meta.extra["names"]`` (``%%pmviz`` stores them).
+    marks : bool
+        Draw a capture's marks (``pmviz.mark``) on the time axis.
     title : str, optional
     **kwargs
         Passed to ``Axes.pcolormesh``.
@@ -137,7 +140,7 @@ def heatmap(
             )
     decorate_address_axis(ax, g, bands=bands)
     draw_names(ax, data, g.axis, names)
-    if isinstance(data, Capture):
+    if marks and isinstance(data, Capture):
         draw_marks(ax, data)
     ax.set_xlabel("time (s)")
     ax.set_title(title if title is not None else f"{g.category} pages")
@@ -158,6 +161,7 @@ def composite_heatmap(
     bands: bool = True,
     legend: bool = True,
     names: NamesArg = "auto",
+    marks: bool = True,
     title: str | None = None,
     **kwargs: Any,
 ) -> QuadMesh:
@@ -168,8 +172,8 @@ def composite_heatmap(
     lacks (``"written"`` without write tracking) are skipped. ``data`` is a capture (binned
     with the grid arguments, reading it once for every category) or grids already made on one
     axis (``pmviz.analysis.heatmap_grids``; ``categories`` and the grid arguments are then
-    ignored). ``names`` names Python objects' ranges on the address axis as in
-    :func:`heatmap`.
+    ignored). ``names`` and ``marks`` name Python objects' ranges on the address axis and draw
+    a capture's marks on the time axis as in :func:`heatmap`.
 
     Returns
     -------
@@ -217,7 +221,7 @@ def composite_heatmap(
     mesh.pmviz_fractions = {g.category: g.grid for g in grids}  # type: ignore[attr-defined]
     decorate_address_axis(ax, g0, bands=bands)
     draw_names(ax, data, g0.axis, names)
-    if capture is not None:
+    if marks and capture is not None:
         draw_marks(ax, capture)
     if legend:
         handles = [Patch(color=c, label=g.category) for g, c in zip(grids, cols)]
