@@ -1090,6 +1090,18 @@ class Capture:
             out.marks = [m for m in out.marks if lo <= m.time_ns <= hi]
         return out
 
+    def between(self, start: str, end: str | None = None) -> Capture:
+        """The phase from mark ``start`` to mark ``end`` (see :func:`pmviz.marks.between`).
+
+        Raises
+        ------
+        ValueError
+            There is no ``start`` mark (the message lists the labels there are).
+        """
+        from .marks import between  # marks imports this module
+
+        return between(self, start, end)
+
     def downsample(self, *, every: int | None = None, interval: float | None = None) -> Capture:
         """Keep every ``every``-th snapshot, or the first at or after each ``interval`` seconds.
 

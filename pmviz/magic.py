@@ -58,23 +58,40 @@ from ._units import parse_seconds
 from .capture import Capture, Mark
 from .categories import Category
 from .errors import Error, PmvizWarning
-from .names import NamedRange, as_records, from_records, object_ranges
+from .names import (
+    NamedRange,
+    _overlap,
+    _written_union,
+    as_records,
+    capture_names,
+    from_records,
+    object_ranges,
+)
 from .regions import _human_bytes
 
 __all__ = [
     "load_ipython_extension",
     "record_cell",
     "CaptureReport",
-    "annotate_names",
+    "annotate_names",  # noqa: F822 - lazy, see __getattr__
     "vma_table",
 ]
 
 _PR_SET_PTRACER = 0x59616D61
 _HELPER_TIMEOUT_S = 60.0
-NAME_COLOR = "#111111"
 
 
 # -- the helper process (runs `python -m pmviz.magic ...`) -------------------------------------
+def __getattr__(name: str) -> Any:
+    # pmviz.magic.annotate_names lives in pmviz.plotting; imported on use, so that the helper
+    # process (``python -m pmviz.magic``) does not load matplotlib
+    if name == "annotate_names":
+        from .plotting._names import annotate_names
+
+        return annotate_names
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _send(msg: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(msg) + "\n")
     sys.stdout.flush()
@@ -396,30 +413,6 @@ def _cell_capture(
 
 
 # -- what is shown -----------------------------------------------------------------------------
-def _covered_below(s: np.ndarray, e: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Bytes of the sorted disjoint intervals ``[s, e)`` below each address ``x``."""
-    x = np.asarray(x, dtype=np.int64)
-    if not s.size:
-        return np.zeros(x.shape, np.int64)
-    s64, e64 = s.astype(np.int64), e.astype(np.int64)
-    cum = np.concatenate([[0], np.cumsum(e64 - s64)])
-    j = np.searchsorted(s64, x, side="right") - 1  # the interval starting at or below x
-    jj = np.maximum(j, 0)
-    part = np.where(j >= 0, np.clip(np.minimum(x, e64[jj]) - s64[jj], 0, None), 0)
-    return cum[jj] * (j >= 0) + part
-
-
-def _overlap(s: np.ndarray, e: np.ndarray, qs: np.ndarray, qe: np.ndarray) -> np.ndarray:
-    """Bytes of ``[qs, qe)`` covered by the sorted disjoint intervals ``[s, e)``."""
-    return _covered_below(s, e, qe) - _covered_below(s, e, qs)
-
-
-def _written_union(cap: Capture) -> tuple[np.ndarray, np.ndarray]:
-    if cap.written is None or not len(cap.written):
-        return np.empty(0, np.uint64), np.empty(0, np.uint64)
-    return union_columns(cap.written["start"], cap.written["end"])
-
-
 def _present(cap: Capture, i: int) -> tuple[np.ndarray, np.ndarray]:
     r = cap.regions_at(i).array
     r = r[(r["categories"] & np.uint64(int(Category.PRESENT))) != 0]
@@ -525,90 +518,6 @@ def totals(capture: Capture) -> dict[str, Any]:
     }
 
 
-def annotate_names(
-    ax: Any, axis: Any, names: Sequence[NamedRange], *, min_fraction: float = 0.01
-) -> list[Any]:
-    """Name the address ranges of Python objects on a heatmap's address (y) axis.
-
-    Each object gets a dark strip over the VMA band strip at the right edge of ``ax``; an
-    object taking at least ``min_fraction`` of the visible axis also gets its label there,
-    replacing the VMA label (``anon``) its range covers, unless an earlier name in ``names``
-    took that spot (order them by interest). ``axis`` is the plot's
-    :class:`~pmviz.analysis.axis.AddressAxis` (``HeatmapGrid.axis``), which places real
-    addresses on the collapsed axis.
-
-    Returns
-    -------
-    list of matplotlib.artist.Artist
-    """
-    from matplotlib.patches import Rectangle
-    from matplotlib.transforms import blended_transform_factory
-
-    if not names:
-        return []
-    lo, hi = sorted(ax.get_ylim())
-    span = max(hi - lo, 1.0)
-    s = axis.to_compact(np.array([n.start for n in names], np.uint64)).astype(float)
-    e = axis.to_compact(np.array([n.end for n in names], np.uint64)).astype(float)
-    trans = blended_transform_factory(ax.transAxes, ax.transData)
-    artists: list[Any] = []
-    placed: list[float] = []
-    for i in range(len(names)):  # in the given order: earlier names get the label space
-        a, b = max(s[i], lo), min(e[i], hi)
-        if b <= a:
-            continue
-        artists.append(
-            ax.add_patch(
-                Rectangle(
-                    (1.0, a),
-                    0.015,
-                    b - a,
-                    transform=trans,
-                    clip_on=False,
-                    color=NAME_COLOR,
-                    lw=0,
-                    zorder=5,
-                )
-            )
-        )
-        if (b - a) / span < min_fraction:
-            continue
-        mid = (a + b) / 2
-        if any(abs(mid - p) < 0.035 * span for p in placed):
-            continue
-        for t in list(ax.texts):  # the VMA label ("anon") this object stands in for
-            x, y = t.get_position()
-            if t.get_transform() == trans and x == 1.02 and a <= y <= b:
-                t.remove()
-        placed.append(mid)
-        artists.append(
-            ax.text(
-                1.02,
-                mid,
-                names[i].label,
-                transform=trans,
-                va="center",
-                ha="left",
-                fontsize="x-small",
-                fontweight="bold",
-                clip_on=False,
-            )
-        )
-    return artists
-
-
-def _by_interest(cap: Capture, names: list[NamedRange]) -> list[NamedRange]:
-    """Names ordered for labelling: most bytes written in the capture first, then biggest."""
-    if not names:
-        return names
-    ws, we = _written_union(cap)
-    s = np.array([n.start for n in names], np.uint64)
-    e = np.array([n.end for n in names], np.uint64)
-    written = _overlap(ws, we, s, e) if ws.size else np.zeros(len(names), np.int64)
-    order = np.lexsort((-(e - s).astype(np.int64), -written))
-    return [names[i] for i in order.tolist()]
-
-
 class CaptureReport:
     """What ``%%pmviz`` shows: totals, heatmaps with names and marks, the top VMAs.
 
@@ -651,18 +560,16 @@ class CaptureReport:
 
         from .analysis.axis import address_axis
         from .plotting import heatmap
-        from .plotting._marks import draw_marks
 
         cap = self.capture
         k = len(self.categories)
         fig = Figure(figsize=(6.4 * k, 4.6), layout="constrained")
         axes = fig.subplots(1, k, squeeze=False)[0]
         ax_obj = address_axis(cap, kind=self.axis)
-        names = _by_interest(cap, from_records(cap.meta.extra.get("names")))
+        names = capture_names(cap)
         for ax, cat in zip(axes, self.categories):
-            heatmap(cap, cat, ax=ax, axis=ax_obj, addr_bins=384, title=f"{cat} pages")
-            annotate_names(ax, ax_obj, names)
-            draw_marks(ax, cap)
+            # heatmap draws the capture's marks; names given so that every panel gets them
+            heatmap(cap, cat, ax=ax, axis=ax_obj, addr_bins=384, title=f"{cat} pages", names=names)
         return fig
 
     def png(self) -> bytes:

@@ -43,6 +43,15 @@ ENV = "PMVIZ_MARKS"
 """The environment variable naming the FIFO a recorder reads marks from."""
 
 _PIPE_BUF = 4096
+
+
+class UnknownMarkError(KeyError, ValueError):
+    """No mark with that label in the capture (a ``KeyError`` and a ``ValueError``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 _LINE = re.compile(rb"^\s*(\d+)\s+(.*?)\s*$")
 _warned: set[str] = set()
 _local: list[Callable[[int, str], None]] = []
@@ -336,8 +345,9 @@ def between(capture: Capture, start: str, end: str | None = None) -> Capture:
 
     Raises
     ------
-    KeyError
-        There is no ``start`` mark (the message lists the labels there are).
+    UnknownMarkError
+        There is no ``start`` mark (the message lists the labels there are); it is both a
+        ``KeyError`` and a ``ValueError``.
 
     Examples
     --------
@@ -348,7 +358,7 @@ def between(capture: Capture, start: str, end: str | None = None) -> Capture:
     ta = next((m.time_ns for m in marks if m.label == start), None)
     if ta is None:
         have = sorted({m.label for m in marks})
-        raise KeyError(f"no mark {start!r} in this capture (marks: {have or 'none'})")
+        raise UnknownMarkError(f"no mark {start!r} in this capture (marks: {have or 'none'})")
     tb = None
     if end is not None:
         tb = next((m.time_ns for m in marks if m.label == end and m.time_ns >= ta), None)

@@ -17,12 +17,22 @@ from __future__ import annotations
 import array
 import mmap
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["NamedRange", "object_ranges", "as_records", "from_records"]
+from ._intervals import union_columns
+from .capture import Capture
+
+__all__ = [
+    "NamedRange",
+    "object_ranges",
+    "as_records",
+    "from_records",
+    "capture_names",
+    "name_at",
+]
 
 _MAX_ITEMS = 1000  # container items looked at, per container
 _SKIP_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
@@ -221,3 +231,52 @@ def from_records(records: Any) -> list[NamedRange]:
     return sorted(
         NamedRange(int(d["start"]), int(d["end"]), str(d["label"])) for d in records or ()
     )
+
+
+def _covered_below(s: np.ndarray, e: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Bytes of the sorted disjoint intervals ``[s, e)`` below each address ``x``."""
+    x = np.asarray(x, dtype=np.int64)
+    if not s.size:
+        return np.zeros(x.shape, np.int64)
+    s64, e64 = s.astype(np.int64), e.astype(np.int64)
+    cum = np.concatenate([[0], np.cumsum(e64 - s64)])
+    j = np.searchsorted(s64, x, side="right") - 1  # the interval starting at or below x
+    jj = np.maximum(j, 0)
+    part = np.where(j >= 0, np.clip(np.minimum(x, e64[jj]) - s64[jj], 0, None), 0)
+    return cum[jj] * (j >= 0) + part
+
+
+def _overlap(s: np.ndarray, e: np.ndarray, qs: np.ndarray, qe: np.ndarray) -> np.ndarray:
+    """Bytes of ``[qs, qe)`` covered by the sorted disjoint intervals ``[s, e)``."""
+    return _covered_below(s, e, qe) - _covered_below(s, e, qs)
+
+
+def _written_union(cap: Capture) -> tuple[np.ndarray, np.ndarray]:
+    if cap.written is None or not len(cap.written):
+        return np.empty(0, np.uint64), np.empty(0, np.uint64)
+    return union_columns(cap.written["start"], cap.written["end"])
+
+
+def _by_interest(cap: Capture, names: list[NamedRange]) -> list[NamedRange]:
+    """Names ordered for labelling: most bytes written in the capture first, then biggest."""
+    if not names:
+        return names
+    ws, we = _written_union(cap)
+    s = np.array([n.start for n in names], np.uint64)
+    e = np.array([n.end for n in names], np.uint64)
+    written = _overlap(ws, we, s, e) if ws.size else np.zeros(len(names), np.int64)
+    order = np.lexsort((-(e - s).astype(np.int64), -written))
+    return [names[i] for i in order.tolist()]
+
+
+def capture_names(capture: Capture) -> list[NamedRange]:
+    """The named objects a capture holds (``%%pmviz`` stores them), ordered for labelling."""
+    return _by_interest(capture, from_records(capture.meta.extra.get("names")))
+
+
+def name_at(names: Sequence[NamedRange], address: int) -> str | None:
+    """The label of the smallest named range holding ``address``, or None."""
+    inside = [n for n in names if n.start <= address < n.end]
+    if not inside:
+        return None
+    return min(inside, key=lambda n: n.end - n.start).label

@@ -250,3 +250,39 @@ def test_a_failing_callback_loses_one_mark_not_the_reader(no_env, tmp_path):
                 f.write("bad\ngood\n")
             _wait_for(got, 1)
     assert got == ["good"]
+
+
+def _written_synthetic(marks=()):
+    """A capture whose written sets move through the address space: each phase differs."""
+    t0, step = 1_000_000_000, 100_000_000
+    r = pmviz.Regions.from_arrays([0x10000], [0x30000], [int(pmviz.Category.PRESENT)])
+    snaps = []
+    for i in range(10):
+        a = 0x10000 + i * 0x2000
+        w = pmviz.Regions.from_arrays([a], [a + 0x1000], [int(pmviz.Category.WRITTEN)])
+        snaps.append((t0 + i * step, r, w, None))
+    cap = Capture.from_snapshots(CaptureMeta(interval_ns=step), snaps)
+    cap.marks = [Mark(int(t), label) for t, label in marks]
+    return cap
+
+
+def test_analyses_take_between():
+    from pmviz.analysis import cumulative_written, heatmap_grid, working_set_size
+
+    t0 = 1_000_000_000
+    cap = _written_synthetic(marks=[(t0 + 250_000_000, "a"), (t0 + 620_000_000, "b")])
+    assert cap.has_written
+    got = heatmap_grid(cap, "written", addr_bins=16, between=("a", "b"))
+    want = heatmap_grid(cap.between("a", "b"), "written", addr_bins=16)
+    full = heatmap_grid(cap, "written", addr_bins=16)
+    np.testing.assert_array_equal(got.grid, want.grid)
+    assert got.grid.shape[0] == 5 < full.grid.shape[0]
+    np.testing.assert_array_equal(
+        cumulative_written(cap, between=("a", "b")), cumulative_written(cap.between("a", "b"))
+    )
+    ws = working_set_size(cap, between=("a", "b"))
+    assert len(ws.time) == 5
+    with pytest.raises(ValueError, match="no mark 'nope'.*'a', 'b'"):
+        heatmap_grid(cap, "present", between=("nope", "b"))
+    with pytest.raises(ValueError, match="pair"):
+        heatmap_grid(cap, "present", between="a")  # type: ignore[arg-type]

@@ -162,3 +162,23 @@ def test_marks_are_drawn_on_the_time_axis(ax):
     cap.marks = [Mark(int(cap.time_ns[0]) + 1_500_000_000, "sort"), Mark(10**18, "far")]
     pp.heatmap(cap, "present", ax=ax, addr_bins=4)
     assert [t.get_text().strip() for t in ax.texts if t.get_rotation() == 90] == ["sort"]
+
+
+def test_heatmaps_name_the_capture_objects(ax):
+    from synthetic import BASE
+
+    cap = two_vma_capture()
+    cap.meta.extra["names"] = [
+        {"start": BASE, "end": BASE + 8 * PAGE, "label": "a: float64[4_096]"}
+    ]
+    pp.heatmap(cap, "present", ax=ax, addr_bins=4)
+    texts = {t.get_text() for t in ax.texts}
+    assert "a: float64[4_096]" in texts and "anon" not in texts  # the object stands in for it
+    ax.clear()
+    pp.composite_heatmap(cap, ax=ax, addr_bins=4)
+    assert "a: float64[4_096]" in {t.get_text() for t in ax.texts}
+    ax.clear()
+    pp.heatmap(cap, "present", ax=ax, addr_bins=4, names=None)
+    assert "a: float64[4_096]" not in {t.get_text() for t in ax.texts}
+    with pytest.raises(ValueError, match="names must be"):
+        pp.heatmap(cap, "present", ax=ax, addr_bins=4, names="all")

@@ -171,3 +171,24 @@ def test_idle_histogram_groups_long_captures_into_bars_the_pixels_can_show():
         assert "50 per bar" in ax.get_xlabel()
     finally:
         plt.close(fig)
+
+
+def test_time_axis_plots_draw_the_capture_marks():
+    from pmviz.capture import Mark
+    from pmviz.plotting._marks import MARK_COLOR
+
+    cap = two_vma_capture()
+    t0 = int(cap.time_ns[0])
+    cap.marks = [Mark(t0 + 500_000_000, "fill"), Mark(t0 + 2_500_000_000, "sort")]
+    for plot in (pp.working_set, pp.wss):
+        fig, ax = plt.subplots()
+        try:
+            plot(cap, ax=ax)
+            lines = [ln for ln in ax.lines if ln.get_color() == MARK_COLOR]
+            assert sorted(ln.get_xdata()[0] for ln in lines) == [0.5, 2.5]
+            assert {t.get_text() for t in ax.texts} >= {"fill", "sort"}
+            ax.clear()
+            plot(pa.working_set_size(cap) if plot is pp.working_set else pa.wss_curve(cap), ax=ax)
+            assert not ax.texts  # an analysis result has no marks
+        finally:
+            plt.close(fig)

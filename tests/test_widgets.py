@@ -240,6 +240,16 @@ def test_capture_viewer_readout_names_region_and_vma(capture):
     assert "0x7f0000406000" in v.readout.value
 
 
+def test_capture_viewer_readout_names_the_object(capture):
+    capture.meta.extra["names"] = [
+        {"start": HEAP + 4 * P, "end": HEAP + 8 * P, "label": "a: float64[2_048]"}
+    ]
+    v = CaptureViewer(capture, interactive=False, category="present")
+    assert v.show_address(HEAP + 5 * P + 12)["object"] == "a: float64[2_048]"
+    assert "a: float64[2_048]" in v.readout.value
+    assert "object" not in v.show_address(HEAP + 9 * P)
+
+
 def test_capture_viewer_written_category_reads_written_sets(capture):
     v = CaptureViewer(capture, interactive=False)
     assert v.category.value == "written"
@@ -475,6 +485,10 @@ def test_capture_viewer_draws_marks_and_keeps_its_title_in_place(capture):
     # A blitted category change redraws the title where it was (it once jumped off the figure).
     v.category.value = "file"
     assert ax.title.get_text() == "file pages" and ax.title.get_position()[1] == 1.0
+    # The composite view draws each mark once (composite_heatmap once drew them too).
+    v.category.value = "composite"
+    texts = [t.get_text().strip() for t in v.drawn.ax.texts if t.get_clip_on()]
+    assert sorted(texts) == ["fill", "sort"]
 
 
 def test_capture_viewer_leaves_pyplots_backend_alone():

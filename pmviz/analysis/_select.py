@@ -95,3 +95,22 @@ def category_label(bits: Category) -> str:
 
 def _mask_label(mask: Mask) -> str:
     return repr(mask).removeprefix("Mask(").removesuffix(")").replace(", report=ALL", "")
+
+
+Between = tuple[str, str] | None
+"""An analysis' ``between=("fill", "sort")``: only the phase from one mark to another."""
+
+
+def phase(capture: Capture, between: Between) -> Capture:
+    """``capture`` cut to the phase ``between`` names (``Capture.between``), or as it is.
+
+    Raises
+    ------
+    ValueError
+        ``between`` is not a pair of labels, or names a start mark the capture lacks.
+    """
+    if between is None:
+        return capture
+    if isinstance(between, str) or len(between) != 2:
+        raise ValueError(f"between must be a (start, end) pair of mark labels, got {between!r}")
+    return capture.between(between[0], between[1])

@@ -11,6 +11,7 @@ from .._intervals import set_op, union_columns
 from ..capture import Capture, CaptureMeta
 from ..regions import REGION_DTYPE, Regions
 from ._html import Summary, human_bytes, table, text
+from ._select import Between, phase
 from ._stream import snapshot_rows
 from .axis import AddressAxis, address_axis
 from .heatmap import bin_address
@@ -66,7 +67,12 @@ def _as_regions(iv: tuple[np.ndarray, np.ndarray], page_size: int) -> Regions:
 
 
 def snapshot_diff(
-    capture: Capture, a: int = 0, b: int = -1, *, other: Capture | None = None
+    capture: Capture,
+    a: int = 0,
+    b: int = -1,
+    *,
+    other: Capture | None = None,
+    between: Between = None,
 ) -> SnapshotDiff:
     """Compare snapshot ``a`` of ``capture`` with snapshot ``b`` (of ``other`` if given).
 
@@ -77,11 +83,15 @@ def snapshot_diff(
         Snapshot indices (negative counts from the end).
     other : Capture, optional
         Compare across captures (e.g. two runs of one program); ``written`` is then None.
+    between : (str, str), optional
+        Only the phase from one mark to another (``Capture.between``), e.g.
+        ``("fill", "sort")``.
 
     Returns
     -------
     SnapshotDiff
     """
+    capture = phase(capture, between)
     second = capture if other is None else other
     ra, rb = capture.regions_at(a), second.regions_at(b)
     ps = capture.page_size

@@ -12,7 +12,7 @@ from ..maps import Vmas
 from ..regions import REGION_DTYPE
 from ._html import human_bytes, table, text
 from ._intervals import prefix_coverage
-from ._select import CategoryArg, Source, resolve
+from ._select import Between, CategoryArg, Source, phase, resolve
 from ._stream import changes, chunks, snapshot_rows, split_bins, to_compact
 from .axis import AddressAxis, address_axis
 
@@ -130,6 +130,7 @@ def heatmap_grid(
     addr_range: tuple[int, int] | None = None,
     time_range: tuple[float | None, float | None] | None = None,
     axis: str | AddressAxis = "compact",
+    between: Between = None,
 ) -> HeatmapGrid:
     """Bin a capture into a time x address grid of the fraction of pages in a category.
 
@@ -163,6 +164,9 @@ def heatmap_grid(
         ``"compact"`` collapses unmapped gaps; ``"occupied"`` also collapses stretches where
         no page was ever present, swapped or written (sanitizer shadow); ``"auto"`` picks
         between those two; ``"linear"`` spans ``addr_range`` as is (see ``address_axis``).
+    between : (str, str), optional
+        Only the phase from one mark to another (``Capture.between``), e.g.
+        ``("fill", "sort")``.
 
     Returns
     -------
@@ -176,6 +180,7 @@ def heatmap_grid(
     >>> g.grid.shape  # one row per snapshot, one column per address bin  # doctest: +SKIP
     (47, 256)
     """
+    capture = phase(capture, between)
     return heatmap_grids(
         capture,
         [category],
@@ -196,17 +201,22 @@ def heatmap_grids(
     addr_range: tuple[int, int] | None = None,
     time_range: tuple[float | None, float | None] | None = None,
     axis: str | AddressAxis = "compact",
+    between: Between = None,
 ) -> list[HeatmapGrid]:
     """``heatmap_grid`` of several categories on one axis, reading the capture once.
 
     The region changes are replayed once for every region category, the written sets read
     once; the arguments are those of :func:`heatmap_grid`.
+    between : (str, str), optional
+        Only the phase from one mark to another (``Capture.between``), e.g.
+        ``("fill", "sort")``.
 
     Returns
     -------
     list of HeatmapGrid
         One per category, in order.
     """
+    capture = phase(capture, between)
     if not capture.n_snapshots:
         raise ValueError("the capture has no snapshots; there is nothing to bin")
     _check_bins("addr_bins", addr_bins)

@@ -10,6 +10,7 @@ from ..capture import Capture
 from ..categories import Category as C
 from ..mask import Mask
 from ._html import Summary, human_bytes
+from ._select import Between, phase
 from ._stream import changes
 from .working_set import wss_curve
 
@@ -21,11 +22,13 @@ file-backed, not the zero page. Guard markers are SWAPPED but CRIU skips them (`
 _DUMP = Mask(anyof=C.PRESENT | C.SWAPPED, exclude=C.FILE | C.PFNZERO | C.GUARD)
 
 
-def dump_size(capture: Capture) -> np.ndarray:
+def dump_size(capture: Capture, *, between: Between = None) -> np.ndarray:
     """Bytes CRIU would dump at each snapshot (``int64``).
 
-    Replays the capture's changes: a region that stays costs nothing.
+    Replays the capture's changes: a region that stays costs nothing. ``between=("fill",
+    "sort")`` counts only that phase (``Capture.between``).
     """
+    capture = phase(capture, between)
     n = capture.n_snapshots
     delta = np.zeros(n)
     for ch in changes(capture):
@@ -82,15 +85,21 @@ class PrecopyEstimate(Summary):
 
 
 def dirty_bytes(
-    capture: Capture, statistic: str = "max", *, exact_upto: int = 256
+    capture: Capture,
+    statistic: str = "max",
+    *,
+    exact_upto: int = 256,
+    between: Between = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct bytes dirtied within windows of ``k`` intervals: ``(seconds, bytes)``.
 
     Windows of every length up to ``exact_upto`` intervals, then 32 geometrically spaced
     lengths up to the whole capture (each window length costs one pass over the write events).
     ``statistic`` reduces over the positions where the window fits in the capture (``"max"``:
-    the worst burst, ``"mean"``). The first point is ``(0, 0)``.
+    the worst burst, ``"mean"``). The first point is ``(0, 0)``. ``between=("fill", "sort")``
+    measures only that phase (``Capture.between``).
     """
+    capture = phase(capture, between)
     if statistic not in ("max", "mean"):
         raise ValueError(f"statistic must be 'max' or 'mean', got {statistic!r}")
     n = capture.n_snapshots
@@ -118,6 +127,7 @@ def precopy_estimate(
     statistic: str = "max",
     dirty: tuple[np.ndarray, np.ndarray] | None = None,
     dump: np.ndarray | None = None,
+    between: Between = None,
 ) -> PrecopyEstimate:
     """Model iterative pre-copy migration from the capture's dump size and dirty rate.
 
@@ -143,11 +153,15 @@ def precopy_estimate(
         links share it).
     dump : numpy.ndarray, optional
         ``dump_size(capture)`` when already computed.
+    between : (str, str), optional
+        Only the phase from one mark to another (``Capture.between``), e.g.
+        ``("fill", "sort")``.
 
     Returns
     -------
     PrecopyEstimate
     """
+    capture = phase(capture, between)
     if not (np.isfinite(bandwidth) and bandwidth > 0):
         raise ValueError(f"bandwidth must be a finite number of bytes/s > 0, got {bandwidth}")
     if not (np.isfinite(downtime) and downtime >= 0) or max_rounds < 1:

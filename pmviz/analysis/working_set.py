@@ -22,6 +22,7 @@ from ..mask import Mask
 from ..regions import REGION_DTYPE
 from ._html import Summary, human_bytes
 from ._intervals import BitMatch, prefix_coverage
+from ._select import Between, phase
 from ._stream import chunks, snapshot_rows
 from .heatmap import interval_s
 
@@ -113,18 +114,22 @@ def _by_kind(capture: Capture, regions, offsets, select) -> tuple[np.ndarray, np
     return total, by_kind
 
 
-def working_set_size(capture: Capture) -> WorkingSet:
+def working_set_size(capture: Capture, *, between: Between = None) -> WorkingSet:
     """Resident, swapped and written bytes of every snapshot, in total and per VMA kind.
 
     Resident is ``PRESENT``; swapped is ``SWAPPED`` without guard markers (the recorder has
     already told uffd-wp markers from swap, see ``pmviz.swapped``); written is the
     write-tracking set (pages written since the previous snapshot). The capture is read
     chunk by chunk (memory: one chunk plus the result).
+    between : (str, str), optional
+        Only the phase from one mark to another (``Capture.between``), e.g.
+        ``("fill", "sort")``.
 
     Returns
     -------
     WorkingSet
     """
+    capture = phase(capture, between)
     n = capture.n_snapshots
     res, swp = np.zeros(n, np.int64), np.zeros(n, np.int64)
     res_k = np.zeros((n, len(KINDS)), np.int64)
@@ -292,8 +297,12 @@ def _window_bytes(capture: Capture, windows: np.ndarray) -> np.ndarray:
     return out[back]
 
 
-def cumulative_written(capture: Capture) -> np.ndarray:
-    """Distinct bytes written up to and including each snapshot (``int64``)."""
+def cumulative_written(capture: Capture, *, between: Between = None) -> np.ndarray:
+    """Distinct bytes written up to and including each snapshot (``int64``).
+
+    ``between=("fill", "sort")`` counts only that phase (``Capture.between``).
+    """
+    capture = phase(capture, between)
     n = capture.n_snapshots
     acc = np.zeros(n)
     for ev in _replay(capture):
@@ -327,7 +336,7 @@ class WssCurve(Summary):
         return rows
 
 
-def wss_curve(capture: Capture, windows=(1, 2, 4, 8, 16)) -> WssCurve:
+def wss_curve(capture: Capture, windows=(1, 2, 4, 8, 16), *, between: Between = None) -> WssCurve:
     """The write working set: distinct pages written within sliding windows of intervals.
 
     Parameters
@@ -336,11 +345,15 @@ def wss_curve(capture: Capture, windows=(1, 2, 4, 8, 16)) -> WssCurve:
         With write tracking.
     windows : sequence of int
         Window lengths in intervals (1 = the pages written since the previous snapshot).
+    between : (str, str), optional
+        Only the phase from one mark to another (``Capture.between``), e.g.
+        ``("fill", "sort")``.
 
     Returns
     -------
     WssCurve
     """
+    capture = phase(capture, between)
     win = np.asarray(windows, dtype=np.int64)
     if win.ndim != 1 or (win < 1).any():
         raise ValueError(f"windows must be positive interval counts, got {windows!r}")
@@ -376,7 +389,9 @@ class IdleTime(Summary):
         return rows
 
 
-def idle_time(capture: Capture, *, at: int = -1, among: str = "resident") -> IdleTime:
+def idle_time(
+    capture: Capture, *, at: int = -1, among: str = "resident", between: Between = None
+) -> IdleTime:
     """The page idle-time distribution: how long since each page was last written.
 
     Parameters
@@ -387,11 +402,15 @@ def idle_time(capture: Capture, *, at: int = -1, among: str = "resident") -> Idl
         The snapshot to look from (default the last).
     among : {"resident", "written"}
         Which pages: resident (``PRESENT``) at ``at``, or every page written up to ``at``.
+    between : (str, str), optional
+        Only the phase from one mark to another (``Capture.between``), e.g.
+        ``("fill", "sort")``.
 
     Returns
     -------
     IdleTime
     """
+    capture = phase(capture, between)
     if among not in ("resident", "written"):
         raise ValueError(f"among must be 'resident' or 'written', got {among!r}")
     at = capture._index(at)
@@ -461,7 +480,12 @@ COLD, WARM, HOT = 1, 2, 4
 
 
 def temperature(
-    capture: Capture, *, at: int = -1, window: int | None = None, hot: float = 0.5
+    capture: Capture,
+    *,
+    at: int = -1,
+    window: int | None = None,
+    hot: float = 0.5,
+    between: Between = None,
 ) -> Temperature:
     """Classify resident pages by how often they were written in the last ``window`` intervals.
 
@@ -478,11 +502,15 @@ def temperature(
         Intervals to look back (default: every snapshot up to ``at``).
     hot : float
         Fraction of intervals (0 < hot <= 1) that makes a page hot.
+    between : (str, str), optional
+        Only the phase from one mark to another (``Capture.between``), e.g.
+        ``("fill", "sort")``.
 
     Returns
     -------
     Temperature
     """
+    capture = phase(capture, between)
     if not 0 < hot <= 1:
         raise ValueError(f"hot must be in (0, 1], got {hot}")
     at = capture._index(at)

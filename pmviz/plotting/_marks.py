@@ -24,6 +24,7 @@ def draw_marks(
     axis: str = "x",
     color: str = MARK_COLOR,
     min_separation: float = 0.04,
+    within: tuple[float, float] | None = None,
     **kwargs: Any,
 ) -> list[Artist]:
     """Draw a capture's marks on the time axis of ``ax``, where they fall inside the view.
@@ -44,6 +45,9 @@ def draw_marks(
         Which axis of ``ax`` is time.
     color : str
     min_separation : float
+    within : (float, float), optional
+        The time span (seconds) whose marks are drawn; default the current view. A plot
+        whose view zooms later (a widget) passes the whole capture's span.
     **kwargs
         Passed to ``Axes.axvline`` / ``Axes.axhline``.
 
@@ -59,7 +63,7 @@ def draw_marks(
         return []
     t0 = int(capture.time_ns[0])
     times = (np.array([m.time_ns for m in marks], dtype=np.int64) - t0) / 1e9
-    lo, hi = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
+    lo, hi = sorted(within or (ax.get_xlim() if axis == "x" else ax.get_ylim()))
     span = max(hi - lo, 1e-12)
     kwargs.setdefault("lw", 0.8)
     kwargs.setdefault("ls", (0, (4, 2)))

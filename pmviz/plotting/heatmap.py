@@ -20,6 +20,7 @@ from ..analysis.heatmap import HeatmapGrid, heatmap_grid, heatmap_grids
 from ..capture import Capture
 from ..maps import VmaKind
 from ._marks import draw_marks
+from ._names import NamesArg, draw_names
 from ._style import (
     KIND_COLORS,
     UNMAPPED_COLOR,
@@ -56,6 +57,8 @@ def heatmap(
     cmap: str | mcolors.Colormap | None = None,
     colorbar: bool = True,
     bands: bool = True,
+    names: NamesArg = "auto",
+    marks: bool = True,
     title: str | None = None,
     **kwargs: Any,
 ) -> QuadMesh:
@@ -75,6 +78,11 @@ def heatmap(
         Add a colour bar for the fraction.
     bands : bool
         Mark segment boundaries (collapsed gaps) and label VMA bands on the right.
+    names : "auto", list of NamedRange or None
+        Name Python objects' ranges on the address axis (see ``pmviz.names``); ``"auto"``
+        names those a capture holds in ``meta.extra["names"]`` (``%%pmviz`` stores them).
+    marks : bool
+        Draw a capture's marks (``pmviz.mark``) on the time axis.
     title : str, optional
     **kwargs
         Passed to ``Axes.pcolormesh``.
@@ -131,7 +139,8 @@ def heatmap(
                 fontsize="small",
             )
     decorate_address_axis(ax, g, bands=bands)
-    if isinstance(data, Capture):
+    draw_names(ax, data, g.axis, names)
+    if marks and isinstance(data, Capture):
         draw_marks(ax, data)
     ax.set_xlabel("time (s)")
     ax.set_title(title if title is not None else f"{g.category} pages")
@@ -151,6 +160,8 @@ def composite_heatmap(
     axis: str | AddressAxis = "compact",
     bands: bool = True,
     legend: bool = True,
+    names: NamesArg = "auto",
+    marks: bool = True,
     title: str | None = None,
     **kwargs: Any,
 ) -> QuadMesh:
@@ -161,7 +172,8 @@ def composite_heatmap(
     lacks (``"written"`` without write tracking) are skipped. ``data`` is a capture (binned
     with the grid arguments, reading it once for every category) or grids already made on one
     axis (``pmviz.analysis.heatmap_grids``; ``categories`` and the grid arguments are then
-    ignored).
+    ignored). ``names`` and ``marks`` name Python objects' ranges on the address axis and draw
+    a capture's marks on the time axis as in :func:`heatmap`.
 
     Returns
     -------
@@ -208,7 +220,8 @@ def composite_heatmap(
     mesh = ax.pcolormesh(g0.time_edges, g0.addr_pos, rgba, **kwargs)
     mesh.pmviz_fractions = {g.category: g.grid for g in grids}  # type: ignore[attr-defined]
     decorate_address_axis(ax, g0, bands=bands)
-    if capture is not None:
+    draw_names(ax, data, g0.axis, names)
+    if marks and capture is not None:
         draw_marks(ax, capture)
     if legend:
         handles = [Patch(color=c, label=g.category) for g, c in zip(grids, cols)]

@@ -18,6 +18,7 @@ from ..analysis.working_set import (
     wss_curve,
 )
 from ..capture import Capture
+from ._marks import draw_marks
 from ._style import KIND_COLORS, get_ax, set_byte_axis
 
 __all__ = ["working_set", "wss", "idle_histogram", "temperature_bars"]
@@ -32,6 +33,8 @@ def working_set(
     **kwargs: Any,
 ) -> list:
     """Stacked area of ``metric`` bytes over time, one layer per VMA kind.
+
+    A capture's marks (``pmviz.mark``) are drawn on the time axis.
 
     Parameters
     ----------
@@ -61,13 +64,15 @@ def working_set(
     ax.set_xlabel("time (s)")
     ax.set_ylabel(f"{metric} bytes")
     ax.set_title(f"{metric} memory by VMA kind")
+    if isinstance(data, Capture):
+        draw_marks(ax, data)
     if legend and labels:
         ax.legend(loc="upper left", fontsize="small", frameon=False)
     return polys
 
 
 def wss(data: WssCurve | Capture, *, ax: Axes | None = None, **kwargs: Any) -> list:
-    """The write working-set curve: one line per window length.
+    """The write working-set curve: one line per window length (and a capture's marks).
 
     Returns
     -------
@@ -92,6 +97,8 @@ def wss(data: WssCurve | Capture, *, ax: Axes | None = None, **kwargs: Any) -> l
     ax.set_xlabel("time (s)")
     ax.set_ylabel("distinct bytes written")
     ax.set_title("write working set over sliding windows")
+    if isinstance(data, Capture):
+        draw_marks(ax, data)
     ax.legend(fontsize="small", frameon=False, title="window")
     return lines
 

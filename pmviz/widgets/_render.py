@@ -19,6 +19,7 @@ from ..capture import Capture
 from ..maps import VmaKind
 from ..mask import Mask
 from ..plotting import composite_heatmap, heatmap
+from ..plotting._marks import draw_marks
 from ..plotting._style import UNMAPPED_COLOR, UNMAPPED_LABEL, fraction_cmap, unmapped_patch
 
 CATEGORY_CHOICES = (
@@ -154,7 +155,13 @@ def draw_capture(
         axis = view_axis(capture, addr_range, hide_shadow=hide_shadow)
     if isinstance(category, str) and category == "composite":
         artist = composite_heatmap(
-            capture, ax=ax, addr_bins=addr_bins, time_range=time_range, axis=axis, title=title
+            capture,
+            ax=ax,
+            addr_bins=addr_bins,
+            time_range=time_range,
+            axis=axis,
+            title=title,
+            marks=False,  # drawn below, over the whole recording
         )
         # Its unmapped cells are transparent: show the unmapped colour through them (a 0
         # fraction is white there, so white cannot also mean "not mapped").
@@ -183,7 +190,8 @@ def draw_capture(
     # the Axes, differently when the blitters hide it for their background.
     ax.set_title(ax.get_title(), y=1.0)
     add_unmapped_legend(ax)
-    draw_marks(ax, capture)
+    # every mark of the recording, not only those in the first view: the window zooms later
+    draw_marks(ax, capture, within=(float(cells[0]), float(cells[-1])))
     lo, hi = (int(x) for x in axis.to_real(np.array([0, axis.length])))
     return Drawn(ax, artist, cells, axis, lo, hi, time_range, addr_bins)
 
@@ -214,37 +222,6 @@ def add_unmapped_legend(ax) -> None:  # noqa: ANN001 - an Axes
         handlelength=1.2,
     )
     ax.add_artist(leg)
-
-
-def draw_marks(ax, capture: Capture) -> list:  # noqa: ANN001 - an Axes
-    """The capture's marks (``pmviz.mark``) as labelled vertical lines on the time axis.
-
-    Clipped to the Axes, so a zoomed time axis shows only the marks inside it.
-    """
-    marks = list(getattr(capture, "marks", None) or [])[:50]  # phases, not a log
-    if not marks or not len(capture):
-        return []
-    t0 = int(capture.time_ns[0])
-    out = []
-    for m in marks:
-        x = (int(m.time_ns) - t0) / 1e9
-        out.append(ax.axvline(x, color="#222222", lw=0.8, ls=(0, (4, 2)), alpha=0.8, zorder=3))
-        out.append(
-            ax.text(
-                x,
-                0.99,
-                f" {m.label}",
-                transform=ax.get_xaxis_transform(),
-                rotation=90,
-                va="top",
-                ha="left",
-                fontsize="x-small",
-                color="#222222",
-                clip_on=True,
-                zorder=3,
-            )
-        )
-    return out
 
 
 def axis_covers(axis: AddressAxis, vmas, *, hide_shadow: bool = False) -> bool:  # noqa: ANN001

@@ -15,6 +15,7 @@ from ..analysis.axis import AddressAxis
 from ..analysis.heatmap import HeatmapGrid, heatmap_grid
 from ..capture import Capture
 from ..maps import Vmas
+from ..names import from_records, name_at
 from ..plotting._style import fraction_cmap, hex_address
 from ..regions import _human_bytes
 from . import _render
@@ -70,7 +71,8 @@ class CaptureViewer(widgets.VBox):
     drawn : object
         What the last draw produced (the artist and the axis mappings).
     readout_info : dict
-        The last read-out (address, region, size, categories, vma).
+        The last read-out (address, region, size, categories, vma, and the named Python
+        object holding the address when the capture has names, see ``pmviz.names``).
     view_info : dict
         What is on screen: time limits, snapshot window, address range (also shown as text).
     last_update_s : float
@@ -90,6 +92,7 @@ class CaptureViewer(widgets.VBox):
         if not len(capture):
             raise ValueError("the capture has no snapshots")
         self.capture = _render.loaded(capture)
+        self._names = from_records(self.capture.meta.extra.get("names"))  # %%pmviz's
         n = len(capture)
         if category is None:
             category = "written" if capture.has_written else "present"
@@ -290,6 +293,9 @@ class CaptureViewer(widgets.VBox):
         i = self.snapshot.value if snapshot is None else snapshot
         info = {"snapshot": f"{i} (t = {self.capture.times[i]:.2f} s)"}
         info.update(lookup(self.capture.regions_at(i), self.capture.vmas_at(i), address))
+        name = name_at(self._names, address)
+        if name is not None:
+            info["object"] = name
         written = self.capture.written_at(i)
         if written is not None:
             w = lookup(written, None, address)
