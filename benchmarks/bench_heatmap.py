@@ -177,7 +177,10 @@ def many_snapshots(tmp: str, n_snap: int = 10_000, n_reg: int = 500, seed: int =
 
     rng = np.random.default_rng(seed)
     lens = rng.integers(1, 16, n_reg).astype(np.uint64)
-    start = np.uint64(0x7F0000000000) + np.cumsum(lens + np.uint64(1)) * np.uint64(PAGE)
+    # each region starts one page after the previous one ends (sorted and disjoint, as the
+    # kernel reports them; the reader refuses overlapping rows)
+    step = np.cumsum(lens + np.uint64(1)) - (lens + np.uint64(1))
+    start = np.uint64(0x7F0000000000) + step * np.uint64(PAGE)
     end = start + lens * np.uint64(PAGE)
     v = np.arange(20) * n_reg // 20
     table = np.zeros(20, VMA_DTYPE)
