@@ -193,19 +193,23 @@ def build_report(
         )
 
     def working_sets() -> str:
-        parts = [_png(lambda f: pp.working_set(ws, ax=f.add_subplot()), (11, 4))]
+        def area(f: Figure, metric: str = "resident") -> None:
+            ax = f.add_subplot()
+            pp.working_set(ws, ax=ax, metric=metric)
+            draw_marks(ax, capture)
+
+        parts = [_png(area, (11, 4))]
         if W:
-            parts.append(
-                _png(lambda f: pp.working_set(ws, ax=f.add_subplot(), metric="written"), (11, 4))
-            )
+            parts.append(_png(lambda f: area(f, "written"), (11, 4)))
             n = capture.n_snapshots
             wins = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n]
-            parts.append(
-                _png(
-                    lambda f: pp.wss(pa.wss_curve(capture, windows=wins), ax=f.add_subplot()),
-                    (11, 4),
-                )
-            )
+
+            def curve(f: Figure) -> None:
+                ax = f.add_subplot()
+                pp.wss(pa.wss_curve(capture, windows=wins), ax=ax)
+                draw_marks(ax, capture)
+
+            parts.append(_png(curve, (11, 4)))
 
             def idle_and_heat(f: Figure) -> None:
                 a, b = f.subplots(1, 2)
