@@ -46,6 +46,24 @@ def test_parse_smaps_matches_maps_and_text():
     assert rows["start"].tolist() == starts
 
 
+def _paddr_damon_running() -> bool:
+    """A kdamond monitoring physical memory (this machine runs one) samples accesses by
+    clearing the accessed bit of the pages it checks (rmap mkold), so it can take a page's
+    "referenced" away between our clear and our read."""
+    import glob
+
+    for state in glob.glob("/sys/kernel/mm/damon/admin/kdamonds/*/state"):
+        try:
+            ops = glob.glob(os.path.join(os.path.dirname(state), "contexts/*/operations"))
+            if open(state).read().strip() == "on" and any(
+                open(o).read().strip() == "paddr" for o in ops
+            ):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def test_vma_referenced_equals_truth_per_phase(layout_factory):
     lay = layout_factory(
         [
@@ -61,6 +79,9 @@ def test_vma_referenced_equals_truth_per_phase(layout_factory):
             ({"ro": [], "wo": [[0, N]]}, {"ro": 0, "wo": N}),
         ]
         vr.collect()  # whatever the child did since the clear at creation
+        # Exact, except that a physical-address DAMON may clear a few accessed bits itself
+        # (seen: 299 of 300 written pages referenced): then allow it to hide up to 2 % of them.
+        slack = 0.02 if _paddr_damon_running() else 0.0
         for ops, truth in phases:
             if ops["ro"]:
                 lay.do("read", "ro", ops["ro"])
@@ -69,7 +90,8 @@ def test_vma_referenced_equals_truth_per_phase(layout_factory):
             s = vr.collect()
             for name in ("ro", "wo"):
                 ref, res = _ref(s, lay.range(name))
-                assert ref == truth[name] * PAGE, (name, ref // PAGE, truth[name])
+                lo = int(truth[name] * (1 - slack))
+                assert lo * PAGE <= ref <= truth[name] * PAGE, (name, ref // PAGE, truth[name])
                 assert res == N * PAGE
             assert _ref(s, lay.range("idle")) == (0, N * PAGE)
 

@@ -94,7 +94,10 @@ class VmaReferenced:
     -----
     A page touched between the ``smaps`` read and the clear that follows it is lost to both
     intervals (microseconds per collect). Pages the kernel ages meanwhile (reclaim, DAMON)
-    lose their bit too and are under-counted; without memory pressure the count is exact.
+    lose their bit too and are under-counted: a physical-address DAMON (a ``kdamond`` with
+    ``paddr`` operations) clears the bit of each page it samples (1 written page in 300 was
+    missed once on a machine running one); without memory pressure or such a monitor the
+    count is exact.
     Clearing the bits perturbs LRU aging, and the ``smaps`` walk costs time proportional to
     resident memory (``benchmarks/RESULTS-accessed.md``).
 
