@@ -94,6 +94,17 @@ def _discard_stdout() -> None:
         pass
 
 
+def check_parent(path: str) -> str:
+    """The directory ``path`` would be created in; ValueError if it does not exist (it is not
+    created: a typo would create a tree).
+    """
+    # relative, not absolute: a user may work in a directory whose ancestors it cannot search
+    parent = os.path.dirname(os.path.normpath(path)) or "."
+    if not os.path.isdir(parent):
+        raise ValueError(f"{path}: the directory {os.path.abspath(parent)} does not exist")
+    return parent
+
+
 def check_output(path: str, overwrite: bool) -> None:
     """Refuse, before any work, an output path the command could not (or must not) replace.
 
@@ -103,9 +114,7 @@ def check_output(path: str, overwrite: bool) -> None:
         The parent directory does not exist (it is not created: a typo would create a
         tree), ``path`` exists without ``overwrite``, or ``path`` belongs to another user.
     """
-    parent = os.path.dirname(os.path.normpath(path)) or "."
-    if not os.path.isdir(parent):
-        raise ValueError(f"{path}: the directory {os.path.abspath(parent)} does not exist")
+    check_parent(path)
     try:
         st = os.lstat(path)
     except FileNotFoundError:

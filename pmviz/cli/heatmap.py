@@ -7,6 +7,8 @@ import math
 import os
 import sys
 
+from . import check_parent
+
 MAX_INCHES = 200.0
 MAX_PIXELS = 20_000
 """Per side of the output image: beyond that the picture takes gigabytes (and matplotlib's
@@ -88,7 +90,7 @@ def positive_int(text: str) -> int:
     return v
 
 
-def check_output(path: str) -> None:
+def check_file_output(path: str) -> None:
     """Refuse, before any work, an output file that cannot be written.
 
     Raises
@@ -98,11 +100,9 @@ def check_output(path: str) -> None:
     """
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory; give a file name (e.g. {path}/out.png)")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ValueError(f"{path}: the directory {parent} does not exist")
+    parent = check_parent(path)
     if not os.access(parent, os.W_OK):
-        raise ValueError(f"{path}: the directory {parent} is not writable")
+        raise ValueError(f"{path}: the directory {os.path.abspath(parent)} is not writable")
 
 
 def clamp_bins(requested: int | None, pixels: int, name: str, default: int | None) -> int | None:
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             f"{w_in * args.dpi:,.0f}x{h_in * args.dpi:,.0f} pixels; at most {MAX_PIXELS:,} "
             "per side"
         )
-    check_output(args.output)
+    check_file_output(args.output)
 
     from matplotlib.figure import Figure
 

@@ -6,7 +6,7 @@ import argparse
 import math
 import re
 
-from .heatmap import check_output, positive_int
+from .heatmap import check_file_output, positive_int
 
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
 
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output(args.output)
+    check_file_output(args.output)
 
     from ..report import write_report
     from ..storage import open as open_capture
