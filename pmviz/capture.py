@@ -636,11 +636,10 @@ class Capture:
         return self._crow[o[a] : o[b]], self._ckind[o[a] : o[b]]
 
     def _written_rows(self, a: int, b: int) -> np.ndarray:
-        assert self.written_offsets is not None
+        # Subclasses that load lazily (stored, live) override this; ``written`` calls it.
+        assert self.written_offsets is not None and self._written is not None
         o = self.written_offsets
-        w = self.written
-        assert w is not None
-        return w[o[a] : o[b]]
+        return self._written[o[a] : o[b]]
 
     @property
     def stored_rows(self) -> int:
@@ -671,6 +670,11 @@ class Capture:
 
     @property
     def written(self) -> np.ndarray | None:
+        """All written rows; a lazily opened capture loads them on first access."""
+        if self.written_offsets is None:
+            return None
+        if self._written is None:
+            self._written = self._written_rows(0, self.n_snapshots)
         return self._written
 
     @property

@@ -312,11 +312,3 @@ class _LiveCapture(Capture):
         if b > k:
             parts.append(self._tail._written_rows(max(a, k) - k, b - k))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    @property
-    def written(self) -> np.ndarray | None:
-        if self.written_offsets is None:
-            return None
-        if self._written is None:
-            self._written = self._written_rows(0, self.n_snapshots)
-        return self._written

@@ -627,14 +627,6 @@ class StoredCapture(Capture):
         )
 
     @property
-    def written(self) -> np.ndarray | None:
-        if self.written_offsets is None:
-            return None
-        if self._written is None:
-            self._written = self._written_rows(0, self.n_snapshots)
-        return self._written
-
-    @property
     def vma_tables(self) -> list[Vmas]:
         if self._vma_tables is None:
             self._vma_tables = self._read_vmas()
