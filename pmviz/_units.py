@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 
-from .recorder._recorder import MAX_SECONDS
+__all__ = ["MAX_SECONDS", "parse_seconds", "parse_size"]
 
-__all__ = ["parse_seconds", "parse_size"]
+MAX_SECONDS = 1e9
+"""Longest interval or duration accepted (about 31 years; longer overflows the timers)."""
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._kernel import pagemap_scan as pms
 from .._kernel import procfs
+from .._units import MAX_SECONDS
 from ..capture import Capture, CaptureMeta
 from ..errors import CaptureError, Error, NoSuchProcess, PmvizWarning
 from ..features import features
@@ -25,9 +26,6 @@ from ._target import _cmdline, _parse_ranges, _Target, _TargetPagemap
 from ._writes import _open_writes, unarmed
 
 __all__ = ["record", "Recorder"]
-
-MAX_SECONDS = 1e9
-"""Longest interval or duration accepted (about 31 years; longer overflows the timers)."""
 
 
 class Recorder:
