@@ -24,6 +24,8 @@ The scheme (also in ``docs/capture-format.md``):
    metadata keys ending in ``time_ns`` or ``start_ns`` are rebased too; keys containing
    ``wall`` are dropped, and so are ``addr_range`` / ``ranges`` keys (absolute addresses, as
    ``pmviz slice`` records). Intervals and durations stay.
+   Side tables (access samples) keep their values; their address ranges are rebased with
+   the regions (they count among the ranges of step 1).
 5. **Text.** ``end_reason`` keeps only the recorder's fixed vocabulary (``count reached``,
    ``target exited with status 0`` ...); anything else (an error naming a file) keeps its
    first word. Every other string of the metadata and mark labels lose anything path-like
@@ -189,6 +191,10 @@ def anonymize(capture: Capture) -> Capture:
     pairs.append(np.column_stack([capture.regions["start"], capture.regions["end"]]))
     if capture.written is not None:
         pairs.append(np.column_stack([capture.written["start"], capture.written["end"]]))
+    side = {name: capture.side_rows(name) for name in capture.side_tables}
+    ranged = [k for k, v in side.items() if {"start", "end"} <= set(v.dtype.names or ())]
+    for name in ranged:  # side tables of address ranges (access samples) move with the rest
+        pairs.append(np.column_stack([side[name]["start"], side[name]["end"]]))
     starts, ends = _groups(pairs)
     rebase = _Rebase(starts, _new_starts(starts, ends))
     names = _strip_paths(tables)
@@ -225,4 +231,8 @@ def anonymize(capture: Capture) -> Capture:
         vma_index=capture.vma_index.copy(),
         telemetry={k: v.copy() for k, v in capture.telemetry.items()},
         marks=[Mark(t - t0, scrub.text(label)) for t, label in capture.marks],
+        side_tables={
+            k: (rebase.rows(v) if k in ranged else v.copy(), capture.side_offsets(k).copy())
+            for k, v in side.items()
+        },
     )

@@ -15,7 +15,7 @@ accessors, so both behave the same.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
@@ -26,6 +26,14 @@ from ._kernel.pagemap_scan import PAGE_SIZE, REGION_DTYPE
 from .categories import Category
 from .maps import Vmas
 from .regions import Regions, _human_bytes
+from .sidetables import (
+    ACCESS_TELEMETRY,
+    PROBED,
+    REFERENCED,
+    REFERENCED_DTYPE,
+    align_to_vmas,
+    check_side_table,
+)
 
 __all__ = [
     "Capture",
@@ -71,6 +79,10 @@ class CaptureMeta:
     """``time.monotonic_ns()`` at the first snapshot; ``time_ns`` values share this clock."""
     write_mechanism: str = "none"
     """"uffd-wp", "soft-dirty" or "none" (present/swapped only)."""
+    accessed_mechanism: str = "none"
+    """"vma", "probe" or "none": how accesses (reads too) were sampled (``accessed=``); the
+    samples are the ``referenced`` / ``probed`` side tables, ``extra["accessed_reason"]``
+    says why there are none when one was asked for and could not be set up."""
     features: dict[str, Any] = field(default_factory=dict)
     scan_mask: dict[str, int] = field(default_factory=dict)
     """The kernel fields of the recording mask (normally: no filter, every category)."""
@@ -533,6 +545,7 @@ class Capture:
         vma_index: np.ndarray | None = None,
         telemetry: dict[str, np.ndarray] | None = None,
         marks: Sequence[Mark] | None = None,
+        side_tables: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         t = _check_time(time_ns)
         n = len(t)
@@ -553,6 +566,7 @@ class Capture:
         self._regions = regs  # the caller's dense rows: the compatibility view is free
         self._written = wr
         self.written_offsets = woff
+        self._set_side(side_tables, check=True)
 
     def _setup(
         self,
@@ -591,6 +605,8 @@ class Capture:
         self.written_offsets = None
         self._crow, self._ckind = _NO_ROWS, _NO_KIND
         self._decoded: tuple[int, np.ndarray] | None = None  # last regions_at, for stepping
+        # side tables: name -> [row dtype, rows (None: not loaded), offsets (None: likewise)]
+        self._side: dict[str, list[Any]] = {}
 
     @classmethod
     def _from_encoded(
@@ -606,6 +622,7 @@ class Capture:
         telemetry: dict[str, np.ndarray] | None = None,
         marks: Sequence[Mark] | None = None,
         partial: bool = False,
+        side_tables: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> Capture:
         """A capture straight from its change form (``_Encoder.arrays()``).
 
@@ -627,6 +644,7 @@ class Capture:
             )
         cap._crow, cap._ckind = rows, kind
         cap._written, cap.written_offsets = written, written_offsets
+        cap._set_side(side_tables, check=False)
         return cap
 
     # -- stored rows (overridden by captures on disk) -----------------------------------------
@@ -640,6 +658,165 @@ class Capture:
         assert self.written_offsets is not None and self._written is not None
         o = self.written_offsets
         return self._written[o[a] : o[b]]
+
+    # -- side tables (see pmviz.sidetables) ------------------------------------------------------
+    def _set_side(
+        self, tables: Mapping[str, tuple[np.ndarray, np.ndarray]] | None, *, check: bool
+    ) -> None:
+        self._side = {}
+        for name, (rows, off) in (tables or {}).items():
+            if check:
+                rows, off = check_side_table(name, rows, off, self.n_snapshots, self.page_size)
+            self._side[name] = [rows.dtype, rows, off]
+
+    @property
+    def side_tables(self) -> dict[str, np.dtype]:
+        """The capture's per-snapshot side tables: name -> row type (``pmviz.sidetables``)."""
+        return {name: v[0] for name, v in self._side.items()}
+
+    def _side_entry(self, name: str) -> list[Any]:
+        try:
+            return self._side[name]
+        except KeyError:
+            raise KeyError(
+                f"this capture has no side table {name!r} (it has: "
+                f"{', '.join(self._side) or 'none'})"
+            ) from None
+
+    def side_offsets(self, name: str) -> np.ndarray:
+        """``n + 1`` offsets of side table ``name``: snapshot ``i`` owns rows ``[o[i], o[i+1])``."""
+        e = self._side_entry(name)
+        if e[2] is None:
+            e[2] = self._load_side_offsets(name)
+        return e[2]
+
+    def _load_side_offsets(self, name: str) -> np.ndarray:
+        raise AssertionError(f"side table {name!r} has no offsets")  # (lazy subclasses only)
+
+    def _side_rows(self, name: str, a: int, b: int) -> np.ndarray:
+        """Rows of side table ``name`` for snapshots ``[a, b)`` (lazy subclasses override)."""
+        e = self._side_entry(name)
+        o = self.side_offsets(name)
+        assert e[1] is not None
+        return e[1][o[a] : o[b]]
+
+    def side_rows(self, name: str, i: int | None = None) -> np.ndarray:
+        """Rows of side table ``name``: of snapshot ``i``, or of every snapshot (``None``)."""
+        if i is None:
+            e = self._side_entry(name)
+            if e[1] is None:
+                e[1] = self._side_rows(name, 0, self.n_snapshots)
+            return e[1]
+        i = self._index(i)
+        return self._side_rows(name, i, i + 1)
+
+    def _side_subset(self, idx: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Every side table restricted to the snapshots at positions ``idx`` (in that order)."""
+        out = {}
+        idx = np.asarray(idx, np.int64).reshape(-1)
+        for name, (dtype, _, _) in self._side.items():
+            off = self.side_offsets(name)
+            if not len(idx):
+                out[name] = (np.empty(0, dtype), np.zeros(1, np.int64))
+                continue
+            cuts = np.flatnonzero(np.diff(idx) != 1) + 1
+            lo, hi = int(idx.min()), int(idx.max()) + 1
+            if len(cuts) and off[hi] - off[lo] <= 1 << 22:
+                rows = self._side_rows(name, lo, hi)  # one read of the span, then gather
+                out[name] = _gather(rows, off[lo : hi + 1] - off[lo], idx - lo)
+                continue
+            parts = [self._side_rows(name, int(r[0]), int(r[-1]) + 1) for r in np.split(idx, cuts)]
+            lens = off[idx + 1] - off[idx]
+            out[name] = (np.concatenate(parts) if parts else np.empty(0, dtype), _offsets(lens))
+        return out
+
+    # -- accessed working set (side tables of a recording with ``accessed=``) ------------------
+    @property
+    def accessed_mechanism(self) -> str:
+        """``"vma"``, ``"probe"`` or ``"none"``: how accesses (reads too) were recorded."""
+        if REFERENCED in self._side:
+            return "vma"
+        if PROBED in self._side:
+            return "probe"
+        return "none"
+
+    def referenced_at(self, i: int) -> np.ndarray:
+        """Per VMA of :meth:`vmas_at` ``(i)``: bytes referenced in the interval ending at ``i``.
+
+        ``REFERENCED_DTYPE`` rows aligned to the VMA table (one per VMA, same order), with
+        ``referenced_bytes`` and ``resident_bytes`` ``-1`` for a VMA ``smaps`` did not list as
+        it is in the table (it changed between the two reads).
+
+        Raises
+        ------
+        ValueError
+            The capture was not recorded with ``accessed="vma"``.
+        """
+        if REFERENCED not in self._side:
+            raise ValueError(
+                f"no per-VMA referenced bytes in this capture (recorded with accessed="
+                f"{self.accessed_mechanism!r}; record with accessed='vma')"
+            )
+        v = self.vmas_at(i)
+        return align_to_vmas(self.side_rows(REFERENCED, i), v.start, v.end)
+
+    def probed_at(self, i: int) -> np.ndarray:
+        """The probe regions of the interval ending at snapshot ``i`` (``PROBED_DTYPE`` rows).
+
+        Raises
+        ------
+        ValueError
+            The capture was not recorded with ``accessed="probe"``.
+        """
+        if PROBED not in self._side:
+            raise ValueError(
+                f"no access probes in this capture (recorded with accessed="
+                f"{self.accessed_mechanism!r}; record with accessed='probe')"
+            )
+        return self.side_rows(PROBED, i)
+
+    def accessed_at(self, i: int) -> Regions:
+        """Address ranges accessed (read or written) in the interval ending at snapshot ``i``.
+
+        ``"vma"``: the VMAs with referenced bytes; ``"probe"``: the regions at least one probe
+        of which came back (an estimate: see ``probed_at`` for the counts). Category
+        ``PRESENT``.
+
+        Raises
+        ------
+        ValueError
+            The capture has no access data.
+        """
+        if REFERENCED in self._side:
+            rows = self.side_rows(REFERENCED, i)
+            rows = rows[rows["referenced_bytes"] > 0]
+        elif PROBED in self._side:
+            rows = self.side_rows(PROBED, i)
+            rows = rows[rows["accessed_pages"] > 0]
+        else:
+            raise ValueError(
+                "this capture has no access data (record with accessed='vma' or 'probe')"
+            )
+        out = np.zeros(len(rows), REGION_DTYPE)
+        out["start"], out["end"] = rows["start"], rows["end"]
+        out["categories"] = int(Category.PRESENT)
+        return Regions(out, page_size=self.page_size)
+
+    @property
+    def accessed_telemetry(self) -> dict[str, np.ndarray] | None:
+        """Per snapshot: ``accessed_ns`` (time the access mechanism took) and ``refaults``;
+        ``None`` without access data."""
+        if ACCESS_TELEMETRY not in self._side:
+            return None
+        rows = self.side_rows(ACCESS_TELEMETRY)
+        off = self.side_offsets(ACCESS_TELEMETRY)
+        out = {}
+        has = np.diff(off) > 0  # one row per snapshot (0 where the mechanism did not run)
+        for f in rows.dtype.names or ():
+            v = np.zeros(self.n_snapshots, np.int64)
+            v[has] = rows[f][off[:-1][has]]
+            out[f] = v
+        return out
 
     @property
     def stored_rows(self) -> int:
@@ -689,11 +866,13 @@ class Capture:
         snapshots: Iterable[tuple[int, Regions, Regions | None, Vmas | None]],
         *,
         marks: Sequence[Mark] | None = None,
+        side_tables: Mapping[str, Sequence[np.ndarray]] | None = None,
     ) -> Capture:
         """Build from ``(time_ns, regions, written or None, vmas or None)`` tuples.
 
         A ``None`` VMA table repeats the previous one; written sets must be all present or all
-        ``None``. Meant for tests and synthetic data; the recorder appends columns directly.
+        ``None``. ``side_tables``: name -> one row array per snapshot. Meant for tests and
+        synthetic data; the recorder appends columns directly.
         """
         times: list[int] = []
         regs: list[np.ndarray] = []
@@ -722,6 +901,11 @@ class Capture:
             vma_index=np.array(index, dtype=np.int32),
             telemetry={"n_regions": np.array([len(r) for r in regs], dtype=np.int64)},
             marks=marks,
+            side_tables={
+                name: (np.concatenate(list(per)), _offsets([len(x) for x in per]))
+                for name, per in (side_tables or {}).items()
+            }
+            or None,
         )
 
     # -- shape --------------------------------------------------------------------------------
@@ -877,7 +1061,7 @@ class Capture:
         # Keep only the VMA tables the selection uses, renumbered densely.
         used, vidx = np.unique(self.vma_index[idx], return_inverse=True)
         tables = self.vma_tables
-        return Capture._from_encoded(
+        out = Capture._from_encoded(
             self.meta,
             self.time_ns[idx],
             enc,
@@ -888,6 +1072,9 @@ class Capture:
             telemetry={k: v[idx] for k, v in self.telemetry.items()},
             marks=self.marks,
         )
+        if self._side:
+            out._set_side(self._side_subset(idx), check=False)
+        return out
 
     def window(self, t0: float | None = None, t1: float | None = None) -> Capture:
         """The snapshots with ``t0 <= times < t1`` (seconds since the first snapshot)."""
@@ -942,6 +1129,12 @@ class Capture:
             woff = _offsets(np.bincount(ws, minlength=n))
         out = self._derived(np.arange(n), (rows, kind, n_rows, crows, self._key.copy()), wr, woff)
         out._vma_tables = [_clip_vmas(v, start, end) for v in out.vma_tables]
+        for name, e in out._side.items():  # rows of ranges meeting the window, unclipped
+            rows, off = e[1], e[2]
+            if "start" in (e[0].names or ()) and "end" in (e[0].names or ()):
+                keep = (rows["end"] > np.uint64(start)) & (rows["start"] < np.uint64(end))
+                snap = np.repeat(np.arange(n), np.diff(off))
+                e[1], e[2] = rows[keep], _offsets(np.bincount(snap[keep], minlength=n))
         return out
 
     # -- streaming ----------------------------------------------------------------------------
@@ -1111,7 +1304,8 @@ class Capture:
 
         Written sets stay exact: a kept snapshot's written set is the union of its own and
         those of the dropped snapshots since the previous kept one. Snapshots after the last
-        kept one are dropped with their written sets.
+        kept one are dropped with their written sets. Side tables (access samples) keep the
+        kept snapshots' own rows: they describe the interval just before each kept snapshot.
         """
         if (every is None) == (interval is None):
             raise ValueError("give exactly one of every= or interval=")
@@ -1140,13 +1334,20 @@ class Capture:
 
         Parameters
         ----------
-        what : {"regions", "written", "snapshots"}
+        what : {"regions", "written", "snapshots"} or a side table's name
             ``"regions"``: one row per region per snapshot (``snapshot``, ``time_ns``,
             ``start``, ``end``, ``categories``), decoded; ``"written"``: the same for written
             sets; ``"snapshots"``: one row per snapshot with ``time_ns``, ``vma_table`` and
-            telemetry.
+            telemetry; a side table (``"referenced"``, ``"probed"`` ...): its rows with
+            ``snapshot`` and ``time_ns``.
         """
         import pandas as pd
+
+        if what in self._side:
+            rows = self.side_rows(what)
+            snap = np.repeat(np.arange(self.n_snapshots), np.diff(self.side_offsets(what)))
+            cols = {n: rows[n] for n in rows.dtype.names or ()}
+            return pd.DataFrame({"snapshot": snap, "time_ns": self.time_ns[snap], **cols})
 
         if what == "snapshots":
             return pd.DataFrame(
@@ -1159,7 +1360,10 @@ class Capture:
                 raise ValueError("this capture has no written sets (recorded with writes='none')")
             arr, off = self.written, self.written_offsets
         else:
-            raise ValueError(f"what must be 'regions', 'written' or 'snapshots', got {what!r}")
+            raise ValueError(
+                "what must be 'regions', 'written', 'snapshots' or a side table "
+                f"({', '.join(self._side) or 'none'}), got {what!r}"
+            )
         snap = np.repeat(np.arange(self.n_snapshots), np.diff(off))
         return pd.DataFrame(
             {
@@ -1209,6 +1413,11 @@ class Capture:
             "mapped (last)": _human_bytes(self.vmas_at(-1).size) if n else "—",
             "VMA tables": f"{len(self.vma_tables):,}",
             "write tracking": m.write_mechanism,
+            **(
+                {"access sampling": self.accessed_mechanism}
+                if self.accessed_mechanism != "none"
+                else {}
+            ),
             "kernel": m.kernel_release,
             "end reason": str(m.end_reason)
             + (

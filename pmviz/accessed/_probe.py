@@ -214,6 +214,7 @@ class AccessProbe:
         rows["start"], rows["end"] = r.start, r.end
         rows["resident_pages"] = self._resident
         rows["probed_pages"], rows["accessed_pages"] = probed, accessed
+        rows["interval_ns"] = now - self._t_probe
         self.refaults += int(back.sum())
         sample = ProbeSample(now, rows, now - self._t_probe)
         self._regions = RegionSet(r.start, r.end, probed, accessed)

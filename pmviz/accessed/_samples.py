@@ -13,26 +13,11 @@ import numpy as np
 
 from ..maps import Vmas
 
+# The row types are the capture's side tables (the data model owns them; a recorder stores
+# these rows as they are).
+from ..sidetables import PROBED_DTYPE, REFERENCED_DTYPE, align_to_vmas
+
 __all__ = ["REFERENCED_DTYPE", "PROBED_DTYPE", "AccessSample", "ProbeSample"]
-
-REFERENCED_DTYPE = np.dtype(
-    [("start", "<u8"), ("end", "<u8"), ("referenced_bytes", "<i8"), ("resident_bytes", "<i8")]
-)
-"""``accessed="vma"``: one row per VMA, bytes referenced since the previous sample (from
-``/proc/PID/smaps`` ``Referenced:``) and bytes resident now (``Rss:``)."""
-
-PROBED_DTYPE = np.dtype(
-    [
-        ("start", "<u8"),
-        ("end", "<u8"),
-        ("resident_pages", "<i8"),
-        ("probed_pages", "<i8"),
-        ("accessed_pages", "<i8"),
-    ]
-)
-"""``accessed="probe"``: one row per adaptive region, the resident pages it had when the
-probes were chosen, the pages paged out as probes, and how many of those were present again
-at the sample (accessed in between)."""
 
 
 class AccessSample(NamedTuple):
@@ -65,16 +50,8 @@ class AccessSample(NamedTuple):
         ``vmas`` may have been read at another instant than ``smaps``: a VMA matches a row with
         the same ``[start, end)``; VMAs that changed in between get -1.
         """
-        out = np.full((len(vmas), 2), -1, dtype=np.int64)
-        if not len(self.rows) or not len(vmas):
-            return out
-        i = np.searchsorted(self.rows["start"], vmas.start)
-        ic = np.minimum(i, len(self.rows) - 1)
-        ok = (i < len(self.rows)) & (self.rows["start"][ic] == vmas.start)
-        ok &= self.rows["end"][ic] == vmas.end
-        out[ok, 0] = self.rows["referenced_bytes"][ic[ok]]
-        out[ok, 1] = self.rows["resident_bytes"][ic[ok]]
-        return out
+        a = align_to_vmas(self.rows, vmas.start, vmas.end)
+        return np.stack([a["referenced_bytes"], a["resident_bytes"]], axis=1)
 
 
 class ProbeSample(NamedTuple):

@@ -9,7 +9,7 @@ per-snapshot columns. Rows a writer has flushed leave memory (:meth:`release`); 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -85,7 +85,13 @@ class CaptureBuilder:
     Without a writer everything stays in memory, as change: memory grows with what changes.
     """
 
-    def __init__(self, meta: CaptureMeta, *, has_written: bool) -> None:
+    def __init__(
+        self,
+        meta: CaptureMeta,
+        *,
+        has_written: bool,
+        side_tables: Mapping[str, np.dtype] | None = None,
+    ) -> None:
         self.meta = meta
         self.n = 0
         self._lock = threading.Lock()
@@ -107,6 +113,10 @@ class CaptureBuilder:
         self.vma_tables: list[Vmas] = []
         self.marks: list[Mark] = []
         self._disk: Callable[[], Capture] | None = None
+        # per-snapshot side tables (pmviz.sidetables): rows, global offsets, the next's rows
+        self._side = {k: _Column(np.dtype(d), 1 << 10) for k, d in (side_tables or {}).items()}
+        self._soff = {k: _Grow(np.int64, 0) for k in self._side}
+        self._side_next: dict[str, np.ndarray] = {}
 
     # -- recording ----------------------------------------------------------------------------
     def region_tail(self, n: int) -> np.ndarray:
@@ -121,6 +131,19 @@ class CaptureBuilder:
     def force_keyframe(self) -> None:
         """Store the next snapshot as a keyframe (a writer starts a new segment there)."""
         self._force_key = True
+
+    def add_side(self, name: str, rows: np.ndarray) -> None:
+        """Rows of side table ``name`` for the snapshot the next :meth:`append` adds."""
+        col = self._side[name]
+        if rows.dtype != col.buf.dtype:
+            raise TypeError(f"side table {name!r} has rows {col.buf.dtype}, got {rows.dtype}")
+        self._side_next[name] = rows
+
+    def _commit_side(self) -> None:
+        # (under the lock, in append: a snapshot's side rows appear with the snapshot)
+        for name, col in self._side.items():
+            col.append(self._side_next.pop(name, col.buf[:0]))
+            self._soff[name].push(col.end)
 
     def mark(self, time_ns: int, label: str) -> None:
         with self._lock:
@@ -166,6 +189,7 @@ class CaptureBuilder:
                 w = _NO_ROWS if written is None else written
                 self._wrows.append(w)
                 self._woff.push(self._wrows.end)
+            self._commit_side()
             self.n = i + 1  # last: a concurrent capture() sees whole snapshots only
 
     # -- writing ------------------------------------------------------------------------------
@@ -192,6 +216,10 @@ class CaptureBuilder:
                 (w,) = self._woff.view(upto, upto + 1)
                 self._wrows.drop_before(int(w))
                 self._woff.drop_before(upto)
+            for name, col in self._side.items():
+                (so,) = self._soff[name].view(upto, upto + 1)
+                col.drop_before(int(so))
+                self._soff[name].drop_before(upto)
             # the live view reads released snapshots' columns from the file too
             for col in (
                 self._time,
@@ -216,6 +244,10 @@ class CaptureBuilder:
         if self._woff is not None and self._wrows is not None:
             wo = self._woff.view(a, b + 1)
             wr, woff = self._wrows.view(int(wo[0]), int(wo[-1])), wo - wo[0]
+        side = {}
+        for name, col in self._side.items():
+            so = self._soff[name].view(a, b + 1)
+            side[name] = (col.view(int(so[0]), int(so[-1])), so - so[0])
         return Capture._from_encoded(
             meta or self.meta,
             self._time.view(a, b),
@@ -233,6 +265,7 @@ class CaptureBuilder:
             telemetry={k: v.view(a, b) for k, v in self._tel.items()},
             marks=list(self.marks),
             partial=partial,
+            side_tables=side,
         )
 
     def capture(self, start: int = 0, meta: CaptureMeta | None = None) -> Capture:
@@ -292,6 +325,12 @@ class _LiveCapture(Capture):
             dw = disk.written_offsets
             self.written_offsets = np.concatenate([dw[: k + 1], dw[k] + tail.written_offsets[1:]])
         self.snapshot_ids = np.arange(self.first_id, self.first_id + len(self.time_ns))
+        self._side = {}
+        for name, dtype in tail.side_tables.items():
+            if name not in disk.side_tables:  # (the file declares what the recorder records)
+                raise RuntimeError(f"the capture file lacks side table {name!r}")
+            do, to = disk.side_offsets(name), tail.side_offsets(name)
+            self._side[name] = [dtype, None, np.concatenate([do[: k + 1], do[k] + to[1:]])]
 
     def _stored(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         k = self._split
@@ -311,4 +350,13 @@ class _LiveCapture(Capture):
             parts.append(self._disk._written_rows(a, min(b, k)))
         if b > k:
             parts.append(self._tail._written_rows(max(a, k) - k, b - k))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _side_rows(self, name: str, a: int, b: int) -> np.ndarray:
+        k = self._split
+        parts = []
+        if a < k:
+            parts.append(self._disk._side_rows(name, a, min(b, k)))
+        if b > k:
+            parts.append(self._tail._side_rows(name, max(a, k) - k, b - k))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -8,6 +8,8 @@ A capture is a directory ``NAME.pmviz/``::
     written/FIRST-END.parquet         pages written since the previous snapshot (if tracked)
     vmas/FIRST-END.parquet            the VMA tables first used by snapshots FIRST..END-1
     marks/FIRST-END.parquet           named instants recorded while snapshots FIRST..END-1 were
+    SIDE/FIRST-END.parquet            a per-snapshot side table (``referenced``, ``probed`` ...),
+                                      declared with its columns in ``capture.json``
 
 ``FIRST-END`` is the half-open snapshot range a part covers (zero-padded decimals). Every part
 is written to a temporary name, fsynced and renamed, so a part either exists whole or not at
@@ -23,8 +25,10 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from ..capture import FORMAT_VERSION
@@ -39,6 +43,24 @@ RESERVE_BYTES = 256 * 1024
 TABLES = ("vmas", "marks", "written", "regions", "snapshots")
 """In commit order: ``snapshots`` last. Readers list them in the reverse order (see
 ``list_all``), deleters delete in the reverse order too."""
+SIDE_KEY = "side_tables"
+"""``capture.json`` key declaring the side tables: ``{name: [[column, numpy type], ...]}``."""
+
+
+def table_order(side: Sequence[str] = ()) -> tuple[str, ...]:
+    """Every table of a capture with side tables ``side``, in commit order.
+
+    Side parts are committed after ``written`` and before ``regions``: like the other rows,
+    before the ``snapshots`` part that commits their range.
+    """
+    return (*TABLES[:3], *side, *TABLES[3:])
+
+
+def side_schema(dtype: np.dtype) -> pa.Schema:
+    """The Parquet schema of a side table with row type ``dtype``: ``snapshot`` + its columns."""
+    fields = [pa.field("snapshot", pa.int64())]
+    fields += [pa.field(n, pa.from_numpy_dtype(dtype[n])) for n in dtype.names or ()]
+    return pa.schema(fields)
 
 _PART_RE = re.compile(r"^(\d{9,})-(\d{9,})\.parquet$")
 

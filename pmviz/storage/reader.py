@@ -45,7 +45,9 @@ class _PartFile:
     bytes, nothing deserialized before), then the schema.
     """
 
-    def __init__(self, part: fmt.Part, version: int = fmt.FORMAT_VERSION) -> None:
+    def __init__(
+        self, part: fmt.Part, version: int = fmt.FORMAT_VERSION, schema: pa.Schema | None = None
+    ) -> None:
         self.part = part
         try:
             validate.check_part_file(part.path)
@@ -63,7 +65,7 @@ class _PartFile:
         except (OSError, pa.ArrowException) as err:
             raise CaptureError(part.path, f"damaged part (truncated or corrupt): {err}") from err
         self.metadata = md
-        want = fmt.schemas(version).get(part.table)
+        want = schema if schema is not None else fmt.schemas(version).get(part.table)
         if want is None or not self.schema.remove_metadata().equals(want):
             raise CaptureError(part.path, f"not a {part.table} part of format {version}")
         self.num_rows = md.num_rows
@@ -228,6 +230,10 @@ class StoredCapture(Capture):
         self.version = int(doc["format_version"])
         self.complete = bool(doc.pop("complete", False))
         doc.pop("format", None)
+        side = validate.check_side_tables_meta(
+            doc.pop(fmt.SIDE_KEY, None), os.path.join(path, fmt.META_FILE)
+        )
+        self._side_schemas = {k: fmt.side_schema(v) for k, v in side.items()}
         meta = CaptureMeta.from_dict(doc)
         if not self.complete and meta.end_reason is None:
             meta = meta.replace(end_reason="incomplete: the recorder did not finish")
@@ -238,7 +244,7 @@ class StoredCapture(Capture):
         """What a lenient open left out beyond whole parts: snapshots and why."""
         self._parts: dict[str, list[_PartFile]] = {}
         # Reverse commit order: a snapshot listed in `snapshots` has its rows listed after.
-        for table in reversed(fmt.TABLES):
+        for table in reversed(fmt.table_order(list(side))):
             parts, stray = fmt.list_parts(path, table)
             if stray:
                 raise CaptureError(stray[0], "unexpected file in a capture (not a part name)")
@@ -297,12 +303,13 @@ class StoredCapture(Capture):
         if self._has_w:
             self.written_offsets = _offsets(snaps["written_rows"])
         self._vma_tables = None
+        self._side = {k: [v, None, None] for k, v in side.items()}
 
     def _open_parts(self, parts: list[fmt.Part], strict: bool) -> list[_PartFile]:
         out = []
         for p in parts:
             try:
-                pf = _PartFile(p, self.version)
+                pf = _PartFile(p, self.version, self._side_schemas.get(p.table))
                 if not strict:
                     pf.read()  # recovery mode: check every data page now, not on first use
                 out.append(pf)
@@ -358,13 +365,17 @@ class StoredCapture(Capture):
     ) -> np.ndarray:
         """Every committed snapshot needs its regions (and written) rows: drop or complain."""
         ok = np.ones(len(ids), bool)
-        for table, rows_per in (("regions", crows), ("written", wrows)):
+        tables = [("regions", crows), ("written", wrows)]
+        tables += [(name, None) for name in self._side_schemas]
+        for table, rows_per in tables:
             if table == "written" and not self._has_w:
                 continue
             covered = np.zeros(len(ids), bool)
             for pf in self._parts[table]:
                 inside = (ids >= pf.part.first) & (ids < pf.part.end)
                 covered |= inside
+                if rows_per is None:  # a side table: rows per snapshot are in its own part
+                    continue
                 rows = int(rows_per[inside].sum())
                 whole = int(inside.sum()) == pf.part.end - pf.part.first
                 # rows of uncommitted (crash) or lost (damaged) snapshots may follow
@@ -492,7 +503,9 @@ class StoredCapture(Capture):
         parts = validate.drop_overlapping_parts(
             parts, strict=self._strict, dropped=self.skipped_parts
         )
-        self._parts[table] = [_PartFile(p, self.version) for p in parts]
+        self._parts[table] = [
+            _PartFile(p, self.version, self._side_schemas.get(table)) for p in parts
+        ]
 
     def _rows(self, table: str, a: int, b: int, kind: np.ndarray | None = None) -> np.ndarray:
         """Rows of the snapshots at positions ``[a, b)`` (contiguous in snapshot ids); a part
@@ -581,6 +594,74 @@ class StoredCapture(Capture):
             return super()._written_rows(a, b)
         parts = [self._rows("written", x, y) for x, y in self._runs(a, b)]
         return (np.concatenate(parts) if len(parts) != 1 else parts[0]) if parts else _NO_ROWS
+
+    # -- side tables: offsets from each part's snapshot column, rows by range ---------------
+    def _load_side_offsets(self, name: str) -> np.ndarray:
+        for attempt in range(20):
+            try:
+                return self._side_offsets_once(name)
+            except _Gone:
+                if attempt == 19:
+                    raise
+                self._relist(name)
+        raise AssertionError("unreachable")
+
+    def _side_offsets_once(self, name: str) -> np.ndarray:
+        ids = self.snapshot_ids
+        counts = np.zeros(len(ids), np.int64)
+        for pf in self._parts[name]:
+            snap = pf.snapshot_column()
+            validate.check_side_part(
+                snap, np.empty(0, [("x", "u1")]), self.page_size, pf.part.path,
+                first=pf.part.first, end=pf.part.end,
+            )  # fmt: skip
+            k = np.searchsorted(ids, [pf.part.first, pf.part.end])
+            mine = ids[k[0] : k[1]]
+            counts[k[0] : k[1]] = np.searchsorted(snap, mine, "right") - np.searchsorted(snap, mine)
+        return _offsets(counts)
+
+    def _side_rows(self, name: str, a: int, b: int) -> np.ndarray:
+        e = self._side_entry(name)
+        if e[1] is not None:
+            return super()._side_rows(name, a, b)
+        for attempt in range(20):
+            try:
+                parts = [self._side_rows_once(name, x, y) for x, y in self._runs(a, b)]
+                break
+            except _Gone:
+                if attempt == 19:
+                    raise
+                self._relist(name)
+        if not parts:
+            return np.empty(0, e[0])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _side_rows_once(self, name: str, a: int, b: int) -> np.ndarray:
+        """Rows of snapshots at positions ``[a, b)`` (consecutive snapshot numbers)."""
+        dtype = self._side[name][0]
+        off = self.side_offsets(name)
+        out = np.empty(int(off[b] - off[a]), dtype)
+        lo_id, hi_id = int(self.snapshot_ids[a]), int(self.snapshot_ids[b - 1]) + 1
+        pos = 0
+        for pf in self._parts[name]:
+            if pf.part.end <= lo_id or pf.part.first >= hi_id:
+                continue
+            snap = pf.snapshot_column()
+            lo, hi = np.searchsorted(snap, [lo_id, hi_id])
+            t = pf.read_rows(int(lo), int(hi), pf.schema.names)
+            n = t.num_rows
+            if pos + n > len(out):
+                raise CaptureError(pf.part.path, f"{name}: more rows than counted")
+            for f in dtype.names or ():
+                out[f][pos : pos + n] = _column(t, f) if n else []
+            validate.check_side_part(
+                snap[lo:hi], out[pos : pos + n], self.page_size, pf.part.path,
+                first=pf.part.first, end=pf.part.end,
+            )  # fmt: skip
+            pos += n
+        if pos != len(out):
+            raise CaptureError(self.path, f"{name}: expected {len(out)} rows, found {pos}")
+        return out
 
     # -- rebuilt snapshots (format 2): checked like whole stored snapshots ----------------------
     def _rows_at(self, i: int) -> np.ndarray:

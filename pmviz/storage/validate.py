@@ -42,6 +42,8 @@ __all__ = [
     "region_problems",
     "check_regions",
     "check_vmas",
+    "check_side_tables_meta",
+    "check_side_part",
 ]
 
 ADDRESS_LIMIT = 1 << 57
@@ -205,6 +207,7 @@ _META_TYPES: dict[str, tuple[str, Any]] = {
     "exit_status": ("an int or null", lambda v: v is None or _is_int(v)),
     "end_reason": ("a string or null", lambda v: v is None or isinstance(v, str)),
     "write_mechanism": ("a string", lambda v: isinstance(v, str)),
+    "accessed_mechanism": ("a string", lambda v: isinstance(v, str)),
     "kernel_release": ("a string", lambda v: isinstance(v, str)),
     "pmviz_version": ("a string", lambda v: isinstance(v, str)),
     "features": ("an object", lambda v: isinstance(v, dict)),
@@ -244,6 +247,60 @@ def check_meta(doc: Mapping[str, Any], path: str) -> None:
     for key, (what, ok) in _META_TYPES.items():
         if key in doc and not ok(doc[key]):
             raise CaptureError(path, f"damaged metadata: {key} must be {what}, got {doc[key]!r}")
+
+
+def check_side_tables_meta(decl: Any, path: str) -> dict[str, np.dtype]:
+    """The side tables ``capture.json`` declares (``side_tables``), as name -> row type.
+
+    Raises
+    ------
+    CaptureError
+        Not an object of ``name: [[column, type], ...]`` with valid names and numeric types.
+    """
+    from ..sidetables import check_name, side_dtype_from_columns
+
+    if decl is None:
+        return {}
+    if not isinstance(decl, dict):
+        raise CaptureError(path, f"damaged metadata: side_tables must be an object, got {decl!r}")
+    out = {}
+    for name, cols in decl.items():
+        try:
+            out[check_name(name)] = side_dtype_from_columns(cols)
+        except (ValueError, TypeError) as err:
+            raise CaptureError(path, f"damaged metadata: side table {name!r}: {err}") from err
+    return out
+
+
+def check_side_part(
+    snap: np.ndarray, rows: np.ndarray, page_size: int, path: str, *, first: int, end: int
+) -> None:
+    """Check rows of one side-table part: snapshot numbers sorted and inside the part's
+    range, and, for a table of address ranges, each snapshot's rows sorted, page-aligned and
+    not reversed, below :data:`ADDRESS_LIMIT`.
+
+    Raises
+    ------
+    CaptureError
+        Naming the part and the row.
+    """
+    from ..sidetables import range_problem
+
+    snap = np.asarray(snap, np.int64)
+    if len(snap):
+        if (i := _first_bad(np.diff(snap) < 0)) is not None:
+            raise CaptureError(path, f"damaged part: snapshot numbers not sorted (row {i + 1})")
+        if snap[0] < first or snap[-1] >= end:
+            raise CaptureError(
+                path, f"damaged part: snapshot numbers outside its range {first}-{end}"
+            )
+    names = rows.dtype.names or ()
+    if "end" in names and len(rows) and int(rows["end"].max()) > ADDRESS_LIMIT:
+        raise CaptureError(path, "damaged part: an address beyond any user address space")
+    heads = np.flatnonzero(np.diff(snap, prepend=-1) != 0) if len(snap) else np.empty(0, int)
+    problem = range_problem(rows, np.append(heads, len(rows)), page_size)
+    if problem is not None:
+        raise CaptureError(path, f"damaged part: {problem}")
 
 
 # -- part listing -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta, _Encoder, _offsets
 from ..errors import CaptureError
 from ..maps import Vmas
+from ..sidetables import check_name, side_columns
 from . import format as fmt
 
 __all__ = ["CaptureWriter", "save"]
@@ -55,6 +56,13 @@ def _rows_table(rows: np.ndarray, counts: np.ndarray, first: int, kind: Any = No
     return pa.table(cols + [_arr(np.asarray(kind, np.int8))], schema=fmt.REGIONS_SCHEMA)
 
 
+def _side_table(rows: np.ndarray, counts: np.ndarray, first: int, schema: pa.Schema) -> pa.Table:
+    """Side-table rows of consecutive snapshots from ``first`` (``counts`` rows each)."""
+    snap = np.repeat(np.arange(first, first + len(counts), dtype=np.int64), counts)
+    cols = [_arr(snap)] + [_arr(rows[f.name]) for f in list(schema)[1:]]
+    return pa.table(cols, schema=schema)
+
+
 def _vmas_table(tables: list[tuple[int, Vmas]]) -> pa.Table:
     if tables:
         arr = np.concatenate([v.array for _, v in tables])
@@ -91,9 +99,9 @@ def _snapshots_table(cap: Capture, a: int, b: int, first: int) -> pa.Table:
     return pa.table([cols[f.name] for f in fmt.SNAPSHOTS_SCHEMA], schema=fmt.SNAPSHOTS_SCHEMA)
 
 
-def _is_half_created(path: str) -> bool:
+def _is_half_created(path: str, tables: tuple[str, ...] = fmt.TABLES) -> bool:
     """A directory holding nothing but what a capture writer creates first (a failed start)."""
-    allowed = {*fmt.TABLES, fmt.RESERVE_FILE, fmt.META_FILE, f".tmp-{fmt.META_FILE}"}
+    allowed = {*tables, fmt.RESERVE_FILE, fmt.META_FILE, f".tmp-{fmt.META_FILE}"}
     try:
         names = os.listdir(path)
     except OSError:
@@ -104,7 +112,7 @@ def _is_half_created(path: str) -> bool:
         if name not in allowed:
             return False
         full = os.path.join(path, name)
-        if name in fmt.TABLES and (not os.path.isdir(full) or os.listdir(full)):
+        if name in tables and (not os.path.isdir(full) or os.listdir(full)):
             return False
     return True
 
@@ -139,6 +147,10 @@ class CaptureWriter:
     max_size : int, optional
         Bytes of parts to keep at most (a ring of segments); the newest segment is never
         dropped.
+    side_tables : mapping of str to numpy.dtype, optional
+        The per-snapshot side tables the captures given to :meth:`flush` carry
+        (``pmviz.sidetables``): each is stored as a part directory of its own and declared
+        in ``capture.json``.
 
     Raises
     ------
@@ -159,10 +171,19 @@ class CaptureWriter:
         max_size: int | None = None,
         reserve_bytes: int = fmt.RESERVE_BYTES,
         on_segment_full: Callable[[], None] | None = None,
+        side_tables: Mapping[str, np.dtype] | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.meta = meta
         self.has_written = has_written
+        self.side_tables = {check_name(k): np.dtype(v) for k, v in (side_tables or {}).items()}
+        for k, v in self.side_tables.items():
+            side_columns(v)  # (a row type of numbers only: checked by the data model)
+        self._tables = fmt.table_order(list(self.side_tables))
+        self._schemas = {
+            **fmt.SCHEMAS,
+            **{k: fmt.side_schema(v) for k, v in self.side_tables.items()},
+        }
         self.merge_every = merge_every
         self.segment_rows = segment_rows
         self.segment_snapshots = segment_snapshots
@@ -206,7 +227,7 @@ class CaptureWriter:
                     self.path, "exists and is not a pmviz capture; refusing to overwrite it"
                 )
             if not os.path.exists(os.path.join(self.path, fmt.META_FILE)) and not _is_half_created(
-                self.path
+                self.path, self._tables
             ):
                 raise CaptureError(
                     self.path, "exists and is not a pmviz capture; refusing to overwrite it"
@@ -217,7 +238,7 @@ class CaptureWriter:
                 raise _write_error(self.path, err) from err
         try:
             os.makedirs(self.path)
-            for table in fmt.TABLES:
+            for table in self._tables:
                 if table != "written" or self.has_written:
                     os.mkdir(os.path.join(self.path, table))
             if reserve_bytes:
@@ -240,6 +261,8 @@ class CaptureWriter:
         self.meta = meta
         path = os.path.join(self.path, fmt.META_FILE)
         doc = self._full_meta(meta).as_dict()
+        if self.side_tables:
+            doc[fmt.SIDE_KEY] = {k: side_columns(v) for k, v in self.side_tables.items()}
         try:
             fmt.write_atomic(path, fmt.encode_meta(doc, complete=complete))
         except OSError as err:
@@ -308,6 +331,12 @@ class CaptureWriter:
             size += self._write_part(
                 "written", a, b, _rows_table(w, np.diff(cap.written_offsets[pa_ : pb + 1]), a)
             )
+        for name, dtype in self.side_tables.items():
+            # a part for every range, empty or not: coverage says the range was recorded
+            off = cap.side_offsets(name)
+            size += self._write_part(
+                name, a, b, _side_table(cap._side_rows(name, pa_, pb), np.diff(off[pa_ : pb + 1]), a, self._schemas[name])
+            )
         rows, kind = cap._stored(pa_, pb)
         crows = np.diff(cap._coff[pa_ : pb + 1])
         size += self._write_part("regions", a, b, _rows_table(rows, crows, a, kind))
@@ -375,7 +404,7 @@ class CaptureWriter:
         while self._closed and sum(c[2] for c in self._closed) + self._seg_bytes > self.max_size:
             s, e, _ = self._closed.pop(0)
             # uncommit first (snapshots), then the rows: a reader sees the segment or nothing
-            for table in reversed(fmt.TABLES):
+            for table in reversed(self._tables):
                 for p in fmt.list_parts(self.path, table)[0]:
                     if s <= p.first and p.end <= e:
                         fmt._unlink_quietly(p.path)
@@ -396,21 +425,21 @@ class CaptureWriter:
         s, e = (self._seg_start if whole else self._merged_end), self.flushed
         if e > s:
             replaced: list[fmt.Part] = []
-            for table in fmt.TABLES:  # commit order: snapshots last
+            for table in self._tables:  # commit order: snapshots last
                 parts = [
                     p for p in fmt.list_parts(self.path, table)[0] if s <= p.first and p.end <= e
                 ]
                 replaced += [p for p in parts if (p.first, p.end) != (s, e)]
                 if parts and not (len(parts) == 1 and (parts[0].first, parts[0].end) == (s, e)):
                     self._merge_parts(table, parts, s, e)
-            for table in reversed(fmt.TABLES):
+            for table in reversed(self._tables):
                 for p in replaced:
                     if p.table == table:
                         fmt._unlink_quietly(p.path)
             self._merged_end = e
         self._seg_bytes = sum(
             os.path.getsize(p.path)
-            for t in fmt.TABLES
+            for t in self._tables
             for p in fmt.list_parts(self.path, t)[0]
             if self._seg_start <= p.first
         )
@@ -422,7 +451,7 @@ class CaptureWriter:
         """Stream ``parts`` into one part ``[s, e)``: memory holds about one row group."""
         final = self._part_path(table, s, e)
         tmp = os.path.join(os.path.dirname(final), f".tmp-{os.path.basename(final)}")
-        schema = fmt.SCHEMAS[table].with_metadata(self._schema_meta(table, s, e))
+        schema = self._schemas[table].with_metadata(self._schema_meta(table, s, e))
         rg = fmt.ROW_GROUP_ROWS
         try:
             with open(tmp, "wb") as f:
@@ -435,12 +464,12 @@ class CaptureWriter:
                                 buf.append(batch)
                                 n += batch.num_rows
                                 while n >= rg:
-                                    t = pa.Table.from_batches(buf, schema=fmt.SCHEMAS[table])
+                                    t = pa.Table.from_batches(buf, schema=self._schemas[table])
                                     w.write_table(t.slice(0, rg), row_group_size=rg)
                                     rest = t.slice(rg)
                                     buf, n = rest.to_batches(), rest.num_rows
                     if n or not parts:
-                        t = pa.Table.from_batches(buf, schema=fmt.SCHEMAS[table])
+                        t = pa.Table.from_batches(buf, schema=self._schemas[table])
                         w.write_table(t, row_group_size=rg)
                 f.flush()
                 os.fsync(f.fileno())
@@ -495,7 +524,13 @@ def save(cap: Capture, path: str, *, overwrite: bool = False) -> str:
     CaptureError
         ``path`` exists (without ``overwrite``) or the disk is full.
     """
-    w = CaptureWriter(path, cap.meta, has_written=cap.has_written, overwrite=overwrite)
+    w = CaptureWriter(
+        path,
+        cap.meta,
+        has_written=cap.has_written,
+        overwrite=overwrite,
+        side_tables=cap.side_tables,
+    )
     n = cap.n_snapshots
     if n > 1 and len(cap.keyframes) == n:
         # stored in full (a format-1 capture): store it as change, chunk by chunk
@@ -517,6 +552,7 @@ def save(cap: Capture, path: str, *, overwrite: bool = False) -> str:
                 telemetry={k: v[a:b] for k, v in cap.telemetry.items()},
                 marks=cap.marks,
                 partial=True,
+                side_tables=cap._side_subset(np.arange(a, b)) if cap.side_tables else None,
             )
             w.flush(part, first=a)
     w.close(cap, cap.meta)
