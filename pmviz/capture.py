@@ -30,7 +30,6 @@ from .sidetables import (
     ACCESS_TELEMETRY,
     PROBED,
     REFERENCED,
-    REFERENCED_DTYPE,
     align_to_vmas,
     check_side_table,
 )
@@ -805,7 +804,8 @@ class Capture:
     @property
     def accessed_telemetry(self) -> dict[str, np.ndarray] | None:
         """Per snapshot: ``accessed_ns`` (time the access mechanism took) and ``refaults``;
-        ``None`` without access data."""
+        ``None`` without access data.
+        """
         if ACCESS_TELEMETRY not in self._side:
             return None
         rows = self.side_rows(ACCESS_TELEMETRY)
@@ -1129,7 +1129,7 @@ class Capture:
             woff = _offsets(np.bincount(ws, minlength=n))
         out = self._derived(np.arange(n), (rows, kind, n_rows, crows, self._key.copy()), wr, woff)
         out._vma_tables = [_clip_vmas(v, start, end) for v in out.vma_tables]
-        for name, e in out._side.items():  # rows of ranges meeting the window, unclipped
+        for e in out._side.values():  # rows of ranges meeting the window, unclipped
             rows, off = e[1], e[2]
             if "start" in (e[0].names or ()) and "end" in (e[0].names or ()):
                 keep = (rows["end"] > np.uint64(start)) & (rows["start"] < np.uint64(end))

@@ -175,7 +175,8 @@ def range_problem(rows: np.ndarray, offsets: np.ndarray, page_size: int) -> str 
 
 def align_to_vmas(rows: np.ndarray, vma_start: np.ndarray, vma_end: np.ndarray) -> np.ndarray:
     """``REFERENCED_DTYPE`` rows, one per VMA given: the row with the same ``[start, end)``,
-    or ``-1`` byte counts where none matches (the VMA changed between the two reads)."""
+    or ``-1`` byte counts where none matches (the VMA changed between the two reads).
+    """
     out = np.zeros(len(vma_start), REFERENCED_DTYPE)
     out["start"], out["end"] = vma_start, vma_end
     out["referenced_bytes"] = out["resident_bytes"] = -1

@@ -9,8 +9,10 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from .._kernel import pagemap_scan as pms
 from .._kernel import procfs
@@ -21,6 +23,13 @@ from ..features import features
 from ..maps import Vmas
 from ..regions import Regions
 from ..scanning import _full_mask
+from ..sidetables import (
+    ACCESS_TELEMETRY,
+    ACCESS_TELEMETRY_DTYPE,
+    KNOWN_SIDE_TABLES,
+    PROBED,
+    REFERENCED,
+)
 from ._builder import CaptureBuilder
 from ._target import _cmdline, _parse_ranges, _Target, _TargetPagemap
 from ._writes import _open_writes, unarmed
@@ -69,6 +78,17 @@ class Recorder:
         With ``out``: keep the capture's parts under about this many bytes by dropping the
         oldest segments (a ring); ``meta.extra["dropped_snapshots"]`` and
         ``["first_snapshot"]`` say what was dropped, snapshot numbers stay as recorded.
+    accessed : {"none", "vma", "probe"}
+        Also record what the target *accessed* (reads too), per snapshot (``pmviz.accessed``):
+        ``"vma"`` per-VMA referenced bytes (``clear_refs`` + ``smaps``: exact per VMA),
+        ``"probe"`` a bounded random sample of resident pages paged out and checked at the
+        next snapshot (per page, estimated, at the price of refaults; private anonymous
+        memory needs swap). Stored as the ``referenced`` / ``probed`` side tables
+        (``Capture.referenced_at``, ``probed_at``, ``accessed_at``).
+    accessed_options : mapping, optional
+        With ``accessed="probe"``: the budget and regions of :class:`pmviz.accessed.AccessProbe`
+        (``pages_per_s`` default 4096, ``max_fraction`` default 0.02, ``anon``,
+        ``min_regions``, ``max_regions``, ``seed``).
 
     Notes
     -----
@@ -106,7 +126,18 @@ class Recorder:
         flush_interval: float = 0.5,
         follow_exec: bool | None = None,
         max_size: int | None = None,
+        accessed: str = "none",
+        accessed_options: Mapping[str, Any] | None = None,
     ) -> None:
+        from ..accessed import ACCESSED_MODES
+
+        if accessed not in ACCESSED_MODES:
+            raise ValueError(f"accessed must be one of {ACCESSED_MODES}, got {accessed!r}")
+        if accessed_options and accessed != "probe":
+            raise ValueError("accessed_options are the budget of accessed='probe'")
+        self.accessed = accessed
+        self._accessed_options = dict(accessed_options or {})
+        self._access: Any = None
         if not isinstance(interval, (int, float)) or not 0 <= interval <= MAX_SECONDS:
             raise ValueError(
                 f"interval must be a number of seconds in [0, {MAX_SECONDS:g}], got {interval!r}"
@@ -195,8 +226,10 @@ class Recorder:
                 self._target.launch()
             self._source = source
             self._pagemap = _TargetPagemap(self._target)
+            self._access = self._open_access()
             meta = self._initial_meta(source, reason)
-            self._builder = CaptureBuilder(meta, has_written=source is not None)
+            side = self._side_tables()
+            self._builder = CaptureBuilder(meta, has_written=source is not None, side_tables=side)
             self._writer = None
             if self.out is not None:
                 from ..storage import CaptureWriter
@@ -209,12 +242,15 @@ class Recorder:
                     overwrite=self.overwrite,
                     max_size=self.max_size,
                     on_segment_full=self._builder.force_keyframe,
+                    side_tables=side,
                 )
                 # flushed rows leave memory; the live view reads them back from the file
                 self._builder.set_disk(lambda: _open_live(out))
         except BaseException:
             if source is not None:
                 source.close()
+            if self._access is not None:
+                self._access.close()
             self._kill_launched()
             raise
         self._thread = threading.Thread(target=self._run, name="pmviz-recorder", daemon=True)
@@ -292,8 +328,74 @@ class Recorder:
                 "flush_interval_s": self.flush_interval,
                 # uffd-wp markers read as SWAPPED; pmviz.swapped clears them in each scan
                 "swapped_resolved": getattr(source, "mechanism", "") == "uffd-wp",
+                **self._accessed_extra(),
             },
+            accessed_mechanism=self.accessed,
         )
+
+    # -- access sampling (accessed=) -----------------------------------------------------------
+    def _open_access(self) -> Any:
+        """The access source of ``accessed=`` (None for "none"); raises when it cannot be."""
+        if self.accessed == "none":
+            return None
+        from ..accessed import open_access_source
+
+        options = dict(self._accessed_options)
+        if self.accessed == "probe":
+            options.setdefault("interval", max(self.interval_ns / 1e9, 0.01))
+        return open_access_source(self._target.real_pid, self.accessed, **options)
+
+    def _side_tables(self) -> dict[str, np.dtype]:
+        if self.accessed == "none":
+            return {}
+        table = REFERENCED if self.accessed == "vma" else PROBED
+        return {table: KNOWN_SIDE_TABLES[table], ACCESS_TELEMETRY: ACCESS_TELEMETRY_DTYPE}
+
+    def _accessed_extra(self) -> dict[str, Any]:
+        if self.accessed == "none":
+            return {"accessed_reason": "access sampling off (accessed='none')"}
+        if self.accessed == "vma":
+            return {"accessed_reason": "clear_refs + smaps Referenced per VMA"}
+        a = self._access
+        return {
+            "accessed_reason": "pageout probes (process_madvise MADV_PAGEOUT)",
+            "accessed_options": {
+                "pages_per_s": a.pages_per_s,
+                "max_fraction": a.max_fraction,
+                "min_regions": a.min_regions,
+                "max_regions": a.max_regions,
+                "merge_threshold": a.merge_threshold,
+                "anon": bool(self._accessed_options.get("anon", True)),
+            },
+        }
+
+    def _collect_access(self, builder: CaptureBuilder, n_rows: int) -> int:
+        """One access sample into the next snapshot's side tables (the probe reads the scan
+        just taken, before swap resolution rewrites it); returns when it ended.
+        """
+        src = self._access
+        t = time.monotonic_ns()
+        if src is None:
+            return t
+        tel = np.zeros(1, ACCESS_TELEMETRY_DTYPE)
+        if src.mechanism == "probe":
+            scan = Regions._trusted(builder.region_tail(n_rows), builder.meta.page_size)
+            sample = src.collect(scan=scan)
+            builder.add_side(PROBED, sample.rows)
+            tel["refaults"] = int(sample.accessed_pages.sum())
+        else:
+            builder.add_side(REFERENCED, src.collect().rows)
+        end = time.monotonic_ns()
+        tel["accessed_ns"] = end - t
+        builder.add_side(ACCESS_TELEMETRY, tel)
+        return end
+
+    def _reopen_access(self) -> None:
+        """After an exec the old mm's files read nothing: sample the new image afresh."""
+        if self._access is not None:
+            with contextlib.suppress(Exception):
+                self._access.close()
+            self._access = self._open_access()
 
     def _scan_into(self, builder: CaptureBuilder, room: int) -> tuple[int, int]:
         """Scan every range straight into the builder's next rows; (rows, resumed calls).
@@ -370,6 +472,7 @@ class Recorder:
                 try:
                     n_rows, retries = self._scan_into(builder, room)
                     t_scanned = time.monotonic_ns()
+                    t_accessed = self._collect_access(builder, n_rows)
                     if resolve is not None:
                         # Resolution splits regions where markers and swap alternate: the
                         # snapshot may now need more rows than the scan wrote (ask again).
@@ -384,6 +487,7 @@ class Recorder:
                 except NoSuchProcess:
                     if self._followed_exec(builder):
                         maps_raw = None
+                        self._reopen_access()
                         continue  # the same tick, in the new program
                     reason, status = self._target.end_reason()
                     builder.meta = builder.meta.replace(exit_status=status)
@@ -403,7 +507,7 @@ class Recorder:
                         "n_regions": n_rows,
                         "retries": retries,
                         "skipped_ticks": skipped,
-                        "collect_ns": t_collected - t_scanned,
+                        "collect_ns": t_collected - t_accessed,
                         "snapshot_ns": time.monotonic_ns() - t_snap,
                     },
                 )
@@ -541,11 +645,12 @@ class Recorder:
                 except CaptureError:
                     pass  # the capture stays readable; only end_reason is not on disk
         finally:
-            if self._source is not None:
-                try:
-                    self._source.close()
-                except Exception:  # noqa: BLE001 - closing must not hide the recording
-                    pass
+            for src in (self._source, self._access):
+                if src is not None:
+                    try:
+                        src.close()
+                    except Exception:  # noqa: BLE001 - closing must not hide the recording
+                        pass
             self._pagemap.close()
             self._done.set()
 
@@ -592,6 +697,8 @@ def record(
     overwrite: bool = False,
     follow_exec: bool | None = None,
     max_size: int | None = None,
+    accessed: str = "none",
+    accessed_options: Mapping[str, Any] | None = None,
 ) -> Capture:
     """Record a process until ``duration``/``count`` is reached or it exits; return the capture.
 
@@ -638,6 +745,8 @@ def record(
         overwrite=overwrite,
         follow_exec=follow_exec,
         max_size=max_size,
+        accessed=accessed,
+        accessed_options=accessed_options,
     )
     rec.start()
     try:

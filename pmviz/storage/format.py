@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,7 @@ def side_schema(dtype: np.dtype) -> pa.Schema:
     fields = [pa.field("snapshot", pa.int64())]
     fields += [pa.field(n, pa.from_numpy_dtype(dtype[n])) for n in dtype.names or ()]
     return pa.schema(fields)
+
 
 _PART_RE = re.compile(r"^(\d{9,})-(\d{9,})\.parquet$")
 

@@ -365,7 +365,7 @@ class StoredCapture(Capture):
     ) -> np.ndarray:
         """Every committed snapshot needs its regions (and written) rows: drop or complain."""
         ok = np.ones(len(ids), bool)
-        tables = [("regions", crows), ("written", wrows)]
+        tables: list[tuple[str, np.ndarray | None]] = [("regions", crows), ("written", wrows)]
         tables += [(name, None) for name in self._side_schemas]
         for table, rows_per in tables:
             if table == "written" and not self._has_w:

@@ -177,7 +177,7 @@ class CaptureWriter:
         self.meta = meta
         self.has_written = has_written
         self.side_tables = {check_name(k): np.dtype(v) for k, v in (side_tables or {}).items()}
-        for k, v in self.side_tables.items():
+        for v in self.side_tables.values():
             side_columns(v)  # (a row type of numbers only: checked by the data model)
         self._tables = fmt.table_order(list(self.side_tables))
         self._schemas = {
@@ -331,12 +331,12 @@ class CaptureWriter:
             size += self._write_part(
                 "written", a, b, _rows_table(w, np.diff(cap.written_offsets[pa_ : pb + 1]), a)
             )
-        for name, dtype in self.side_tables.items():
+        for name in self.side_tables:
             # a part for every range, empty or not: coverage says the range was recorded
             off = cap.side_offsets(name)
-            size += self._write_part(
-                name, a, b, _side_table(cap._side_rows(name, pa_, pb), np.diff(off[pa_ : pb + 1]), a, self._schemas[name])
-            )
+            rows = cap._side_rows(name, pa_, pb)
+            t = _side_table(rows, np.diff(off[pa_ : pb + 1]), a, self._schemas[name])
+            size += self._write_part(name, a, b, t)
         rows, kind = cap._stored(pa_, pb)
         crows = np.diff(cap._coff[pa_ : pb + 1])
         size += self._write_part("regions", a, b, _rows_table(rows, crows, a, kind))
