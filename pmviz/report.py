@@ -235,6 +235,9 @@ def build_report(
         parts.append(_table(["time (s)", "resident", "swapped", "written since previous"], rows))
         return "".join(parts)
 
+    def accessed() -> str:
+        return _accessed_section(capture, hm)
+
     def sparsity() -> str:
         vmas = capture.vmas_at(-1)
         rows = []
@@ -343,6 +346,11 @@ def build_report(
     sections: list[tuple[str, Callable[[], str]]] = [
         ("Address-space heatmaps", heatmaps),
         ("Working set", working_sets),
+        *(
+            [("Accessed working set (reads too)", accessed)]
+            if capture.accessed_mechanism != "none"
+            else []
+        ),
         ("Sparsity and the cost of scanning", sparsity),
         ("Sanitizer shadow", shadow),
         ("What changed", changes),
@@ -367,6 +375,72 @@ def build_report(
         + "".join(body)
         + "</body></html>"
     )
+
+
+def _accessed_section(capture: Capture, hm: dict[str, Any]) -> str:
+    """Accessed WSS beside written and resident, idle ages, damo's heatmap, read-mostly VMAs."""
+    from .analysis import accessed as aa
+    from .plotting import accessed as ap
+
+    series = aa.AccessSeries.from_capture(capture)
+    kind = series.kind
+
+    def curve(f: Figure) -> None:
+        ax = f.add_subplot()
+        ap.accessed_wss_lines(aa.accessed_wss(series, capture), ax=ax)
+        draw_marks(ax, capture)
+
+    def idle(f: Figure) -> None:
+        ap.access_idle_histogram(aa.access_idle_age(series), ax=f.add_subplot())
+
+    def heat(f: Figure) -> None:
+        ax = f.add_subplot()
+        grid = aa.access_heatmap_grid(series, capture, addr_bins=hm["addr_bins"], axis=hm["axis"])
+        ap.access_heatmap(grid, ax=ax)
+        draw_marks(ax, capture)
+
+    how = {
+        "vma": "per VMA, exact: <code>clear_refs</code> + <code>smaps</code> "
+        "<code>Referenced:</code> each snapshot",
+        "probe": "per page, sampled: a random sample of resident pages paged out each interval "
+        "(<code>process_madvise(MADV_PAGEOUT)</code>); those present again at the next snapshot "
+        "were accessed. The band is the 95 % interval; the target paid a refault per accessed "
+        "probe",
+    }[kind]
+    parts = [
+        f"<p class='note'>Pages read <i>or</i> written in each interval ({how}). A read-mostly "
+        "program's written set misses what it reads.</p>",
+        _png(curve, (11, 4)),
+        _png(idle, (11, 4)),
+        _png(heat, _HEATMAP_SIZE),
+    ]
+    tel = capture.accessed_telemetry
+    if tel is not None:
+        ms = tel["accessed_ns"] / 1e6
+        parts.append(
+            f"<p>Sampling cost per snapshot: median {np.median(ms):.2f} ms, max "
+            f"{ms.max():.2f} ms; refaults caused: {int(tel['refaults'].sum()):,}.</p>"
+        )
+    if kind == "vma":
+        rm = aa.read_mostly(series, capture)
+        order = np.argsort(-rm.read_only, kind="stable")[:15]
+        rows = [
+            [
+                f"<code>{int(rm.start[i]):#x}</code>",
+                html.escape(rm.labels[i]),
+                _human_bytes(int(rm.referenced[i])),
+                _human_bytes(int(rm.written[i])) if np.isfinite(rm.written[i]) else "—",
+                _human_bytes(int(rm.read_only[i])),
+                _human_bytes(int(rm.resident[i])),
+            ]
+            for i in order.tolist()
+            if rm.referenced[i] > 0
+        ]
+        parts.append("<p>Read-mostly VMAs (mean bytes per interval):</p>")
+        parts.append(
+            _table(["start", "VMA", "referenced", "written", "read only", "resident"], rows)
+        )
+    return "".join(parts)
 
 
 def write_report(capture: Capture, path: str | os.PathLike[str], **kwargs: Any) -> str:

@@ -28,6 +28,7 @@ from ..accessed._stats import wilson_interval
 from ..capture import Capture, CaptureMeta
 from ..categories import Category
 from ..regions import Regions
+from ..sidetables import PROBED, REFERENCED
 from ._html import human_bytes, table
 from ._intervals import prefix_coverage
 from .axis import AddressAxis, address_axis
@@ -112,6 +113,36 @@ class AccessSeries:
             page_size=page_size,
         )
 
+    @classmethod
+    def from_capture(cls, capture: Capture) -> AccessSeries:
+        """The access samples a capture recorded with ``accessed="vma"`` or ``"probe"``.
+
+        Raises
+        ------
+        ValueError
+            The capture has no access samples (recorded with ``accessed="none"``).
+
+        Examples
+        --------
+        >>> import pmviz
+        >>> cap = pmviz.open("sample_data/redis-get.pmviz")  # doctest: +SKIP
+        >>> AccessSeries.from_capture(cap).accessed_bytes()  # doctest: +SKIP
+        """
+        kind = capture.accessed_mechanism
+        if kind == "none":
+            raise ValueError(
+                "this capture has no access samples: record with accessed='vma' or 'probe' "
+                "(pmviz record --accessed vma)"
+            )
+        table = REFERENCED if kind == "vma" else PROBED
+        return cls(
+            kind,
+            capture.time_ns,
+            capture.side_rows(table),
+            capture.side_offsets(table),
+            page_size=capture.page_size,
+        )
+
     def __len__(self) -> int:
         return int(self.time_ns.shape[0])
 
@@ -179,6 +210,15 @@ class AccessSeries:
         return table("AccessSeries", rows)
 
 
+def _series(
+    data: AccessSeries | Capture, capture: Capture | None = None
+) -> tuple[AccessSeries, Capture | None]:
+    """A series and its capture from what an analysis was given (a series, or a capture)."""
+    if isinstance(data, Capture):
+        return AccessSeries.from_capture(data), data if capture is None else capture
+    return data, capture
+
+
 def _capture_rows(capture: Capture, series: AccessSeries) -> np.ndarray:
     """For each sample, the capture snapshot at or before it (-1 when none)."""
     return np.searchsorted(capture.time_ns, series.time_ns, side="right") - 1
@@ -212,7 +252,7 @@ class AccessedWss:
 
 
 def accessed_wss(
-    series: AccessSeries,
+    series: AccessSeries | Capture,
     capture: Capture | None = None,
     *,
     resident: np.ndarray | None = None,
@@ -222,7 +262,8 @@ def accessed_wss(
 
     Parameters
     ----------
-    series : AccessSeries
+    series : AccessSeries or Capture
+        The samples, or a capture recorded with ``accessed=`` (then also the ``capture``).
     capture : Capture, optional
         Resident and written bytes come from ``working_set_size(capture)`` at the snapshot
         at or before each sample (matched on ``time_ns``).
@@ -235,6 +276,7 @@ def accessed_wss(
     AccessedWss
         ``time`` in seconds since the first sample (or the capture's first snapshot).
     """
+    series, capture = _series(series, capture)
     est, lo, hi = series.accessed_bytes(bounds=True)
     n = len(series)
     res = series.resident_bytes() if resident is None else np.asarray(resident, np.float64)
@@ -268,12 +310,12 @@ class AccessIdleAge:
     interval_s: float
 
 
-def access_idle_age(series: AccessSeries, *, at: int = -1) -> AccessIdleAge:
+def access_idle_age(series: AccessSeries | Capture, *, at: int = -1) -> AccessIdleAge:
     """The idle-age (cold-age) histogram from accesses: how long since each range was used.
 
     Parameters
     ----------
-    series : AccessSeries
+    series : AccessSeries or Capture
     at : int
         The sample to look from (default the last); its resident bytes are distributed.
 
@@ -281,6 +323,7 @@ def access_idle_age(series: AccessSeries, *, at: int = -1) -> AccessIdleAge:
     -------
     AccessIdleAge
     """
+    series, _ = _series(series)
     n = len(series)
     at = range(n)[at]
     r = series.rows
@@ -337,7 +380,7 @@ def _weighted_prefix(rows: np.ndarray, weight: np.ndarray, points: np.ndarray) -
 
 
 def access_heatmap_grid(
-    series: AccessSeries,
+    series: AccessSeries | Capture,
     capture: Capture | None = None,
     *,
     addr_bins: int = 512,
@@ -355,6 +398,7 @@ def access_heatmap_grid(
     HeatmapGrid
         ``category`` is ``"accessed"``; probe estimates use each region's sampled fraction.
     """
+    series, capture = _series(series, capture)
     if not len(series):
         raise ValueError("the series has no samples")
     ax = (
@@ -439,13 +483,13 @@ class ReadMostly:
         )
 
 
-def read_mostly(series: AccessSeries, capture: Capture | None = None) -> ReadMostly:
+def read_mostly(series: AccessSeries | Capture, capture: Capture | None = None) -> ReadMostly:
     """Which VMAs are referenced but not written: the reads a write-only working set misses.
 
     Parameters
     ----------
-    series : AccessSeries
-        Of kind ``"vma"``.
+    series : AccessSeries or Capture
+        Of kind ``"vma"`` (a capture recorded with ``accessed="vma"``).
     capture : Capture, optional
         With write tracking: written bytes per VMA come from ``written_at`` of the snapshot
         at or before each sample; labels from its VMA tables. Without it written is NaN.
@@ -454,6 +498,7 @@ def read_mostly(series: AccessSeries, capture: Capture | None = None) -> ReadMos
     -------
     ReadMostly
     """
+    series, capture = _series(series, capture)
     if series.kind != "vma":
         raise ValueError("read_mostly needs per-VMA samples (kind 'vma')")
     r = series.rows

@@ -29,6 +29,23 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"need a positive number, got {text!r}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    v = _positive_float(text)
+    if v > 1:
+        raise argparse.ArgumentTypeError(f"need a fraction in (0, 1], got {text!r}")
+    return v
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.usage = (
         "pmviz record (--pid N | -- CMD [ARGS...]) [-i 100ms] [-d 30s] [-n COUNT] -o NAME.pmviz"
@@ -62,6 +79,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the capture under SIZE (e.g. 512M, 2G) by dropping its oldest segments "
         "(a ring; what was dropped is said in its metadata)",
     )
+    parser.add_argument(
+        "--accessed",
+        choices=("none", "vma", "probe"),
+        default="none",
+        help="also record what the target accessed (reads too): vma = referenced bytes per "
+        "VMA (clear_refs + smaps, exact); probe = a sample of resident pages paged out per "
+        "interval and checked at the next snapshot (per page, estimated; costs the target "
+        "refaults; anonymous memory needs swap)",
+    )
+    parser.add_argument(
+        "--probe-rate",
+        type=_positive_float,
+        default=4096,
+        metavar="PAGES",
+        help="with --accessed probe: pages probed per second at most (default 4096, 16 MiB/s)",
+    )
+    parser.add_argument(
+        "--probe-max-fraction",
+        type=_fraction,
+        default=0.02,
+        metavar="F",
+        help="with --accessed probe: at most this fraction of resident memory per interval "
+        "(default 0.02)",
+    )
+    parser.add_argument(
+        "--probe-file-only",
+        action="store_true",
+        help="with --accessed probe: probe page-cache (file) pages only; needs no swap",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing capture")
     parser.add_argument(
         "--marks",
@@ -87,6 +133,15 @@ def run(args: argparse.Namespace) -> int:
         options["max_size"] = args.max_size
     if args.follow_exec:
         options["follow_exec"] = True
+    if args.accessed == "probe":
+        options["accessed_options"] = {
+            "pages_per_s": args.probe_rate,
+            "max_fraction": args.probe_max_fraction,
+            "anon": not args.probe_file_only,
+        }
+    elif args.probe_file_only or args.probe_rate != 4096 or args.probe_max_fraction != 0.02:
+        print("pmviz record: error: --probe-* options need --accessed probe", file=sys.stderr)
+        return 2
     rec = Recorder(
         command or args.pid,
         interval=args.interval,
@@ -96,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         writes=args.writes,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        accessed=args.accessed,
         **options,
     )
     marks = record_marks(rec, args.marks) if args.marks else None  # sets $PMVIZ_MARKS
@@ -118,7 +174,9 @@ def run(args: argparse.Namespace) -> int:
     m = cap.meta
     print(
         f"pmviz record: {cap.n_snapshots} snapshots of pid {m.pid} written to {args.out} "
-        f"({m.end_reason}; write tracking: {m.write_mechanism})",
+        f"({m.end_reason}; write tracking: {m.write_mechanism}"
+        + (f"; accessed: {m.accessed_mechanism}" if m.accessed_mechanism != "none" else "")
+        + ")",
         file=sys.stderr,
     )
     if m.write_mechanism == "none" and args.writes == "auto":

@@ -16,6 +16,7 @@ from ..analysis.accessed import (
     accessed_wss,
 )
 from ..analysis.heatmap import HeatmapGrid
+from ..capture import Capture
 from ._style import CATEGORY_COLORS, get_ax, set_byte_axis
 from .heatmap import heatmap
 
@@ -25,13 +26,14 @@ ACCESSED_COLOR = "#2ca02c"
 
 
 def accessed_wss_lines(
-    data: AccessedWss | AccessSeries, *, ax: Axes | None = None, **kwargs: Any
+    data: AccessedWss | AccessSeries | Capture, *, ax: Axes | None = None, **kwargs: Any
 ) -> list:
     """Accessed bytes per interval (with its 95 % band for probes), written and resident.
 
     Parameters
     ----------
-    data : AccessedWss or AccessSeries
+    data : AccessedWss, AccessSeries or Capture
+        A capture recorded with ``accessed=`` draws its written and resident lines too.
     **kwargs
         Passed to the ``Axes.plot`` of the accessed line.
 
@@ -41,7 +43,7 @@ def accessed_wss_lines(
         The accessed ``Line2D``, then its band (``PolyCollection``) when it has one, then the
         written and resident lines that have data.
     """
-    w = accessed_wss(data) if isinstance(data, AccessSeries) else data
+    w = data if isinstance(data, AccessedWss) else accessed_wss(data)
     ax = get_ax(ax)
     kwargs.setdefault("color", ACCESSED_COLOR)
     (line,) = ax.plot(
@@ -81,7 +83,7 @@ def accessed_wss_lines(
 
 
 def access_idle_histogram(
-    data: AccessIdleAge | AccessSeries, *, ax: Axes | None = None, **kwargs: Any
+    data: AccessIdleAge | AccessSeries | Capture, *, ax: Axes | None = None, **kwargs: Any
 ):
     """Resident bytes by samples since last access, plus a hatched never-accessed bar.
 
@@ -89,7 +91,7 @@ def access_idle_histogram(
     -------
     matplotlib.container.BarContainer
     """
-    it = access_idle_age(data) if isinstance(data, AccessSeries) else data
+    it = data if isinstance(data, AccessIdleAge) else access_idle_age(data)
     ax = get_ax(ax)
     x = np.append(it.ages, it.ages.size)
     h = np.append(it.bytes, it.never)
@@ -106,17 +108,20 @@ def access_idle_histogram(
     return bars
 
 
-def access_heatmap(data: HeatmapGrid | AccessSeries, *, ax: Axes | None = None, **kwargs: Any):
+def access_heatmap(
+    data: HeatmapGrid | AccessSeries | Capture, *, ax: Axes | None = None, **kwargs: Any
+):
     """Damo's access-frequency heatmap, on the address axis of every other heatmap.
 
-    ``data`` is a grid from ``access_heatmap_grid`` or a series to bin (default arguments).
+    ``data`` is a grid from ``access_heatmap_grid``, or a series or a capture recorded with
+    ``accessed=`` to bin (default arguments).
     ``**kwargs`` go to :func:`pmviz.plotting.heatmap`.
 
     Returns
     -------
     matplotlib.collections.QuadMesh
     """
-    g = access_heatmap_grid(data) if isinstance(data, AccessSeries) else data
+    g = data if isinstance(data, HeatmapGrid) else access_heatmap_grid(data)
     kwargs.setdefault("title", "accessed pages (fraction per interval)")
     kwargs.setdefault("cmap", "magma")
     return heatmap(g, ax=ax, **kwargs)
