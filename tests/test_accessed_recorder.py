@@ -15,8 +15,8 @@ import pmviz
 from pmviz.accessed import wilson_interval
 from pmviz.capture import Capture, CaptureMeta
 from pmviz.errors import CaptureError
-from pmviz.storage import save
 from pmviz.sidetables import PROBED_DTYPE, REFERENCED_DTYPE
+from pmviz.storage import save
 
 N = 300  # pages per area: under 512, no THP
 
@@ -407,3 +407,58 @@ def test_unprivileged_recorder_on_own_process():
     if kind != "ok":
         assert kind == "AccessDenied", (kind, msg)
         assert "CAP_SYS_NICE" in msg
+
+
+# -- command line ------------------------------------------------------------------------------
+READ_MOSTLY = """
+import time
+data = bytearray(16 << 20)   # written once
+out = bytearray(1 << 20)
+t = time.time()
+while time.time() - t < 2:
+    s = sum(data[::4096])    # read all of it, every time
+    out[0] = s & 0xFF        # write one page
+    time.sleep(0.02)
+"""
+
+
+def test_cli_record_accessed_and_report(tmp_path, capsys, monkeypatch):
+    import pmviz.accessed._probe as probe_mod
+    from pmviz.cli import main
+
+    out = tmp_path / "r.pmviz"
+    rc = main(
+        ["record", "--accessed", "vma", "-i", "50ms", "-n", "15", "-o", str(out),
+         "--no-progress", "--", sys.executable, "-c", READ_MOSTLY]
+    )  # fmt: skip
+    assert rc == 0
+    assert "accessed: vma" in capsys.readouterr().err
+    cap = pmviz.open(out)
+    from pmviz.analysis.accessed import AccessSeries, accessed_wss
+
+    w = accessed_wss(cap)
+    # the 16 MiB read every interval is accessed, not written
+    assert np.median(w.accessed[1:]) > 16 << 20
+    assert np.median(w.written[1:]) < 2 << 20
+    assert len(AccessSeries.from_capture(cap)) == len(cap)
+    html = tmp_path / "r.html"
+    assert main(["report", str(out), "-o", str(html), "--no-progress"]) == 0
+    text = html.read_text()
+    assert "Accessed working set (reads too)" in text and "Read-mostly VMAs" in text
+    # a capture without access data has no such section
+    plain = tmp_path / "p.pmviz"
+    assert main(["record", "-n", "2", "-i", "20ms", "-o", str(plain), "--no-progress",
+                 "--writes", "none", "--", "sleep", "5"]) == 0  # fmt: skip
+    assert main(["report", str(plain), "-o", str(tmp_path / "p.html"), "--no-progress"]) == 0
+    assert "Accessed working set" not in (tmp_path / "p.html").read_text()
+
+    capsys.readouterr()
+    assert main(["record", "--probe-rate", "100", "-n", "1", "-o", str(tmp_path / "x.pmviz"),
+                 "--", "true"]) == 2  # fmt: skip
+    assert "--accessed probe" in capsys.readouterr().err
+    monkeypatch.setattr(probe_mod, "swap_active", lambda *a: False)
+    rc = main(["record", "--accessed", "probe", "-n", "1", "-o", str(tmp_path / "y.pmviz"),
+               "--no-progress", "--", "sleep", "5"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "needs a swap device" in err and "--probe-file-only" in err
+    assert not (tmp_path / "y.pmviz").exists()

@@ -8,7 +8,7 @@ import sys
 import warnings
 
 from .. import _units
-from ..errors import PmvizWarning
+from ..errors import PmvizWarning, UnsupportedKernel
 from ..marks import record_marks
 from ..recorder import WRITES_CHOICES, Recorder
 
@@ -157,7 +157,16 @@ def run(args: argparse.Namespace) -> int:
     marks = record_marks(rec, args.marks) if args.marks else None  # sets $PMVIZ_MARKS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PmvizWarning)  # the reason is printed below instead
-        rec.start()
+        try:
+            rec.start()
+        except UnsupportedKernel as err:
+            if args.accessed != "probe" or "swap" not in str(err):
+                raise
+            print(
+                f"pmviz record: error: {str(err).replace('pass anon=False', 'add --probe-file-only')}",
+                file=sys.stderr,
+            )
+            return 1
     # SIGINT (Ctrl-C) and SIGTERM end the recording; the file is then finished normally.
     handlers = {
         signal.SIGINT: lambda *_: rec.request_stop("interrupted (SIGINT)"),
