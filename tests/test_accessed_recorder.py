@@ -106,6 +106,9 @@ def test_damaged_side_parts_are_refused(tmp_path):
     pq.write_table(bad.replace_schema_metadata(t.schema.metadata), f)
     with pytest.raises(CaptureError, match="not sorted"):
         pmviz.open(path).side_rows("probed")
+    with pytest.warns(pmviz.PmvizWarning, match="side table probed"):
+        lenient = pmviz.open(path, strict=False)
+    assert list(lenient.side_tables) == ["referenced"] and len(lenient) == 6
     os.unlink(f)
     with pytest.raises(CaptureError, match="no probed part holds snapshot 0"):
         pmviz.open(path)

@@ -7,7 +7,7 @@ import json
 import os
 
 from ..storage import open as open_capture
-from ..storage.format import TABLES, list_parts
+from ..storage.format import list_parts, table_order
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _disk_usage(path: str) -> tuple[int, dict[str, int]]:
+def _disk_usage(path: str, side: list[str]) -> tuple[int, dict[str, int]]:
     total, per_table = 0, {}
-    for table in TABLES:
+    for table in table_order(side):
         parts, _ = list_parts(path, table)
         per_table[table] = len(parts)
         total += sum(os.path.getsize(p.path) for p in parts)
@@ -30,7 +30,7 @@ def _disk_usage(path: str) -> tuple[int, dict[str, int]]:
 def run(args: argparse.Namespace) -> int:
     cap = open_capture(args.path, strict=not args.lenient)
     facts = cap.summary()
-    size, parts = _disk_usage(args.path)
+    size, parts = _disk_usage(args.path, list(cap.side_tables))
     per_region = size / cap.n_regions if cap.n_regions else 0.0
     facts["on disk"] = (
         f"{size:,} bytes in {sum(parts.values())} parts ({per_region:.2f} bytes per region)"

@@ -304,6 +304,13 @@ class StoredCapture(Capture):
             self.written_offsets = _offsets(snaps["written_rows"])
         self._vma_tables = None
         self._side = {k: [v, None, None] for k, v in side.items()}
+        if not strict:  # recovery: check side tables now; a damaged one is left out whole
+            for name in list(self._side):
+                try:
+                    self.side_rows(name)
+                except CaptureError as err:
+                    del self._side[name]
+                    self.dropped.append(f"side table {name} ({err})")
 
     def _open_parts(self, parts: list[fmt.Part], strict: bool) -> list[_PartFile]:
         out = []
