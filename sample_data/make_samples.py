@@ -109,6 +109,55 @@ def record_redis(tmp: Path) -> pmviz.Capture:
     return capture if capture is not None else recorder.capture
 
 
+def _start_redis(tmp: Path) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--daemonize", "no", "--dir", str(tmp), "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(100):
+        ping = subprocess.run(
+            ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
+        )
+        if ping.stdout.strip() == "PONG":
+            return server, port
+        time.sleep(0.05)
+    server.kill()
+    raise SystemExit("redis-server did not answer PING")
+
+
+def record_redis_get(tmp: Path) -> pmviz.Capture:
+    """redis-server loaded with 100,000 keys, then recorded with access sampling while
+    ``redis-benchmark -t get`` reads them: a small written set, a large accessed one."""
+    server, port = _start_redis(tmp)
+    try:
+        # 100,000 keys of 512 bytes (~70 MiB resident), written before the recording starts
+        subprocess.run(
+            ["redis-benchmark", "-p", str(port), "-q", "-n", "300000", "-r", "100000",
+             "-d", "512", "-c", "8", "-t", "set"],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        recorder = pmviz.Recorder(
+            server.pid, interval=0.1, writes="auto", accessed="vma", progress=False
+        )
+        recorder.start()
+        try:
+            time.sleep(0.5)  # idle baseline
+            subprocess.run(
+                ["redis-benchmark", "-p", str(port), "-q", "-n", "400000", "-r", "100000",
+                 "-d", "512", "-c", "8", "-t", "get"],
+                check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(0.5)  # idle tail
+        finally:
+            capture = recorder.stop()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return capture
+
+
 # name -> (recording function, keep real addresses?)
 # The ASan sample keeps its addresses: notebook 03 relies on the fixed x86-64 shadow offset
 # (shadow = (addr >> 3) + 0x7fff8000). Paths and command lines are stripped everywhere.
@@ -116,6 +165,7 @@ SAMPLES: dict[str, tuple[Callable[[Path], pmviz.Capture], bool]] = {
     "asan-phases": (record_asan, True),
     "numpy-workload": (record_numpy, False),
     "redis-benchmark": (record_redis, False),
+    "redis-get": (record_redis_get, False),
 }
 
 
@@ -149,6 +199,9 @@ def anonymized(capture: pmviz.Capture, *, keep_addresses: bool) -> pmviz.Capture
         vma_index=capture.vma_index,
         telemetry=capture.telemetry,
         marks=anon.marks,
+        side_tables={
+            k: (capture.side_rows(k), capture.side_offsets(k)) for k in capture.side_tables
+        },
     )
 
 
@@ -183,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             save(capture, str(out), overwrite=True)
             size = _du(out)
             print(f"   {len(capture)} snapshots, writes={capture.meta.write_mechanism}, "
+                  f"accessed={capture.meta.accessed_mechanism}, "
                   f"{size / 1024:.0f} KiB -> {out.relative_to(HERE.parent)}")  # fmt: skip
             big = [p for p in out.rglob("*") if p.is_file() and p.stat().st_size > MAX_SAMPLE_BYTES]
             if big:

@@ -136,7 +136,12 @@ def test_working_set_notebook_numbers():
     assert 3.5 <= number(r"late in the run: ([\d.]+) MiB", out) <= 6
     assert number(r"hot ([\d.]+) MiB", out) >= 3.5
     assert number(r"under load, ([\d.]+) MiB when idle", out) < 2
-    assert len(list(outputs(nb, "image/png"))) == 5
+    # redis GET (accessed="vma"): a large accessed set, a small written one
+    accessed = number(r"redis GET: ([\d.]+) MiB accessed per interval", out)
+    written = number(r"MiB accessed per interval, ([\d.]+) MiB written", out)
+    assert accessed >= 20 and written < 4 and accessed > 8 * written
+    assert number(r"read but not written: ([\d.]+) MiB", out) >= 10
+    assert len(list(outputs(nb, "image/png"))) == 7
 
 
 @pytest.mark.slow

@@ -100,6 +100,7 @@ def access_idle_histogram(
     bars[-1].set_hatch("//")
     n = it.ages.size
     ticks = np.unique(np.linspace(0, n - 1, min(8, n)).round().astype(int))
+    ticks = ticks[(ticks == 0) | (ticks < n - max(1, n // 12))]  # room for the "never" label
     ax.set_xticks(np.append(ticks, x[-1]), [f"{t}" for t in ticks] + ["never"])
     set_byte_axis(ax.yaxis)
     ax.set_xlabel(f"intervals since last access (interval {it.interval_s:g} s)")
