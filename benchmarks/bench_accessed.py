@@ -9,6 +9,13 @@
    accessed (vma: exact per VMA; probe: estimate) against written (uffd-wp by injection)
    bytes per interval.
 
+3. Through the Recorder (``pmviz.record(..., accessed=...)``): the median time a snapshot takes
+   with ``accessed="none"`` (the reference), ``"vma"`` and ``"probe"`` (default budget), and the
+   access mechanism's own share (``access_telemetry.accessed_ns``), on the same N GiB child,
+   modes interleaved, best of N; and the recorded probe estimate of a quarter-read 8 MiB area
+   against the truth (the setup of ``tests/test_accessed_recorder.py``), over N runs
+   (``--recorder`` runs only this).
+
 Needs root for swap (a temporary swap file is made and removed when none is on) and for
 process_madvise on another process (CAP_SYS_NICE).
 
@@ -390,6 +397,114 @@ def notebook_demo(
     return cap, vma, probe
 
 
+def bench_recorder(gib: int, repeat: int, count: int = 12) -> dict[str, float]:
+    """Median snapshot time per accessed mode, through the Recorder, same child, interleaved."""
+    import pmviz
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(gib)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == b"ok"
+        best: dict[str, list[float]] = {}
+        for _ in range(repeat):
+            for mode in ("none", "vma", "probe"):
+                cap = pmviz.record(
+                    child.pid, interval=0.25, count=count, writes="none", accessed=mode,
+                    progress=False,
+                )  # fmt: skip
+                snap = np.median(cap.telemetry["snapshot_ns"][1:]) / 1e6
+                tel = cap.accessed_telemetry
+                acc = np.median(tel["accessed_ns"][1:]) / 1e6 if tel is not None else 0.0
+                ref = int(tel["refaults"].sum()) if tel is not None else 0
+                prev = best.get(mode)
+                if prev is None or snap < prev[0]:
+                    best[mode] = [snap, acc, ref]
+        out = {}
+        for mode, (snap, acc, ref) in best.items():
+            out[f"{mode}: snapshot ms (median)"] = snap
+            out[f"{mode}: of which access sampling ms"] = acc
+            out[f"{mode}: snapshot / none"] = snap / best["none"][0]
+            if mode == "probe":
+                out["probe: refaults over the recording"] = ref
+        return out
+    finally:
+        child.kill()
+        child.wait()
+
+
+READER = r"""
+import mmap, time
+N, P = 2048, mmap.PAGESIZE
+areas, spacers = {}, []
+for k in ("hot", "cold", "mix"):  # unmapped gaps between the areas
+    areas[k] = mmap.mmap(-1, N * P)
+    spacers.append(mmap.mmap(-1, 512 * P))
+for g in spacers:
+    g.close()
+for m in areas.values():
+    for i in range(0, N * P, P):
+        m[i] = 1
+import ctypes
+addr = {k: ctypes.addressof(ctypes.c_char.from_buffer(m)) for k, m in areas.items()}
+print(" ".join(f"{k}={v}" for k, v in addr.items()), flush=True)
+hot, mix = areas["hot"], areas["mix"]
+while True:  # reads only: every page of hot, every 4th page of mix, every 50 ms
+    s = 0
+    for i in range(0, N * P, P):
+        s += hot[i]
+    for i in range(0, N * P, 4 * P):
+        s += mix[i]
+    time.sleep(0.05)
+"""
+
+
+def bench_recorded_accuracy(runs: int) -> dict[str, float]:
+    """Recorded probes (pages_per_s=1e6, max_fraction=0.25, 8 x 0.2 s): the summed estimate of
+    the accessed pages of a quarter-read area against the truth, and whether the truth lies
+    inside the summed per-region Wilson 99.9 % bounds."""
+    import pmviz
+    from pmviz.accessed import wilson_interval
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    errs, inside = [], 0
+    for run in range(runs):
+        child = subprocess.Popen([sys.executable, "-c", READER], stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None
+            addr = dict(kv.split("=") for kv in child.stdout.readline().split())
+            cap = pmviz.record(
+                child.pid, interval=0.2, count=8, accessed="probe", writes="none",
+                accessed_options={"pages_per_s": 1e6, "max_fraction": 0.25, "seed": run},
+                progress=False,
+            )  # fmt: skip
+        finally:
+            child.kill()
+            child.wait()
+        a = int(addr["mix"])
+        b = a + 2048 * page
+        est = lo = hi = truth = 0.0
+        for i in range(1, len(cap)):  # snapshot 0's interval began at start()
+            rows = cap.probed_at(i)
+            m = (rows["start"] >= a) & (rows["end"] <= b) & (rows["probed_pages"] > 0)
+            n, x = rows["probed_pages"][m], rows["accessed_pages"][m]
+            res = rows["resident_pages"][m]
+            wl, wh = wilson_interval(x, n, z=3.29)
+            est += float((x / n * res).sum())
+            lo += float((wl * res).sum())
+            hi += float((wh * res).sum())
+            truth += 2048 / 4
+        errs.append((est - truth) / truth)
+        inside += lo <= truth <= hi
+    return {
+        "recorded probe, 1/4-read area: error min %": 100 * min(errs),
+        "recorded probe, 1/4-read area: error max %": 100 * max(errs),
+        "recorded probe, 1/4-read area: error mean %": 100 * float(np.mean(errs)),
+        "recorded probe: truth inside 99.9 % bounds (runs)": inside,
+        "runs": runs,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gib", type=int, default=1)
@@ -397,7 +512,17 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0, help="sets the interval (seconds/6)")
     ap.add_argument("--requests", type=int, default=400000)
     ap.add_argument("--demo", metavar="PNG", help="only run notebook_demo and save its figure")
+    ap.add_argument("--recorder", action="store_true", help="only the Recorder comparison (3)")
     args = ap.parse_args()
+    if args.recorder:
+        with _swap():
+            print(f"## through the Recorder ({args.gib} GiB resident, best of {args.repeat})")
+            for k, v in bench_recorder(args.gib, args.repeat).items():
+                print(f"- {k}: {v:.3f}")
+            print("## recorded probe accuracy (8 MiB areas: all / 1/4 / none read)")
+            for k, v in bench_recorded_accuracy(2 * args.repeat).items():
+                print(f"- {k}: {v:.2f}")
+        return
     if args.demo:
         from pmviz.analysis.accessed import read_mostly
 
