@@ -516,6 +516,11 @@ class Capture:
         Per snapshot: ``scan_ns``, ``n_regions``, ``retries``, ``skipped_ticks``.
     marks : list of Mark
         Named instants of the recording.
+    side_tables : dict of str to numpy.dtype
+        Per-snapshot side tables (``pmviz.sidetables``): access samples (``referenced``,
+        ``probed``, ``access_telemetry``) and whatever else a recorder adds; read them with
+        :meth:`side_rows`, :meth:`referenced_at`, :meth:`probed_at`, :meth:`accessed_at`.
+        The constructor takes them as ``side_tables={name: (rows, offsets)}``.
 
     Examples
     --------

@@ -714,7 +714,9 @@ def record(
     Raises
     ------
     NoSuchProcess, AccessDenied, UnsupportedKernel
-        The target cannot be scanned.
+        The target cannot be scanned, or ``accessed=`` cannot be set up (``"probe"`` of
+        anonymous memory without swap, ``process_madvise`` without CAP_SYS_NICE; the message
+        says what to do).
     CaptureError
         ``out`` exists, or the disk filled up (what was written is still readable).
     ValueError
