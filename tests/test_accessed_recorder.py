@@ -421,7 +421,7 @@ t = time.time()
 while time.time() - t < 2:
     s = sum(data[::4096])    # read all of it, every time
     out[0] = s & 0xFF        # write one page
-    time.sleep(0.02)
+    time.sleep(0.005)
 """
 
 
@@ -441,8 +441,10 @@ def test_cli_record_accessed_and_report(tmp_path, capsys, monkeypatch):
 
     w = accessed_wss(cap)
     # the 16 MiB read every interval is accessed, not written
-    assert np.median(w.accessed[1:]) > 16 << 20
-    assert np.median(w.written[1:]) < 2 << 20
+    why = (cap.meta.extra.get("writes_reason"), w.accessed.tolist(), w.written.tolist())
+    # (not every interval: on a loaded machine the reader may miss one)
+    assert (w.accessed[1:] > 16 << 20).sum() >= 3, why
+    assert cap.has_written and np.median(w.written[1:]) < 2 << 20, why
     assert len(AccessSeries.from_capture(cap)) == len(cap)
     html = tmp_path / "r.html"
     assert main(["report", str(out), "-o", str(html), "--no-progress"]) == 0
