@@ -460,7 +460,7 @@ while True:  # reads only: every page of hot, every 4th page of mix, every 50 ms
 
 
 def bench_recorded_accuracy(runs: int) -> dict[str, float]:
-    """Recorded probes (pages_per_s=1e6, max_fraction=0.25, 8 x 0.2 s): the summed estimate of
+    """Recorded probes (pages_per_s=1e6, max_fraction=0.25, 6 x 0.5 s): the summed estimate of
     the accessed pages of a quarter-read area against the truth, and whether the truth lies
     inside the summed per-region Wilson 99.9 % bounds."""
     import pmviz
@@ -474,7 +474,7 @@ def bench_recorded_accuracy(runs: int) -> dict[str, float]:
             assert child.stdout is not None
             addr = dict(kv.split("=") for kv in child.stdout.readline().split())
             cap = pmviz.record(
-                child.pid, interval=0.2, count=8, accessed="probe", writes="none",
+                child.pid, interval=0.5, count=6, accessed="probe", writes="none",
                 accessed_options={"pages_per_s": 1e6, "max_fraction": 0.25, "seed": run},
                 progress=False,
             )  # fmt: skip

@@ -254,8 +254,8 @@ def test_recorded_probe_estimates_within_the_stated_error(swapfile, tmp_path):
         opts = {"pages_per_s": 1e6, "max_fraction": 0.25, "seed": 3}
         cap = pmviz.record(
             child.pid,
-            interval=0.2,
-            count=8,
+            interval=0.5,
+            count=6,
             accessed="probe",
             accessed_options=opts,
             writes="none",
