@@ -357,10 +357,10 @@ def test_live_capture_and_ring_keep_side_tables(layout_factory, tmp_path):
     out = str(tmp_path / "live.pmviz")
     rec = pmviz.Recorder(
         lay.pid, interval=0.01, accessed="vma", writes="none", out=out, flush_interval=0.05,
-        max_size=200_000, progress=False,
+        max_size=30_000, progress=False,
     ).start()  # fmt: skip
     try:
-        _wait_for(rec, 40)
+        _wait_for(rec, 80)
         live = rec.capture
         assert type(live).__name__ == "_LiveCapture" or live.n_snapshots
         n = live.n_snapshots
@@ -370,6 +370,12 @@ def test_live_capture_and_ring_keep_side_tables(layout_factory, tmp_path):
     finally:
         cap = rec.stop()
     st = pmviz.open(out)
+    # the ring dropped the oldest segments, side parts with the rest
+    assert st.meta.extra["dropped_snapshots"] > 0 and st.snapshot_ids[0] > 0
+    for name in ("referenced", "access_telemetry"):
+        assert sorted(os.listdir(os.path.join(out, name))) == sorted(
+            os.listdir(os.path.join(out, "snapshots"))
+        )
     assert (np.diff(st.side_offsets("referenced")) > 0).all()
     assert st.accessed_telemetry is not None and len(st.accessed_telemetry["accessed_ns"]) == len(
         st
