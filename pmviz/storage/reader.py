@@ -1,7 +1,8 @@
 """``open()``: a capture directory as a lazily loaded :class:`~pmviz.capture.Capture`.
 
-Opening reads ``capture.json``, the Parquet footers of every part and the small ``snapshots``
-table (one row per snapshot). Region rows load on demand: the per-snapshot row counts give the
+Opening reads ``capture.json``, the Parquet footers of every part, the small ``snapshots``
+table (one row per snapshot) and the ``snapshot`` column of side-table parts (their rows per
+snapshot). Region rows load on demand: the per-snapshot row counts give the
 exact row range of any snapshot range, and the footers' row-group sizes say which row groups
 hold it, so a time window reads only those row groups (plus those of the keyframe it starts
 from). Format versions 1 (every snapshot in full) and 2 (keyframes + changes) are read.
@@ -304,13 +305,22 @@ class StoredCapture(Capture):
             self.written_offsets = _offsets(snaps["written_rows"])
         self._vma_tables = None
         self._side = {k: [v, None, None] for k, v in side.items()}
-        if not strict:  # recovery: check side tables now; a damaged one is left out whole
-            for name in list(self._side):
-                try:
+        # Row counts now, from the parts just listed: a ring or a merge of a capture being
+        # recorded may delete parts later, and counts taken then would miss snapshots.
+        for name in list(self._side):
+            try:
+                self._side[name][2] = self._side_offsets_once(name)
+                if not strict:  # recovery: check the rows now too
                     self.side_rows(name)
-                except CaptureError as err:
-                    del self._side[name]
-                    self.dropped.append(f"side table {name} ({err})")
+            except _Gone:
+                if live:
+                    raise _Retry from None
+                raise
+            except CaptureError as err:
+                if strict:
+                    raise
+                del self._side[name]  # a damaged side table is left out whole
+                self.dropped.append(f"side table {name} ({err})")
 
     def _open_parts(self, parts: list[fmt.Part], strict: bool) -> list[_PartFile]:
         out = []
