@@ -985,7 +985,9 @@ class Capture:
     ) -> Iterator[tuple[int, Capture]]:
         """Consecutive in-memory sub-captures, in order, for analyses with bounded memory.
 
-        Each chunk is decoded once (keyframe + changes) and carries its dense ``regions``.
+        Each chunk is decoded once (keyframe + changes) and carries its dense ``regions``; it
+        is stored as keyframes of those rows (views, no copy, nothing read twice), so its own
+        :meth:`changes` diffs snapshots rather than reading stored changes.
 
         Parameters
         ----------
@@ -1004,27 +1006,21 @@ class Capture:
             raise ValueError("chunks() takes a contiguous range of snapshots (step 1)")
         for a, rows, counts in self._decode_chunks(rng.start, rng.stop, max_rows):
             b = a + len(counts)
-            off = _offsets(counts)
-            first = rows[: off[1]]
-            if self._regions is not None or b == a + 1:
-                stored, kind = _NO_ROWS, _NO_KIND
-            else:
-                stored, kind = self._stored(a + 1, b)
+            n = len(counts)
+            # Every snapshot a keyframe of the decoded rows: valid, zero-copy (the kinds are a
+            # read-only broadcast zero), and the stored changes are not read a second time.
             enc = (
-                np.concatenate([first, stored]),
-                np.concatenate([np.zeros(len(first), np.int8), kind]),
-                self._n_rows[a:b],
-                np.concatenate([[len(first)], np.diff(self._coff[a + 1 : b + 1])]),
-                np.concatenate([[True], self._key[a + 1 : b]]),
+                rows,
+                np.broadcast_to(np.int8(KEYFRAME), (len(rows),)),
+                counts,
+                counts,
+                np.ones(n, bool),
             )
-            if self._regions is not None:  # dense: its own encoding is not needed
-                chunk = self.select(slice(a, b))
-            else:
-                wr = woff = None
-                if self.written_offsets is not None:
-                    wr = self._written_rows(a, b)
-                    woff = self.written_offsets[a : b + 1] - self.written_offsets[a]
-                chunk = self._derived(np.arange(a, b), enc, wr, woff)
+            wr = woff = None
+            if self.written_offsets is not None:
+                wr = self._written_rows(a, b)
+                woff = self.written_offsets[a : b + 1] - self.written_offsets[a]
+            chunk = self._derived(np.arange(a, b), enc, wr, woff)
             chunk._regions = rows
             yield a, chunk
 

@@ -46,6 +46,10 @@ class Guarded(Capture):
     def has_written(self):
         return self._inner.has_written
 
+    @property
+    def keyframes(self):  # where snapshots are stored whole: which reading is cheaper
+        return self._inner.keyframes
+
     def chunks(self, snapshots=None, *, max_rows=1 << 22):
         return self._inner.chunks(snapshots, max_rows=max_rows)
 
@@ -100,13 +104,27 @@ def test_heatmap_memory_does_not_grow_with_snapshots(monkeypatch):
     assert peaks[1] < 3 * peaks[0], peaks
 
 
-@pytest.mark.parametrize("churn", [-1.0, 2.0])  # always dense after the probe / always changes
-@pytest.mark.parametrize("probe", [1, 4])
-def test_both_heatmap_paths_give_the_golden_grids(stored, churn, probe, monkeypatch):
+def _all_dense(keyframes, lo, hi):
+    return [(lo, hi, True)]
+
+
+def _all_changes(keyframes, lo, hi):
+    return [(lo, hi, False)]
+
+
+def _alternating(keyframes, lo, hi):
+    """Runs of 1-3 snapshots, dense and changes in turn (every switch of path)."""
+    cuts = list(range(lo, hi, 2)) + [hi]
+    cuts[1::3] = [min(c + 1, hi) for c in cuts[1::3]]
+    bounds = sorted(set(cuts))
+    return [(a, b, i % 2 == 1) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+
+
+@pytest.mark.parametrize("runs", [_all_dense, _all_changes, _alternating])
+def test_both_heatmap_paths_give_the_golden_grids(stored, runs, monkeypatch):
     import pmviz.analysis.heatmap as hm
 
-    monkeypatch.setattr(hm, "_CHURN", churn)
-    monkeypatch.setattr(hm, "_PROBE", probe)
+    monkeypatch.setattr(hm, "_runs", runs)
     monkeypatch.setattr(stream, "MAX_ROWS", 3000)
     for name in golden.CAPTURES:
         path = os.path.join(golden.SAMPLES, f"{name}.pmviz")

@@ -285,13 +285,6 @@ def heatmap_grids(
 _MAX_CELLS = 1 << 28
 """Float cells (grids and accumulators) one call may allocate: 2 GiB."""
 
-_PROBE = 4
-"""Snapshots read as changes first, to measure how much of each snapshot changes."""
-_CHURN = 0.05
-"""Above this share of rows changing per snapshot, whole snapshots are binned instead: a
-change costs two rows (one leaves, one appears) through a slower path than a dense row."""
-
-
 def _replay_regions(
     capture: Capture,
     lo: int,
@@ -302,11 +295,14 @@ def _replay_regions(
 ) -> None:
     """Feed the region rows of snapshots ``lo .. hi-1`` to each accumulator.
 
-    As changes (``Capture.changes``) while few rows change between snapshots, the usual
-    case: a row that stays costs nothing. When the first ``_PROBE`` snapshots show more than
-    ``_CHURN`` of the rows changing each time (categories flipping everywhere), the rest is
-    binned snapshot by snapshot from dense chunks (one ``searchsorted`` of the bin edges per
-    snapshot), which is then cheaper. Both give the same bytes per bin, exactly.
+    Each run of snapshots is read the cheaper way its stored form allows (both give the same
+    bytes per bin, exactly):
+
+    * as changes (``Capture.changes``), the usual case: a row that stays costs nothing;
+    * as dense snapshots (``Capture.chunks``, one ``searchsorted`` of the bin edges per
+      snapshot) where snapshots are stored as consecutive keyframes: the capture stores a
+      keyframe when a snapshot's changes outgrow it (categories flipping everywhere), so
+      there its changes would cost a diff of two whole snapshots and twice the rows.
     """
 
     def feed(ch: Changes, keep: np.ndarray | None = None) -> None:
@@ -317,25 +313,41 @@ def _replay_regions(
             sel = src.select.matches(rows["categories"]) if src.select else ...
             acc.add(rows[sel], snap[sel], sign[sel])
 
-    probe_end = min(hi, lo + _PROBE)
-    n_first = n_changed = 0
-    for ch in changes(capture, slice(lo, probe_end)):
-        at_first = int((ch.snapshot == lo).sum())
-        n_first += at_first
-        n_changed += ch.snapshot.size - at_first
-        feed(ch)
-    if probe_end >= hi:
-        return
-    churn = n_changed / max(1, n_first * (probe_end - lo - 1))
-    if churn <= _CHURN:
-        # Restarting at the probe's last snapshot brings it whole: that state is known.
-        for ch in changes(capture, slice(probe_end - 1, hi)):
-            feed(ch, ch.snapshot != probe_end - 1)
-        return
-    for first, sub in chunks(capture, slice(probe_end, hi)):
-        for src, acc in pairs:
-            counts = bin_address(sub.regions, sub.region_offsets, axis, real, select=src.select)
-            acc.add_dense(first, counts)
+    for a, b, dense in _runs(capture.keyframes, lo, hi):
+        if dense:
+            for first, sub in chunks(capture, slice(a, b)):
+                for src, acc in pairs:
+                    counts = bin_address(
+                        sub.regions, sub.region_offsets, axis, real, select=src.select
+                    )
+                    acc.add_dense(first, counts)
+        elif a == lo:
+            for ch in changes(capture, slice(a, b)):
+                feed(ch)
+        else:
+            # Restarting at the snapshot before brings it whole: that state is known.
+            for ch in changes(capture, slice(a - 1, b)):
+                feed(ch, ch.snapshot != a - 1 if ch.first == a - 1 else None)
+
+
+def _runs(keyframes: np.ndarray, lo: int, hi: int) -> list[tuple[int, int, bool]]:
+    """``[a, b)`` runs of ``lo .. hi-1`` and whether to read each as dense snapshots.
+
+    Dense: a keyframe next to another keyframe (the first snapshot read counts as one: it
+    comes whole either way); everything else is read as changes.
+    """
+    n = hi - lo
+    keys = np.asarray(keyframes, np.int64)
+    ext = np.zeros(n, bool)
+    ext[keys[(keys >= lo) & (keys < hi)] - lo] = True
+    ext[0] = True
+    nb = np.zeros(n, bool)
+    nb[1:] |= ext[:-1]
+    nb[:-1] |= ext[1:]
+    dense = ext & nb
+    cuts = np.flatnonzero(np.diff(dense)) + 1
+    bounds = [0, *cuts.tolist(), n]
+    return [(lo + x, lo + y, bool(dense[x])) for x, y in zip(bounds, bounds[1:])]
 
 
 def _mapped(
