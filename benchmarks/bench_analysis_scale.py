@@ -63,6 +63,7 @@ class SyntheticCapture(Capture):
         self._state0 = rng.integers(0, 4, n_reg)
         self._k = max(1, int(round(churn * n_reg)))
         self._seed = seed
+        self._for_save = False
         self.meta = CaptureMeta(interval_ns=100_000_000)
         self.marks = []
         self.time_ns = np.arange(n_snap, dtype=np.int64) * 100_000_000
@@ -124,8 +125,15 @@ class SyntheticCapture(Capture):
         if buf:
             yield _changes(first, self.n_snapshots, buf)
 
-    def chunks(self, snapshots=None, *, max_rows=1 << 22):
-        assert snapshots is None or snapshots == slice(0, self.n_snapshots), snapshots
+    @property
+    def keyframes(self) -> np.ndarray:
+        # Stored whole only for ``save`` (``--write``): it then encodes the dense snapshots of
+        # ``_decode_chunks`` itself. To an analysis this capture is keyframe + changes.
+        return np.arange(self.n_snapshots) if self._for_save else np.zeros(1, np.int64)
+
+    def _decode_chunks(self, a, stop, max_rows):
+        """Dense snapshots ``[a, stop)`` as ``(first, rows, counts)`` (``Capture``'s protocol)."""
+        assert a == 0 and stop == self.n_snapshots, (a, stop)
         n_reg = self._start.size
         per = max(1, max_rows // n_reg)
         state = self._state0.copy()
@@ -139,7 +147,13 @@ class SyntheticCapture(Capture):
                     _, idx, _, new = next(steps)
                     state[idx] = new
                 out[j * n_reg : (j + 1) * n_reg] = self._rows(all_idx, state)
-            off = np.arange(b - a + 1, dtype=np.int64) * n_reg
+            yield a, out, np.full(b - a, n_reg, np.int64)
+
+    def chunks(self, snapshots=None, *, max_rows=1 << 22):
+        assert snapshots is None or snapshots == slice(0, self.n_snapshots), snapshots
+        for a, out, counts in self._decode_chunks(0, self.n_snapshots, max_rows):
+            b = a + counts.size
+            off = np.concatenate([[0], np.cumsum(counts)])
             yield a, Capture(self.meta, self.time_ns[a:b], out, off, vma_tables=self._vma_tables)
 
 
@@ -148,20 +162,62 @@ def _changes(first: int, end: int, buf) -> Changes:
     return Changes(first, end, snap, rows, sign)
 
 
+def write(args) -> None:
+    """Store the synthetic capture at ``args.write`` through ``pmviz.storage.save``."""
+    from pmviz.storage import save
+
+    cap = SyntheticCapture(args.snapshots, args.regions, args.churn)
+    cap._for_save = True
+    t, c = time.perf_counter(), time.process_time()
+    save(cap, args.write)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    size = sum(
+        os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.write) for f in fs
+    )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        f"wrote {args.write}: {args.snapshots * args.regions:,} region rows, "
+        f"{size / 2**20:,.0f} MiB on disk, in {wall:.0f} s ({cpu:.0f} s CPU, peak RSS "
+        f"{rss / 2**20:,.0f} MiB)"
+    )
+
+
+def region_parts(path: str) -> list[str]:
+    from pmviz.storage import format as fmt
+
+    parts, _ = fmt.list_parts(path, "regions")
+    return [p.path for p in parts]
+
+
 def child(args) -> None:
     from pmviz.analysis import heatmap_grid
 
-    cap = open_capture(args)
-    t, c = time.perf_counter(), time.process_time()
-    if args.child == "changes":
-        n = sum(ch.rows.size for ch in cap.changes())
-        what = f"{n:,} change rows"
-    elif args.child == "chunks":
-        n = sum(ch.regions.size for _, ch in cap.chunks())
-        what = f"{n:,} region rows"
+    if args.child == "pyarrow":  # the reference: pyarrow reading the region parts, all columns
+        import pyarrow.parquet as pq
+
+        paths = region_parts(args.capture)
+        t, c = time.perf_counter(), time.process_time()
+        n = 0
+        for p in paths:  # one part at a time, as a reader with bounded memory would
+            n += pq.read_table(p).num_rows
+        what = f"{n:,} stored rows in {len(paths)} part(s)"
     else:
-        g = heatmap_grid(cap, "present", addr_bins=args.bins, time_bins=args.bins)
-        what = f"grid {g.grid.shape}, mean {np.nanmean(g.grid):.4f}"
+        t, c = time.perf_counter(), time.process_time()
+        cap = open_capture(args)  # timed: opening a stored capture reads its footers
+        if args.child == "changes":
+            n = sum(ch.rows.size for ch in cap.changes())
+            what = f"{n:,} change rows"
+        elif args.child == "chunks":
+            n = sum(ch.regions.size for _, ch in cap.chunks())
+            what = f"{n:,} region rows"
+        else:
+            g = heatmap_grid(cap, "present", addr_bins=args.bins, time_bins=args.bins)
+            what = f"grid {g.grid.shape}, mean {np.nanmean(g.grid):.4f}"
+            if args.capture:
+                what += (
+                    f"; stored rows {cap.stored_rows:,} = {cap.stored_rows / cap.n_regions:.2%}"
+                    f" of {cap.n_regions:,} dense"
+                )
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"wall": wall, "cpu": cpu, "rss": rss, "what": what}))
@@ -182,12 +238,28 @@ def main() -> None:
     ap.add_argument("--churn", type=float, default=0.002)
     ap.add_argument("--bins", type=int, default=1000)
     ap.add_argument("--capture", help="a stored capture to measure instead of the synthetic one")
-    ap.add_argument("--child", choices=("changes", "chunks", "heatmap"), help=argparse.SUPPRESS)
+    ap.add_argument("--write", help="store the synthetic capture at this path (then measure it "
+                    "with --capture PATH)")  # fmt: skip
+    ap.add_argument(
+        "--steps",
+        default=None,
+        help="comma-separated steps to run (default: changes,chunks,heatmap; with --capture "
+        "pyarrow,changes,heatmap)",
+    )
+    ap.add_argument(
+        "--child", choices=("pyarrow", "changes", "chunks", "heatmap"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
+    if args.write:
+        write(args)
+        return
     if args.child:
         child(args)
         return
     base = [a for a in sys.argv[1:]]
+    steps = (args.steps or ("pyarrow,changes,heatmap" if args.capture else "changes,chunks,heatmap"))
+    steps = steps.split(",")
+    ref = steps[0]
     what = (
         args.capture
         or f"synthetic: {args.snapshots:,} snapshots x {args.regions:,} regions = "
@@ -196,7 +268,7 @@ def main() -> None:
     )
     print(f"{what}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     res = {}
-    for step in ("changes", "chunks", "heatmap"):
+    for step in steps:
         out = subprocess.run(
             [sys.executable, __file__, *base, "--child", step],
             capture_output=True,
@@ -204,12 +276,12 @@ def main() -> None:
             check=True,
         )
         res[step] = json.loads(out.stdout.strip().splitlines()[-1])
-    print("| step | wall (s) | CPU (s) | peak RSS (MiB) | ratio to reading changes | result |")
-    print("|---|---:|---:|---:|---:|---|")
+    print(f"| step | wall (s) | CPU (s) | peak RSS (MiB) | wall / {ref} | CPU / {ref} | result |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for step, r in res.items():
         print(
             f"| {step} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['rss'] / 2**20:.0f} | "
-            f"{r['wall'] / res['changes']['wall']:.2f} | {r['what']} |"
+            f"{r['wall'] / res[ref]['wall']:.2f} | {r['cpu'] / res[ref]['cpu']:.2f} | {r['what']} |"
         )
     print(f"load average now {os.getloadavg()[0]:.1f}")
 

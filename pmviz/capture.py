@@ -592,6 +592,7 @@ class Capture:
         self.written_offsets = None
         self._crow, self._ckind = _NO_ROWS, _NO_KIND
         self._decoded: tuple[int, np.ndarray] | None = None  # last regions_at, for stepping
+        self._held: tuple[int, int, np.ndarray, np.ndarray] | None = None  # see changes()
 
     @classmethod
     def _from_encoded(
@@ -771,9 +772,9 @@ class Capture:
         last = self._decoded
         if last is not None and k <= last[0] <= i:
             base, state = last
-            rows, kind = self._stored(base + 1, i + 1)
+            rows, kind = self._stored_in(base + 1, i + 1)
         else:
-            rows, kind = self._stored(k, i + 1)
+            rows, kind = self._stored_in(k, i + 1)
             nk = int(self._coff[k + 1] - self._coff[k])
             base, state, rows, kind = k, rows[:nk], rows[nk:], kind[nk:]
         if len(rows):
@@ -1040,35 +1041,76 @@ class Capture:
         a, stop = rng.start, rng.stop
         if a >= stop:
             return
-        first = self._rows_at(a)
-        if not _strictly_sorted(first):
-            first = first[np.argsort(first["start"], kind="stable")]
-        yield Changes(
-            a, a + 1, np.full(len(first), a, np.int64), first, np.ones(len(first), np.int8)
-        )
-        a += 1
-        while a < stop:
-            csum = np.cumsum(np.diff(self._coff[a : stop + 1]))
-            b = a + max(1, int(np.searchsorted(csum, max_rows, side="right")))
-            rows, kind = self._stored(a, b)
-            snap = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(self._coff[a : b + 1]))
-            keys = np.flatnonzero(self._key[a:b]) + a
-            if len(keys):  # a keyframe: its changes are its difference from the snapshot before
-                parts_r, parts_k, parts_s = [], [], []
-                for k in keys.tolist():
-                    gone, came = _diff(self._rows_at(k - 1), self._rows_at(k))
-                    r, s = _change_rows(gone, came)
-                    parts_r.append(r)
-                    parts_k.append(s)
-                    parts_s.append(np.full(len(r), k, np.int64))
-                stored = ~np.isin(snap, keys)
-                rows = np.concatenate([rows[stored], *parts_r])
-                kind = np.concatenate([kind[stored], *parts_k])
-                snap = np.concatenate([snap[stored], *parts_s])
-                o = np.argsort(snap, kind="stable")
-                rows, kind, snap = rows[o], kind[o], snap[o]
-            yield Changes(a, b, snap, rows, kind.astype(np.int8))
-            a = b
+        # A capture that reads its stored rows from elsewhere (disk) holds those it read from
+        # the last keyframe on: rebuilding the snapshot before a keyframe (to diff it) then
+        # reads nothing twice. The encoder keeps changes since a keyframe below its size, so
+        # this is about two snapshots plus one chunk.
+        hold = type(self)._stored is not Capture._stored
+        try:
+            if hold:
+                k0 = self.keyframes_before(a)
+                self._held = (k0, a + 1, *self._stored(k0, a + 1))
+            first = self._rows_at(a)
+            if not _strictly_sorted(first):
+                first = first[np.argsort(first["start"], kind="stable")]
+            yield Changes(
+                a, a + 1, np.full(len(first), a, np.int64), first, np.ones(len(first), np.int8)
+            )
+            a += 1
+            while a < stop:
+                csum = np.cumsum(np.diff(self._coff[a : stop + 1]))
+                b = a + max(1, int(np.searchsorted(csum, max_rows, side="right")))
+                rows, kind = self._stored(a, b)
+                if hold:
+                    self._extend_held(a, b, rows, kind, max_rows)
+                snap = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(self._coff[a : b + 1]))
+                keys = np.flatnonzero(self._key[a:b]) + a
+                if len(keys):  # a keyframe: its changes are its difference from the one before
+                    parts_r, parts_k, parts_s = [], [], []
+                    for k in keys.tolist():
+                        gone, came = _diff(self._rows_at(k - 1), self._rows_at(k))
+                        r, s = _change_rows(gone, came)
+                        parts_r.append(r)
+                        parts_k.append(s)
+                        parts_s.append(np.full(len(r), k, np.int64))
+                    stored = ~np.isin(snap, keys)
+                    rows = np.concatenate([rows[stored], *parts_r])
+                    kind = np.concatenate([kind[stored], *parts_k])
+                    snap = np.concatenate([snap[stored], *parts_s])
+                    o = np.argsort(snap, kind="stable")
+                    rows, kind, snap = rows[o], kind[o], snap[o]
+                if hold:
+                    self._trim_held(b)
+                yield Changes(a, b, snap, rows, kind.astype(np.int8))
+                a = b
+        finally:
+            self._held = None
+
+    def _extend_held(self, a: int, b: int, rows: np.ndarray, kind: np.ndarray, cap: int) -> None:
+        """Add the stored rows of ``[a, b)`` to those held (see :meth:`changes`)."""
+        h = getattr(self, "_held", None)
+        if h is None or h[1] != a or len(h[2]) > 8 * cap:
+            self._held = (a, b, rows, kind)  # (an odd encoding: hold only this chunk)
+        else:
+            self._held = (h[0], b, np.concatenate([h[2], rows]), np.concatenate([h[3], kind]))
+
+    def _trim_held(self, b: int) -> None:
+        """Keep the held rows from the last keyframe before ``b`` on (what comes next needs)."""
+        h = getattr(self, "_held", None)
+        if h is None:
+            return
+        k = self.keyframes_before(b - 1)
+        if k > h[0]:
+            cut = int(self._coff[k] - self._coff[h[0]])
+            self._held = (k, h[1], h[2][cut:], h[3][cut:])
+
+    def _stored_in(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """``_stored(a, b)``, served from the rows :meth:`changes` holds when it has them."""
+        h = getattr(self, "_held", None)
+        if h is not None and h[0] <= a and b <= h[1]:
+            o, base = self._coff, int(self._coff[h[0]])
+            return h[2][o[a] - base : o[b] - base], h[3][o[a] - base : o[b] - base]
+        return self._stored(a, b)
 
     # -- reshaping ----------------------------------------------------------------------------
     def slice(

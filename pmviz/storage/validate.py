@@ -431,8 +431,10 @@ def region_problems(
         heads = off[1:-1][(off[1:-1] > 0) & (off[1:-1] < n)]
         if ordered is not None and not np.all(ordered):
             # rows of unordered snapshots (change rows) follow nothing either
+            # (a mask, not union1d: that sorts or hashes every change row on every read)
             loose = np.repeat(~np.asarray(ordered, bool), np.diff(off))
-            heads = np.union1d(heads, np.flatnonzero(loose))
+            loose[heads] = True
+            heads = np.flatnonzero(loose)
         # a snapshot's first row follows nothing: recheck those rows without the order test
         bad[heads] = (
             (s[heads] >= e[heads]) | (((s[heads] | e[heads]) & mask) != 0) | (e[heads] > limit)
