@@ -42,14 +42,15 @@ STATES = np.array([PRESENT | WRITTEN, PRESENT, SWAPPED, 0], np.uint64)
 
 
 class SyntheticCapture(Capture):
-    """``n_snap`` snapshots of ``n_reg`` regions over 8 VMAs; ``churn`` of them change per step."""
+    """``n_snap`` snapshots of ``n_reg`` regions over 8 VMAs 16 GiB apart (room for 10^6
+    regions: the rows stay sorted); ``churn`` of them change per step."""
 
     def __init__(self, n_snap: int, n_reg: int, churn: float, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         lens = rng.integers(1, 8, n_reg).astype(np.uint64)
         gaps = rng.integers(1, 7, n_reg).astype(np.uint64)  # >= 1: neighbours never merge
         vma_of = (np.arange(n_reg) * 8) // n_reg
-        base = np.uint64(0x7F0000000000) + vma_of.astype(np.uint64) * np.uint64(1 << 30)
+        base = np.uint64(0x7F0000000000) + vma_of.astype(np.uint64) * np.uint64(1 << 34)
         pos = np.zeros(n_reg, np.uint64)
         for v in range(8):  # per VMA
             sel = vma_of == v
@@ -103,7 +104,8 @@ class SyntheticCapture(Capture):
         r["start"], r["end"], r["categories"] = self._start[idx], self._end[idx], STATES[states]
         return r
 
-    def changes(self, snapshots=None, *, max_rows=1 << 22):
+    def changes(self, snapshots=None, *, max_rows=1 << 22, whole_keyframes=False):
+        # (snapshot 0 is the only keyframe: whole_keyframes changes nothing here)
         assert snapshots is None or snapshots == slice(0, self.n_snapshots), snapshots
         n_reg = self._start.size
         all_idx = np.arange(n_reg)

@@ -346,6 +346,22 @@ def _step(state: np.ndarray, rows: np.ndarray, kind: np.ndarray) -> np.ndarray:
     return state
 
 
+def _around_keyframes(
+    a: int, b: int, keys: np.ndarray, snap: np.ndarray, rows: np.ndarray, kind: np.ndarray
+) -> Iterator[Changes]:
+    """Stored rows of snapshots ``[a, b)`` as chunks cut at ``keys``: each keyframe alone,
+    whole (``Capture.changes(whole_keyframes=True)``).
+    """
+    cuts = sorted({a, b, *keys.tolist(), *(keys + 1).tolist()})
+    pos = np.searchsorted(snap, cuts)
+    for (x, y), (p, q) in zip(zip(cuts, cuts[1:]), zip(pos, pos[1:])):
+        if y <= x:
+            continue
+        k = kind[p:q]
+        sign = np.ones(q - p, np.int8) if x in keys else k.astype(np.int8)
+        yield Changes(x, y, snap[p:q], rows[p:q], sign)
+
+
 class _Encoder:
     """Turns consecutive snapshots into keyframes + changes (the in-memory change model).
 
@@ -1025,8 +1041,48 @@ class Capture:
             chunk._regions = rows
             yield a, chunk
 
-    def changes(
+    def written_chunks(
         self, snapshots: slice | None = None, *, max_rows: int = 1 << 22
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """The written sets of consecutive snapshots, in chunks, without the region rows.
+
+        Parameters
+        ----------
+        snapshots : slice, optional
+            A contiguous range of snapshots (step 1); all by default.
+        max_rows : int
+            Written rows per chunk at most (a snapshot larger than that comes alone).
+
+        Yields
+        ------
+        (int, numpy.ndarray, numpy.ndarray)
+            The chunk's first snapshot, its written rows (``REGION_DTYPE``) and ``n + 1``
+            offsets into them.
+
+        Raises
+        ------
+        ValueError
+            The capture has no written sets, or ``snapshots`` has a step.
+        """
+        rng = self._snapshot_range(snapshots)
+        if rng.step != 1:
+            raise ValueError("written_chunks() takes a contiguous range of snapshots (step 1)")
+        woff = self.written_offsets
+        if woff is None:
+            raise ValueError("this capture has no written sets")
+        a, stop = rng.start, rng.stop
+        while a < stop:
+            csum = np.cumsum(np.diff(woff[a : stop + 1]))
+            b = a + max(1, int(np.searchsorted(csum, max_rows, side="right")))
+            yield a, self._written_rows(a, b), woff[a : b + 1] - woff[a]
+            a = b
+
+    def changes(
+        self,
+        snapshots: slice | None = None,
+        *,
+        max_rows: int = 1 << 22,
+        whole_keyframes: bool = False,
     ) -> Iterator[Changes]:
         """The snapshots as changes (see :class:`Changes`), in chunks of bounded size.
 
@@ -1034,6 +1090,13 @@ class Capture:
         need not be recomputed, and replaying these costs what changed between snapshots, not
         snapshots x regions. ``max_rows`` bounds the change rows per chunk (one snapshot's
         changes come whole).
+
+        A snapshot stored as a keyframe has no stored changes: by default its changes are its
+        difference from the snapshot before, rebuilt for that (the costly part of reading a
+        capture whose keyframes are big). With ``whole_keyframes=True`` each keyframe after
+        the first snapshot comes instead alone in its chunk (``first`` is that keyframe, see
+        :attr:`keyframes`) as the whole snapshot, every row with sign +1: for a consumer that
+        keeps its own per-snapshot state (e.g. bytes per bin) and needs no row-level diff.
         """
         rng = self._snapshot_range(snapshots)
         if rng.step != 1:
@@ -1045,7 +1108,7 @@ class Capture:
         # the last keyframe on: rebuilding the snapshot before a keyframe (to diff it) then
         # reads nothing twice. The encoder keeps changes since a keyframe below its size, so
         # this is about two snapshots plus one chunk.
-        hold = type(self)._stored is not Capture._stored
+        hold = type(self)._stored is not Capture._stored and not whole_keyframes
         try:
             if hold:
                 k0 = self.keyframes_before(a)
@@ -1065,6 +1128,10 @@ class Capture:
                     self._extend_held(a, b, rows, kind, max_rows)
                 snap = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(self._coff[a : b + 1]))
                 keys = np.flatnonzero(self._key[a:b]) + a
+                if len(keys) and whole_keyframes:
+                    yield from _around_keyframes(a, b, keys, snap, rows, kind)
+                    a = b
+                    continue
                 if len(keys):  # a keyframe: its changes are its difference from the one before
                     parts_r, parts_k, parts_s = [], [], []
                     for k in keys.tolist():

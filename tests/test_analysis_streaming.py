@@ -53,8 +53,11 @@ class Guarded(Capture):
     def chunks(self, snapshots=None, *, max_rows=1 << 22):
         return self._inner.chunks(snapshots, max_rows=max_rows)
 
-    def changes(self, snapshots=None, *, max_rows=1 << 22):
-        return self._inner.changes(snapshots, max_rows=max_rows)
+    def changes(self, snapshots=None, *, max_rows=1 << 22, **kw):
+        return self._inner.changes(snapshots, max_rows=max_rows, **kw)
+
+    def written_chunks(self, snapshots=None, *, max_rows=1 << 22):
+        return self._inner.written_chunks(snapshots, max_rows=max_rows)
 
     def regions_at(self, i):
         return self._inner.regions_at(i)

@@ -27,8 +27,12 @@ def chunks(capture: Capture, snapshots: slice | None = None) -> Iterator[tuple[i
     return capture.chunks(snapshots, max_rows=MAX_ROWS)
 
 
-def changes(capture: Capture, snapshots: slice | None = None) -> Iterator[Changes]:
+def changes(
+    capture: Capture, snapshots: slice | None = None, *, whole_keyframes: bool = False
+) -> Iterator[Changes]:
     """``capture.changes`` with this module's chunk size."""
+    if whole_keyframes:
+        return capture.changes(snapshots, max_rows=MAX_ROWS, whole_keyframes=True)
     return capture.changes(snapshots, max_rows=MAX_ROWS)
 
 
@@ -43,15 +47,25 @@ def snapshot_rows(
     capture: Capture, what: str = "regions", snapshots: slice | None = None
 ) -> Iterator[Rows]:
     """The full scans (``"regions"``) or written sets (``"written"``) of ``snapshots``, by chunk."""
-    for first, chunk in chunks(capture, snapshots):
-        if what == "written":
-            arr, off = chunk.written, chunk.written_offsets
-            if arr is None or off is None:
-                raise ValueError("this capture has no written sets")
-        else:
-            arr, off = chunk.regions, chunk.region_offsets
-        snap = np.repeat(np.arange(first, first + chunk.n_snapshots, dtype=np.int64), np.diff(off))
+    for first, arr, off in row_chunks(capture, what, snapshots):
+        snap = np.repeat(np.arange(first, first + off.size - 1, dtype=np.int64), np.diff(off))
         yield Rows(arr, snap)
+
+
+def row_chunks(
+    capture: Capture, what: str = "regions", snapshots: slice | None = None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first snapshot, rows, offsets)`` of the full scans or written sets, by chunk.
+
+    Written sets are read alone (``Capture.written_chunks``): the region rows are not decoded.
+    """
+    if what == "written":
+        if not capture.has_written:
+            raise ValueError("this capture has no written sets")
+        yield from capture.written_chunks(snapshots, max_rows=MAX_ROWS)
+        return
+    for first, chunk in chunks(capture, snapshots):
+        yield first, chunk.regions, chunk.region_offsets
 
 
 def no_written(capture: Capture) -> ValueError:

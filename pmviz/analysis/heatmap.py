@@ -13,7 +13,7 @@ from ..regions import REGION_DTYPE
 from ._html import human_bytes, table, text
 from ._intervals import prefix_coverage
 from ._select import Between, CategoryArg, Source, phase, resolve
-from ._stream import changes, chunks, snapshot_rows, split_bins, to_compact
+from ._stream import changes, chunks, row_chunks, split_bins, to_compact
 from .axis import AddressAxis, address_axis
 
 __all__ = ["HeatmapGrid", "heatmap_grid", "heatmap_grids", "snapshot_cells", "bin_address"]
@@ -257,11 +257,9 @@ def heatmap_grids(
     else:
         lo, hi = int(rows[0]), int(rows[-1]) + 1
         accs = [_TimeGrid(tedges, cells, lo, hi, pos, ax) for _ in srcs]
-        if any(src.what == "written" for src in srcs):
-            for r in snapshot_rows(capture, "written", slice(lo, hi)):
-                for src, acc in zip(srcs, accs):
-                    if src.what == "written":
-                        acc.add_held(r.rows, r.snapshot)
+        held = [acc for src, acc in zip(srcs, accs) if src.what == "written"]
+        if held:
+            _replay_written(capture, lo, hi, held, ax, real)
         pairs = [(src, acc) for src, acc in zip(srcs, accs) if src.what == "regions"]
         if pairs:
             _replay_regions(capture, lo, hi, pairs, ax, real)
@@ -295,25 +293,25 @@ def _replay_regions(
 ) -> None:
     """Feed the region rows of snapshots ``lo .. hi-1`` to each accumulator.
 
-    Each run of snapshots is read the cheaper way its stored form allows (both give the same
+    Each run of snapshots is read the cheaper way its stored form allows (all give the same
     bytes per bin, exactly):
 
     * as changes (``Capture.changes``), the usual case: a row that stays costs nothing;
-    * as dense snapshots (``Capture.chunks``, one ``searchsorted`` of the bin edges per
-      snapshot) where snapshots are stored as consecutive keyframes: the capture stores a
-      keyframe when a snapshot's changes outgrow it (categories flipping everywhere), so
-      there its changes would cost a diff of two whole snapshots and twice the rows.
+    * a keyframe among them as its whole snapshot, binned densely (one ``searchsorted`` of
+      the bin edges) and fed as the difference to the accumulator's bytes per bin: its row
+      changes would need the snapshot before it rebuilt and diffed, a sort of everything
+      that changed since the previous keyframe;
+    * runs of consecutive keyframes (the capture stores one when a snapshot's changes
+      outgrow it: categories flipping everywhere) as dense chunks (``Capture.chunks``).
     """
 
-    def feed(ch: Changes, keep: np.ndarray | None = None) -> None:
-        rows, snap, sign = ch.rows, ch.snapshot, ch.sign
-        if keep is not None:
-            rows, snap, sign = rows[keep], snap[keep], sign[keep]
+    def feed(ch: Changes) -> None:
         for src, acc in pairs:
-            sel = src.select.matches(rows["categories"]) if src.select else ...
-            acc.add(rows[sel], snap[sel], sign[sel])
+            sel = src.select.matches(ch.rows["categories"]) if src.select else ...
+            acc.add(ch.rows[sel], ch.snapshot[sel], ch.sign[sel])
 
-    for a, b, dense in _runs(capture.keyframes, lo, hi):
+    keys = np.asarray(capture.keyframes, np.int64)
+    for a, b, dense in _runs(keys, lo, hi):
         if dense:
             for first, sub in chunks(capture, slice(a, b)):
                 for src, acc in pairs:
@@ -321,30 +319,77 @@ def _replay_regions(
                         sub.regions, sub.region_offsets, axis, real, select=src.select
                     )
                     acc.add_dense(first, counts)
-        elif a == lo:
-            for ch in changes(capture, slice(a, b)):
+            continue
+        for ch in changes(capture, slice(a, b), whole_keyframes=True):
+            # The run's first snapshot and its keyframes come whole: fed as the difference of
+            # their bytes per bin (the first snapshot read appears on nothing: plain changes).
+            whole = ch.first == a or (ch.end == ch.first + 1 and ch.first in keys)
+            if whole and ch.first > lo:
+                for src, acc in pairs:
+                    acc.add_dense(ch.first, _bin_rows(ch.rows, axis, real, src, acc)[None, :])
+            else:
                 feed(ch)
+
+
+def _bin_rows(
+    rows: np.ndarray, axis: AddressAxis, real: np.ndarray, src: Source, acc: _TimeGrid
+) -> np.ndarray:
+    """Bytes of one snapshot's selected ``rows`` per address bin (any order, any overlap)."""
+    if _sorted_disjoint(rows, np.array([0, rows.size])):
+        return bin_address(rows, np.array([0, rows.size]), axis, real, select=src.select)[0]
+    sel = src.select.matches(rows["categories"]) if src.select else ...
+    return acc.bytes_per_bin(rows[sel])
+
+
+def _replay_written(
+    capture: Capture, lo: int, hi: int, accs: list[_TimeGrid], axis: AddressAxis, real: np.ndarray
+) -> None:
+    """Feed the written sets of snapshots ``lo .. hi-1`` (each holds over its own cell only).
+
+    A chunk whose sets are sorted and disjoint (as the kernel reports them) is binned as dense
+    snapshots (one ``searchsorted`` of the bin edges per snapshot); any other as rows that
+    appear at their snapshot and disappear at the next. Either way the chunk's last set is
+    gone at the next snapshot, so chunks read either way join up.
+    """
+    for first, rows, off in row_chunks(capture, "written", slice(lo, hi)):
+        n = off.size - 1
+        if _sorted_disjoint(rows, off):
+            counts = bin_address(rows, off, axis, real)
+            if first + n < hi:
+                counts = np.concatenate([counts, np.zeros((1, counts.shape[1]), counts.dtype)])
+            for acc in accs:
+                acc.add_dense(first, counts)
         else:
-            # Restarting at the snapshot before brings it whole: that state is known.
-            for ch in changes(capture, slice(a - 1, b)):
-                feed(ch, ch.snapshot != a - 1 if ch.first == a - 1 else None)
+            snap = np.repeat(np.arange(first, first + n, dtype=np.int64), np.diff(off))
+            for acc in accs:
+                acc.add_held(rows, snap)
+
+
+def _sorted_disjoint(rows: np.ndarray, off: np.ndarray) -> bool:
+    """Every snapshot's rows sorted by start and not overlapping (``prefix_coverage``'s input)."""
+    if rows.size < 2:
+        return True
+    ok = rows["start"][1:] >= rows["end"][:-1]
+    heads = off[1:-1]
+    ok[heads[(heads > 0) & (heads < rows.size)] - 1] = True  # a snapshot's first row
+    return bool(ok.all())
 
 
 def _runs(keyframes: np.ndarray, lo: int, hi: int) -> list[tuple[int, int, bool]]:
     """``[a, b)`` runs of ``lo .. hi-1`` and whether to read each as dense snapshots.
 
-    Dense: a keyframe next to another keyframe (the first snapshot read counts as one: it
-    comes whole either way); everything else is read as changes.
+    Dense: a keyframe followed by another keyframe (the first snapshot read counts as one: it
+    comes whole either way), and the last snapshot if it ends such a run. A run read as
+    changes starts at ``lo`` or at a keyframe, so it starts from a whole snapshot.
     """
     n = hi - lo
     keys = np.asarray(keyframes, np.int64)
-    ext = np.zeros(n, bool)
+    ext = np.zeros(n + 1, bool)
     ext[keys[(keys >= lo) & (keys < hi)] - lo] = True
     ext[0] = True
-    nb = np.zeros(n, bool)
-    nb[1:] |= ext[:-1]
-    nb[:-1] |= ext[1:]
-    dense = ext & nb
+    dense = ext[:-1] & ext[1:]
+    if n > 1 and ext[n - 1] and ext[n - 2]:
+        dense[n - 1] = True  # nothing follows: the run ends dense
     cuts = np.flatnonzero(np.diff(dense)) + 1
     bounds = [0, *cuts.tolist(), n]
     return [(lo + x, lo + y, bool(dense[x])) for x, y in zip(bounds, bounds[1:])]
@@ -429,6 +474,12 @@ class _TimeGrid:
         self.part = np.zeros((n_t, self.nb))
         self.state = np.zeros(self.nb)
         """Bytes per address bin of the last snapshot fed (exact: integers below 2**53)."""
+
+    def bytes_per_bin(self, rows: np.ndarray) -> np.ndarray:
+        """Bytes of ``rows`` per address bin (``float64``), cut at segments and bin edges."""
+        ps, pe, _ = to_compact(rows["start"], rows["end"], *self.seg)
+        j, nbytes, _ = split_bins(ps, pe, self.pos)
+        return np.bincount(j, nbytes.astype(np.float64), minlength=self.nb)
 
     def add_held(self, rows: np.ndarray, snap: np.ndarray) -> None:
         """Rows that hold over their own snapshot's cell only (written sets)."""
