@@ -123,11 +123,13 @@ def _alternating(keyframes, lo, hi):
     return [(a, b, i % 2 == 1) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
 
 
+@pytest.mark.parametrize("dense_changes", [0.0, float("inf")])  # changes binned densely / by row
 @pytest.mark.parametrize("runs", [_all_dense, _all_changes, _alternating])
-def test_both_heatmap_paths_give_the_golden_grids(stored, runs, monkeypatch):
+def test_every_heatmap_path_gives_the_golden_grids(stored, runs, dense_changes, monkeypatch):
     import pmviz.analysis.heatmap as hm
 
     monkeypatch.setattr(hm, "_runs", runs)
+    monkeypatch.setattr(hm, "_DENSE_CHANGES", dense_changes)
     monkeypatch.setattr(stream, "MAX_ROWS", 3000)
     for name in golden.CAPTURES:
         path = os.path.join(golden.SAMPLES, f"{name}.pmviz")
@@ -136,3 +138,44 @@ def test_both_heatmap_paths_give_the_golden_grids(stored, runs, monkeypatch):
         cap = Guarded(pmviz.open(path))
         for key, got in golden.results(cap, heatmaps_only=True):
             golden.assert_same(key, np.asarray(got), stored[f"{name}/{key}"])
+
+
+def test_heatmap_runs_read_keyframe_runs_densely_and_the_rest_as_changes():
+    from pmviz.analysis.heatmap import _runs
+
+    # keyframes 0, 5, 6, 7, 12: 5-6 are followed by keyframes (dense); 7 starts the changes
+    assert _runs(np.array([0, 5, 6, 7, 12]), 0, 15) == [
+        (0, 5, False),
+        (5, 7, True),
+        (7, 15, False),
+    ]
+    # every snapshot a keyframe (categories flipping everywhere): all dense
+    assert _runs(np.arange(10), 2, 10) == [(2, 10, True)]
+    # a range starting inside a change run starts from its first snapshot, whole
+    assert _runs(np.array([0, 8]), 3, 8) == [(3, 8, False)]
+    assert _runs(np.array([0, 4]), 3, 5) == [(3, 5, True)]
+
+
+def test_heatmap_of_every_region_changing_uses_dense_chunks_and_matches_the_changes():
+    """100 % churn: every snapshot is stored whole; the dense reading equals the changes'."""
+    import pmviz.analysis.heatmap as hm
+
+    rng = np.random.default_rng(3)
+    base = two_vma_capture()
+    snaps = []
+    for i in range(30):
+        r = base.regions_at(i % 4).array.copy()
+        r["categories"] = rng.integers(0, 16, r.size).astype(np.uint64)
+        snaps.append((i * 10**8, pmviz.Regions(r), None, base.vmas_at(0)))
+    cap = Capture.from_snapshots(base.meta, snaps)
+    assert len(cap.keyframes) > 20
+    got = pa.heatmap_grid(cap, "present", addr_bins=16, time_bins=7)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(hm, "_runs", _all_changes)
+    mp.setattr(hm, "_DENSE_CHANGES", float("inf"))
+    try:
+        ref = pa.heatmap_grid(cap, "present", addr_bins=16, time_bins=7)
+    finally:
+        mp.undo()
+    np.testing.assert_allclose(got.grid, ref.grid, rtol=1e-12, atol=1e-15)
+    assert np.isfinite(got.grid).any()

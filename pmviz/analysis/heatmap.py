@@ -306,6 +306,9 @@ def _replay_regions(
     """
 
     def feed(ch: Changes) -> None:
+        n_snap = max(1, int(np.count_nonzero(np.diff(ch.snapshot))) + 1) if ch.rows.size else 1
+        if ch.rows.size > _DENSE_CHANGES * real.size * n_snap and _feed_dense(ch, pairs, axis, real):
+            return
         for src, acc in pairs:
             sel = src.select.matches(ch.rows["categories"]) if src.select else ...
             acc.add(ch.rows[sel], ch.snapshot[sel], ch.sign[sel])
@@ -322,13 +325,45 @@ def _replay_regions(
             continue
         for ch in changes(capture, slice(a, b), whole_keyframes=True):
             # The run's first snapshot and its keyframes come whole: fed as the difference of
-            # their bytes per bin (the first snapshot read appears on nothing: plain changes).
+            # their bytes per bin to the accumulator's.
             whole = ch.first == a or (ch.end == ch.first + 1 and ch.first in keys)
-            if whole and ch.first > lo:
+            if whole:
                 for src, acc in pairs:
                     acc.add_dense(ch.first, _bin_rows(ch.rows, axis, real, src, acc)[None, :])
             else:
                 feed(ch)
+
+
+_DENSE_CHANGES = 0.5
+"""Change rows per snapshot, per address-bin edge, above which a snapshot's changes are binned
+as two dense sets (appearing, disappearing: one ``searchsorted`` of the edges each) rather than
+row by row: a row costs ~120 ns row by row and ~10 ns densely, an edge ~25 ns per set
+(measured on 10^6-region snapshots, 1,000 address bins)."""
+
+
+def _feed_dense(
+    ch: Changes, pairs: list[tuple[Source, _TimeGrid]], axis: AddressAxis, real: np.ndarray
+) -> bool:
+    """Bin each snapshot's appearing and disappearing rows of ``ch`` densely; ``False`` (and
+    nothing fed) unless each of those sets is sorted and disjoint, as a scan's subsets are.
+    """
+    group = ch.snapshot * 2 + (ch.sign > 0)
+    order = np.argsort(group, kind="stable")  # keeps each snapshot's order by start
+    g = group[order]
+    heads = np.flatnonzero(np.diff(g, prepend=-1))
+    off = np.append(heads, g.size)
+    rows = ch.rows[order]
+    if not _sorted_disjoint(rows, off):
+        return False
+    gid = g[heads]
+    snaps, at = np.unique(gid // 2, return_inverse=True)
+    sign = np.where(gid % 2 == 1, 1.0, -1.0)
+    for src, acc in pairs:
+        counts = bin_address(rows, off, axis, real, select=src.select).astype(np.float64)
+        d = np.zeros((snaps.size, counts.shape[1]))
+        np.add.at(d, at, counts * sign[:, None])
+        acc.add_deltas(snaps, d)
+    return True
 
 
 def _bin_rows(
@@ -525,7 +560,17 @@ class _TimeGrid:
         c = counts.astype(np.float64)
         d = np.diff(c, axis=0, prepend=self.state[None, :])
         self.state = c[-1].copy()
-        tau = self.cells[first : first + c.shape[0]]
+        self._add_steps(np.arange(first, first + c.shape[0]), d)
+
+    def add_deltas(self, snaps: np.ndarray, d: np.ndarray) -> None:
+        """Changes of bytes per address bin ``d[i]`` at snapshots ``snaps`` (increasing)."""
+        if not snaps.size:
+            return
+        self.state = self.state + d.sum(axis=0)
+        self._add_steps(snaps, d)
+
+    def _add_steps(self, snaps: np.ndarray, d: np.ndarray) -> None:
+        tau = self.cells[snaps]
         k = np.maximum(np.searchsorted(self.tedges, tau, side="right") - 1, 0)
         inside = k < self.b0.size
         k, tau, d = k[inside], tau[inside], d[inside]
