@@ -179,3 +179,45 @@ def test_heatmap_of_every_region_changing_uses_dense_chunks_and_matches_the_chan
         mp.undo()
     np.testing.assert_allclose(got.grid, ref.grid, rtol=1e-12, atol=1e-15)
     assert np.isfinite(got.grid).any()
+
+
+class FirstChunkShared(Guarded):
+    """Changes whose first chunk carries the first snapshot whole AND the next changes (the
+    contract allows it; ``Capture.changes`` happens to yield the first snapshot alone)."""
+
+    def changes(self, snapshots=None, *, max_rows=1 << 22, **kw):
+        it = self._inner.changes(snapshots, max_rows=max_rows, **kw)
+        first = next(it, None)
+        if first is None:
+            return
+        second = next(it, None)
+        whole = (  # a keyframe that comes whole stays alone in its chunk
+            second is not None
+            and kw.get("whole_keyframes")
+            and second.end == second.first + 1
+            and second.first in self._inner.keyframes
+        )
+        if second is None or second.first != first.end or whole:
+            yield first
+        else:
+            yield first._replace(
+                end=second.end,
+                snapshot=np.concatenate([first.snapshot, second.snapshot]),
+                rows=np.concatenate([first.rows, second.rows]),
+                sign=np.concatenate([first.sign, second.sign]),
+            )
+            second = None
+        if second is not None:
+            yield second
+        yield from it
+
+
+def test_heatmap_reads_a_first_chunk_that_also_holds_changes(stored, monkeypatch):
+    monkeypatch.setattr(stream, "MAX_ROWS", 3000)
+    for name in golden.CAPTURES:
+        path = os.path.join(golden.SAMPLES, f"{name}.pmviz")
+        if not os.path.isdir(path):
+            pytest.skip("sample capture not built")
+        cap = FirstChunkShared(pmviz.open(path))
+        for key, got in golden.results(cap, heatmaps_only=True):
+            golden.assert_same(key, np.asarray(got), stored[f"{name}/{key}"])

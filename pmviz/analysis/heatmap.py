@@ -326,11 +326,19 @@ def _replay_regions(
         for ch in changes(capture, slice(a, b), whole_keyframes=True):
             # The run's first snapshot and its keyframes come whole: fed as the difference of
             # their bytes per bin to the accumulator's.
-            whole = ch.first == a or (ch.end == ch.first + 1 and ch.first in keys)
-            if whole:
-                for src, acc in pairs:
-                    acc.add_dense(ch.first, _bin_rows(ch.rows, axis, real, src, acc)[None, :])
+            whole_at = ch.first
+            if ch.first == a:  # the first chunk starts with snapshot a, whole
+                cut = int(np.searchsorted(ch.snapshot, a, side="right"))
+                whole_rows = ch.rows[:cut]
+                ch = Changes(a + 1, ch.end, ch.snapshot[cut:], ch.rows[cut:], ch.sign[cut:])
+            elif ch.end == ch.first + 1 and ch.first in keys:
+                whole_rows, ch = ch.rows, ch._replace(snapshot=ch.snapshot[:0])
             else:
+                whole_rows = None
+            if whole_rows is not None:
+                for src, acc in pairs:
+                    acc.add_dense(whole_at, _bin_rows(whole_rows, axis, real, src, acc)[None, :])
+            if ch.snapshot.size:
                 feed(ch)
 
 
