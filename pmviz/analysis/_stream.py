@@ -94,8 +94,11 @@ def to_compact(
     k0 = np.searchsorted(seg_end, start, side="right")  # first segment ending after start
     k1 = np.searchsorted(seg_start, end, side="left")  # segments starting before end
     n = np.maximum(k1 - k0, 0)
-    row = np.repeat(np.arange(start.size, dtype=np.int64), n)
-    seg = concat_aranges(k0, n)
+    if n.size and n.min() == 1 and n.max() == 1:  # the usual case: one segment per row
+        row, seg = np.arange(start.size, dtype=np.int64), k0
+    else:
+        row = np.repeat(np.arange(start.size, dtype=np.int64), n)
+        seg = concat_aranges(k0, n)
     ss = seg_start[seg]
     a = np.maximum(start[row], ss)
     b = np.minimum(end[row], seg_end[seg])
@@ -112,8 +115,11 @@ def split_bins(
     j0 = np.maximum(np.searchsorted(edges, pos_start, side="right") - 1, 0)
     j1 = np.minimum(np.searchsorted(edges, pos_end, side="left"), nb)
     n = np.maximum(j1 - j0, 0)
-    piece = np.repeat(np.arange(pos_start.size, dtype=np.int64), n)
-    j = concat_aranges(j0, n)
+    if n.size and n.min() == 1 and n.max() == 1:  # every piece inside one bin
+        piece, j = np.arange(pos_start.size, dtype=np.int64), j0
+    else:
+        piece = np.repeat(np.arange(pos_start.size, dtype=np.int64), n)
+        j = concat_aranges(j0, n)
     lo = np.maximum(pos_start[piece], edges[j])
     hi = np.minimum(pos_end[piece], edges[j + 1])
     return j, hi - lo, piece

@@ -539,16 +539,25 @@ class _TimeGrid:
         if not j.size:
             return
         src = r[piece]
-        tau = self.cells[snap[src]]
-        k = np.searchsorted(self.tedges, tau, side="right") - 1
-        inside = k < self.b0.size
-        k, tau, j = k[inside], tau[inside], j[inside]
-        delta = (nbytes[inside] * sign[src][inside]).astype(np.float64)
-        k = np.maximum(k, 0)  # changes before the first bin make its starting state
-        b0, b1 = self.b0[k], self.b1[k]
+        # Time bin and share of it per snapshot, computed once per snapshot, not per row.
+        s = snap[src]
+        s0 = int(s.min())
+        tau = self.cells[s0 : int(s.max()) + 1]
+        k_s = np.searchsorted(self.tedges, tau, side="right") - 1
+        inside_s = k_s < self.b0.size
+        k_s = np.minimum(np.maximum(k_s, 0), self.b0.size - 1)  # before the first bin: its start
+        b0, b1 = self.b0[k_s], self.b1[k_s]
         dur = b1 - b0
         with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.where(dur > 0, (b1 - np.maximum(tau, b0)) / dur, 0.0)
+            frac_s = np.where(dur > 0, (b1 - np.maximum(tau, b0)) / dur, 0.0)
+        s -= s0
+        inside = inside_s[s]
+        if not inside.all():
+            s, j, nbytes, src = s[inside], j[inside], nbytes[inside], src[inside]
+        if not j.size:
+            return
+        k, frac = k_s[s], frac_s[s]
+        delta = (nbytes * sign[src]).astype(np.float64)
         self.state += np.bincount(j, delta, minlength=self.nb)
         kmin, kmax = int(k.min()), int(k.max())
         n = (kmax - kmin + 1) * self.nb
