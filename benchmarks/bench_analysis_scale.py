@@ -173,9 +173,7 @@ def write(args) -> None:
     t, c = time.perf_counter(), time.process_time()
     save(cap, args.write)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    size = sum(
-        os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.write) for f in fs
-    )
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.write) for f in fs)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(
         f"wrote {args.write}: {args.snapshots * args.regions:,} region rows, "
@@ -259,7 +257,7 @@ def main() -> None:
         child(args)
         return
     base = [a for a in sys.argv[1:]]
-    steps = (args.steps or ("pyarrow,changes,heatmap" if args.capture else "changes,chunks,heatmap"))
+    steps = args.steps or ("pyarrow,changes,heatmap" if args.capture else "changes,chunks,heatmap")
     steps = steps.split(",")
     ref = steps[0]
     what = (

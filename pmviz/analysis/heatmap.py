@@ -283,6 +283,7 @@ def heatmap_grids(
 _MAX_CELLS = 1 << 28
 """Float cells (grids and accumulators) one call may allocate: 2 GiB."""
 
+
 def _replay_regions(
     capture: Capture,
     lo: int,
@@ -307,7 +308,9 @@ def _replay_regions(
 
     def feed(ch: Changes) -> None:
         n_snap = max(1, int(np.count_nonzero(np.diff(ch.snapshot))) + 1) if ch.rows.size else 1
-        if ch.rows.size > _DENSE_CHANGES * real.size * n_snap and _feed_dense(ch, pairs, axis, real):
+        if ch.rows.size > _DENSE_CHANGES * real.size * n_snap and _feed_dense(
+            ch, pairs, axis, real
+        ):
             return
         for src, acc in pairs:
             sel = src.select.matches(ch.rows["categories"]) if src.select else ...
