@@ -113,7 +113,12 @@ def split_bins(
     """Cut compact pieces at bin ``edges``: ``(bin, bytes, piece)`` per part inside a bin."""
     nb = edges.size - 1
     j0 = np.maximum(np.searchsorted(edges, pos_start, side="right") - 1, 0)
-    j1 = np.minimum(np.searchsorted(edges, pos_end, side="left"), nb)
+    # Most pieces end inside the bin they start in: test that, search only for the others.
+    j1 = j0 + 1
+    far = (j0 >= nb) | (pos_end > edges[np.minimum(j1, nb)]) | (pos_end <= edges[j0])
+    if far.any():
+        j1[far] = np.searchsorted(edges, pos_end[far], side="left")
+    np.minimum(j1, nb, out=j1)
     n = np.maximum(j1 - j0, 0)
     if n.size and n.min() == 1 and n.max() == 1:  # every piece inside one bin
         piece, j = np.arange(pos_start.size, dtype=np.int64), j0
