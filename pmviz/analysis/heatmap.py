@@ -358,21 +358,21 @@ def _feed_dense(
     """Bin each snapshot's appearing and disappearing rows of ``ch`` densely; ``False`` (and
     nothing fed) unless each of those sets is sorted and disjoint, as a scan's subsets are.
     """
-    group = ch.snapshot * 2 + (ch.sign > 0)
-    order = np.argsort(group, kind="stable")  # keeps each snapshot's order by start
-    g = group[order]
-    heads = np.flatnonzero(np.diff(g, prepend=-1))
-    off = np.append(heads, g.size)
-    rows = ch.rows[order]
-    if not _sorted_disjoint(rows, off):
-        return False
-    gid = g[heads]
-    snaps, at = np.unique(gid // 2, return_inverse=True)
-    sign = np.where(gid % 2 == 1, 1.0, -1.0)
+    sets = []
+    for part in (ch.sign > 0, ch.sign < 0):  # a mask keeps each snapshot's order by start
+        rows, snap = ch.rows[part], ch.snapshot[part]
+        heads = np.flatnonzero(np.diff(snap, prepend=-1)) if snap.size else snap[:0]
+        off = np.append(heads, snap.size)
+        if not _sorted_disjoint(rows, off):
+            return False
+        sets.append((rows, off, snap[heads]))
+    snaps = np.union1d(sets[0][2], sets[1][2])
     for src, acc in pairs:
-        counts = bin_address(rows, off, axis, real, select=src.select).astype(np.float64)
-        d = np.zeros((snaps.size, counts.shape[1]))
-        np.add.at(d, at, counts * sign[:, None])
+        d = np.zeros((snaps.size, real.size - 1))
+        for (rows, off, at), sign in zip(sets, (1, -1)):
+            if at.size:
+                counts = bin_address(rows, off, axis, real, select=src.select)
+                d[np.searchsorted(snaps, at)] += sign * counts  # one row per snapshot: no add.at
         acc.add_deltas(snaps, d)
     return True
 
