@@ -10,6 +10,8 @@ Its all-snapshot arrays (``regions``, ``region_offsets``) raise: the analysis ca
 Each measurement runs in its own child process (peak RSS = that child's ``ru_maxrss``):
 
 * ``changes``: iterate ``capture.changes()`` (the reading reference: what the heatmap needs);
+* ``read`` (stored captures): iterate ``capture.changes(whole_keyframes=True)``, the stored
+  rows as pmviz's reader decodes them (keyframes whole, not diffed): what the heatmap reads;
 * ``chunks``: iterate ``capture.chunks()`` (dense snapshots: what a per-snapshot scan reads);
 * ``heatmap``: ``heatmap_grid(capture, "present", addr_bins=B, time_bins=B)``.
 
@@ -214,6 +216,9 @@ def child(args) -> None:
         if args.child == "changes":
             n = sum(ch.rows.size for ch in cap.changes())
             what = f"{n:,} change rows"
+        elif args.child == "read":  # the stored rows as pmviz reads them, keyframes whole
+            n = sum(ch.rows.size for ch in cap.changes(whole_keyframes=True))
+            what = f"{n:,} stored rows"
         elif args.child == "chunks":
             n = sum(ch.regions.size for _, ch in cap.chunks())
             what = f"{n:,} region rows"
@@ -252,10 +257,12 @@ def main() -> None:
         "--steps",
         default=None,
         help="comma-separated steps to run (default: changes,chunks,heatmap; with --capture "
-        "pyarrow,changes,heatmap)",
+        "pyarrow,read,changes,heatmap)",
     )
     ap.add_argument(
-        "--child", choices=("pyarrow", "changes", "chunks", "heatmap"), help=argparse.SUPPRESS
+        "--child",
+        choices=("pyarrow", "read", "changes", "chunks", "heatmap"),
+        help=argparse.SUPPRESS,
     )
     args = ap.parse_args()
     if args.write:
@@ -265,7 +272,9 @@ def main() -> None:
         child(args)
         return
     base = [a for a in sys.argv[1:]]
-    steps = args.steps or ("pyarrow,changes,heatmap" if args.capture else "changes,chunks,heatmap")
+    steps = args.steps or (
+        "pyarrow,read,changes,heatmap" if args.capture else "changes,chunks,heatmap"
+    )
     steps = steps.split(",")
     ref = steps[0]
     what = (
