@@ -843,6 +843,10 @@ class Capture:
         from the snapshot kept before it.
         """
         idx = np.arange(self.n_snapshots)[snapshots]
+        if isinstance(snapshots, slice) and len(idx) and (np.diff(idx) == 1).all():
+            view = self._contiguous_view(int(idx[0]), int(idx[-1]) + 1)
+            if view is not None:
+                return view
         if type(self) is not Capture and len(idx) > 1 and (np.diff(idx) > 1).sum() > 4:
             # many runs of a capture read from disk: read the span once, select in memory
             lo, hi = int(idx.min()), int(idx.max()) + 1
@@ -874,6 +878,40 @@ class Capture:
             wr = np.concatenate(w_parts) if w_parts else _NO_ROWS
             woff = _offsets(np.concatenate(w_lens) if w_lens else [])
         return self._derived(idx, enc.arrays(), wr, woff)
+
+    def _contiguous_view(self, a: int, b: int) -> Capture | None:
+        """Snapshots ``[a, b)`` as views of this capture's stored rows in memory (no copy: the
+        same keyframes and changes), or ``None`` unless ``a`` is a keyframe and the rows are in
+        memory here. A dense compatibility view comes along as a slice.
+        """
+        if not self._key[a] or type(self)._stored is not Capture._stored:
+            return None
+        out = self._span(a, b)
+        if self._regions is not None:
+            o = self.region_offsets
+            out._regions = self._regions[o[a] : o[b]]
+        return out
+
+    def _as_keyframes(self, a: int, rows: np.ndarray, counts: np.ndarray) -> Capture:
+        """Snapshots ``a, a + 1, ...`` with the dense ``rows`` (``counts`` per snapshot), every
+        one stored as a keyframe of those rows: valid, zero-copy (the kinds are a read-only
+        broadcast zero); written sets as views too.
+        """
+        b = a + len(counts)
+        enc = (
+            rows,
+            np.broadcast_to(np.int8(KEYFRAME), (len(rows),)),
+            counts,
+            counts,
+            np.ones(len(counts), bool),
+        )
+        wr = woff = None
+        if self.written_offsets is not None:
+            wr = self._written_rows(a, b)
+            woff = self.written_offsets[a : b + 1] - self.written_offsets[a]
+        out = self._derived(np.arange(a, b), enc, wr, woff)
+        out._regions = rows
+        return out
 
     def _span(self, k: int, b: int) -> Capture:
         """Snapshots ``[k, b)`` (``k`` a keyframe) in memory, stored rows as they are."""
@@ -1022,24 +1060,8 @@ class Capture:
         if rng.step != 1:
             raise ValueError("chunks() takes a contiguous range of snapshots (step 1)")
         for a, rows, counts in self._decode_chunks(rng.start, rng.stop, max_rows):
-            b = a + len(counts)
-            n = len(counts)
-            # Every snapshot a keyframe of the decoded rows: valid, zero-copy (the kinds are a
-            # read-only broadcast zero), and the stored changes are not read a second time.
-            enc = (
-                rows,
-                np.broadcast_to(np.int8(KEYFRAME), (len(rows),)),
-                counts,
-                counts,
-                np.ones(n, bool),
-            )
-            wr = woff = None
-            if self.written_offsets is not None:
-                wr = self._written_rows(a, b)
-                woff = self.written_offsets[a : b + 1] - self.written_offsets[a]
-            chunk = self._derived(np.arange(a, b), enc, wr, woff)
-            chunk._regions = rows
-            yield a, chunk
+            # the stored changes are not read a second time to encode the chunk
+            yield a, self._as_keyframes(a, rows, counts)
 
     def written_chunks(
         self, snapshots: slice | None = None, *, max_rows: int = 1 << 22
