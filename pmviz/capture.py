@@ -357,6 +357,22 @@ def _step(state: np.ndarray, rows: np.ndarray, kind: np.ndarray) -> np.ndarray:
     return state
 
 
+def _around_keyframes(
+    a: int, b: int, keys: np.ndarray, snap: np.ndarray, rows: np.ndarray, kind: np.ndarray
+) -> Iterator[Changes]:
+    """Stored rows of snapshots ``[a, b)`` as chunks cut at ``keys``: each keyframe alone,
+    whole (``Capture.changes(whole_keyframes=True)``).
+    """
+    cuts = sorted({a, b, *keys.tolist(), *(keys + 1).tolist()})
+    pos = np.searchsorted(snap, cuts)
+    for (x, y), (p, q) in zip(zip(cuts, cuts[1:]), zip(pos, pos[1:])):
+        if y <= x:
+            continue
+        k = kind[p:q]
+        sign = np.ones(q - p, np.int8) if x in keys else k.astype(np.int8)
+        yield Changes(x, y, snap[p:q], rows[p:q], sign)
+
+
 class _Encoder:
     """Turns consecutive snapshots into keyframes + changes (the in-memory change model).
 
@@ -610,6 +626,7 @@ class Capture:
         self.written_offsets = None
         self._crow, self._ckind = _NO_ROWS, _NO_KIND
         self._decoded: tuple[int, np.ndarray] | None = None  # last regions_at, for stepping
+        self._held: tuple[int, int, np.ndarray, np.ndarray] | None = None  # see changes()
         # side tables: name -> [row dtype, rows (None: not loaded), offsets (None: likewise)]
         self._side: dict[str, list[Any]] = {}
 
@@ -960,9 +977,9 @@ class Capture:
         last = self._decoded
         if last is not None and k <= last[0] <= i:
             base, state = last
-            rows, kind = self._stored(base + 1, i + 1)
+            rows, kind = self._stored_in(base + 1, i + 1)
         else:
-            rows, kind = self._stored(k, i + 1)
+            rows, kind = self._stored_in(k, i + 1)
             nk = int(self._coff[k + 1] - self._coff[k])
             base, state, rows, kind = k, rows[:nk], rows[nk:], kind[nk:]
         if len(rows):
@@ -1015,6 +1032,10 @@ class Capture:
         from the snapshot kept before it.
         """
         idx = np.arange(self.n_snapshots)[snapshots]
+        if isinstance(snapshots, slice) and len(idx) and (np.diff(idx) == 1).all():
+            view = self._contiguous_view(int(idx[0]), int(idx[-1]) + 1)
+            if view is not None:
+                return view
         if type(self) is not Capture and len(idx) > 1 and (np.diff(idx) > 1).sum() > 4:
             # many runs of a capture read from disk: read the span once, select in memory
             lo, hi = int(idx.min()), int(idx.max()) + 1
@@ -1046,6 +1067,40 @@ class Capture:
             wr = np.concatenate(w_parts) if w_parts else _NO_ROWS
             woff = _offsets(np.concatenate(w_lens) if w_lens else [])
         return self._derived(idx, enc.arrays(), wr, woff)
+
+    def _contiguous_view(self, a: int, b: int) -> Capture | None:
+        """Snapshots ``[a, b)`` as views of this capture's stored rows in memory (no copy: the
+        same keyframes and changes), or ``None`` unless ``a`` is a keyframe and the rows are in
+        memory here. A dense compatibility view comes along as a slice.
+        """
+        if not self._key[a] or type(self)._stored is not Capture._stored:
+            return None
+        out = self._span(a, b)
+        if self._regions is not None:
+            o = self.region_offsets
+            out._regions = self._regions[o[a] : o[b]]
+        return out
+
+    def _as_keyframes(self, a: int, rows: np.ndarray, counts: np.ndarray) -> Capture:
+        """Snapshots ``a, a + 1, ...`` with the dense ``rows`` (``counts`` per snapshot), every
+        one stored as a keyframe of those rows: valid, zero-copy (the kinds are a read-only
+        broadcast zero); written sets as views too.
+        """
+        b = a + len(counts)
+        enc = (
+            rows,
+            np.broadcast_to(np.int8(KEYFRAME), (len(rows),)),
+            counts,
+            counts,
+            np.ones(len(counts), bool),
+        )
+        wr = woff = None
+        if self.written_offsets is not None:
+            wr = self._written_rows(a, b)
+            woff = self.written_offsets[a : b + 1] - self.written_offsets[a]
+        out = self._derived(np.arange(a, b), enc, wr, woff)
+        out._regions = rows
+        return out
 
     def _span(self, k: int, b: int) -> Capture:
         """Snapshots ``[k, b)`` (``k`` a keyframe) in memory, stored rows as they are."""
@@ -1183,7 +1238,9 @@ class Capture:
     ) -> Iterator[tuple[int, Capture]]:
         """Consecutive in-memory sub-captures, in order, for analyses with bounded memory.
 
-        Each chunk is decoded once (keyframe + changes) and carries its dense ``regions``.
+        Each chunk is decoded once (keyframe + changes) and carries its dense ``regions``; it
+        is stored as keyframes of those rows (views, no copy, nothing read twice), so its own
+        :meth:`changes` diffs snapshots rather than reading stored changes.
 
         Parameters
         ----------
@@ -1201,33 +1258,51 @@ class Capture:
         if rng.step != 1:
             raise ValueError("chunks() takes a contiguous range of snapshots (step 1)")
         for a, rows, counts in self._decode_chunks(rng.start, rng.stop, max_rows):
-            b = a + len(counts)
-            off = _offsets(counts)
-            first = rows[: off[1]]
-            if self._regions is not None or b == a + 1:
-                stored, kind = _NO_ROWS, _NO_KIND
-            else:
-                stored, kind = self._stored(a + 1, b)
-            enc = (
-                np.concatenate([first, stored]),
-                np.concatenate([np.zeros(len(first), np.int8), kind]),
-                self._n_rows[a:b],
-                np.concatenate([[len(first)], np.diff(self._coff[a + 1 : b + 1])]),
-                np.concatenate([[True], self._key[a + 1 : b]]),
-            )
-            if self._regions is not None:  # dense: its own encoding is not needed
-                chunk = self.select(slice(a, b))
-            else:
-                wr = woff = None
-                if self.written_offsets is not None:
-                    wr = self._written_rows(a, b)
-                    woff = self.written_offsets[a : b + 1] - self.written_offsets[a]
-                chunk = self._derived(np.arange(a, b), enc, wr, woff)
-            chunk._regions = rows
-            yield a, chunk
+            # the stored changes are not read a second time to encode the chunk
+            yield a, self._as_keyframes(a, rows, counts)
+
+    def written_chunks(
+        self, snapshots: slice | None = None, *, max_rows: int = 1 << 22
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """The written sets of consecutive snapshots, in chunks, without the region rows.
+
+        Parameters
+        ----------
+        snapshots : slice, optional
+            A contiguous range of snapshots (step 1); all by default.
+        max_rows : int
+            Written rows per chunk at most (a snapshot larger than that comes alone).
+
+        Yields
+        ------
+        (int, numpy.ndarray, numpy.ndarray)
+            The chunk's first snapshot, its written rows (``REGION_DTYPE``) and ``n + 1``
+            offsets into them.
+
+        Raises
+        ------
+        ValueError
+            The capture has no written sets, or ``snapshots`` has a step.
+        """
+        rng = self._snapshot_range(snapshots)
+        if rng.step != 1:
+            raise ValueError("written_chunks() takes a contiguous range of snapshots (step 1)")
+        woff = self.written_offsets
+        if woff is None:
+            raise ValueError("this capture has no written sets")
+        a, stop = rng.start, rng.stop
+        while a < stop:
+            csum = np.cumsum(np.diff(woff[a : stop + 1]))
+            b = a + max(1, int(np.searchsorted(csum, max_rows, side="right")))
+            yield a, self._written_rows(a, b), woff[a : b + 1] - woff[a]
+            a = b
 
     def changes(
-        self, snapshots: slice | None = None, *, max_rows: int = 1 << 22
+        self,
+        snapshots: slice | None = None,
+        *,
+        max_rows: int = 1 << 22,
+        whole_keyframes: bool = False,
     ) -> Iterator[Changes]:
         """The snapshots as changes (see :class:`Changes`), in chunks of bounded size.
 
@@ -1235,6 +1310,13 @@ class Capture:
         need not be recomputed, and replaying these costs what changed between snapshots, not
         snapshots x regions. ``max_rows`` bounds the change rows per chunk (one snapshot's
         changes come whole).
+
+        A snapshot stored as a keyframe has no stored changes: by default its changes are its
+        difference from the snapshot before, rebuilt for that (the costly part of reading a
+        capture whose keyframes are big). With ``whole_keyframes=True`` each keyframe after
+        the first snapshot comes instead alone in its chunk (``first`` is that keyframe, see
+        :attr:`keyframes`) as the whole snapshot, every row with sign +1: for a consumer that
+        keeps its own per-snapshot state (e.g. bytes per bin) and needs no row-level diff.
         """
         rng = self._snapshot_range(snapshots)
         if rng.step != 1:
@@ -1242,35 +1324,80 @@ class Capture:
         a, stop = rng.start, rng.stop
         if a >= stop:
             return
-        first = self._rows_at(a)
-        if not _strictly_sorted(first):
-            first = first[np.argsort(first["start"], kind="stable")]
-        yield Changes(
-            a, a + 1, np.full(len(first), a, np.int64), first, np.ones(len(first), np.int8)
-        )
-        a += 1
-        while a < stop:
-            csum = np.cumsum(np.diff(self._coff[a : stop + 1]))
-            b = a + max(1, int(np.searchsorted(csum, max_rows, side="right")))
-            rows, kind = self._stored(a, b)
-            snap = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(self._coff[a : b + 1]))
-            keys = np.flatnonzero(self._key[a:b]) + a
-            if len(keys):  # a keyframe: its changes are its difference from the snapshot before
-                parts_r, parts_k, parts_s = [], [], []
-                for k in keys.tolist():
-                    gone, came = _diff(self._rows_at(k - 1), self._rows_at(k))
-                    r, s = _change_rows(gone, came)
-                    parts_r.append(r)
-                    parts_k.append(s)
-                    parts_s.append(np.full(len(r), k, np.int64))
-                stored = ~np.isin(snap, keys)
-                rows = np.concatenate([rows[stored], *parts_r])
-                kind = np.concatenate([kind[stored], *parts_k])
-                snap = np.concatenate([snap[stored], *parts_s])
-                o = np.argsort(snap, kind="stable")
-                rows, kind, snap = rows[o], kind[o], snap[o]
-            yield Changes(a, b, snap, rows, kind.astype(np.int8))
-            a = b
+        # A capture that reads its stored rows from elsewhere (disk) holds those it read from
+        # the last keyframe on: rebuilding the snapshot before a keyframe (to diff it) then
+        # reads nothing twice. The encoder keeps changes since a keyframe below its size, so
+        # this is about two snapshots plus one chunk.
+        hold = type(self)._stored is not Capture._stored and not whole_keyframes
+        try:
+            if hold:
+                k0 = self.keyframes_before(a)
+                self._held = (k0, a + 1, *self._stored(k0, a + 1))
+            first = self._rows_at(a)
+            if not _strictly_sorted(first):
+                first = first[np.argsort(first["start"], kind="stable")]
+            yield Changes(
+                a, a + 1, np.full(len(first), a, np.int64), first, np.ones(len(first), np.int8)
+            )
+            a += 1
+            while a < stop:
+                csum = np.cumsum(np.diff(self._coff[a : stop + 1]))
+                b = a + max(1, int(np.searchsorted(csum, max_rows, side="right")))
+                rows, kind = self._stored(a, b)
+                if hold:
+                    self._extend_held(a, b, rows, kind, max_rows)
+                snap = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(self._coff[a : b + 1]))
+                keys = np.flatnonzero(self._key[a:b]) + a
+                if len(keys) and whole_keyframes:
+                    yield from _around_keyframes(a, b, keys, snap, rows, kind)
+                    a = b
+                    continue
+                if len(keys):  # a keyframe: its changes are its difference from the one before
+                    parts_r, parts_k, parts_s = [], [], []
+                    for k in keys.tolist():
+                        gone, came = _diff(self._rows_at(k - 1), self._rows_at(k))
+                        r, s = _change_rows(gone, came)
+                        parts_r.append(r)
+                        parts_k.append(s)
+                        parts_s.append(np.full(len(r), k, np.int64))
+                    stored = ~np.isin(snap, keys)
+                    rows = np.concatenate([rows[stored], *parts_r])
+                    kind = np.concatenate([kind[stored], *parts_k])
+                    snap = np.concatenate([snap[stored], *parts_s])
+                    o = np.argsort(snap, kind="stable")
+                    rows, kind, snap = rows[o], kind[o], snap[o]
+                if hold:
+                    self._trim_held(b)
+                yield Changes(a, b, snap, rows, kind.astype(np.int8))
+                a = b
+        finally:
+            self._held = None
+
+    def _extend_held(self, a: int, b: int, rows: np.ndarray, kind: np.ndarray, cap: int) -> None:
+        """Add the stored rows of ``[a, b)`` to those held (see :meth:`changes`)."""
+        h = getattr(self, "_held", None)
+        if h is None or h[1] != a or len(h[2]) > 8 * cap:
+            self._held = (a, b, rows, kind)  # (an odd encoding: hold only this chunk)
+        else:
+            self._held = (h[0], b, np.concatenate([h[2], rows]), np.concatenate([h[3], kind]))
+
+    def _trim_held(self, b: int) -> None:
+        """Keep the held rows from the last keyframe before ``b`` on (what comes next needs)."""
+        h = getattr(self, "_held", None)
+        if h is None:
+            return
+        k = self.keyframes_before(b - 1)
+        if k > h[0]:
+            cut = int(self._coff[k] - self._coff[h[0]])
+            self._held = (k, h[1], h[2][cut:], h[3][cut:])
+
+    def _stored_in(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """``_stored(a, b)``, served from the rows :meth:`changes` holds when it has them."""
+        h = getattr(self, "_held", None)
+        if h is not None and h[0] <= a and b <= h[1]:
+            o, base = self._coff, int(self._coff[h[0]])
+            return h[2][o[a] - base : o[b] - base], h[3][o[a] - base : o[b] - base]
+        return self._stored(a, b)
 
     # -- reshaping ----------------------------------------------------------------------------
     def slice(

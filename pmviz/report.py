@@ -110,6 +110,25 @@ def _largest_vma(capture: Capture, prefer: str = "[heap]") -> int | str | None:
     return int(np.flatnonzero(ok)[np.argmax(sizes[ok])])
 
 
+_SHARE_ROWS = 1 << 23
+"""Stored rows (region keyframes + changes, written sets) up to which a report reads the
+capture once into memory (at most 192 MiB) for all its analyses."""
+
+
+def _shared(capture: Capture) -> Capture:
+    """``capture`` read once into memory in its stored form (keyframes + changes, written
+    sets) when that is small, so the report's dozen analyses do not each read it from disk;
+    as it is otherwise (each analysis then streams it in bounded memory).
+    """
+    if type(capture) is Capture:
+        return capture
+    woff = capture.written_offsets
+    rows = capture.stored_rows + (int(woff[-1]) if woff is not None and len(woff) else 0)
+    if rows > _SHARE_ROWS:
+        return capture
+    return capture.select(slice(None))
+
+
 def build_report(
     capture: Capture,
     *,
@@ -148,6 +167,7 @@ def build_report(
     """
     if not capture.n_snapshots:
         raise ValueError("the capture has no snapshots; nothing to report")
+    shown, capture = capture, _shared(capture)
     m = capture.meta
     title = title or _title(m.command, m.pid)
     # One address axis for the four heatmaps (with "auto" it costs two axis builds).
@@ -366,7 +386,7 @@ def build_report(
         cmd = " ".join(m.command)
         cmd = cmd if len(cmd) <= 2000 else cmd[:2000] + " …"
         body.append(f"<p class='note'>command: <code>{html.escape(cmd)}</code></p>")
-    body.append(capture._repr_html_())
+    body.append(shown._repr_html_())  # the capture as opened (where it is stored, its size)
     for name, fn in it:
         body.append(f"<h2>{html.escape(name)}</h2>{fn()}")
     return (

@@ -46,11 +46,18 @@ class Guarded(Capture):
     def has_written(self):
         return self._inner.has_written
 
+    @property
+    def keyframes(self):  # where snapshots are stored whole: which reading is cheaper
+        return self._inner.keyframes
+
     def chunks(self, snapshots=None, *, max_rows=1 << 22):
         return self._inner.chunks(snapshots, max_rows=max_rows)
 
-    def changes(self, snapshots=None, *, max_rows=1 << 22):
-        return self._inner.changes(snapshots, max_rows=max_rows)
+    def changes(self, snapshots=None, *, max_rows=1 << 22, **kw):
+        return self._inner.changes(snapshots, max_rows=max_rows, **kw)
+
+    def written_chunks(self, snapshots=None, *, max_rows=1 << 22):
+        return self._inner.written_chunks(snapshots, max_rows=max_rows)
 
     def regions_at(self, i):
         return self._inner.regions_at(i)
@@ -100,18 +107,117 @@ def test_heatmap_memory_does_not_grow_with_snapshots(monkeypatch):
     assert peaks[1] < 3 * peaks[0], peaks
 
 
-@pytest.mark.parametrize("churn", [-1.0, 2.0])  # always dense after the probe / always changes
-@pytest.mark.parametrize("probe", [1, 4])
-def test_both_heatmap_paths_give_the_golden_grids(stored, churn, probe, monkeypatch):
+def _all_dense(keyframes, lo, hi):
+    return [(lo, hi, True)]
+
+
+def _all_changes(keyframes, lo, hi):
+    return [(lo, hi, False)]
+
+
+def _alternating(keyframes, lo, hi):
+    """Runs of 1-3 snapshots, dense and changes in turn (every switch of path)."""
+    cuts = list(range(lo, hi, 2)) + [hi]
+    cuts[1::3] = [min(c + 1, hi) for c in cuts[1::3]]
+    bounds = sorted(set(cuts))
+    return [(a, b, i % 2 == 1) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+
+
+@pytest.mark.parametrize("dense_changes", [0.0, float("inf")])  # changes binned densely / by row
+@pytest.mark.parametrize("runs", [_all_dense, _all_changes, _alternating])
+def test_every_heatmap_path_gives_the_golden_grids(stored, runs, dense_changes, monkeypatch):
     import pmviz.analysis.heatmap as hm
 
-    monkeypatch.setattr(hm, "_CHURN", churn)
-    monkeypatch.setattr(hm, "_PROBE", probe)
+    monkeypatch.setattr(hm, "_runs", runs)
+    monkeypatch.setattr(hm, "_DENSE_CHANGES", dense_changes)
     monkeypatch.setattr(stream, "MAX_ROWS", 3000)
     for name in golden.CAPTURES:
         path = os.path.join(golden.SAMPLES, f"{name}.pmviz")
         if not os.path.isdir(path):
             pytest.skip("sample capture not built")
         cap = Guarded(pmviz.open(path))
+        for key, got in golden.results(cap, heatmaps_only=True):
+            golden.assert_same(key, np.asarray(got), stored[f"{name}/{key}"])
+
+
+def test_heatmap_runs_read_keyframe_runs_densely_and_the_rest_as_changes():
+    from pmviz.analysis.heatmap import _runs
+
+    # keyframes 0, 5, 6, 7, 12: 5-6 are followed by keyframes (dense); 7 starts the changes
+    assert _runs(np.array([0, 5, 6, 7, 12]), 0, 15) == [
+        (0, 5, False),
+        (5, 7, True),
+        (7, 15, False),
+    ]
+    # every snapshot a keyframe (categories flipping everywhere): all dense
+    assert _runs(np.arange(10), 2, 10) == [(2, 10, True)]
+    # a range starting inside a change run starts from its first snapshot, whole
+    assert _runs(np.array([0, 8]), 3, 8) == [(3, 8, False)]
+    assert _runs(np.array([0, 4]), 3, 5) == [(3, 5, True)]
+
+
+def test_heatmap_of_every_region_changing_uses_dense_chunks_and_matches_the_changes():
+    """100 % churn: every snapshot is stored whole; the dense reading equals the changes'."""
+    import pmviz.analysis.heatmap as hm
+
+    rng = np.random.default_rng(3)
+    base = two_vma_capture()
+    snaps = []
+    for i in range(30):
+        r = base.regions_at(i % 4).array.copy()
+        r["categories"] = rng.integers(0, 16, r.size).astype(np.uint64)
+        snaps.append((i * 10**8, pmviz.Regions(r), None, base.vmas_at(0)))
+    cap = Capture.from_snapshots(base.meta, snaps)
+    assert len(cap.keyframes) > 20
+    got = pa.heatmap_grid(cap, "present", addr_bins=16, time_bins=7)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(hm, "_runs", _all_changes)
+    mp.setattr(hm, "_DENSE_CHANGES", float("inf"))
+    try:
+        ref = pa.heatmap_grid(cap, "present", addr_bins=16, time_bins=7)
+    finally:
+        mp.undo()
+    np.testing.assert_allclose(got.grid, ref.grid, rtol=1e-12, atol=1e-15)
+    assert np.isfinite(got.grid).any()
+
+
+class FirstChunkShared(Guarded):
+    """Changes whose first chunk carries the first snapshot whole AND the next changes (the
+    contract allows it; ``Capture.changes`` happens to yield the first snapshot alone)."""
+
+    def changes(self, snapshots=None, *, max_rows=1 << 22, **kw):
+        it = self._inner.changes(snapshots, max_rows=max_rows, **kw)
+        first = next(it, None)
+        if first is None:
+            return
+        second = next(it, None)
+        whole = (  # a keyframe that comes whole stays alone in its chunk
+            second is not None
+            and kw.get("whole_keyframes")
+            and second.end == second.first + 1
+            and second.first in self._inner.keyframes
+        )
+        if second is None or second.first != first.end or whole:
+            yield first
+        else:
+            yield first._replace(
+                end=second.end,
+                snapshot=np.concatenate([first.snapshot, second.snapshot]),
+                rows=np.concatenate([first.rows, second.rows]),
+                sign=np.concatenate([first.sign, second.sign]),
+            )
+            second = None
+        if second is not None:
+            yield second
+        yield from it
+
+
+def test_heatmap_reads_a_first_chunk_that_also_holds_changes(stored, monkeypatch):
+    monkeypatch.setattr(stream, "MAX_ROWS", 3000)
+    for name in golden.CAPTURES:
+        path = os.path.join(golden.SAMPLES, f"{name}.pmviz")
+        if not os.path.isdir(path):
+            pytest.skip("sample capture not built")
+        cap = FirstChunkShared(pmviz.open(path))
         for key, got in golden.results(cap, heatmaps_only=True):
             golden.assert_same(key, np.asarray(got), stored[f"{name}/{key}"])

@@ -174,3 +174,20 @@ def test_constructor_rejects_reversed_and_negative_rows():
         ok = rows.copy()
         ok["start"] = 0x1000
         Capture(CaptureMeta(), np.array([1]), ok, [0, 1], written=rows, written_offsets=[0, 1])
+
+
+def test_contiguous_selections_and_chunks_are_views_with_the_same_rows():
+    cap = churn()
+    d = dense(cap)
+    k = int(cap.keyframes[len(cap.keyframes) // 2])
+    end = min(k + 5, cap.n_snapshots)
+    sel = cap.select(slice(k, end))
+    assert np.shares_memory(sel._crow, cap._crow)  # the stored rows, not a copy
+    assert all(np.array_equal(sel.regions_at(j).array, d[k + j]) for j in range(end - k))
+    dense_cap = Capture(cap.meta, cap.time_ns, cap.regions, cap.region_offsets)
+    for first, chunk in dense_cap.chunks(slice(3, 40), max_rows=500):
+        assert np.shares_memory(chunk.regions, dense_cap.regions)
+        assert all(
+            np.array_equal(chunk.regions_at(j).array, d[first + j])
+            for j in range(chunk.n_snapshots)
+        )

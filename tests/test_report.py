@@ -215,3 +215,28 @@ def _drop_swap(r):
     a = r.array.copy()
     a["categories"] &= ~np.uint64(int(pmviz.Category.SWAPPED))
     return Regions(a, page_size=r.page_size)
+
+
+def test_report_reads_a_small_stored_capture_once(tmp_path, monkeypatch):
+    """The dozen analyses share one read of the region parts (not one read each)."""
+    import pmviz.report as report
+    from pmviz.storage.reader import StoredCapture
+
+    path = save(two_vma_capture(), str(tmp_path / "c.pmviz"))
+    reads = []
+    orig = StoredCapture._stored
+
+    def counted(self, a, b):
+        reads.append((a, b))
+        return orig(self, a, b)
+
+    monkeypatch.setattr(StoredCapture, "_stored", counted)
+    shared = build_report(pmviz.open(path))
+    # snapshot 0 and the rest (once), and the last snapshot for the summary of the capture
+    assert len(reads) <= 3, reads
+    monkeypatch.setattr(report, "_SHARE_ROWS", 0)  # too big to share: each analysis streams
+    reads.clear()
+    alone = build_report(pmviz.open(path))
+    assert len(reads) > 6
+    strip = re.compile(r'src="data:image/png;base64,[^"]+"')
+    assert strip.sub("", shared) == strip.sub("", alone)

@@ -1,5 +1,6 @@
 """Capture files: round trips, lazy windows, crash leftovers, damage, and third-party readers."""
 
+import html
 import json
 import os
 import shutil
@@ -74,7 +75,7 @@ def test_roundtrip_and_lazy_loading(tmp_path):
     )
     lo, hi = 0x7F0000000000 + 0x10000 * 20 + 0x4000, 0x7F0000000000 + 0x10000 * 30
     same(open_capture(path).address_window(lo, hi), cap.address_window(lo, hi))
-    assert "StoredCapture" in d._repr_html_()
+    assert "pmviz capture" in d._repr_html_() and html.escape(str(path)) in d._repr_html_()
     with pytest.raises(CaptureError, match="already exists"):
         save(cap, path)
     save(synthetic(n=3, written=False), path, overwrite=True)

@@ -27,8 +27,12 @@ def chunks(capture: Capture, snapshots: slice | None = None) -> Iterator[tuple[i
     return capture.chunks(snapshots, max_rows=MAX_ROWS)
 
 
-def changes(capture: Capture, snapshots: slice | None = None) -> Iterator[Changes]:
+def changes(
+    capture: Capture, snapshots: slice | None = None, *, whole_keyframes: bool = False
+) -> Iterator[Changes]:
     """``capture.changes`` with this module's chunk size."""
+    if whole_keyframes:
+        return capture.changes(snapshots, max_rows=MAX_ROWS, whole_keyframes=True)
     return capture.changes(snapshots, max_rows=MAX_ROWS)
 
 
@@ -43,15 +47,25 @@ def snapshot_rows(
     capture: Capture, what: str = "regions", snapshots: slice | None = None
 ) -> Iterator[Rows]:
     """The full scans (``"regions"``) or written sets (``"written"``) of ``snapshots``, by chunk."""
-    for first, chunk in chunks(capture, snapshots):
-        if what == "written":
-            arr, off = chunk.written, chunk.written_offsets
-            if arr is None or off is None:
-                raise ValueError("this capture has no written sets")
-        else:
-            arr, off = chunk.regions, chunk.region_offsets
-        snap = np.repeat(np.arange(first, first + chunk.n_snapshots, dtype=np.int64), np.diff(off))
+    for first, arr, off in row_chunks(capture, what, snapshots):
+        snap = np.repeat(np.arange(first, first + off.size - 1, dtype=np.int64), np.diff(off))
         yield Rows(arr, snap)
+
+
+def row_chunks(
+    capture: Capture, what: str = "regions", snapshots: slice | None = None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first snapshot, rows, offsets)`` of the full scans or written sets, by chunk.
+
+    Written sets are read alone (``Capture.written_chunks``): the region rows are not decoded.
+    """
+    if what == "written":
+        if not capture.has_written:
+            raise ValueError("this capture has no written sets")
+        yield from capture.written_chunks(snapshots, max_rows=MAX_ROWS)
+        return
+    for first, chunk in chunks(capture, snapshots):
+        yield first, chunk.regions, chunk.region_offsets
 
 
 def no_written(capture: Capture) -> ValueError:
@@ -80,8 +94,11 @@ def to_compact(
     k0 = np.searchsorted(seg_end, start, side="right")  # first segment ending after start
     k1 = np.searchsorted(seg_start, end, side="left")  # segments starting before end
     n = np.maximum(k1 - k0, 0)
-    row = np.repeat(np.arange(start.size, dtype=np.int64), n)
-    seg = concat_aranges(k0, n)
+    if n.size and n.min() == 1 and n.max() == 1:  # the usual case: one segment per row
+        row, seg = np.arange(start.size, dtype=np.int64), k0
+    else:
+        row = np.repeat(np.arange(start.size, dtype=np.int64), n)
+        seg = concat_aranges(k0, n)
     ss = seg_start[seg]
     a = np.maximum(start[row], ss)
     b = np.minimum(end[row], seg_end[seg])
@@ -96,10 +113,18 @@ def split_bins(
     """Cut compact pieces at bin ``edges``: ``(bin, bytes, piece)`` per part inside a bin."""
     nb = edges.size - 1
     j0 = np.maximum(np.searchsorted(edges, pos_start, side="right") - 1, 0)
-    j1 = np.minimum(np.searchsorted(edges, pos_end, side="left"), nb)
+    # Most pieces end inside the bin they start in: test that, search only for the others.
+    j1 = j0 + 1
+    far = (j0 >= nb) | (pos_end > edges[np.minimum(j1, nb)]) | (pos_end <= edges[j0])
+    if far.any():
+        j1[far] = np.searchsorted(edges, pos_end[far], side="left")
+    np.minimum(j1, nb, out=j1)
     n = np.maximum(j1 - j0, 0)
-    piece = np.repeat(np.arange(pos_start.size, dtype=np.int64), n)
-    j = concat_aranges(j0, n)
+    if n.size and n.min() == 1 and n.max() == 1:  # every piece inside one bin
+        piece, j = np.arange(pos_start.size, dtype=np.int64), j0
+    else:
+        piece = np.repeat(np.arange(pos_start.size, dtype=np.int64), n)
+        j = concat_aranges(j0, n)
     lo = np.maximum(pos_start[piece], edges[j])
     hi = np.minimum(pos_end[piece], edges[j + 1])
     return j, hi - lo, piece

@@ -118,7 +118,6 @@ def unmapped_patch(**kwargs) -> Patch:  # noqa: ANN003 - Patch keyword arguments
     return Patch(**kwargs)
 
 
-
 def human_rate(bytes_per_s: float, *, nominal_bits: float | None = None) -> str:
     """A byte rate with IEC prefixes, ``"119 MiB/s"``; with the link's nominal bit rate once,
     ``"119 MiB/s (1 Gbit/s)"`` (the project's convention: bytes everywhere, the vendor's

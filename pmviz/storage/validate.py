@@ -469,6 +469,17 @@ def region_problems(
     n = len(rows)
     off = np.asarray(offsets, np.int64)
     bad = np.empty(n, bool)
+    # A snapshot's first row follows nothing, nor does a row of an unordered snapshot (change
+    # rows): their order test is masked out (a mask, not a recheck of gathered rows: with
+    # format 2 most rows read are change rows).
+    follows: np.ndarray | None = None
+    if n > 1:
+        heads = off[1:-1][(off[1:-1] > 0) & (off[1:-1] < n)]
+        if ordered is not None and not np.all(ordered):
+            follows = np.repeat(np.asarray(ordered, bool), np.diff(off))
+        else:
+            follows = np.ones(n, bool)
+        follows[heads] = False
     mask, limit = np.uint64(page_size - 1), np.uint64(ADDRESS_LIMIT)
     for a in range(0, n, _CHUNK):  # chunks keep the temporaries in cache: this runs on every load
         b = min(a + _CHUNK, n)
@@ -478,19 +489,13 @@ def region_problems(
         tmp &= mask
         out |= tmp.astype(bool)
         out |= ce > limit
-        if a:
-            out[0] |= cs[0] < e[a - 1]
-        out[1:] |= cs[1:] < ce[:-1]
-    if n > 1:
-        heads = off[1:-1][(off[1:-1] > 0) & (off[1:-1] < n)]
-        if ordered is not None and not np.all(ordered):
-            # rows of unordered snapshots (change rows) follow nothing either
-            loose = np.repeat(~np.asarray(ordered, bool), np.diff(off))
-            heads = np.union1d(heads, np.flatnonzero(loose))
-        # a snapshot's first row follows nothing: recheck those rows without the order test
-        bad[heads] = (
-            (s[heads] >= e[heads]) | (((s[heads] | e[heads]) & mask) != 0) | (e[heads] > limit)
-        )
+        if follows is None:
+            continue
+        order = np.empty(b - a, bool)
+        order[0] = a > 0 and cs[0] < e[a - 1]
+        np.less(cs[1:], ce[:-1], out=order[1:])
+        order &= follows[a:b]
+        out |= order
     first = _first_bad(bad)
     bad_snap = np.zeros(len(off) - 1, bool)
     if first is None:
