@@ -102,7 +102,7 @@ def resolve_swapped(pid_or_pagemap: Pid | Pagemap, regions: Regions) -> Regions:
     ...     snapshot = resolve_swapped(pm, pm.scan())
     """
     a = regions.array
-    ambiguous = (a["categories"] & _SWAPPED != 0) & (a["categories"] & _NOT_AMBIGUOUS == 0)
+    ambiguous = _ambiguous(a)
     if not ambiguous.any():
         return regions
     if not _swap_in_use():
@@ -114,6 +114,56 @@ def resolve_swapped(pid_or_pagemap: Pid | Pagemap, regions: Regions) -> Regions:
         return _resolve(regions, ambiguous, _reader(pid_or_pagemap.fd))
     with procfs.open_fd(procfs.normalize_pid(pid_or_pagemap), "pagemap") as fd:
         return _resolve(regions, ambiguous, _reader(fd))
+
+
+def _ambiguous(a: np.ndarray) -> np.ndarray:
+    """SWAPPED but neither WRITTEN nor GUARD: the rows a marker may hide in (one mask test)."""
+    return (a["categories"] & (_SWAPPED | _NOT_AMBIGUOUS)) == _SWAPPED
+
+
+def resolve_rows(pagemap: Pagemap, rows: np.ndarray) -> np.ndarray:
+    """:func:`resolve_swapped` of a ``REGION_DTYPE`` scan that the caller owns (the recorder's
+    scan buffer): the same result, computed in place where possible.
+
+    Without swap in use (the common case) the ambiguous rows lose SWAPPED in place and only
+    their boundaries are checked for neighbours that became equal, so the cost follows the
+    ambiguous rows, not the whole scan; ``rows`` itself is returned when nothing merged.
+    Otherwise this is :func:`resolve_swapped` (a new array). ``rows`` is modified either way.
+    """
+    ambiguous = _ambiguous(rows)
+    idx = np.flatnonzero(ambiguous)
+    if not len(idx):
+        return rows
+    if _swap_in_use():
+        return resolve_swapped(pagemap, Regions(rows, page_size=PAGE_SIZE)).array
+    cats = rows["categories"]
+    cats[idx] = cats[idx] & ~_SWAPPED
+    return _merge_around(rows, idx)
+
+
+def _merge_around(rows: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Merge the rows at ``idx`` with touching neighbours of equal categories.
+
+    What :func:`pmviz._intervals.merge_equal_neighbours` does to the whole array when only
+    the rows at ``idx`` changed: the kernel merged every other pair already (spec §3.4).
+    """
+    n = len(rows)
+    # Row j merges into row j - 1: candidates are the changed rows and the rows after them.
+    # (a row listed twice is harmless: only a mask is set from these)
+    j = np.concatenate([idx[idx >= 1], idx[idx + 1 < n] + 1])
+    s, e, c = rows["start"], rows["end"], rows["categories"]
+    joins = j[(s[j] == e[j - 1]) & (c[j] == c[j - 1])]
+    if not len(joins):
+        return rows
+    head = np.ones(n, bool)
+    head[joins] = False
+    first = np.flatnonzero(head)
+    last = np.empty(len(first), np.intp)
+    last[:-1] = first[1:] - 1
+    last[-1] = n - 1
+    out = rows[first]
+    out["end"] = e[last]
+    return out
 
 
 def _reader(fd: int) -> EntryReader:
@@ -186,8 +236,9 @@ def _without_type_bits(
 def _all_markers(regions: Regions, ambiguous: np.ndarray) -> Regions:
     """Clear SWAPPED on every ambiguous region (none of their pages can be on swap)."""
     out = regions.array.copy()
-    out["categories"][ambiguous] &= ~_SWAPPED
-    return Regions(iv.merge_equal_neighbours(out), page_size=regions.page_size)
+    idx = np.flatnonzero(ambiguous)
+    out["categories"][idx] &= ~_SWAPPED
+    return Regions(_merge_around(out, idx), page_size=regions.page_size)
 
 
 def _swap_in_use() -> bool:

@@ -8,6 +8,7 @@ per-snapshot columns. Rows a writer has flushed leave memory (:meth:`release`); 
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -15,10 +16,32 @@ from typing import Any
 import numpy as np
 
 from .._kernel.pagemap_scan import REGION_DTYPE
-from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta, Mark, _Encoder
+from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta, Mark, _Encoder, _strictly_sorted
 from ..maps import Vmas
 
 _NO_ROWS = np.empty(0, REGION_DTYPE)
+_NO_KIND = np.empty(0, np.int8)
+
+try:
+    _memcmp = ctypes.CDLL(None).memcmp
+    _memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    _memcmp.restype = ctypes.c_int
+except (OSError, AttributeError):  # pragma: no cover - every libc has memcmp
+    _memcmp = None
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two contiguous row arrays hold the same bytes.
+
+    libc ``memcmp``: one pass over both at memory speed, no temporary, and the GIL is
+    released meanwhile (ctypes), so the writer thread runs; ``np.array_equal`` writes a
+    boolean per word and then reduces it, about three times the memory traffic.
+    """
+    if len(a) != len(b):
+        return False
+    if _memcmp is None or not (a.flags.c_contiguous and b.flags.c_contiguous):
+        return bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))
+    return _memcmp(a.ctypes.data, b.ctypes.data, a.nbytes) == 0
 
 
 class _Column:
@@ -101,6 +124,8 @@ class CaptureBuilder:
         self._wrows = _Column(REGION_DTYPE, 1 << 12) if has_written else None
         self._scan = [np.empty(1 << 12, REGION_DTYPE), np.empty(1 << 12, REGION_DTYPE)]
         self._cur = 0  # the scan buffer of the next snapshot; the other holds the previous
+        self._prev: np.ndarray | None = None  # the previous snapshot's rows (in the other buffer)
+        self._prev_sorted: bool | None = None  # whether they are strictly sorted (None: unknown)
         self._enc = _Encoder()
         self._force_key = False
         self.mem_first = 0  # snapshots before this one were released to disk
@@ -109,12 +134,17 @@ class CaptureBuilder:
         self._disk: Callable[[], Capture] | None = None
 
     # -- recording ----------------------------------------------------------------------------
-    def region_tail(self, n: int) -> np.ndarray:
-        """Writable rows ``[0, n)`` for the next snapshot's scan (grown keeping their content)."""
+    def region_tail(self, n: int, keep: int | None = None) -> np.ndarray:
+        """Writable rows ``[0, n)`` for the next snapshot's scan.
+
+        When the buffer grows, its first ``keep`` rows (default: all it had) are kept; the
+        rest of a grown buffer is untouched memory, which costs nothing until written.
+        """
         buf = self._scan[self._cur]
         if n > len(buf):
             bigger = np.empty(max(n, 2 * len(buf)), REGION_DTYPE)
-            bigger[: len(buf)] = buf
+            k = len(buf) if keep is None else min(keep, len(buf))
+            bigger[:k] = buf[:k]
             self._scan[self._cur] = buf = bigger
         return buf[:n]
 
@@ -145,9 +175,7 @@ class CaptureBuilder:
             cur = self.region_tail(len(regions))
             cur[:] = regions
         force, self._force_key = self._force_key, False
-        rows, kind, key = self._enc.encode(cur, force=force)
-        if key:
-            rows = cur  # copied into the row column below; the scan buffer is reused
+        rows, kind, key = self._encode(cur, force)
         self._cur ^= 1  # the next scan must not overwrite this snapshot (the next diff's base)
         with self._lock:
             i = self.n
@@ -167,6 +195,27 @@ class CaptureBuilder:
                 self._wrows.append(w)
                 self._woff.push(self._wrows.end)
             self.n = i + 1  # last: a concurrent capture() sees whole snapshots only
+
+    def _encode(self, cur: np.ndarray, force: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The encoder's (rows, kinds, is keyframe), with the steady case made cheap.
+
+        A snapshot with the same bytes as the previous one is no change at all when the
+        previous one was diffable (strictly sorted); one ``memcmp`` says so, instead of the
+        encoder's sortedness checks of both and its element-wise comparison. Whatever else
+        goes through the encoder unchanged, so the stored rows are identical either way.
+        """
+        prev, self._prev = self._prev, cur
+        if not force and prev is not None and self._enc.prev is prev and _same_rows(prev, cur):
+            if self._prev_sorted is None:
+                self._prev_sorted = _strictly_sorted(cur)
+            if self._prev_sorted:
+                self._enc.prev = cur  # (nothing else of its state moves for zero change rows)
+                return _NO_ROWS, _NO_KIND, False
+        self._prev_sorted = None  # known again the next time the bytes repeat
+        rows, kind, key = self._enc.encode(cur, force=force)
+        if key:
+            rows = cur  # copied into the row column below; the scan buffer is reused
+        return rows, kind, key
 
     # -- writing ------------------------------------------------------------------------------
     def pending(self, meta: CaptureMeta | None = None) -> tuple[int, Capture]:

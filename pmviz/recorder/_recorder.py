@@ -19,7 +19,6 @@ from ..capture import Capture, CaptureMeta
 from ..errors import CaptureError, Error, NoSuchProcess, PmvizWarning
 from ..features import features
 from ..maps import Vmas
-from ..regions import Regions
 from ..scanning import _full_mask
 from ._builder import CaptureBuilder
 from ._target import _cmdline, _parse_ranges, _Target, _TargetPagemap
@@ -312,7 +311,7 @@ class Recorder:
         for lo, hi in self._ranges:
             arg.start, arg.end = lo, hi
             while True:
-                rows = builder.region_tail(n + room)
+                rows = builder.region_tail(n + room, keep=n)  # (growing keeps the rows so far)
                 arg.vec = rows.ctypes.data + n * rows.itemsize
                 arg.vec_len = room
                 try:
@@ -371,11 +370,14 @@ class Recorder:
                     n_rows, retries = self._scan_into(builder, room)
                     t_scanned = time.monotonic_ns()
                     if resolve is not None:
-                        # Resolution splits regions where markers and swap alternate: the
-                        # snapshot may now need more rows than the scan wrote (ask again).
-                        resolved = resolve(builder.region_tail(n_rows))
-                        n_rows = len(resolved)
-                        builder.region_tail(n_rows)[:] = resolved
+                        # Resolution works in place when it can; it may also merge rows, or
+                        # split regions where markers and swap alternate: the snapshot may
+                        # then need more rows than the scan wrote (ask again).
+                        scanned = builder.region_tail(n_rows)
+                        resolved = resolve(scanned)
+                        if resolved is not scanned:
+                            n_rows = len(resolved)
+                            builder.region_tail(n_rows, keep=0)[:] = resolved
                     written = None
                     if self._source is not None:
                         written = self._source.collect().array
@@ -443,18 +445,18 @@ class Recorder:
         if self._source is None or getattr(self._source, "mechanism", "") != "uffd-wp":
             return None
         try:
-            from ..swapped import resolve_swapped
+            from ..swapped import resolve_rows
         except ModuleNotFoundError as err:
             if err.name != "pmviz.swapped":
                 raise
             return None
         target = self._pagemap
 
-        def resolve(regions: Any) -> Any:
+        def resolve(rows: Any) -> Any:
             pm = target.get()
             if pm is None:  # (only after a launched program has ended: the scan failed first)
                 raise NoSuchProcess(self._target.pid)
-            return resolve_swapped(pm, Regions(regions)).array
+            return resolve_rows(pm, rows)  # (the scan buffer: changed in place)
 
         return resolve
 
