@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _intervals as iv
 from ._kernel import pagemap, procfs
-from ._kernel.pagemap_scan import PAGE_SIZE
+from ._kernel.pagemap_scan import PAGE_SHIFT, PAGE_SIZE
 from ._kernel.procfs import Pid
 from .categories import Category
 from .errors import PmvizWarning
@@ -135,7 +135,10 @@ def resolve_rows(pagemap: Pagemap, rows: np.ndarray) -> np.ndarray:
     if not len(idx):
         return rows
     if _swap_in_use():
-        return resolve_swapped(pagemap, Regions(rows, page_size=PAGE_SIZE)).array
+        if not features().pfn_visible:
+            regions = Regions._trusted(rows)
+            return _without_type_bits(pagemap, regions, ambiguous).array
+        return _resolve_array(rows, ambiguous, _reader(pagemap.fd), PAGE_SIZE)
     cats = rows["categories"]
     cats[idx] = cats[idx] & ~_SWAPPED
     return _merge_around(rows, idx)
@@ -186,31 +189,74 @@ def real_swap_pairs(fd: int, regions: np.ndarray) -> np.ndarray:
     return iv.union(iv.as_pairs(real, real + np.uint64(PAGE_SIZE)))
 
 
+# Regions closer than this are read in one pread: reading the entries of a short gap costs
+# less than another syscall (with a million small regions, one pread each took seconds).
+_READ_GAP = 512 << PAGE_SHIFT
+
+
 def _entries(read: EntryReader, regions: np.ndarray) -> np.ndarray:
-    # One pread per region: a syscall cannot gather scattered file ranges, but the regions
-    # are run-length (a few per tracked VMA); the pages are handled in numpy.
-    parts = [read(s, e) for s, e in zip(regions["start"].tolist(), regions["end"].tolist())]
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
+    """The pagemap entries of every page of ``regions``, in region order (page by page)."""
+    if not len(regions):
+        return np.empty(0, dtype=np.uint64)
+    s, e = regions["start"], regions["end"]
+    if len(regions) > 1 and not (s[1:] >= e[:-1]).all():  # (unsorted: one pread each)
+        parts = [read(a, b) for a, b in zip(s.tolist(), e.tolist())]
+        return np.concatenate(parts)
+    cs, ce = iv.bridge_gaps(s, e, _READ_GAP)
+    parts = [read(a, b) for a, b in zip(cs.tolist(), ce.tolist())]
+    got = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    # where each cluster's entries start in `got`, then each page's index
+    shift = np.uint64(PAGE_SHIFT)
+    base = np.zeros(len(cs), np.int64)
+    np.cumsum(((ce - cs) >> shift)[:-1].astype(np.int64), out=base[1:])
+    addrs, _ = iv.page_addresses(regions)
+    cluster = np.searchsorted(cs, addrs, side="right") - 1
+    return got[base[cluster] + ((addrs - cs[cluster]) >> shift).astype(np.int64)]
 
 
 def _resolve(regions: Regions, ambiguous: np.ndarray, read: EntryReader) -> Regions:
-    """Split the ambiguous regions by their pages' entries (vectorised per page)."""
-    a = regions.array
-    amb = a[ambiguous]
-    page = np.uint64(regions.page_size)
+    """Clear SWAPPED on the ambiguous pages whose entry is not a real swap entry."""
+    out = _resolve_array(regions.array.copy(), ambiguous, read, regions.page_size)
+    return Regions._trusted(out, page_size=regions.page_size)
+
+
+def _resolve_array(
+    a: np.ndarray, ambiguous: np.ndarray, read: EntryReader, page: int
+) -> np.ndarray:
+    """:func:`_resolve` on an array it may change in place (vectorised per page).
+
+    A region whose pages are all markers loses SWAPPED in place, one whose pages are all on
+    swap keeps it; only regions that mix both are split page by page (rare: it takes part of
+    an armed range paged out).
+    """
+    idx = np.flatnonzero(ambiguous)
+    amb = a[idx]
     entries = _entries(read, amb)
-    addrs, owner = iv.page_addresses(amb)
+    if not len(entries):
+        return a
     # Keep SWAPPED only where a swap entry is still there: a marker page written (so made
     # present) between the scan and this read was never on swap either.
-    marker = ~is_swap_entry(entries)
-    if not len(addrs):
-        return regions
-    cats = amb["categories"][owner]
-    cats = np.where(marker, cats & ~_SWAPPED, cats)
-    split = iv.regions_array(*iv.merge_runs(addrs, addrs + page, cats))
-    out = np.concatenate([a[~ambiguous], split])
+    swap = is_swap_entry(entries)
+    counts = ((amb["end"] - amb["start"]) // np.uint64(page)).astype(np.int64)
+    ends = np.cumsum(counts)
+    seen = np.concatenate([[0], np.cumsum(swap, dtype=np.int64)])
+    n_swap = seen[ends] - seen[ends - counts]
+    clear = idx[n_swap == 0]
+    a["categories"][clear] &= ~_SWAPPED
+    mixed = (n_swap > 0) & (n_swap < counts)
+    if not mixed.any():
+        return _merge_around(a, clear)
+    pages = np.repeat(mixed, counts)
+    m = amb[mixed]
+    addrs, owner = iv.page_addresses(m)
+    cats = m["categories"][owner]
+    cats = np.where(swap[pages], cats, cats & ~_SWAPPED)
+    split = iv.regions_array(*iv.merge_runs(addrs, addrs + np.uint64(page), cats))
+    keep = np.ones(len(a), bool)
+    keep[idx[mixed]] = False
+    out = np.concatenate([a[keep], split])
     out = out[np.argsort(out["start"], kind="stable")]
-    return Regions(iv.merge_equal_neighbours(out), page_size=regions.page_size)
+    return iv.merge_equal_neighbours(out)
 
 
 def _without_type_bits(
