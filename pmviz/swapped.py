@@ -139,8 +139,7 @@ def resolve_rows(pagemap: Pagemap, rows: np.ndarray) -> np.ndarray:
             regions = Regions._trusted(rows)
             return _without_type_bits(pagemap, regions, ambiguous).array
         return _resolve_array(rows, ambiguous, _reader(pagemap.fd), PAGE_SIZE)
-    cats = rows["categories"]
-    cats[idx] = cats[idx] & ~_SWAPPED
+    _clear_swapped(rows, ambiguous)
     return _merge_around(rows, idx)
 
 
@@ -148,25 +147,37 @@ def _merge_around(rows: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Merge the rows at ``idx`` with touching neighbours of equal categories.
 
     What :func:`pmviz._intervals.merge_equal_neighbours` does to the whole array when only
-    the rows at ``idx`` changed: the kernel merged every other pair already (spec §3.4).
+    the rows at ``idx`` (sorted) changed: the kernel merged every other pair already (spec
+    §3.4). ``np.take`` on the ``(n, 3)`` word view gathers rows several times faster than
+    fancy indexing of the structured fields.
     """
     n = len(rows)
-    # Row j merges into row j - 1: candidates are the changed rows and the rows after them.
-    # (a row listed twice is harmless: only a mask is set from these)
-    j = np.concatenate([idx[idx >= 1], idx[idx + 1 < n] + 1])
-    s, e, c = rows["start"], rows["end"], rows["categories"]
-    joins = j[(s[j] == e[j - 1]) & (c[j] == c[j - 1])]
-    if not len(joins):
+    if not len(idx):
+        return rows
+    m = np.ascontiguousarray(rows).view(np.uint64).reshape(-1, 3)
+    at = np.take(m, idx, axis=0)
+    before = np.take(m, idx - 1, axis=0, mode="clip")  # (row -1: masked out below)
+    after = np.take(m, idx + 1, axis=0, mode="clip")
+    left = (at[:, 0] == before[:, 1]) & (at[:, 2] == before[:, 2]) & (idx >= 1)
+    right = (after[:, 0] == at[:, 1]) & (after[:, 2] == at[:, 2]) & (idx + 1 < n)
+    if not (left.any() or right.any()):
         return rows
     head = np.ones(n, bool)
-    head[joins] = False
+    head[idx[left]] = False  # this row continues the one before it
+    head[idx[right] + 1] = False  # the row after continues this one
     first = np.flatnonzero(head)
     last = np.empty(len(first), np.intp)
     last[:-1] = first[1:] - 1
     last[-1] = n - 1
-    out = rows[first]
-    out["end"] = e[last]
+    out = np.take(rows, first)
+    out["end"] = np.take(m, last, axis=0)[:, 1]
     return out
+
+
+def _clear_swapped(rows: np.ndarray, which: np.ndarray) -> None:
+    """Clear SWAPPED in place on the rows where ``which`` (a mask) is set: one masked pass."""
+    cats = rows["categories"]
+    np.bitwise_and(cats, ~_SWAPPED, out=cats, where=which)
 
 
 def _reader(fd: int) -> EntryReader:
@@ -230,7 +241,7 @@ def _resolve_array(
     an armed range paged out).
     """
     idx = np.flatnonzero(ambiguous)
-    amb = a[idx]
+    amb = np.take(a, idx)
     entries = _entries(read, amb)
     if not len(entries):
         return a
@@ -242,7 +253,12 @@ def _resolve_array(
     seen = np.concatenate([[0], np.cumsum(swap, dtype=np.int64)])
     n_swap = seen[ends] - seen[ends - counts]
     clear = idx[n_swap == 0]
-    a["categories"][clear] &= ~_SWAPPED
+    if len(clear) == len(idx):
+        _clear_swapped(a, ambiguous)
+    else:
+        which = np.zeros(len(a), bool)
+        which[clear] = True
+        _clear_swapped(a, which)
     mixed = (n_swap > 0) & (n_swap < counts)
     if not mixed.any():
         return _merge_around(a, clear)
@@ -282,9 +298,8 @@ def _without_type_bits(
 def _all_markers(regions: Regions, ambiguous: np.ndarray) -> Regions:
     """Clear SWAPPED on every ambiguous region (none of their pages can be on swap)."""
     out = regions.array.copy()
-    idx = np.flatnonzero(ambiguous)
-    out["categories"][idx] &= ~_SWAPPED
-    return Regions(_merge_around(out, idx), page_size=regions.page_size)
+    _clear_swapped(out, ambiguous)
+    return Regions(_merge_around(out, np.flatnonzero(ambiguous)), page_size=regions.page_size)
 
 
 def _swap_in_use() -> bool:
