@@ -31,7 +31,7 @@ from ..categories import Category
 from ..errors import AccessDenied, Error, UnsupportedKernel
 from ..regions import Regions
 from ._harvest import harvest_span, scan, scan_unregistered
-from ._maps import VmaRows, read_vma_rows
+from ._maps import VmaRows, parse_vma_rows, read_maps_bytes, read_vma_rows
 from ._ranges import as_ranges
 
 __all__ = ["UffdTracker", "SkippedRange", "open_uffd", "as_ranges", "MAX_VMA_BYTES"]
@@ -184,6 +184,7 @@ class UffdTracker:
         self._registered = np.empty((0, 2), dtype=np.uint64)
         self._skipped: dict[tuple[int, int], SkippedRange] = {}
         self._foreign: list[SkippedRange] = []
+        self._maps_cache: tuple[bytes, VmaRows] | None = None
         try:
             self._ranges = None if ranges is None else as_ranges(ranges)
             self._pagemap_fd = (
@@ -282,6 +283,18 @@ class UffdTracker:
             pairs, idx = pairs[~big], idx[~big]
         return pairs, idx
 
+    def _read_vmas(self) -> VmaRows:
+        """The target's VMAs; parsed again only when the maps file changed (each collect
+        reads it, and a steady process's maps repeat byte for byte).
+        """
+        raw = read_maps_bytes(self.pid, self._process)
+        cached = self._maps_cache
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        vmas = parse_vma_rows(raw)
+        self._maps_cache = (raw, vmas)
+        return vmas
+
     def _unregistered(self, spans: np.ndarray) -> np.ndarray:
         """The parts of ``spans`` whose VMAs carry no async-WP registration (any uffd's).
 
@@ -312,7 +325,7 @@ class UffdTracker:
         """
         if not first and self._ranges is not None and self._nothing_new_in_ranges(self._ranges):
             return []
-        vmas = read_vma_rows(self.pid, self._process)
+        vmas = self._read_vmas()
         self._registered = iv.intersect(self._registered, iv.union(vmas.pairs))
         cand, vma_index = self._candidates(vmas)
         if not len(cand):
