@@ -116,6 +116,13 @@ def resolve_swapped(pid_or_pagemap: Pid | Pagemap, regions: Regions) -> Regions:
         return _resolve(regions, ambiguous, _reader(fd))
 
 
+def markers_only() -> bool:
+    """Whether no swap device is on: then every ambiguous page is a marker, and resolving a
+    scan depends on the scan alone (two identical scans resolve identically).
+    """
+    return not _swap_in_use()
+
+
 def _ambiguous(a: np.ndarray) -> np.ndarray:
     """SWAPPED but neither WRITTEN nor GUARD: the rows a marker may hide in (one mask test)."""
     return (a["categories"] & (_SWAPPED | _NOT_AMBIGUOUS)) == _SWAPPED

@@ -22,6 +22,7 @@ from ..maps import Vmas
 _NO_ROWS = np.empty(0, REGION_DTYPE)
 _NO_KIND = np.empty(0, np.int8)
 
+_memcmp: Any
 try:
     _memcmp = ctypes.CDLL(None).memcmp
     _memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
@@ -97,6 +98,44 @@ class _Grow(_Column):
         self.end += 1
 
 
+class ScanPair:
+    """Two reusable scan buffers: the next scan goes into one, the other keeps the last scan.
+
+    For a recorder that post-processes its scans (uffd-wp swap resolution): it compares each
+    raw scan with the previous one (:meth:`same_as_last`) before doing any work on it.
+    """
+
+    def __init__(self) -> None:
+        self._buf = [np.empty(1 << 12, REGION_DTYPE), np.empty(1 << 12, REGION_DTYPE)]
+        self._cur = 0
+        self._last = -1  # rows of the last scan (-1: none, or forgotten)
+
+    def region_tail(self, n: int, keep: int | None = None) -> np.ndarray:
+        """Writable rows ``[0, n)`` of the next scan (as :meth:`CaptureBuilder.region_tail`)."""
+        buf = self._buf[self._cur]
+        if n > len(buf):
+            bigger = np.empty(max(n, 2 * len(buf)), REGION_DTYPE)
+            k = len(buf) if keep is None else min(keep, len(buf))
+            bigger[:k] = buf[:k]
+            self._buf[self._cur] = buf = bigger
+        return buf[:n]
+
+    def same_as_last(self, n: int) -> bool:
+        """Whether the ``n`` rows just scanned repeat the last scan byte for byte."""
+        return self._last == n and _same_rows(
+            self._buf[self._cur][:n], self._buf[self._cur ^ 1][:n]
+        )
+
+    def done(self, n: int) -> None:
+        """The ``n`` rows just scanned become the last scan; the next scan uses the other buffer."""
+        self._last = n
+        self._cur ^= 1
+
+    def forget(self) -> None:
+        """The next scan is compared with nothing (after an exec, or a non-repeatable result)."""
+        self._last = -1
+
+
 class CaptureBuilder:
     """The capture being recorded: appended to by the recorder, flushed by its writer.
 
@@ -159,24 +198,48 @@ class CaptureBuilder:
     def append(
         self,
         time_ns: int,
-        regions: np.ndarray | int,
+        regions: np.ndarray | int | None,
         written: np.ndarray | None,
         vmas: Vmas | None,
         telemetry: dict[str, int],
     ) -> None:
         """Add one snapshot; ``vmas=None`` means "unchanged since the previous snapshot".
 
-        ``regions`` is the snapshot's rows, or the number of rows already written into
-        :meth:`region_tail`.
+        ``regions`` is the snapshot's rows, the number of rows already written into
+        :meth:`region_tail`, or None: the same rows as the previous snapshot (the caller
+        knows, e.g. its raw scan repeated byte for byte); that costs no copy and no compare
+        unless a keyframe is due.
         """
+        force, self._force_key = self._force_key, False
+        if regions is None:
+            if self._prev is None:
+                raise ValueError("append(None) repeats the previous snapshot: there is none")
+            if not force and self._repeatable():
+                cur = self._prev
+                self._push(time_ns, cur, _NO_ROWS, _NO_KIND, False, written, vmas, telemetry)
+                return
+            regions = self._prev  # (copied into the next buffer below, then encoded)
         if isinstance(regions, (int, np.integer)):
             cur = self.region_tail(int(regions))
         else:
             cur = self.region_tail(len(regions))
             cur[:] = regions
-        force, self._force_key = self._force_key, False
         rows, kind, key = self._encode(cur, force)
         self._cur ^= 1  # the next scan must not overwrite this snapshot (the next diff's base)
+        self._push(time_ns, cur, rows, kind, key, written, vmas, telemetry)
+
+    def _push(
+        self,
+        time_ns: int,
+        cur: np.ndarray,
+        rows: np.ndarray,
+        kind: np.ndarray,
+        key: bool,
+        written: np.ndarray | None,
+        vmas: Vmas | None,
+        telemetry: dict[str, int],
+    ) -> None:
+        """Store one encoded snapshot (``cur``: its rows; ``rows``/``kind``: what is stored)."""
         with self._lock:
             i = self.n
             if vmas is not None or not self.vma_tables:
@@ -196,6 +259,20 @@ class CaptureBuilder:
                 self._woff.push(self._wrows.end)
             self.n = i + 1  # last: a concurrent capture() sees whole snapshots only
 
+    @property
+    def last_rows(self) -> int:
+        """Row count of the previous snapshot (0 before the first)."""
+        return 0 if self._prev is None else len(self._prev)
+
+    def _repeatable(self) -> bool:
+        """Whether a repeat of the previous snapshot is stored as zero change rows."""
+        prev = self._prev
+        if prev is None or self._enc.prev is not prev:
+            return False
+        if self._prev_sorted is None:
+            self._prev_sorted = _strictly_sorted(prev)
+        return self._prev_sorted
+
     def _encode(self, cur: np.ndarray, force: bool) -> tuple[np.ndarray, np.ndarray, bool]:
         """The encoder's (rows, kinds, is keyframe), with the steady case made cheap.
 
@@ -204,13 +281,11 @@ class CaptureBuilder:
         encoder's sortedness checks of both and its element-wise comparison. Whatever else
         goes through the encoder unchanged, so the stored rows are identical either way.
         """
-        prev, self._prev = self._prev, cur
-        if not force and prev is not None and self._enc.prev is prev and _same_rows(prev, cur):
-            if self._prev_sorted is None:
-                self._prev_sorted = _strictly_sorted(cur)
-            if self._prev_sorted:
-                self._enc.prev = cur  # (nothing else of its state moves for zero change rows)
+        if not force and self._prev is not None and _same_rows(self._prev, cur):
+            if self._repeatable():
+                self._prev = self._enc.prev = cur  # (no other encoder state moves for 0 rows)
                 return _NO_ROWS, _NO_KIND, False
+        self._prev = cur
         self._prev_sorted = None  # known again the next time the bytes repeat
         rows, kind, key = self._enc.encode(cur, force=force)
         if key:

@@ -20,7 +20,7 @@ from ..errors import CaptureError, Error, NoSuchProcess, PmvizWarning
 from ..features import features
 from ..maps import Vmas
 from ..scanning import _full_mask
-from ._builder import CaptureBuilder
+from ._builder import CaptureBuilder, ScanPair
 from ._target import _cmdline, _parse_ranges, _Target, _TargetPagemap
 from ._writes import _open_writes, unarmed
 
@@ -294,8 +294,10 @@ class Recorder:
             },
         )
 
-    def _scan_into(self, builder: CaptureBuilder, room: int) -> tuple[int, int]:
+    def _scan_into(self, builder: CaptureBuilder | ScanPair, room: int) -> tuple[int, int]:
         """Scan every range straight into the builder's next rows; (rows, resumed calls).
+
+        (Or into a :class:`ScanPair`, when the scan is post-processed before it is stored.)
 
         One ioctl per range with an output vector of ``room`` regions returns exactly what an
         unbounded call returns (spec §3.4). Only when the vector comes back full do we resume,
@@ -349,6 +351,10 @@ class Recorder:
         tick = 0  # index of the deadline the next snapshot belongs to
         skipped = 0
         resolve = self._swapped_resolver()
+        raw = None if resolve is None else ScanPair()  # raw scans, compared before resolving
+        if resolve is not None:
+            from ..swapped import markers_only
+        pure_last = False  # whether the last raw scan's resolution depended on it alone
         try:
             while True:
                 deadline = t0 + tick * interval
@@ -366,18 +372,34 @@ class Recorder:
                     builder.meta = builder.meta.replace(exit_status=status)
                     break
                 t_snap = time.monotonic_ns()
+                repeat = False  # the snapshot repeats the previous one (known from its raw scan)
                 try:
-                    n_rows, retries = self._scan_into(builder, room)
-                    t_scanned = time.monotonic_ns()
-                    if resolve is not None:
-                        # Resolution works in place when it can; it may also merge rows, or
-                        # split regions where markers and swap alternate: the snapshot may
-                        # then need more rows than the scan wrote (ask again).
-                        scanned = builder.region_tail(n_rows)
-                        resolved = resolve(scanned)
-                        if resolved is not scanned:
-                            n_rows = len(resolved)
-                            builder.region_tail(n_rows, keep=0)[:] = resolved
+                    if raw is None:
+                        n_rows, retries = self._scan_into(builder, room)
+                        t_scanned = time.monotonic_ns()
+                    else:
+                        n_rows, retries = self._scan_into(raw, room)
+                        t_scanned = time.monotonic_ns()
+                        # With no swap device on, every ambiguous page is a marker: the
+                        # resolution depends on the raw scan alone, so a raw scan that repeats
+                        # the last one resolves to the previous snapshot (no work at all).
+                        pure = markers_only()
+                        repeat = pure and pure_last and builder.n > 0 and raw.same_as_last(n_rows)
+                        pure_last = pure
+                        if repeat:
+                            raw.done(n_rows)
+                            n_rows = builder.last_rows
+                        else:
+                            # Resolution works in place (on a copy: the raw scan is kept for
+                            # the next comparison); it may also merge rows, or split regions
+                            # where markers and swap alternate, needing more rows (ask again).
+                            scanned = builder.region_tail(n_rows, keep=0)
+                            scanned[:] = raw.region_tail(n_rows)
+                            raw.done(n_rows)
+                            resolved = resolve(scanned)
+                            if resolved is not scanned:
+                                n_rows = len(resolved)
+                                builder.region_tail(n_rows, keep=0)[:] = resolved
                     written = None
                     if self._source is not None:
                         written = self._source.collect().array
@@ -386,6 +408,8 @@ class Recorder:
                 except NoSuchProcess:
                     if self._followed_exec(builder):
                         maps_raw = None
+                        if raw is not None:
+                            raw.forget()
                         continue  # the same tick, in the new program
                     reason, status = self._target.end_reason()
                     builder.meta = builder.meta.replace(exit_status=status)
@@ -397,7 +421,7 @@ class Recorder:
                     )
                 builder.append(
                     t_snap,
-                    n_rows,
+                    None if repeat else n_rows,
                     written,
                     vmas,
                     {
