@@ -185,6 +185,8 @@ class UffdTracker:
         self._skipped: dict[tuple[int, int], SkippedRange] = {}
         self._foreign: list[SkippedRange] = []
         self._maps_cache: tuple[bytes, VmaRows] | None = None
+        # (maps, hull, unregistered memory) after a _track_new that settled every candidate
+        self._steady: tuple[VmaRows, np.ndarray, np.ndarray] | None = None
         try:
             self._ranges = None if ranges is None else as_ranges(ranges)
             self._pagemap_fd = (
@@ -326,6 +328,15 @@ class UffdTracker:
         if not first and self._ranges is not None and self._nothing_new_in_ranges(self._ranges):
             return []
         vmas = self._read_vmas()
+        steady, self._steady = self._steady, None
+        if steady is not None and steady[0] is vmas:
+            # The maps did not change since the last call, which left every candidate
+            # registered or skipped: if the unregistered memory is exactly what that call
+            # left, nothing appeared (a VMA replaced in place reads unregistered), and this
+            # call would redo the same bookkeeping to register nothing.
+            if np.array_equal(self._unregistered(steady[1]), steady[2]):
+                self._steady = steady
+                return []
         self._registered = iv.intersect(self._registered, iv.union(vmas.pairs))
         cand, vma_index = self._candidates(vmas)
         if not len(cand):
@@ -333,13 +344,15 @@ class UffdTracker:
             return []
         # One scan over the hull: unregistered VMAs between candidates are walked too, which
         # costs less than a syscall per candidate span.
-        free = self._unregistered(np.array([[cand[0, 0], cand[-1, 1]]], dtype=np.uint64))
+        hull = np.array([[cand[0, 0], cand[-1, 1]]], dtype=np.uint64)
+        free = self._unregistered(hull)
         todo, which = iv.intersect_indexed(cand, free)
         self._note_foreign(iv.subtract(iv.subtract(iv.union(cand), free), self._registered), vmas)
         # Candidates neither free nor registered are skipped by the kernel's walk (spec §3.2
         # step 3): VM_PFNMAP/VM_IO mappings such as [vvar]. There is nothing to track there.
         found: list[np.ndarray] = []
         done = []
+        settled = True  # every candidate ends up registered or skipped
         for (lo, hi), i in zip(todo.tolist(), vma_index[which].tolist()):
             if (lo, hi) in self._skipped:
                 continue
@@ -347,6 +360,7 @@ class UffdTracker:
                 uffd.register_wp(self._uffd, lo, hi - lo)
             except OSError as err:
                 self._note_skip(lo, hi, vmas.path(i), err)
+                settled = settled and (lo, hi) in self._skipped
                 continue
             done.append((lo, hi))
             if first:
@@ -360,9 +374,11 @@ class UffdTracker:
                 # cache that was only read (a private file page turns anonymous on its
                 # first write, gotcha 14).
                 found.append(harvest_span(self._pagemap_fd, lo, hi, self.pid, file_is_data=False))
+        new = np.array(done, dtype=np.uint64).reshape(-1, 2)
         if done:
-            new = np.array(done, dtype=np.uint64).reshape(-1, 2)
             self._registered = iv.union(np.concatenate([self._registered, new]))
+        if settled:
+            self._steady = (vmas, hull, iv.subtract(free, iv.union(new)))
         return found
 
     def _harvest_registered(self) -> list[np.ndarray]:
