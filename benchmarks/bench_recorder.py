@@ -3,8 +3,8 @@
 For a child with 1 GiB written (4 KiB pages, THP off for the mapping) it measures, interleaved
 over several rounds:
 
-* raw      — back-to-back ``PAGEMAP_SCAN`` calls of the whole address space through the bare
-             ioctl loop (``pmviz._kernel.pagemap_scan.scan_range``): the kernel's cost; with
+* raw      — back-to-back ``PAGEMAP_SCAN`` calls of the whole address space, the bare ioctl
+             into one warm buffer: the kernel's cost; with
              writes on, of the same process with its memory armed for uffd-wp (a write
              source open), and also that scan plus the get-and-clear harvest
              (``pmviz.tracking.harvest_written``), the kernel work a tracked snapshot needs;
@@ -71,6 +71,8 @@ WARMUP = 5  # snapshots left out of each recording's figures (one-time costs)
 def raw_scan(pid: int, n: int, harvest: bool = False) -> tuple[float, float]:
     """Median wall time and mean CPU time (ns) of ``n`` back-to-back raw scans.
 
+    The bare ioctl of the whole address space into one warm buffer (sized and faulted in by
+    a first scan; resumed only if it fills, as the recorder does): what the kernel costs.
     ``harvest``: each scan followed by a get-and-clear of the whole address space (the
     memory must be armed: a write source open on ``pid``).
     """
@@ -78,20 +80,39 @@ def raw_scan(pid: int, n: int, harvest: bool = False) -> tuple[float, float]:
 
     fields = _full_mask().kernel_fields()
     limit = pmviz.features().user_address_limit
-    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    buf = np.empty(1 << 16, pms.REGION_DTYPE)
+    pm = pmviz.Pagemap(pid)
+
+    def scan() -> int:
+        nonlocal buf
+        arg = pms.PmScanArg(size=96, **fields)
+        arg.start, arg.end = 0, limit
+        got = 0
+        while True:
+            arg.vec = buf.ctypes.data + got * buf.itemsize
+            arg.vec_len = len(buf) - got
+            got += pms.ioctl_scan(pm.fd, arg)
+            if got < len(buf):
+                return got
+            arg.start = int(buf["end"][got - 1])
+            bigger = np.empty(2 * len(buf), pms.REGION_DTYPE)
+            bigger[:got] = buf
+            buf = bigger
+
     try:
-        pms.scan_range(fd, 0, limit, **fields)  # warm: the result buffer is reused after this
+        scan()
+        scan()  # warm: the buffer is as large as it needs to be and faulted in
         t = []
         c0 = time.thread_time_ns()
         for _ in range(n):
             t0 = time.perf_counter_ns()
-            pms.scan_range(fd, 0, limit, **fields)
+            scan()
             if harvest:
-                harvest_written(pid)
+                harvest_written(pm)
             t.append(time.perf_counter_ns() - t0)
         cpu = (time.thread_time_ns() - c0) / n
     finally:
-        os.close(fd)
+        pm.close()
     return statistics.median(t), cpu
 
 
