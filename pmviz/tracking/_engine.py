@@ -187,6 +187,7 @@ class UffdTracker:
         self._maps_cache: tuple[bytes, VmaRows] | None = None
         # (maps, hull, unregistered memory) after a _track_new that settled every candidate
         self._steady: tuple[VmaRows, np.ndarray, np.ndarray] | None = None
+        self._spans: tuple[tuple[Any, ...], list[list[int]]] | None = None  # harvest spans
         try:
             self._ranges = None if ranges is None else as_ranges(ranges)
             self._pagemap_fd = (
@@ -393,18 +394,29 @@ class UffdTracker:
         reg = self._registered
         if not len(reg):
             return []
-        avoid = [
-            iv.as_pairs(
-                np.array([f.start for f in self._foreign], dtype=np.uint64),
-                np.array([f.end for f in self._foreign], dtype=np.uint64),
-            )
-        ]
-        avoid += [t._registered for t in _live_trackers(self.pid) if t is not self]
-        spans = iv.subtract(reg[[0, -1], [0, 1]].reshape(1, 2), iv.union(np.concatenate(avoid)))
-        parts = [harvest_span(self._pagemap_fd, lo, hi, self.pid) for lo, hi in spans.tolist()]
+        others = [t._registered for t in _live_trackers(self.pid) if t is not self]
+        # (the spans change only with these inputs: reuse them while they are the same objects)
+        key = (reg, self._foreign, *others)
+        cached = self._spans
+        same = cached is not None and len(cached[0]) == len(key)
+        if cached is not None and same and all(a is b for a, b in zip(cached[0], key)):
+            spans = cached[1]
+        else:
+            avoid = [
+                iv.as_pairs(
+                    np.array([f.start for f in self._foreign], dtype=np.uint64),
+                    np.array([f.end for f in self._foreign], dtype=np.uint64),
+                )
+            ]
+            hull = reg[[0, -1], [0, 1]].reshape(1, 2)
+            spans = iv.subtract(hull, iv.union(np.concatenate(avoid + others))).tolist()
+            self._spans = (key, spans)
+        parts = [harvest_span(self._pagemap_fd, lo, hi, self.pid) for lo, hi in spans]
         if not parts:
             return []
         got = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if not len(got):
+            return []
         return [iv.intersect(got, reg)]
 
     def _note_foreign(self, pieces: np.ndarray, vmas: VmaRows) -> None:
