@@ -131,6 +131,14 @@ def armed_raw(pid: int, n: int) -> tuple[float, float, float]:
     return scan, both, cpu
 
 
+def swap_on() -> bool:
+    """Whether a swap device is on (other jobs on a shared machine turn swap on and off): with
+    uffd-wp, markers must then be told from swap page by page (see pmviz.swapped).
+    """
+    with open("/proc/swaps") as f:
+        return len(f.read().splitlines()) > 1
+
+
 def recorder(
     pid: int, n: int, out: str | None, writes: str = "none", warmup: int = WARMUP
 ) -> tuple[float, float, int]:
@@ -171,7 +179,7 @@ def measure(layout: str, rounds: int, n: int, writes: bool) -> list[dict]:
     out = os.path.join(tmp, "b.pmviz")
     keys = ["raw", "mem", "disk", "rcpu", "mcpu", "dcpu"]
     modes = ["none", "auto"] if writes else ["none"]
-    extra = ["both", "raw2", "rcpu2", "both2"]
+    extra = ["both", "raw2", "rcpu2", "both2", "swap"]
     rows: dict[str, dict[str, list[float]]] = {m: {k: [] for k in keys + extra} for m in modes}
     regions = dict.fromkeys(modes, 0)
     try:
@@ -189,7 +197,9 @@ def measure(layout: str, rounds: int, n: int, writes: bool) -> list[dict]:
                         both = raw
                     else:
                         raw, both, rcpu = armed_raw(child.pid, n)
+                    swapping = swap_on()
                     wall, cpu, regions[mode] = recorder(child.pid, n, target, mode)
+                    r["swap"].append(float(swapping or swap_on()))
                     ref.append((raw, rcpu, both, wall, cpu))
                 (raw, rcpu, both, mem, mcpu), (raw2, rcpu2, both2, disk, dcpu) = ref
                 for k, v in zip(
@@ -223,6 +233,7 @@ def measure(layout: str, rounds: int, n: int, writes: bool) -> list[dict]:
                 "disk_both_ratio": ratio("disk", "both2"),
                 "mem_cpu_ratio": ratio("mcpu", "rcpu"),
                 "disk_cpu_ratio": ratio("dcpu", "rcpu2"),
+                "swap": f"{int(sum(r['swap']))}/{len(r['swap'])}",
             }
         )
     return result
@@ -246,9 +257,9 @@ def main() -> None:
     print(
         "| layout | writes | regions/snapshot | raw scan (ms) | raw scan + get-and-clear (ms) "
         "| recorder, memory (ms) | ratio | recorder + file (ms) | ratio | ratio to scan + "
-        "get-and-clear | CPU ratio, memory | CPU ratio, + file |"
+        "get-and-clear | CPU ratio, memory | CPU ratio, + file | recordings with swap on |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for layout in args.layouts:
         for m in measure(layout, args.rounds, args.snapshots, writes):
             both = f"{m['both_ms']:.2f}" if m["writes"] == "on" else "—"
@@ -257,7 +268,7 @@ def main() -> None:
                 f"| {m['layout']} | {m['writes']} | {m['regions']:,} | {m['raw_ms']:.2f} | "
                 f"{both} | {m['mem_ms']:.2f} | {_mark(m['mem_ratio'])} | {m['disk_ms']:.2f} | "
                 f"{_mark(m['disk_ratio'])} | {rb} | {_mark(m['mem_cpu_ratio'])} | "
-                f"{_mark(m['disk_cpu_ratio'])} |",
+                f"{_mark(m['disk_cpu_ratio'])} | {m['swap']} |",
                 flush=True,
             )
     with open("/proc/loadavg") as f:
