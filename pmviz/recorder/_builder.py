@@ -8,6 +8,7 @@ per-snapshot columns. Rows a writer has flushed leave memory (:meth:`release`); 
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -15,10 +16,33 @@ from typing import Any
 import numpy as np
 
 from .._kernel.pagemap_scan import REGION_DTYPE
-from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta, Mark, _Encoder
+from ..capture import TELEMETRY_FIELDS, Capture, CaptureMeta, Mark, _Encoder, _strictly_sorted
 from ..maps import Vmas
 
 _NO_ROWS = np.empty(0, REGION_DTYPE)
+_NO_KIND = np.empty(0, np.int8)
+
+_memcmp: Any
+try:
+    _memcmp = ctypes.CDLL(None).memcmp
+    _memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    _memcmp.restype = ctypes.c_int
+except (OSError, AttributeError):  # pragma: no cover - every libc has memcmp
+    _memcmp = None
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two contiguous row arrays hold the same bytes.
+
+    libc ``memcmp``: one pass over both at memory speed, no temporary, and the GIL is
+    released meanwhile (ctypes), so the writer thread runs; ``np.array_equal`` writes a
+    boolean per word and then reduces it, about three times the memory traffic.
+    """
+    if len(a) != len(b):
+        return False
+    if _memcmp is None or not (a.flags.c_contiguous and b.flags.c_contiguous):
+        return bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))
+    return _memcmp(a.ctypes.data, b.ctypes.data, a.nbytes) == 0
 
 
 class _Column:
@@ -74,6 +98,44 @@ class _Grow(_Column):
         self.end += 1
 
 
+class ScanPair:
+    """Two reusable scan buffers: the next scan goes into one, the other keeps the last scan.
+
+    For a recorder that post-processes its scans (uffd-wp swap resolution): it compares each
+    raw scan with the previous one (:meth:`same_as_last`) before doing any work on it.
+    """
+
+    def __init__(self) -> None:
+        self._buf = [np.empty(1 << 12, REGION_DTYPE), np.empty(1 << 12, REGION_DTYPE)]
+        self._cur = 0
+        self._last = -1  # rows of the last scan (-1: none, or forgotten)
+
+    def region_tail(self, n: int, keep: int | None = None) -> np.ndarray:
+        """Writable rows ``[0, n)`` of the next scan (as :meth:`CaptureBuilder.region_tail`)."""
+        buf = self._buf[self._cur]
+        if n > len(buf):
+            bigger = np.empty(max(n, 2 * len(buf)), REGION_DTYPE)
+            k = len(buf) if keep is None else min(keep, len(buf))
+            bigger[:k] = buf[:k]
+            self._buf[self._cur] = buf = bigger
+        return buf[:n]
+
+    def same_as_last(self, n: int) -> bool:
+        """Whether the ``n`` rows just scanned repeat the last scan byte for byte."""
+        return self._last == n and _same_rows(
+            self._buf[self._cur][:n], self._buf[self._cur ^ 1][:n]
+        )
+
+    def done(self, n: int) -> None:
+        """The ``n`` rows just scanned become the last scan; the next scan uses the other buffer."""
+        self._last = n
+        self._cur ^= 1
+
+    def forget(self) -> None:
+        """The next scan is compared with nothing (after an exec, or a non-repeatable result)."""
+        self._last = -1
+
+
 class CaptureBuilder:
     """The capture being recorded: appended to by the recorder, flushed by its writer.
 
@@ -107,6 +169,8 @@ class CaptureBuilder:
         self._wrows = _Column(REGION_DTYPE, 1 << 12) if has_written else None
         self._scan = [np.empty(1 << 12, REGION_DTYPE), np.empty(1 << 12, REGION_DTYPE)]
         self._cur = 0  # the scan buffer of the next snapshot; the other holds the previous
+        self._prev: np.ndarray | None = None  # the previous snapshot's rows (in the other buffer)
+        self._prev_sorted: bool | None = None  # whether they are strictly sorted (None: unknown)
         self._enc = _Encoder()
         self._force_key = False
         self.mem_first = 0  # snapshots before this one were released to disk
@@ -119,12 +183,17 @@ class CaptureBuilder:
         self._side_next: dict[str, np.ndarray] = {}
 
     # -- recording ----------------------------------------------------------------------------
-    def region_tail(self, n: int) -> np.ndarray:
-        """Writable rows ``[0, n)`` for the next snapshot's scan (grown keeping their content)."""
+    def region_tail(self, n: int, keep: int | None = None) -> np.ndarray:
+        """Writable rows ``[0, n)`` for the next snapshot's scan.
+
+        When the buffer grows, its first ``keep`` rows (default: all it had) are kept; the
+        rest of a grown buffer is untouched memory, which costs nothing until written.
+        """
         buf = self._scan[self._cur]
         if n > len(buf):
             bigger = np.empty(max(n, 2 * len(buf)), REGION_DTYPE)
-            bigger[: len(buf)] = buf
+            k = len(buf) if keep is None else min(keep, len(buf))
+            bigger[:k] = buf[:k]
             self._scan[self._cur] = buf = bigger
         return buf[:n]
 
@@ -152,26 +221,48 @@ class CaptureBuilder:
     def append(
         self,
         time_ns: int,
-        regions: np.ndarray | int,
+        regions: np.ndarray | int | None,
         written: np.ndarray | None,
         vmas: Vmas | None,
         telemetry: dict[str, int],
     ) -> None:
         """Add one snapshot; ``vmas=None`` means "unchanged since the previous snapshot".
 
-        ``regions`` is the snapshot's rows, or the number of rows already written into
-        :meth:`region_tail`.
+        ``regions`` is the snapshot's rows, the number of rows already written into
+        :meth:`region_tail`, or None: the same rows as the previous snapshot (the caller
+        knows, e.g. its raw scan repeated byte for byte); that costs no copy and no compare
+        unless a keyframe is due.
         """
+        force, self._force_key = self._force_key, False
+        if regions is None:
+            if self._prev is None:
+                raise ValueError("append(None) repeats the previous snapshot: there is none")
+            if not force and self._repeatable():
+                cur = self._prev
+                self._push(time_ns, cur, _NO_ROWS, _NO_KIND, False, written, vmas, telemetry)
+                return
+            regions = self._prev  # (copied into the next buffer below, then encoded)
         if isinstance(regions, (int, np.integer)):
             cur = self.region_tail(int(regions))
         else:
             cur = self.region_tail(len(regions))
             cur[:] = regions
-        force, self._force_key = self._force_key, False
-        rows, kind, key = self._enc.encode(cur, force=force)
-        if key:
-            rows = cur  # copied into the row column below; the scan buffer is reused
+        rows, kind, key = self._encode(cur, force)
         self._cur ^= 1  # the next scan must not overwrite this snapshot (the next diff's base)
+        self._push(time_ns, cur, rows, kind, key, written, vmas, telemetry)
+
+    def _push(
+        self,
+        time_ns: int,
+        cur: np.ndarray,
+        rows: np.ndarray,
+        kind: np.ndarray,
+        key: bool,
+        written: np.ndarray | None,
+        vmas: Vmas | None,
+        telemetry: dict[str, int],
+    ) -> None:
+        """Store one encoded snapshot (``cur``: its rows; ``rows``/``kind``: what is stored)."""
         with self._lock:
             i = self.n
             if vmas is not None or not self.vma_tables:
@@ -191,6 +282,39 @@ class CaptureBuilder:
                 self._woff.push(self._wrows.end)
             self._commit_side()
             self.n = i + 1  # last: a concurrent capture() sees whole snapshots only
+
+    @property
+    def last_rows(self) -> int:
+        """Row count of the previous snapshot (0 before the first)."""
+        return 0 if self._prev is None else len(self._prev)
+
+    def _repeatable(self) -> bool:
+        """Whether a repeat of the previous snapshot is stored as zero change rows."""
+        prev = self._prev
+        if prev is None or self._enc.prev is not prev:
+            return False
+        if self._prev_sorted is None:
+            self._prev_sorted = _strictly_sorted(prev)
+        return self._prev_sorted
+
+    def _encode(self, cur: np.ndarray, force: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The encoder's (rows, kinds, is keyframe), with the steady case made cheap.
+
+        A snapshot with the same bytes as the previous one is no change at all when the
+        previous one was diffable (strictly sorted); one ``memcmp`` says so, instead of the
+        encoder's sortedness checks of both and its element-wise comparison. Whatever else
+        goes through the encoder unchanged, so the stored rows are identical either way.
+        """
+        if not force and self._prev is not None and _same_rows(self._prev, cur):
+            if self._repeatable():
+                self._prev = self._enc.prev = cur  # (no other encoder state moves for 0 rows)
+                return _NO_ROWS, _NO_KIND, False
+        self._prev = cur
+        self._prev_sorted = None  # known again the next time the bytes repeat
+        rows, kind, key = self._enc.encode(cur, force=force)
+        if key:
+            rows = cur  # copied into the row column below; the scan buffer is reused
+        return rows, kind, key
 
     # -- writing ------------------------------------------------------------------------------
     def pending(self, meta: CaptureMeta | None = None) -> tuple[int, Capture]:

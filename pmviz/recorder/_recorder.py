@@ -30,7 +30,7 @@ from ..sidetables import (
     PROBED,
     REFERENCED,
 )
-from ._builder import CaptureBuilder
+from ._builder import CaptureBuilder, ScanPair
 from ._target import _cmdline, _parse_ranges, _Target, _TargetPagemap
 from ._writes import _open_writes, unarmed
 
@@ -369,7 +369,7 @@ class Recorder:
             },
         }
 
-    def _collect_access(self, builder: CaptureBuilder, n_rows: int) -> int:
+    def _collect_access(self, builder: CaptureBuilder, raw_scan: np.ndarray) -> int:
         """One access sample into the next snapshot's side tables (the probe reads the scan
         just taken, before swap resolution rewrites it); returns when it ended.
         """
@@ -379,7 +379,7 @@ class Recorder:
             return t
         tel = np.zeros(1, ACCESS_TELEMETRY_DTYPE)
         if src.mechanism == "probe":
-            scan = Regions._trusted(builder.region_tail(n_rows), builder.meta.page_size)
+            scan = Regions._trusted(raw_scan, builder.meta.page_size)
             sample = src.collect(scan=scan)
             builder.add_side(PROBED, sample.rows)
             tel["refaults"] = int(sample.accessed_pages.sum())
@@ -397,8 +397,10 @@ class Recorder:
                 self._access.close()
             self._access = self._open_access()
 
-    def _scan_into(self, builder: CaptureBuilder, room: int) -> tuple[int, int]:
+    def _scan_into(self, builder: CaptureBuilder | ScanPair, room: int) -> tuple[int, int]:
         """Scan every range straight into the builder's next rows; (rows, resumed calls).
+
+        (Or into a :class:`ScanPair`, when the scan is post-processed before it is stored.)
 
         One ioctl per range with an output vector of ``room`` regions returns exactly what an
         unbounded call returns (spec §3.4). Only when the vector comes back full do we resume,
@@ -414,7 +416,7 @@ class Recorder:
         for lo, hi in self._ranges:
             arg.start, arg.end = lo, hi
             while True:
-                rows = builder.region_tail(n + room)
+                rows = builder.region_tail(n + room, keep=n)  # (growing keeps the rows so far)
                 arg.vec = rows.ctypes.data + n * rows.itemsize
                 arg.vec_len = room
                 try:
@@ -452,6 +454,10 @@ class Recorder:
         tick = 0  # index of the deadline the next snapshot belongs to
         skipped = 0
         resolve = self._swapped_resolver()
+        raw = None if resolve is None else ScanPair()  # raw scans, compared before resolving
+        if resolve is not None:
+            from ..swapped import markers_only
+        pure_last = False  # whether the last raw scan's resolution depended on it alone
         try:
             while True:
                 deadline = t0 + tick * interval
@@ -469,16 +475,37 @@ class Recorder:
                     builder.meta = builder.meta.replace(exit_status=status)
                     break
                 t_snap = time.monotonic_ns()
+                repeat = False  # the snapshot repeats the previous one (known from its raw scan)
                 try:
-                    n_rows, retries = self._scan_into(builder, room)
-                    t_scanned = time.monotonic_ns()
-                    t_accessed = self._collect_access(builder, n_rows)
-                    if resolve is not None:
-                        # Resolution splits regions where markers and swap alternate: the
-                        # snapshot may now need more rows than the scan wrote (ask again).
-                        resolved = resolve(builder.region_tail(n_rows))
-                        n_rows = len(resolved)
-                        builder.region_tail(n_rows)[:] = resolved
+                    if raw is None:
+                        n_rows, retries = self._scan_into(builder, room)
+                        t_scanned = time.monotonic_ns()
+                        t_accessed = self._collect_access(builder, builder.region_tail(n_rows))
+                    else:
+                        n_rows, retries = self._scan_into(raw, room)
+                        t_scanned = time.monotonic_ns()
+                        # (the probe reads the scan before swap resolution rewrites it)
+                        t_accessed = self._collect_access(builder, raw.region_tail(n_rows))
+                        # With no swap device on, every ambiguous page is a marker: the
+                        # resolution depends on the raw scan alone, so a raw scan that repeats
+                        # the last one resolves to the previous snapshot (no work at all).
+                        pure = markers_only()
+                        repeat = pure and pure_last and builder.n > 0 and raw.same_as_last(n_rows)
+                        pure_last = pure
+                        if repeat:
+                            raw.done(n_rows)
+                            n_rows = builder.last_rows
+                        else:
+                            # Resolution works in place (on a copy: the raw scan is kept for
+                            # the next comparison); it may also merge rows, or split regions
+                            # where markers and swap alternate, needing more rows (ask again).
+                            scanned = builder.region_tail(n_rows, keep=0)
+                            scanned[:] = raw.region_tail(n_rows)
+                            raw.done(n_rows)
+                            resolved = resolve(scanned)
+                            if resolved is not scanned:
+                                n_rows = len(resolved)
+                                builder.region_tail(n_rows, keep=0)[:] = resolved
                     written = None
                     if self._source is not None:
                         written = self._source.collect().array
@@ -488,6 +515,8 @@ class Recorder:
                     if self._followed_exec(builder):
                         maps_raw = None
                         self._reopen_access()
+                        if raw is not None:
+                            raw.forget()
                         continue  # the same tick, in the new program
                     reason, status = self._target.end_reason()
                     builder.meta = builder.meta.replace(exit_status=status)
@@ -499,7 +528,7 @@ class Recorder:
                     )
                 builder.append(
                     t_snap,
-                    n_rows,
+                    None if repeat else n_rows,
                     written,
                     vmas,
                     {
@@ -547,18 +576,18 @@ class Recorder:
         if self._source is None or getattr(self._source, "mechanism", "") != "uffd-wp":
             return None
         try:
-            from ..swapped import resolve_swapped
+            from ..swapped import resolve_rows
         except ModuleNotFoundError as err:
             if err.name != "pmviz.swapped":
                 raise
             return None
         target = self._pagemap
 
-        def resolve(regions: Any) -> Any:
+        def resolve(rows: Any) -> Any:
             pm = target.get()
             if pm is None:  # (only after a launched program has ended: the scan failed first)
                 raise NoSuchProcess(self._target.pid)
-            return resolve_swapped(pm, Regions(regions)).array
+            return resolve_rows(pm, rows)  # (the scan buffer: changed in place)
 
         return resolve
 

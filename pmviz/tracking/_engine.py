@@ -31,7 +31,7 @@ from ..categories import Category
 from ..errors import AccessDenied, Error, UnsupportedKernel
 from ..regions import Regions
 from ._harvest import harvest_span, scan, scan_unregistered
-from ._maps import VmaRows, read_vma_rows
+from ._maps import VmaRows, parse_vma_rows, read_maps_bytes, read_vma_rows
 from ._ranges import as_ranges
 
 __all__ = ["UffdTracker", "SkippedRange", "open_uffd", "as_ranges", "MAX_VMA_BYTES"]
@@ -184,6 +184,10 @@ class UffdTracker:
         self._registered = np.empty((0, 2), dtype=np.uint64)
         self._skipped: dict[tuple[int, int], SkippedRange] = {}
         self._foreign: list[SkippedRange] = []
+        self._maps_cache: tuple[bytes, VmaRows] | None = None
+        # (maps, hull, unregistered memory) after a _track_new that settled every candidate
+        self._steady: tuple[VmaRows, np.ndarray, np.ndarray] | None = None
+        self._spans: tuple[tuple[Any, ...], list[list[int]]] | None = None  # harvest spans
         try:
             self._ranges = None if ranges is None else as_ranges(ranges)
             self._pagemap_fd = (
@@ -282,6 +286,18 @@ class UffdTracker:
             pairs, idx = pairs[~big], idx[~big]
         return pairs, idx
 
+    def _read_vmas(self) -> VmaRows:
+        """The target's VMAs; parsed again only when the maps file changed (each collect
+        reads it, and a steady process's maps repeat byte for byte).
+        """
+        raw = read_maps_bytes(self.pid, self._process)
+        cached = self._maps_cache
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        vmas = parse_vma_rows(raw)
+        self._maps_cache = (raw, vmas)
+        return vmas
+
     def _unregistered(self, spans: np.ndarray) -> np.ndarray:
         """The parts of ``spans`` whose VMAs carry no async-WP registration (any uffd's).
 
@@ -312,7 +328,16 @@ class UffdTracker:
         """
         if not first and self._ranges is not None and self._nothing_new_in_ranges(self._ranges):
             return []
-        vmas = read_vma_rows(self.pid, self._process)
+        vmas = self._read_vmas()
+        steady, self._steady = self._steady, None
+        if steady is not None and steady[0] is vmas:
+            # The maps did not change since the last call, which left every candidate
+            # registered or skipped: if the unregistered memory is exactly what that call
+            # left, nothing appeared (a VMA replaced in place reads unregistered), and this
+            # call would redo the same bookkeeping to register nothing.
+            if np.array_equal(self._unregistered(steady[1]), steady[2]):
+                self._steady = steady
+                return []
         self._registered = iv.intersect(self._registered, iv.union(vmas.pairs))
         cand, vma_index = self._candidates(vmas)
         if not len(cand):
@@ -320,13 +345,15 @@ class UffdTracker:
             return []
         # One scan over the hull: unregistered VMAs between candidates are walked too, which
         # costs less than a syscall per candidate span.
-        free = self._unregistered(np.array([[cand[0, 0], cand[-1, 1]]], dtype=np.uint64))
+        hull = np.array([[cand[0, 0], cand[-1, 1]]], dtype=np.uint64)
+        free = self._unregistered(hull)
         todo, which = iv.intersect_indexed(cand, free)
         self._note_foreign(iv.subtract(iv.subtract(iv.union(cand), free), self._registered), vmas)
         # Candidates neither free nor registered are skipped by the kernel's walk (spec §3.2
         # step 3): VM_PFNMAP/VM_IO mappings such as [vvar]. There is nothing to track there.
         found: list[np.ndarray] = []
         done = []
+        settled = True  # every candidate ends up registered or skipped
         for (lo, hi), i in zip(todo.tolist(), vma_index[which].tolist()):
             if (lo, hi) in self._skipped:
                 continue
@@ -334,6 +361,7 @@ class UffdTracker:
                 uffd.register_wp(self._uffd, lo, hi - lo)
             except OSError as err:
                 self._note_skip(lo, hi, vmas.path(i), err)
+                settled = settled and (lo, hi) in self._skipped
                 continue
             done.append((lo, hi))
             if first:
@@ -347,9 +375,11 @@ class UffdTracker:
                 # cache that was only read (a private file page turns anonymous on its
                 # first write, gotcha 14).
                 found.append(harvest_span(self._pagemap_fd, lo, hi, self.pid, file_is_data=False))
+        new = np.array(done, dtype=np.uint64).reshape(-1, 2)
         if done:
-            new = np.array(done, dtype=np.uint64).reshape(-1, 2)
             self._registered = iv.union(np.concatenate([self._registered, new]))
+        if settled:
+            self._steady = (vmas, hull, iv.subtract(free, iv.union(new)))
         return found
 
     def _harvest_registered(self) -> list[np.ndarray]:
@@ -364,18 +394,29 @@ class UffdTracker:
         reg = self._registered
         if not len(reg):
             return []
-        avoid = [
-            iv.as_pairs(
-                np.array([f.start for f in self._foreign], dtype=np.uint64),
-                np.array([f.end for f in self._foreign], dtype=np.uint64),
-            )
-        ]
-        avoid += [t._registered for t in _live_trackers(self.pid) if t is not self]
-        spans = iv.subtract(reg[[0, -1], [0, 1]].reshape(1, 2), iv.union(np.concatenate(avoid)))
-        parts = [harvest_span(self._pagemap_fd, lo, hi, self.pid) for lo, hi in spans.tolist()]
+        others = [t._registered for t in _live_trackers(self.pid) if t is not self]
+        # (the spans change only with these inputs: reuse them while they are the same objects)
+        key = (reg, self._foreign, *others)
+        cached = self._spans
+        same = cached is not None and len(cached[0]) == len(key)
+        if cached is not None and same and all(a is b for a, b in zip(cached[0], key)):
+            spans = cached[1]
+        else:
+            avoid = [
+                iv.as_pairs(
+                    np.array([f.start for f in self._foreign], dtype=np.uint64),
+                    np.array([f.end for f in self._foreign], dtype=np.uint64),
+                )
+            ]
+            hull = reg[[0, -1], [0, 1]].reshape(1, 2)
+            spans = iv.subtract(hull, iv.union(np.concatenate(avoid + others))).tolist()
+            self._spans = (key, spans)
+        parts = [harvest_span(self._pagemap_fd, lo, hi, self.pid) for lo, hi in spans]
         if not parts:
             return []
         got = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if not len(got):
+            return []
         return [iv.intersect(got, reg)]
 
     def _note_foreign(self, pieces: np.ndarray, vmas: VmaRows) -> None:

@@ -38,11 +38,19 @@ def read_vma_rows(pid: Pid, process: ProcessHandle | None = None) -> VmaRows:
 
     With ``process`` (the handle of ``pid``), a process that reused the pid is never read.
     """
+    return parse_vma_rows(read_maps_bytes(pid, process))
+
+
+def read_maps_bytes(pid: Pid, process: ProcessHandle | None = None) -> bytes:
+    """The raw ``/proc/PID/maps`` (through ``process`` when given); errors as pmviz's."""
     if process is not None:
-        raw = process.read("maps")
-    else:
-        with procfs.open_fd(pid, "maps") as fd:
-            raw = procfs.read_fd(fd, pid, "maps")
+        return process.read("maps")
+    with procfs.open_fd(pid, "maps") as fd:
+        return procfs.read_fd(fd, pid, "maps")
+
+
+def parse_vma_rows(raw: bytes) -> VmaRows:
+    """Ranges and permissions of a raw maps file (a Python loop over its lines)."""
     lines = raw.splitlines()
     bounds: list[int] = []
     perms: list[bytes] = []
