@@ -196,15 +196,28 @@ def _resample(n: int) -> np.ndarray:
     return np.rint(np.linspace(0, max(n - 1, 0), CURVE_POINTS)).astype(np.int64)
 
 
-def capture_id(capture: Capture) -> str:
-    """A stable id: hash of the metadata and the snapshot times (16 hex digits).
+def capture_id(capture: Capture | str | os.PathLike[str]) -> str:
+    """A stable id: a hash of the metadata and the snapshot times (16 hex digits).
 
-    The same capture read anywhere gives the same id; an anonymized or sliced copy, a
-    different one (its metadata or times differ).
+    For a capture directory: ``sha256(capture.json bytes + time_ns as little-endian int64)``,
+    computable from the files alone (DuckDB views and other tools need no pmviz). An
+    in-memory capture hashes its metadata as JSON instead. An anonymized or sliced copy has
+    another id (its metadata or times differ).
     """
+    root = getattr(capture, "path", None) if isinstance(capture, Capture) else capture
     h = hashlib.sha256()
-    h.update(json.dumps(capture.meta.as_dict(), sort_keys=True, default=str).encode())
-    h.update(np.ascontiguousarray(capture.time_ns, dtype="<i8").tobytes())
+    if root is not None:
+        root = os.fspath(root)
+        with open(os.path.join(root, fmt.META_FILE), "rb") as f:
+            h.update(f.read())
+        parts, _ = fmt.list_parts(root, "snapshots")
+        for part in parts:
+            t = pq.read_table(part.path, columns=["time_ns"])
+            h.update(np.ascontiguousarray(t.column(0).to_numpy(), dtype="<i8").tobytes())
+    else:
+        assert isinstance(capture, Capture)
+        h.update(json.dumps(capture.meta.as_dict(), sort_keys=True, default=str).encode())
+        h.update(np.ascontiguousarray(capture.time_ns, dtype="<i8").tobytes())
     return h.hexdigest()[:16]
 
 
