@@ -341,6 +341,7 @@ def _accessed(capture: Capture) -> dict[str, Any]:
 def compute_summary(capture: Capture, *, host: str | None = None) -> CaptureSummary:
     """Compute a capture's summary (without reading or writing ``summary.parquet``)."""
     meta = capture.meta
+    path = getattr(capture, "path", None)
     n = capture.n_snapshots
     times = capture.times
     duration_ns = int(capture.time_ns[-1] - capture.time_ns[0]) if n else 0
@@ -382,10 +383,14 @@ def compute_summary(capture: Capture, *, host: str | None = None) -> CaptureSumm
         "present_density": None,
         **_shadow(capture),
         **_telemetry(capture, duration_ns),
-        "capture_json_sha256": None,
+        "capture_json_sha256": _meta_digest(os.fspath(path)) if path is not None else None,
     }
     if n:
-        sp = sparsity(capture)
+        last = capture.regions_at(-1)
+        if len(capture.vmas_at(-1)) or not len(last):
+            sp = sparsity(capture)
+        else:  # no maps recorded: measure over the scanned span
+            sp = sparsity(capture, start=int(last.start[0]), end=int(last.end[-1]))
         v["present_runs"] = sp.n_regions
         v["present_density"] = sp.density
     return CaptureSummary({f.name: v[f.name] for f in SCHEMA})

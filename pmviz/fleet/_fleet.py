@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import PmvizWarning
 from ..summary import SCHEMA, capture_id, summarize
 from ._run import CaptureResult, run_all
 from ._sources import Source, resolve
@@ -20,6 +22,22 @@ def _summary_task(path: str) -> dict[str, Any]:
 
 
 def _id_task(path: str) -> str:
+    """The capture's id, after checking every part's footer (DuckDB would stop at a bad one)."""
+    import pyarrow.parquet as pq
+
+    from ..storage import format as fmt
+    from ..storage.validate import check_footer, check_part_file
+
+    for table in fmt.TABLES:
+        for part in fmt.list_parts(path, table)[0]:
+            check_part_file(part.path)
+            check_footer(part.path)
+            try:
+                pq.ParquetFile(part.path).metadata  # noqa: B018 - parses the footer
+            except Exception as err:  # noqa: BLE001 - pyarrow's many error types
+                from ..errors import CaptureError
+
+                raise CaptureError(part.path, f"damaged part ({err})") from err
     return capture_id(path)
 
 
@@ -71,6 +89,9 @@ class Fleet:
         self.temp_directory = temp_directory
         self._summaries: Any = None
         self._con: Any = None
+        self._ids: dict[str, str] = {}
+        self.sql_errors: dict[str, str] = {}
+        """Captures left out of the SQL views (a damaged part): url -> error."""
 
     # -- what is in it ---------------------------------------------------------------------
     @property
@@ -167,16 +188,33 @@ class Fleet:
         ``summaries`` is there once :meth:`summaries` ran (or :meth:`sql` needed it).
         """
         if self._con is None:
-            ids = [
-                r.value if r.ok else f"error:{r.url}"
-                for r in run_all(_id_task, self.sources, client="serial", progress=False)
-            ]
+            checked = run_all(_id_task, self.sources, client="serial", progress=False)
+            self.sql_errors = {r.url: r.error for r in checked if not r.ok}
+            for url, err in self.sql_errors.items():
+                warnings.warn(f"{url}: left out of the SQL views: {err}", PmvizWarning, stacklevel=2)
+            # Two copies of one capture have one id: the views take the first copy only, so
+            # that no snapshot is counted twice.
+            first: dict[str, Source] = {}
+            for src, r in zip(self.sources, checked):
+                cid = r.value
+                if not r.ok:
+                    continue
+                if cid in first:
+                    warnings.warn(
+                        f"{src.url} is a copy of {first[cid].url} (capture id {cid}); the SQL "
+                        "views use the first", PmvizWarning, stacklevel=2,
+                    )  # fmt: skip
+                else:
+                    first[cid] = src
             self._con = connect(
-                self.sources, ids, memory_limit=self.memory_limit,
+                list(first.values()), list(first), memory_limit=self.memory_limit,
                 temp_directory=self.temp_directory, threads=self.threads,
             )  # fmt: skip
+            self._ids = dict(zip([s.url for s in first.values()], first))
         if self._summaries is not None:
-            self._con.register("summaries", self._summaries)
+            # One row per capture id, from the copies the views use.
+            urls = set(self._ids)
+            self._con.register("summaries", self._summaries[self._summaries["url"].isin(urls)])
         return self._con
 
     def sql(self, query: str, *, client: Any = "serial"):  # noqa: ANN201 - pandas is optional
