@@ -102,10 +102,16 @@ def box(summaries: Any, column: str = "resident_peak", *, by: str = "command_nam
     df = _ok(summaries, column)
     groups = {k: g[column].to_numpy(np.float64) for k, g in df.groupby(_program(df, by))}
     names = sorted(groups, key=lambda k: np.median(groups[k]))
-    kwargs.setdefault("vert", False)
+    import matplotlib
+
+    # horizontal: program names read as tick labels (``orientation`` since matplotlib 3.10)
+    if tuple(int(x) for x in matplotlib.__version__.split(".")[:2]) >= (3, 10):
+        kwargs.setdefault("orientation", "horizontal")
+    else:
+        kwargs.setdefault("vert", False)
     out = ax.boxplot([groups[k] for k in names], **kwargs)
     ax.set_yticks(np.arange(1, len(names) + 1), names)
-    _value_axis(ax.xaxis if kwargs["vert"] is False else ax.yaxis, column)
+    _value_axis(ax.xaxis, column)
     return out
 
 
