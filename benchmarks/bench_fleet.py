@@ -52,10 +52,24 @@ def synthetic(seed: int, n_snap: int = 60, n_reg: int = 400) -> Capture:
         grow = rng.random(n_reg) < 0.02
         sizes = np.where(grow, sizes + np.uint64(4096), sizes)
         w = rng.random(n_reg) < 0.1 * scale
-        wr = pmviz.Regions.from_arrays(starts[w], starts[w] + sizes[w], np.full(int(w.sum()), 2, np.uint16))
-        snaps.append((i * 100_000_000, pmviz.Regions.from_arrays(starts, starts + sizes, cats.astype(np.uint16)), wr, None))
-    meta = CaptureMeta(command=[PROGRAMS[seed % 5]], interval_ns=100_000_000,
-                       write_mechanism="uffd-wp", pmviz_version=pmviz.__version__, extra={"seed": seed})
+        wr = pmviz.Regions.from_arrays(
+            starts[w], starts[w] + sizes[w], np.full(int(w.sum()), 2, np.uint16)
+        )
+        snaps.append(
+            (
+                i * 100_000_000,
+                pmviz.Regions.from_arrays(starts, starts + sizes, cats.astype(np.uint16)),
+                wr,
+                None,
+            )
+        )
+    meta = CaptureMeta(
+        command=[PROGRAMS[seed % 5]],
+        interval_ns=100_000_000,
+        write_mechanism="uffd-wp",
+        pmviz_version=pmviz.__version__,
+        extra={"seed": seed},
+    )
     return Capture.from_snapshots(meta, snaps)
 
 
@@ -102,7 +116,7 @@ QUERIES = {
         "sum(change) AS net FROM regions GROUP BY capture_id, start)"
     ),
     "sort every stored region row": (
-        "SELECT count(*) FROM (SELECT * FROM regions ORDER BY categories, \"end\" - start, start "
+        'SELECT count(*) FROM (SELECT * FROM regions ORDER BY categories, "end" - start, start '
         "OFFSET 1)"
     ),
 }
@@ -139,7 +153,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as root:
         gen = make(root, a.n)
-        size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True))
+        size = sum(
+            os.path.getsize(p)
+            for p in glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)
+        )
         print(f"{a.n} synthetic captures written in {gen:.1f} s ({size / 2**20:.1f} MiB of parts)")
         res: dict[str, list[float]] = {"serial": [], "1": [], "2": []}
         starts: dict[str, list[float]] = {"1": [], "2": []}
@@ -156,9 +173,15 @@ def main() -> None:
                     ref = d
                 else:
                     assert d.equals(ref), "summaries differ between runs"
-        print("summaries of", a.n, "captures (cache cleared each run; best / worst of", a.repeat, "):")
+        print(
+            "summaries of", a.n, "captures (cache cleared each run; best / worst of", a.repeat, "):"
+        )
         for k, v in res.items():
-            extra = f", cluster start {min(starts[k]):.1f}-{max(starts[k]):.1f} s" if k in starts else ""
+            extra = (
+                f", cluster start {min(starts[k]):.1f}-{max(starts[k]):.1f} s"
+                if k in starts
+                else ""
+            )
             print(f"  {k:>6} worker(s): {min(v):6.1f} / {max(v):6.1f} s "
                   f"({a.n / min(v):.0f} captures/s){extra}")  # fmt: skip
         print(f"  speed-up 2 vs 1 workers: {min(res['1']) / min(res['2']):.2f}x (best), "

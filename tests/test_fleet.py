@@ -41,7 +41,14 @@ def synthetic(seed: int, n: int = 30) -> Capture:
         cats = rng.choice([8 | 1, 8 | 2 | 1, 16, 4 | 8, 32], k).astype(np.uint16)
         w = rng.random(k) < 0.3
         wr = Regions.from_arrays(starts[w], starts[w] + 4096, np.full(w.sum(), 2, np.uint16))
-        snaps.append((i * 50_000_000 + int(rng.integers(0, 1000)), Regions.from_arrays(starts, ends, cats), wr, None))
+        snaps.append(
+            (
+                i * 50_000_000 + int(rng.integers(0, 1000)),
+                Regions.from_arrays(starts, ends, cats),
+                wr,
+                None,
+            )
+        )
     meta = CaptureMeta(command=["python3", f"work{seed % 3}.py"], interval_ns=50_000_000,
                        write_mechanism="uffd-wp", pmviz_version=pmviz.__version__)  # fmt: skip
     return Capture.from_snapshots(meta, snaps)
@@ -111,7 +118,11 @@ def test_summaries_have_one_row_per_capture_and_the_damaged_one_failed(serial):
 def test_serial_equals_two_worker_local_cluster(fleet_dir, serial, tmp_path):
     distributed = pytest.importorskip("distributed")
     d = copy_of(fleet_dir, tmp_path / "f")
-    before = set(distributed.LocalCluster._instances) if hasattr(distributed.LocalCluster, "_instances") else None
+    before = (
+        set(distributed.LocalCluster._instances)
+        if hasattr(distributed.LocalCluster, "_instances")
+        else None
+    )
     par = fleet.open(str(d / "*.pmviz")).summaries(workers=2, progress=False)
     pd.testing.assert_frame_equal(comparable(par), comparable(serial))
     if before is not None:  # the cluster was closed: no new live instance left behind
@@ -154,7 +165,9 @@ def test_duckdb_sql_over_the_parts_equals_the_summaries(fleet_dir, serial, tmp_p
     for col in ("region_rows",):
         assert (tel[col].to_numpy() == ok[col].to_numpy()).all(), col
     real = ok["snapshot_ns_total"].notna()
-    assert (tel["snapshot_ns_total"][real].to_numpy() == ok["snapshot_ns_total"][real].to_numpy()).all()
+    assert (
+        tel["snapshot_ns_total"][real].to_numpy() == ok["snapshot_ns_total"][real].to_numpy()
+    ).all()
     # The summaries view and the ids of the part views agree.
     joined = f.sql("SELECT count(*) AS n FROM summaries s JOIN captures c USING (capture_id)")
     assert joined["n"].iloc[0] == 10  # the damaged capture is left out of the views, said so
@@ -165,7 +178,10 @@ def test_duckdb_sql_over_the_parts_equals_the_summaries(fleet_dir, serial, tmp_p
     dense = tel["region_rows"]
     v2 = ok[ok.index.isin(rows.index) & ok["url"].str.contains("/v2-")].index
     assert (rows.loc[v2, "n"] < dense.loc[v2]).all()
-    assert f.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0] in ("244.1 MiB", "256.0 MB")
+    assert f.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0] in (
+        "244.1 MiB",
+        "256.0 MB",
+    )
     f.close()
 
 
@@ -252,7 +268,9 @@ def test_fleet_views(serial):
     fig, ax = plt.subplots()
     lines = views.cdf(serial, "resident_peak", ax=ax)
     ok = serial[serial["error"].isna()]
-    assert np.array_equal(np.sort(lines[0].get_xdata()), np.sort(ok["resident_peak"].to_numpy(float)))
+    assert np.array_equal(
+        np.sort(lines[0].get_xdata()), np.sort(ok["resident_peak"].to_numpy(float))
+    )
     assert lines[0].get_ydata()[-1] == 1.0
     out = views.box(serial, "dump_peak", ax=ax)
     assert len(out["boxes"]) == ok["command_name"].fillna("(unknown)").nunique()

@@ -20,10 +20,15 @@ from .heatmap import check_file_output, positive_int
 
 def _engine(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=positive_int, metavar="N",
-                   help="Dask LocalCluster of N worker processes (default: the CPU count)")
-    g.add_argument("--scheduler", metavar="ADDR",
-                   help="a running Dask scheduler, e.g. tcp://host:8786")
+    g.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="Dask LocalCluster of N worker processes (default: the CPU count)",
+    )
+    g.add_argument(
+        "--scheduler", metavar="ADDR", help="a running Dask scheduler, e.g. tcp://host:8786"
+    )
     g.add_argument("--serial", action="store_true", help="no Dask: one capture after another")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
 
@@ -36,17 +41,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _engine(s)
     q = sub.add_parser("query", help="run DuckDB SQL over the fleet's views and print the result")
     q.add_argument("captures", metavar="GLOB", help="captures (a glob or fsspec URL)")
-    q.add_argument("query", metavar="SQL", help="e.g. \"SELECT * FROM summaries\"; views: "
-                   "captures, summaries, snapshots, regions, snapshot_bytes, written, vmas, marks")
+    q.add_argument(
+        "query",
+        metavar="SQL",
+        help='e.g. "SELECT * FROM summaries"; views: '
+        "captures, summaries, snapshots, regions, snapshot_bytes, written, vmas, marks",
+    )
     q.add_argument("--csv", action="store_true", help="CSV instead of a table")
     q.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit (spills beyond)")
     r = sub.add_parser("report", help="an HTML page of distributions and top captures")
     r.add_argument("captures", nargs="+", metavar="GLOB")
     r.add_argument("-o", "--out", required=True, help="HTML file to write")
     r.add_argument("--top", type=positive_int, default=10, help="rows of the top tables")
-    r.add_argument("--capture-reports", type=int, default=10, metavar="N",
-                   help="write pmviz reports of the N largest captures beside the page, linked "
-                   "from the table (default 10; 0: none)")
+    r.add_argument(
+        "--capture-reports",
+        type=int,
+        default=10,
+        metavar="N",
+        help="write pmviz reports of the N largest captures beside the page, linked "
+        "from the table (default 10; 0: none)",
+    )
     _engine(r)  # fmt: skip
 
 

@@ -189,9 +189,11 @@ class Fleet:
         """
         if self._con is None:
             checked = run_all(_id_task, self.sources, client="serial", progress=False)
-            self.sql_errors = {r.url: r.error for r in checked if not r.ok}
+            self.sql_errors = {r.url: str(r.error) for r in checked if not r.ok}
             for url, err in self.sql_errors.items():
-                warnings.warn(f"{url}: left out of the SQL views: {err}", PmvizWarning, stacklevel=2)
+                warnings.warn(
+                    f"{url}: left out of the SQL views: {err}", PmvizWarning, stacklevel=2
+                )
             # Two copies of one capture have one id: the views take the first copy only, so
             # that no snapshot is counted twice.
             first: dict[str, Source] = {}

@@ -51,7 +51,9 @@ def _local_sources(pattern: str) -> list[Source]:
     return [Source(os.path.abspath(p), os.path.abspath(p)) for p in out]
 
 
-def resolve(paths_or_glob: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Source]:
+def resolve(
+    paths_or_glob: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> list[Source]:
     """The capture directories named by paths, globs or fsspec URLs (in order, no repeats).
 
     A directory that is not a capture stands for the captures directly inside it.
@@ -87,7 +89,9 @@ def resolve(paths_or_glob: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     seen: set[str] = set()
     out = [s for s in found if not (s.url in seen or seen.add(s.url))]  # type: ignore[func-returns-value]
     if not out:
-        raise ValueError(f"no pmviz capture (a directory with {fmt.META_FILE}) in {paths_or_glob!r}")
+        raise ValueError(
+            f"no pmviz capture (a directory with {fmt.META_FILE}) in {paths_or_glob!r}"
+        )
     return out
 
 

@@ -36,13 +36,13 @@ _OPTIONAL = {
     "snapshots": {"keyframe": "true", "change_rows": "region_rows"},
 }
 _EMPTY = {
-    "regions": "snapshot BIGINT, start UBIGINT, \"end\" UBIGINT, categories USMALLINT, change TINYINT",
-    "written": "snapshot BIGINT, start UBIGINT, \"end\" UBIGINT, categories USMALLINT",
+    "regions": 'snapshot BIGINT, start UBIGINT, "end" UBIGINT, categories USMALLINT, change TINYINT',
+    "written": 'snapshot BIGINT, start UBIGINT, "end" UBIGINT, categories USMALLINT',
     "snapshots": "snapshot BIGINT, time_ns BIGINT, vma_table INTEGER, region_rows BIGINT, "
     "written_rows BIGINT, scan_ns BIGINT, n_regions BIGINT, retries BIGINT, "
     "skipped_ticks BIGINT, collect_ns BIGINT, snapshot_ns BIGINT, keyframe BOOLEAN, "
     "change_rows BIGINT",
-    "vmas": "vma_table INTEGER, start UBIGINT, \"end\" UBIGINT, \"offset\" UBIGINT, "
+    "vmas": 'vma_table INTEGER, start UBIGINT, "end" UBIGINT, "offset" UBIGINT, '
     "inode UBIGINT, dev_major UINTEGER, dev_minor UINTEGER, perms VARCHAR, kind UTINYINT, "
     "path BLOB",
     "marks": "time_ns BIGINT, label VARCHAR",
@@ -120,7 +120,9 @@ def connect(
 
         for proto in sorted({s.url.split("://", 1)[0] for s in remote}):
             con.register_filesystem(fsspec.filesystem(proto))
-    con.register("_captures_df", pd.DataFrame({"capture_id": list(ids), "url": [s.url for s in sources]}))
+    con.register(
+        "_captures_df", pd.DataFrame({"capture_id": list(ids), "url": [s.url for s in sources]})
+    )
     con.execute("CREATE TABLE captures AS SELECT * FROM _captures_df")
     con.unregister("_captures_df")
     for table in ("snapshots", "regions", "written", "vmas", "marks"):
@@ -145,7 +147,9 @@ def connect(
     return con
 
 
-def _part_files(sources: Sequence[Source], ids: Sequence[str], table: str) -> tuple[list[str], list[str]]:
+def _part_files(
+    sources: Sequence[Source], ids: Sequence[str], table: str
+) -> tuple[list[str], list[str]]:
     files: list[str] = []
     owner: list[str] = []
     for src, cid in zip(sources, ids):

@@ -35,7 +35,9 @@ _LABELS = {
 
 def _ok(summaries: Any, column: str) -> Any:
     if column not in summaries.columns:
-        raise ValueError(f"no column {column!r} in the summaries; choose from {list(summaries.columns)}")
+        raise ValueError(
+            f"no column {column!r} in the summaries; choose from {list(summaries.columns)}"
+        )
     df = summaries
     if "error" in df.columns:
         df = df[df["error"].isna()]
