@@ -268,15 +268,23 @@ def test_fleet_views(serial):
     fig, ax = plt.subplots()
     lines = views.cdf(serial, "resident_peak", ax=ax)
     ok = serial[serial["error"].isna()]
-    assert np.array_equal(
-        np.sort(lines[0].get_xdata()), np.sort(ok["resident_peak"].to_numpy(float))
-    )
-    assert lines[0].get_ydata()[-1] == 1.0
+    x, y = lines[0].get_xdata(), lines[0].get_ydata()
+    assert np.array_equal(x[1:], np.sort(ok["resident_peak"].to_numpy(float)))
+    assert y[0] == 0 and y[-1] == 1.0 and np.all(np.diff(y) > 0)
     out = views.box(serial, "dump_peak", ax=ax)
     assert len(out["boxes"]) == ok["command_name"].fillna("(unknown)").nunique()
     bars = views.idle_share(serial, ax=ax)
     assert all(0 <= b.get_width() <= 1 for b in bars)
     t = views.top(serial, "resident_peak", 3)
     assert [r["resident_peak"] for r in t.rows] == sorted(ok["resident_peak"], reverse=True)[:3]
-    assert t._repr_html_().count("<a href=") == 3
+    assert t._repr_html_().count("<a href=") == 0  # no report written: no dead links
+    report = os.path.join(t.rows[1]["url"], "report.html")
+    open(report, "w").close()
+    try:
+        html = views.top(serial, "resident_peak", 3)._repr_html_()
+        assert html.count("<a href=") == 1 and f'href="{report}"' in html
+        linked = views.top(serial, "resident_peak", 3, reports={t.rows[0]["url"]: "r0.html"})
+        assert 'href="r0.html"' in linked._repr_html_()
+    finally:
+        os.unlink(report)
     plt.close(fig)

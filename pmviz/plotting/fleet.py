@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter
 
 from ..analysis._html import human_bytes
-from ._style import get_ax, set_byte_axis
+from ._style import get_ax, human_rate, set_byte_axis
 
 __all__ = ["cdf", "box", "idle_share", "top", "TopTable", "BYTE_COLUMNS"]
 
@@ -28,7 +29,7 @@ _LABELS = {
     "resident_p50": "median resident",
     "written_peak": "peak written per interval",
     "dump_peak": "peak CRIU dump size",
-    "dirty_rate_peak": "peak dirty rate (bytes/s)",
+    "dirty_rate_peak": "peak dirty rate",
     "idle_share": "idle share of resident",
 }
 
@@ -51,6 +52,8 @@ def _program(df: Any, by: str) -> Any:
 def _value_axis(axis: Any, column: str) -> None:
     if column in BYTE_COLUMNS:
         set_byte_axis(axis)
+    elif column == "dirty_rate_peak":
+        axis.set_major_formatter(FuncFormatter(lambda v, _: human_rate(v)))
     axis.set_label_text(_LABELS.get(column, column))
 
 
@@ -80,7 +83,9 @@ def cdf(summaries: Any, column: str = "resident_peak", *, by: str | None = None,
     lines = []
     for name, g in groups:
         v = np.sort(g[column].to_numpy(np.float64))
-        y = np.arange(1, v.size + 1) / max(v.size, 1)
+        # start each curve at 0 (left of its smallest value), then one step per capture
+        v = np.concatenate([v[:1], v])
+        y = np.arange(v.size) / max(v.size - 1, 1)
         (line,) = ax.step(v, y, where="post", label=name, **kwargs)
         lines.append(line)
     _value_axis(ax.xaxis, column)
@@ -185,8 +190,9 @@ def top(summaries: Any, column: str = "resident_peak", n: int = 10, *,
     ----------
     reports : dict or str or None
         Link of each capture: a mapping ``url -> report URL``, or a file name inside each
-        capture directory (default ``report.html``, what ``pmviz report`` writes when asked;
-        ``pmviz fleet report`` writes them), or None for no links.
+        capture directory (default ``report.html``, linked where the file exists: ``pmviz
+        report CAPTURE -o CAPTURE/report.html``), or None for no links. ``pmviz fleet report``
+        writes the reports of the largest captures and links them.
 
     Returns
     -------
@@ -199,6 +205,8 @@ def top(summaries: Any, column: str = "resident_peak", n: int = 10, *,
             link = reports.get(r.get("url", ""))
         elif isinstance(reports, str) and r.get("url"):
             link = os.path.join(str(r["url"]), reports)
+            if "://" not in link and not os.path.exists(link):
+                link = None  # no report written for this capture: no dead link
         else:
             link = None
         rows.append({**r, "report": link})
