@@ -288,3 +288,28 @@ def test_fleet_views(serial):
     finally:
         os.unlink(report)
     plt.close(fig)
+
+
+def test_remote_fsspec_url_is_copied_to_analyse_and_read_in_place_by_duckdb(fleet_dir):
+    fsspec = pytest.importorskip("fsspec")
+    mem = fsspec.filesystem("memory")
+    for name in ("synthetic-0.pmviz", "v2-asan-phases.pmviz"):
+        mem.put(str(fleet_dir / name), f"/pmviz-test/{name}", recursive=True)
+    try:
+        f = fleet.open("memory://pmviz-test/*.pmviz")
+        assert f.urls == ["memory:///pmviz-test/synthetic-0.pmviz",
+                          "memory:///pmviz-test/v2-asan-phases.pmviz"]  # fmt: skip
+        df = f.summaries(client="serial", progress=False)
+        assert df["error"].isna().all()
+        local = fleet.open(
+            [str(fleet_dir / "synthetic-0.pmviz"), str(fleet_dir / "v2-asan-phases.pmviz")]
+        )
+        ref = local.summaries(client="serial", progress=False)
+        assert list(df["capture_id"]) == list(ref["capture_id"])
+        assert list(df["resident_peak"]) == list(ref["resident_peak"])
+        peaks = f.sql("SELECT capture_id, max(resident_bytes) AS p FROM snapshot_bytes GROUP BY 1")
+        assert dict(zip(peaks["capture_id"], peaks["p"])) == dict(
+            zip(ref["capture_id"], ref["resident_peak"])
+        )
+    finally:
+        mem.rm("/pmviz-test", recursive=True)
