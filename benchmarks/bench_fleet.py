@@ -124,20 +124,41 @@ QUERIES = {
 
 def sql_child(root: str, memory_limit: str, spill: str) -> None:
     """In a fresh process: run the queries, print JSON with times, peak RSS and spill."""
+    import threading
+
     from pmviz import fleet
 
     f = fleet.open(os.path.join(root, "*.pmviz"), memory_limit=memory_limit, temp_directory=spill,
                    threads=2)  # fmt: skip
     con = f.connect()
     rows = con.execute("SELECT count(*) FROM regions").fetchone()[0]
-    out = {"stored_rows": rows, "queries": {}}
+    out: dict = {"stored_rows": rows, "queries": {}, "spill_mib": {}}
+    out["rss_before_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = [0]
+    done = threading.Event()
+
+    def watch() -> None:  # what DuckDB has spilled at any moment (its files come and go)
+        while not done.wait(0.02):
+            size = 0
+            for dp, _, fns in os.walk(spill):
+                for fn in fns:
+                    try:
+                        size += os.path.getsize(os.path.join(dp, fn))
+                    except OSError:
+                        pass
+            peak[0] = max(peak[0], size)
+
+    w = threading.Thread(target=watch, daemon=True)
+    w.start()
     for name, q in QUERIES.items():
+        peak[0] = 0
         t = time.perf_counter()
         con.execute(q).fetchall()
         out["queries"][name] = time.perf_counter() - t
+        out["spill_mib"][name] = peak[0] / 2**20
+    done.set()
+    w.join()
     out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    sizes = [os.path.getsize(os.path.join(dp, fn)) for dp, _, fns in os.walk(spill) for fn in fns]
-    out["spill_dir_files_now"] = len(sizes)
     print(json.dumps(out))
 
 
@@ -146,6 +167,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--memory-limit", default="64MB")
+    ap.add_argument("--sql-only", action="store_true", help="skip the summaries")
     ap.add_argument("--sql-child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.sql_child:
@@ -153,48 +175,46 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as root:
         gen = make(root, a.n)
-        size = sum(
-            os.path.getsize(p)
-            for p in glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)
-        )
+        files = glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)
+        size = sum(os.path.getsize(p) for p in files)
         print(f"{a.n} synthetic captures written in {gen:.1f} s ({size / 2**20:.1f} MiB of parts)")
-        res: dict[str, list[float]] = {"serial": [], "1": [], "2": []}
-        starts: dict[str, list[float]] = {"1": [], "2": []}
-        ref = None
-        for _ in range(a.repeat):
-            for key, w in (("serial", None), ("1", 1), ("2", 2)):
-                st, t, df = summaries(root, w)
-                res[key].append(t)
-                if key != "serial":
-                    starts[key].append(st)
-                d = df.drop(columns=["url"]).sort_values("capture_id").reset_index(drop=True)
-                assert df["error"].isna().all()
-                if ref is None:
-                    ref = d
-                else:
-                    assert d.equals(ref), "summaries differ between runs"
-        print(
-            "summaries of", a.n, "captures (cache cleared each run; best / worst of", a.repeat, "):"
-        )
-        for k, v in res.items():
-            extra = (
-                f", cluster start {min(starts[k]):.1f}-{max(starts[k]):.1f} s"
-                if k in starts
-                else ""
-            )
-            print(f"  {k:>6} worker(s): {min(v):6.1f} / {max(v):6.1f} s "
-                  f"({a.n / min(v):.0f} captures/s){extra}")  # fmt: skip
-        print(f"  speed-up 2 vs 1 workers: {min(res['1']) / min(res['2']):.2f}x (best), "
-              f"{max(res['1']) / max(res['2']):.2f}x (worst)")  # fmt: skip
+        if not a.sql_only:
+            bench_summaries(root, a.n, a.repeat)
         with tempfile.TemporaryDirectory(prefix="bench-fleet-spill-") as spill:
             for limit in (a.memory_limit, "4GB"):
                 r = subprocess.run([sys.executable, __file__, "--sql-child", root, limit, spill],
                                    capture_output=True, text=True, check=True)  # fmt: skip
                 out = json.loads(r.stdout.strip().splitlines()[-1])
                 print(f"DuckDB over {out['stored_rows']:,} stored region rows, memory_limit={limit}, "
-                      f"2 threads: peak RSS {out['rss_mib']:.0f} MiB")  # fmt: skip
+                      f"2 threads: peak RSS {out['rss_mib']:.0f} MiB "
+                      f"({out['rss_before_mib']:.0f} MiB before the queries)")  # fmt: skip
                 for name, t in out["queries"].items():
-                    print(f"  {name}: {t:.2f} s")
+                    print(f"  {name}: {t:.2f} s, spilled at most {out['spill_mib'][name]:.0f} MiB")
+
+
+def bench_summaries(root: str, n: int, repeat: int) -> None:
+    res: dict[str, list[float]] = {"serial": [], "1": [], "2": []}
+    starts: dict[str, list[float]] = {"1": [], "2": []}
+    ref = None
+    for _ in range(repeat):
+        for key, w in (("serial", None), ("1", 1), ("2", 2)):
+            st, t, df = summaries(root, w)
+            res[key].append(t)
+            if key != "serial":
+                starts[key].append(st)
+            d = df.drop(columns=["url"]).sort_values("capture_id").reset_index(drop=True)
+            assert df["error"].isna().all()
+            if ref is None:
+                ref = d
+            else:
+                assert d.equals(ref), "summaries differ between runs"
+    print(f"summaries of {n} captures (cache cleared each run; best / worst of {repeat}):")
+    for k, v in res.items():
+        extra = f", cluster start {min(starts[k]):.1f}-{max(starts[k]):.1f} s" if k in starts else ""
+        print(f"  {k:>6} worker(s): {min(v):6.1f} / {max(v):6.1f} s "
+              f"({n / min(v):.0f} captures/s){extra}")  # fmt: skip
+    print(f"  speed-up 2 vs 1 workers: {min(res['1']) / min(res['2']):.2f}x (best), "
+          f"{max(res['1']) / max(res['2']):.2f}x (worst)")  # fmt: skip
 
 
 if __name__ == "__main__":
