@@ -313,3 +313,16 @@ def test_remote_fsspec_url_is_copied_to_analyse_and_read_in_place_by_duckdb(flee
         )
     finally:
         mem.rm("/pmviz-test", recursive=True)
+
+
+def test_map_on_a_running_scheduler_by_address(fleet_dir):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        f = fleet.open(str(fleet_dir / "synthetic-*.pmviz"))
+        res = f.map(lambda c: c.n_snapshots, scheduler=cluster.scheduler_address, progress=False)
+        assert [r.value for r in res] == [30, 30, 30, 30]
+        with distributed.Client(cluster) as client:  # or a client of your own
+            res = f.map(lambda c: len(c.vma_tables), client, progress=False)
+            assert all(r.ok for r in res)
