@@ -210,7 +210,9 @@ def bench_summaries(root: str, n: int, repeat: int) -> None:
                 assert d.equals(ref), "summaries differ between runs"
     print(f"summaries of {n} captures (cache cleared each run; best / worst of {repeat}):")
     for k, v in res.items():
-        extra = f", cluster start {min(starts[k]):.1f}-{max(starts[k]):.1f} s" if k in starts else ""
+        extra = (
+            f", cluster start {min(starts[k]):.1f}-{max(starts[k]):.1f} s" if k in starts else ""
+        )
         print(f"  {k:>6} worker(s): {min(v):6.1f} / {max(v):6.1f} s "
               f"({n / min(v):.0f} captures/s){extra}")  # fmt: skip
     print(f"  speed-up 2 vs 1 workers: {min(res['1']) / min(res['2']):.2f}x (best), "
