@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import PmvizWarning
+from ..errors import CaptureError, PmvizWarning
 from ..summary import SCHEMA, capture_id, summarize
 from ._run import CaptureResult, run_all
 from ._sources import Source, resolve
@@ -33,16 +33,10 @@ def _id_task(path: str) -> str:
             check_part_file(part.path)
             check_footer(part.path)
             try:
-                pq.ParquetFile(part.path).metadata  # noqa: B018 - parses the footer
+                pq.read_metadata(part.path)  # parses the footer (Thrift), as DuckDB will
             except Exception as err:  # noqa: BLE001 - pyarrow's many error types
-                from ..errors import CaptureError
-
                 raise CaptureError(part.path, f"damaged part ({err})") from err
     return capture_id(path)
-
-
-def _apply(fn: Callable[[Any], Any]) -> Callable[[str], Any]:
-    return _Opened(fn)
 
 
 class _Opened:
@@ -144,7 +138,7 @@ class Fleet:
             ``error`` set (``"CaptureError: ..."``) and ``value`` None; the others run on.
         """
         return run_all(
-            _apply(fn), self.sources, client=client, workers=workers, scheduler=scheduler,
+            _Opened(fn), self.sources, client=client, workers=workers, scheduler=scheduler,
             progress=progress, desc="fleet map",
         )  # fmt: skip
 
