@@ -36,6 +36,7 @@ _LAZY = {
     "Capture": "pmviz.capture",
     "open": "pmviz.storage",
     "mark": "pmviz.marks",
+    "summarize": "pmviz.summary",
 }
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "read_maps",
     "record",
     "scan",
+    "summarize",
     "track",
 ]
 
@@ -95,4 +97,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .marks import mark
     from .recorder import Recorder, record
     from .storage import open
+    from .summary import summarize
     from .tracking import WriteTracker, harvest_written

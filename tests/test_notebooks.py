@@ -183,3 +183,16 @@ def test_live_migration_notebook_numbers():
     assert n >= 3, f"too few snapshots to draw ({line.group(0)})"
     assert len(list(outputs(nb, "image/png"))) == 4
     assert len(list(outputs(nb, "application/vnd.jupyter.widget-view+json"))) == 1
+
+
+@pytest.mark.slow
+def test_fleet_notebook_numbers():
+    nb = execute("07-fleet.ipynb")
+    out = stdout(nb)
+    assert number(r"(\d+) captures", out) == 16
+    assert "failed: 0" in out
+    assert "SQL peaks equal the summaries: True" in out
+    # numpy sorting 128 MiB of float64 (plus its sorted copy) is the largest working set
+    assert re.search(r"numpy\s+4\s+\d+", out)
+    assert len(list(outputs(nb, "image/png"))) == 2
+    assert any("pmviz-fleet-top" in o["data"]["text/html"] for o in outputs(nb, "text/html"))

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "heatmap": ("pmviz.cli.heatmap", "render a capture's address-space heatmap to an image"),
     "report": ("pmviz.cli.report", "write a self-contained HTML report of a capture"),
+    "fleet": ("pmviz.cli.fleet", "summaries, SQL and a report over many captures (pmviz[fleet])"),
 }
 
 

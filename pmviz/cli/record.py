@@ -11,6 +11,7 @@ from .. import _units
 from ..errors import PmvizWarning, UnsupportedKernel
 from ..marks import record_marks
 from ..recorder import WRITES_CHOICES, Recorder
+from ..summary import summarize_recording
 
 
 def parse_seconds(text: str) -> float:
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, h)
         if marks is not None:
             marks.close()
+    summarize_recording(args.out)  # summary.parquet for fleet queries (pmviz fleet)
     m = cap.meta
     print(
         f"pmviz record: {cap.n_snapshots} snapshots of pid {m.pid} written to {args.out} "

@@ -713,6 +713,14 @@ def _open_live(path: str) -> Capture:
     return open_capture(path)
 
 
+def _summarized(cap: Capture, out: str | os.PathLike[str] | None) -> Capture:
+    if out is not None:  # summary.parquet (docs/capture-format.md §8); analysis sits above us
+        from ..summary import summarize_recording
+
+        summarize_recording(out)
+    return cap
+
+
 def record(
     target: str | int | Sequence[str] = "self",
     *,
@@ -781,9 +789,9 @@ def record(
     )
     rec.start()
     try:
-        return rec.wait()
+        return _summarized(rec.wait(), out)
     except KeyboardInterrupt:
-        return rec.stop("interrupted")
+        return _summarized(rec.stop("interrupted"), out)
     finally:
         if rec.running:
             rec.stop("interrupted")
