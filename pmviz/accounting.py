@@ -35,10 +35,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ._kernel import kpage, smaps
+from ._kernel import kpage, procfs, smaps
 from ._kernel import pagemap as pm
 from ._kernel import pagemap_scan as pms
-from ._kernel import procfs
 from ._kernel.process import ProcessHandle
 from .categories import Category
 from .errors import NoSuchProcess
@@ -263,7 +262,9 @@ def account(
     columns["reason"] = pa.array(
         [UNKNOWN_REASON if u else "" for u in unknown.tolist()], pa.string()
     )
-    arrays = [pa.array(columns[c], pa.int64()) if c.endswith("bytes") else columns[c] for c in COLUMNS]
+    arrays = [
+        pa.array(columns[c], pa.int64()) if c.endswith("bytes") else columns[c] for c in COLUMNS
+    ]
     return pa.Table.from_arrays(
         arrays, names=list(COLUMNS), metadata={"mode": ids.mode, "page_size": str(size)}
     )
@@ -456,9 +457,9 @@ def _with_file_keys(raw: list[_Raw]) -> list[ProcessPages]:
     for i, r in enumerate(raw):
         exclusive = (r.entries & np.uint64(pm.PM_MMAP_EXCLUSIVE)) != 0
         keys = np.where(exclusive, EXCLUSIVE, UNKNOWN).astype(np.int64)
-        keys[which[i]] = (file_id[bounds[i] : bounds[i + 1]] << _FILE_KEY_SHIFT) | pgoffs[
-            i
-        ].astype(np.int64)
+        keys[which[i]] = (file_id[bounds[i] : bounds[i + 1]] << _FILE_KEY_SHIFT) | pgoffs[i].astype(
+            np.int64
+        )
         out.append(ProcessPages(r.pid, r.pages, keys, None, exclusive, r.swap_pages, r.rollup))
     return out
 

@@ -7,7 +7,8 @@ The parent maps, before forking two children:
 - ``memfd``: 32 pages of a memfd, ``MAP_SHARED``, all written;
 - ``shared_file``: 16 pages of DIR/shared.bin, ``MAP_SHARED``, all written;
 - ``private_file``: 8 pages of DIR/private.bin, ``MAP_PRIVATE``, read only.
-Then child 1 writes anon pages [0, 16) (its own copies) and memfd pages [0, 8);
+Each child reads every page of the three file mappings (shared mappings are not copied at
+fork: a child maps what it touches), then child 1 writes anon pages [0, 16) (its own copies) and memfd pages [0, 8);
 child 2 writes anon pages [8, 24) and memfd pages [4, 12) and shared_file pages [0, 4).
 Each process prints one line ``ROLE PID ADDR_anon ADDR_memfd ADDR_shared ADDR_private`` and
 the parent prints ``ready`` when all are set up; then everything waits until stdin closes.
@@ -69,6 +70,9 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:
             os.close(r)
+            for name in ("memfd", "shared_file", "private_file"):  # map every page (read)
+                for page in range(SIZES[name]):
+                    _ = maps[name][page * PAGE]
             for name, (a, b) in CHILD_WRITES[role].items():
                 _write(maps[name], a, b, 1 + role)
             os.write(w, f"child{role} {os.getpid()} {addrs}\n".encode())
