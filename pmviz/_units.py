@@ -1,13 +1,15 @@
-"""Durations and sizes as people type them: ``"100ms"``, ``"2.5s"``, ``"512M"``, ``"2G"``.
+"""Durations and sizes as people type them (``"100ms"``, ``"2.5s"``, ``"512M"``, ``"2G"``) and
+as pmviz prints them (``"1.5 MiB"``).
 
-Shared by the CLI and the notebook magics (both parse the same options).
+Shared by the CLI and the notebook magics (both parse the same options), and by every repr,
+report and plot label (one byte format everywhere).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_SECONDS", "parse_seconds", "parse_size"]
+__all__ = ["MAX_SECONDS", "human_bytes", "parse_seconds", "parse_size"]
 
 MAX_SECONDS = 1e9
 """Longest interval or duration accepted (about 31 years; longer overflows the timers)."""
@@ -38,3 +40,16 @@ def parse_size(text: str) -> int:
     if not 1 <= size < 1 << 63:
         raise ValueError(f"{text!r}: a size must be at least 1 byte")
     return int(size)
+
+
+def human_bytes(n: float) -> str:
+    """``"1.5 MiB"``-style text: IEC units, three significant digits (``"119 MiB"``,
+    ``"1.02 GiB"``), whole bytes below 1 KiB.
+    """
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < (1024 if unit == "B" else 1023.5) or unit == "PiB":
+            break  # (1023.7 KiB would print as "1024 KiB": that is 1 MiB)
+        n /= 1024
+    if unit == "B" or abs(n) >= 99.95:  # (.3g would write 1000 as 1e+03)
+        return f"{n:.0f} {unit}"
+    return f"{n:.3g} {unit}"

@@ -23,9 +23,10 @@ import numpy as np
 
 from ._intervals import clip_regions, concat_aranges
 from ._kernel.pagemap_scan import PAGE_SIZE, REGION_DTYPE
+from ._units import human_bytes
 from .categories import Category
 from .maps import Vmas
-from .regions import Regions, _human_bytes
+from .regions import Regions
 
 __all__ = [
     "Capture",
@@ -1205,8 +1206,8 @@ class Capture:
             "scan time": f"median {np.median(scan_ms):.2f} ms, max {scan_ms.max():.2f} ms"
             if len(scan_ms)
             else "—",
-            "resident (last)": _human_bytes(resident),
-            "mapped (last)": _human_bytes(self.vmas_at(-1).size) if n else "—",
+            "resident (last)": human_bytes(resident),
+            "mapped (last)": human_bytes(self.vmas_at(-1).size) if n else "—",
             "VMA tables": f"{len(self.vma_tables):,}",
             "write tracking": m.write_mechanism,
             "kernel": m.kernel_release,
@@ -1224,7 +1225,9 @@ class Capture:
             f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>"
             for k, v in self.summary().items()
         )
-        return f"<div><b>pmviz {type(self).__name__}</b><table>{body}</table></div>"
+        path = getattr(self, "path", None)  # (a stored capture's directory)
+        title = "pmviz capture" + (f" <code>{html.escape(str(path))}</code>" if path else "")
+        return f"<div><b>{title}</b><table>{body}</table></div>"
 
 
 def _check_time(time_ns: Any) -> np.ndarray:

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from ._intervals import union_columns
-from ._units import parse_seconds
+from ._units import human_bytes, parse_seconds
 from .capture import Capture, Mark
 from .categories import Category
 from .errors import Error, PmvizWarning
@@ -67,7 +67,6 @@ from .names import (
     from_records,
     object_ranges,
 )
-from .regions import _human_bytes
 
 __all__ = [
     "load_ipython_extension",
@@ -598,7 +597,7 @@ class CaptureReport:
             rows.append(
                 (
                     "written",
-                    f"{_human_bytes(t['written'])} "
+                    f"{human_bytes(t['written'])} "
                     f"({t['written'] // cap.page_size:,} pages, each counted once)",
                 )
             )
@@ -608,8 +607,8 @@ class CaptureReport:
         rows.append(
             (
                 "resident",
-                f"{_human_bytes(t['resident_start'])} → {_human_bytes(t['resident_end'])}"
-                f" (peak {_human_bytes(t['resident_peak'])})",
+                f"{human_bytes(t['resident_start'])} → {human_bytes(t['resident_end'])}"
+                f" (peak {human_bytes(t['resident_peak'])})",
             )
         )
         marks = [m.label for m in cap.marks]
@@ -642,9 +641,9 @@ class CaptureReport:
             "<tr>"
             f"<td style='text-align:left;font-family:monospace'>{r['start']:#x}–{r['end']:#x}</td>"
             f"<td style='text-align:left'>{html.escape(r['label'])}</td>"
-            f"<td style='text-align:right'>{_human_bytes(r['size'])}</td>"
-            f"<td style='text-align:right'>{_human_bytes(r['written'])}</td>"
-            f"<td style='text-align:right'>{_human_bytes(r['resident'])}</td>"
+            f"<td style='text-align:right'>{human_bytes(r['size'])}</td>"
+            f"<td style='text-align:right'>{human_bytes(r['written'])}</td>"
+            f"<td style='text-align:right'>{human_bytes(r['resident'])}</td>"
             f"<td style='text-align:left'>{html.escape(', '.join(r['objects']))}</td>"
             "</tr>"
             for r in rows

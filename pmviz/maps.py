@@ -10,6 +10,7 @@ import numpy as np
 
 from ._kernel import procfs
 from ._kernel.procfs import Pid
+from ._units import human_bytes
 
 __all__ = ["VmaKind", "Vmas", "read_maps", "VMA_DTYPE", "SHADOW_RANGES"]
 
@@ -230,7 +231,7 @@ class Vmas:
         return df
 
     def __repr__(self) -> str:
-        return f"<Vmas n={len(self)} size={self.size:,} B>"
+        return f"<Vmas n={len(self)} size={human_bytes(self.size)}>"
 
     def _repr_html_(self, max_rows: int = 30) -> str:
         rows = []
@@ -244,7 +245,7 @@ class Vmas:
         if len(self) > max_rows:
             rows.append(f"<tr><td colspan=4><i>… {len(self) - max_rows} more</i></td></tr>")
         return (
-            f"<div><b>Vmas</b>: {len(self)} VMAs, {self.size:,} bytes mapped<table>"
+            f"<div><b>Vmas</b>: {len(self):,} VMAs, {human_bytes(self.size)} mapped<table>"
             "<tr><th>range</th><th>perms</th><th>kind</th><th>path</th></tr>"
             f"{''.join(rows)}</table></div>"
         )

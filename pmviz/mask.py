@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 
 import numpy as np
@@ -154,6 +155,16 @@ class Mask:
                 parts.append(f"{label}={_names(bits)}")
         parts.append(f"report={_names(ret)}")
         return f"Mask({', '.join(parts)})"
+
+    def _repr_html_(self) -> str:
+        # The readable form, then the four fields the kernel receives (what a C user types).
+        fields = "".join(
+            f"<tr><th style='text-align:left'><code>{n}</code></th>"
+            f"<td><code>{getattr(self, n):#06x}</code></td>"
+            f"<td>{html.escape(_names(getattr(self, n)) if getattr(self, n) else '—')}</td></tr>"
+            for n in _FIELDS
+        )
+        return f"<div><code>{html.escape(repr(self))}</code><table>{fields}</table></div>"
 
     def c_initializer(self, *, start: str = "start", end: str = "end") -> str:
         """A C ``struct pm_scan_arg`` initialiser selecting what this mask selects."""

@@ -10,6 +10,7 @@ import numpy as np
 
 from ._intervals import clip_regions, regions_array
 from ._kernel.pagemap_scan import PAGE_SIZE, REGION_DTYPE
+from ._units import human_bytes
 from .categories import Category, category_names
 
 __all__ = ["Region", "Regions", "REGION_DTYPE"]
@@ -210,7 +211,7 @@ class Regions:
 
     def _repr_html_(self, max_rows: int = 20) -> str:
         n = len(self)
-        size = _human_bytes(self.size)
+        size = human_bytes(self.size)
         rows = []
         shown = self[:max_rows]
         for r, pages in zip(shown, shown.page_counts.tolist()):
@@ -289,11 +290,3 @@ def _checked_array(array: object) -> np.ndarray:
         a = regions_array(cols["start"], cols["end"], cols["categories"])
     _check_order(a)
     return a
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"

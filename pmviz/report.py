@@ -18,11 +18,11 @@ from matplotlib.figure import Figure
 
 from . import analysis as pa
 from . import plotting as pp
+from ._units import human_bytes
 from .capture import Capture
 from .maps import VmaKind
 from .plotting import human_rate
 from .plotting._marks import draw_marks
-from .regions import _human_bytes
 
 __all__ = ["build_report", "write_report"]
 
@@ -221,14 +221,14 @@ def build_report(
             cum = pa.cumulative_written(capture)
             parts.append(
                 f"<p>Distinct memory written over the capture: "
-                f"<b>{_human_bytes(int(cum[-1]))}</b>.</p>"
+                f"<b>{human_bytes(int(cum[-1]))}</b>.</p>"
             )
         rows = [
             [
                 f"{ws.time[i]:.3f}",
-                _human_bytes(int(ws.resident[i])),
-                _human_bytes(int(ws.swapped[i])),
-                _human_bytes(int(ws.written[i])) if ws.written is not None else "—",
+                human_bytes(int(ws.resident[i])),
+                human_bytes(int(ws.swapped[i])),
+                human_bytes(int(ws.written[i])) if ws.written is not None else "—",
             ]
             for i in (0, capture.n_snapshots - 1)
         ]
@@ -245,8 +245,8 @@ def build_report(
                 rows.append(
                     [
                         html.escape(vmas.label(i)),
-                        _human_bytes(sp.reserved_bytes),
-                        _human_bytes(sp.matched_bytes),
+                        human_bytes(sp.reserved_bytes),
+                        human_bytes(sp.matched_bytes),
                         f"{sp.n_regions:,}",
                         f"{sp.pages_per_region:,.1f}",
                         f"{sp.compression:,.0f}x",
@@ -283,13 +283,13 @@ def build_report(
             return "<p>TSan shadow detected (not mapped back to application addresses).</p>"
         sm = pa.materialised_shadow(capture, sanitizer=san)
         rows = [
-            [html.escape(lbl), _human_bytes(int(b))]
+            [html.escape(lbl), human_bytes(int(b))]
             for lbl, b in zip(sm.vma_labels, sm.vma_bytes.tolist())
             if b
         ]
         return (
-            f"<p>{san.upper()} shadow: {_human_bytes(sm.shadow.size)} resident, describing "
-            f"{_human_bytes(sm.app.size)} of application memory.</p>"
+            f"<p>{san.upper()} shadow: {human_bytes(sm.shadow.size)} resident, describing "
+            f"{human_bytes(sm.app.size)} of application memory.</p>"
             + _table(["application VMA", "bytes with materialised shadow"], rows)
         )
 
@@ -297,7 +297,7 @@ def build_report(
         if capture.n_snapshots < 2:
             return "<p>One snapshot: nothing to compare.</p>"
         d = pa.snapshot_diff(capture, 0, -1)
-        rows = [[k.replace("_", " "), _human_bytes(v)] for k, v in d.totals().items()]
+        rows = [[k.replace("_", " "), human_bytes(v)] for k, v in d.totals().items()]
         return _table(["first → last snapshot", "bytes"], rows) + _png(
             lambda f: pp.diff(d, ax=f.add_subplot()), (9, 6)
         )
@@ -305,7 +305,7 @@ def build_report(
     def migration() -> str:
         dump = pa.dump_size(capture)
         text = (
-            f"<p>CRIU would dump <b>{_human_bytes(int(dump[-1]))}</b> at the last snapshot "
+            f"<p>CRIU would dump <b>{human_bytes(int(dump[-1]))}</b> at the last snapshot "
             f"(mask <code>{html.escape(repr(pa.CRIU_DUMP_MASK))}</code>).</p>"
         )
         if not W or capture.n_snapshots < 2:
@@ -325,7 +325,7 @@ def build_report(
                     f"{e.round_bytes.size - 1}",
                     f"{e.downtime_s * 1e3:,.1f} ms",
                     f"{e.total_s:,.2f} s",
-                    _human_bytes(e.total_bytes),
+                    human_bytes(e.total_bytes),
                     "yes" if e.converged else e.reason,
                 ]
             )

@@ -129,8 +129,11 @@ def spawn_layout(
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
         line = proc.stdout.readline() if ready else ""
         if not line:
+            if proc.poll() is None:  # (silent past the timeout)
+                proc.kill()
+            _, err = proc.communicate(timeout=5)  # (before _reap closes the pipes)
             _reap(proc)
-            raise RuntimeError(f"layout child failed: {proc.stderr.read()}")
+            raise RuntimeError(f"layout child failed: {err}")
         info = json.loads(line)
         layout = Layout(
             proc,

@@ -96,4 +96,4 @@ def test_results_render_in_notebooks():
     ):
         html = obj._repr_html_()
         assert html.startswith("<div><b>") and title in html
-    assert "8.0 KiB in 1 regions" in snapshot_diff(cap, 1, 2)._repr_html_()
+    assert "8 KiB in 1 regions" in snapshot_diff(cap, 1, 2)._repr_html_()

@@ -281,7 +281,7 @@ def test_cell_magic_in_a_real_kernel_names_the_array(kernel):
     assert "data:image/png;base64," in page  # the heatmaps
     assert "a: float64[8_388_608]" in page  # the VMA table's objects
     (result,) = [o for o in outs if o["type"] == "execute_result"]
-    assert "pmviz Capture" in result["data"]["text/html"]  # the value is the Capture
+    assert "pmviz capture" in result["data"]["text/html"]  # the value is the Capture
     stats = json.loads(_stdout(run(kernel, CELL_STATS)))
     assert stats["writes"] == "uffd-wp", stats
     assert stats["label"] == "a: float64[8_388_608]"

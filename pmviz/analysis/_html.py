@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import html
 
-from ..regions import _human_bytes
+from .._units import human_bytes
 
 __all__ = ["Summary", "table", "text", "human_bytes"]
-
-human_bytes = _human_bytes
 
 
 def table(title: str, rows: dict[str, str]) -> str:

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._intervals import concat_aranges
+from .._units import human_bytes
 from ..capture import Capture
 from ..categories import Category
 from ..maps import Vmas
 from ..mask import Mask
-from ..regions import REGION_DTYPE, Regions, _human_bytes
+from ..regions import REGION_DTYPE, Regions
 from ._html import Summary
 from ._select import category_mask, snapshot
 
@@ -104,12 +105,12 @@ class Sparsity(Summary):
         return {
             "ranges": ", ".join(f"{s:#x}-{e:#x}" for s, e in self.ranges.tolist()[:4])
             + (f" … ({len(self.ranges):,} in all)" if len(self.ranges) > 4 else ""),
-            "reserved": _human_bytes(self.reserved_bytes),
-            self.category: f"{_human_bytes(self.matched_bytes)} ({100 * self.density:.1f}%)",
+            "reserved": human_bytes(self.reserved_bytes),
+            self.category: f"{human_bytes(self.matched_bytes)} ({100 * self.density:.1f}%)",
             "regions (filtered / unfiltered scan)": f"{self.n_regions:,} / {self.n_scan_regions:,}",
             "pages per page_region": f"{self.pages_per_region:,.1f}",
-            "scan output": f"{_human_bytes(self.region_bytes_out)} in {self.ioctl_calls:,} "
-            f"ioctl(s) vs {_human_bytes(self.pagemap_bytes_out)} of pagemap "
+            "scan output": f"{human_bytes(self.region_bytes_out)} in {self.ioctl_calls:,} "
+            f"ioctl(s) vs {human_bytes(self.pagemap_bytes_out)} of pagemap "
             f"({self.compression:,.0f}x)",
         }
 

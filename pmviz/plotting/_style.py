@@ -9,6 +9,8 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator
 
+from .._units import human_bytes
+
 # One colour per category, used for single-category colormaps and the composite view.
 CATEGORY_COLORS = {
     "written": "#d62728",
@@ -115,14 +117,6 @@ def unmapped_patch(**kwargs) -> Patch:  # noqa: ANN003 - Patch keyword arguments
     kwargs.setdefault("label", UNMAPPED_LABEL)
     return Patch(**kwargs)
 
-
-def human_bytes(x: float) -> str:
-    """``1.5 MiB``-style text."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(x) < 1024 or unit == "TiB":
-            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.3g} {unit}"
-        x /= 1024
-    return f"{x}"
 
 
 def human_rate(bytes_per_s: float, *, nominal_bits: float | None = None) -> str:

@@ -9,11 +9,12 @@ from collections.abc import Mapping
 import ipywidgets as widgets
 import numpy as np
 
+from .._units import human_bytes
 from ..categories import ALL_CATEGORIES, Category
 from ..categories import category_names as _category_names
 from ..maps import Vmas
 from ..mask import Mask
-from ..regions import Regions, _human_bytes
+from ..regions import Regions
 
 __all__ = [
     "CHOICES",
@@ -258,7 +259,7 @@ def region_table_html(regions: Regions, vmas: Vmas | None, *, max_rows: int = 12
         labels = ["—"] * len(head)
     rows = "".join(
         f"<tr><td><code>{r.start:#014x}</code></td><td><code>{r.end:#014x}</code></td>"
-        f"<td style='text-align:right'>{_human_bytes(r.size)}</td>"
+        f"<td style='text-align:right'>{human_bytes(r.size)}</td>"
         f"<td><code>{html.escape(category_names(int(r.categories)))}</code></td>"
         f"<td>{html.escape(label)}</td></tr>"
         for r, label in zip(head, labels)
@@ -267,7 +268,7 @@ def region_table_html(regions: Regions, vmas: Vmas | None, *, max_rows: int = 12
         rows += f"<tr><td colspan=5><i>… {n - max_rows:,} more regions</i></td></tr>"
     return (
         f"<div class='pmviz-region-table'><b>{n:,} regions</b>, {regions.n_pages:,} pages "
-        f"({_human_bytes(regions.size)})"
+        f"({human_bytes(regions.size)})"
         "<table style='font-size:12px'><tr><th>start</th><th>end</th><th>size</th>"
         f"<th>categories</th><th>VMA</th></tr>{rows}</table></div>"
     )
@@ -353,7 +354,7 @@ def lookup(regions: Regions, vmas: Vmas | None, address: int) -> Mapping[str, st
         r = regions[i]
         out.update(
             region=f"{r.start:#x}–{r.end:#x}",
-            size=_human_bytes(r.size),
+            size=human_bytes(r.size),
             categories=category_names(int(r.categories)),
         )
     else:
@@ -364,7 +365,7 @@ def lookup(regions: Regions, vmas: Vmas | None, address: int) -> Mapping[str, st
             a = vmas.array[j]
             out["vma"] = (
                 f"{vmas.label(j)} {int(a['start']):#x}–{int(a['end']):#x} "
-                f"{a['perms'].decode()} ({_human_bytes(int(a['end'] - a['start']))})"
+                f"{a['perms'].decode()} ({human_bytes(int(a['end'] - a['start']))})"
             )
         else:
             out["vma"] = "unmapped"

@@ -11,13 +11,13 @@ import ipywidgets as widgets
 import numpy as np
 from matplotlib.figure import Figure
 
+from .._units import human_bytes
 from ..analysis.axis import AddressAxis
 from ..analysis.heatmap import HeatmapGrid, heatmap_grid
 from ..capture import Capture
 from ..maps import Vmas
 from ..names import from_records, name_at
 from ..plotting._style import fraction_cmap, hex_address
-from ..regions import _human_bytes
 from . import _render
 from ._controls import Blitter, figure_png, lookup, parse_hex_range, readout_html
 
@@ -39,7 +39,7 @@ def _vma_options(vmas: Vmas) -> list[tuple[str, _ZoomValue]]:
         a = vmas.array[i]
         s, e = int(a["start"]), int(a["end"])
         perms = a["perms"].decode()
-        opts.append((f"{vmas.label(i)}  {s:#x}  {perms}  {_human_bytes(e - s)}", (s, e)))
+        opts.append((f"{vmas.label(i)}  {s:#x}  {perms}  {human_bytes(e - s)}", (s, e)))
     return opts
 
 
