@@ -48,8 +48,10 @@ def _column(table: pa.Table, name: str, dtype: Any = np.int64) -> np.ndarray:
     if name not in table.column_names:
         raise ValueError(f"the table has no {name!r} column (columns: {table.column_names})")
     col = table.column(name)
-    return col.to_numpy(zero_copy_only=False).astype(dtype) if col.null_count == 0 else np.array(
-        col.fill_null(0).to_numpy(zero_copy_only=False), dtype=dtype
+    return (
+        col.to_numpy(zero_copy_only=False).astype(dtype)
+        if col.null_count == 0
+        else np.array(col.fill_null(0).to_numpy(zero_copy_only=False), dtype=dtype)
     )
 
 
@@ -117,9 +119,7 @@ def tree_totals(accounting: Any) -> TreeTotals:
     n = len(ticks)
 
     def total(name: str) -> np.ndarray:
-        return np.bincount(tick, weights=_column(t, name, np.float64), minlength=n).astype(
-            np.int64
-        )
+        return np.bincount(tick, weights=_column(t, name, np.float64), minlength=n).astype(np.int64)
 
     has_written = "written_bytes" in t.column_names and t.column("written_bytes").null_count < len(
         t
@@ -185,7 +185,10 @@ def accounting_series(accounting: Any, column: str = "counted_bytes") -> Process
 
 
 def process_series(
-    captures: Mapping[int, Capture] | Any, what: str = "resident", *, time_ns: np.ndarray | None = None
+    captures: Mapping[int, Capture] | Any,
+    what: str = "resident",
+    *,
+    time_ns: np.ndarray | None = None,
 ) -> ProcessSeries:
     """Resident (or written, swapped) bytes of every process, on one time grid.
 
@@ -216,7 +219,8 @@ def process_series(
             v = np.zeros(cap.n_snapshots, np.int64)  # recorded without write tracking
         per.append((np.asarray(cap.time_ns, np.int64), np.asarray(v, np.int64)))
     grid = (
-        np.unique(np.concatenate([t for t, _ in per])) if time_ns is None and per
+        np.unique(np.concatenate([t for t, _ in per]))
+        if time_ns is None and per
         else np.asarray(time_ns if time_ns is not None else [], np.int64)
     )
     values = np.zeros((len(grid), len(pids)), np.int64)
@@ -274,8 +278,13 @@ class ProcessTree:
             name = f"{'    ' * int(self.depth[i])}{int(self.pid[i])} {self.command[i]}"
             sizes = [
                 human_bytes(int(v)) if v >= 0 else "—"
-                for v in (self.rss[i], self.pss[i], self.uss[i], self.counted[i],
-                          self.subtree_counted[i])
+                for v in (
+                    self.rss[i],
+                    self.pss[i],
+                    self.uss[i],
+                    self.counted[i],
+                    self.subtree_counted[i],
+                )
             ]
             out.append((name, sizes))
         return out
@@ -308,9 +317,7 @@ class ProcessTree:
         )
 
 
-def process_tree(
-    processes: Any, accounting: Any | None = None, *, at: int = -1
-) -> ProcessTree:
+def process_tree(processes: Any, accounting: Any | None = None, *, at: int = -1) -> ProcessTree:
     """The process tree (depth-first) with each process's sizes at one accounting tick.
 
     Parameters

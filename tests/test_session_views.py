@@ -1,0 +1,102 @@
+"""Session analyses and views: tree totals counted once, stacked series, tree, heatmaps."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import matplotlib
+import numpy as np
+import pyarrow as pa
+import pytest
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+from test_accounting import run_tree  # noqa: E402
+
+import pmviz  # noqa: E402
+from pmviz.accounting import account  # noqa: E402
+from pmviz.analysis.session import (  # noqa: E402
+    accounting_series,
+    process_series,
+    process_tree,
+    tree_totals,
+)
+from pmviz.plotting.session import (  # noqa: E402
+    process_heatmaps,
+    process_icicle,
+    stacked_processes,
+    tree_totals_lines,
+)
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    """The shared tree: three accounting ticks and a short capture of each process."""
+    with run_tree() as t:
+        parts = []
+        for _ in range(3):
+            tick = account(t.pids)
+            parts.append(tick.append_column("time_ns", pa.array([time.time_ns()] * len(tick))))
+            time.sleep(0.02)
+        caps = {
+            pid: pmviz.record(pid, count=3, interval=0.02, writes="none", progress=False)
+            for pid in t.pids
+        }
+        processes = pa.table(
+            {
+                "pid": t.pids,
+                "parent": [os.getpid(), t.pid["parent"], t.pid["parent"]],
+                "command": [["python3", "shared_tree.py"], ["child1"], ["child2"]],
+            }
+        )
+        yield t, pa.concat_tables(parts), caps, processes
+
+
+@pytest.mark.kernel
+def test_tree_totals_count_shared_pages_once(recorded):
+    t, acc, _, _ = recorded
+    tot = tree_totals(acc)
+    assert tot.time.size == 3 and tot.n_processes.tolist() == [3, 3, 3]
+    per_tick = acc.filter(pa.compute.equal(acc["time_ns"], pa.scalar(int(tot.time_ns[-1]))))
+    assert tot.counted[-1] == sum(per_tick["counted_bytes"].to_pylist())
+    assert tot.rss_sum[-1] == sum(per_tick["rss_bytes"].to_pylist())
+    # The 56 shared pages of the memfd and files alone make the naive sum larger.
+    assert tot.rss_sum[-1] - tot.counted[-1] >= 2 * 56 * 4096
+    assert "counted once" in repr(tot) and "<table>" in tot._repr_html_()
+
+
+@pytest.mark.kernel
+def test_series_and_tree(recorded):
+    t, acc, caps, processes = recorded
+    s = accounting_series(acc, "counted_bytes")
+    assert s.values.shape == (3, 3) and (s.values.sum(axis=1) == tree_totals(acc).counted).all()
+    r = process_series(caps, "resident")
+    assert r.pids.tolist() == sorted(t.pids) and r.values.shape[1] == 3
+    assert (r.values.max(axis=0) > 0).all()
+    tree = process_tree(processes, acc)
+    assert tree.pid.tolist() == t.pids and tree.depth.tolist() == [0, 1, 1]
+    assert tree.subtree_counted[0] == tree_totals(acc).counted[-1]
+    assert "child1" in repr(tree) and "padding-left:1.2em" in tree._repr_html_()
+
+
+@pytest.mark.kernel
+def test_views_return_their_artists(recorded):
+    t, acc, caps, processes = recorded
+    fig = Figure()
+    ax = fig.add_subplot()
+    polys = stacked_processes(process_series(caps, "resident"), ax=ax, top=2)
+    assert len(polys) == 3 and polys[-1].get_label() == "others (1)"
+    lines = tree_totals_lines(acc, ax=Figure().add_subplot())
+    assert [ln.get_label() for ln in lines][:2] == ["counted once", "sum of RSS"]
+    assert np.array_equal(lines[0].get_ydata(), tree_totals(acc).counted)
+    bars = process_icicle(process_tree(processes, acc), ax=Figure().add_subplot())
+    assert len(bars) == 3
+    widths = [b.get_width() for b in bars]
+    assert widths[0] == pytest.approx(
+        widths[1] + widths[2] + process_tree(processes, acc).counted[0]
+    )
+    meshes = process_heatmaps(caps, "present", fig=Figure(), ncols=2)
+    assert len(meshes) == 3 and all(m.get_array().shape[0] == 128 for m in meshes)
+    with pytest.raises(ValueError, match="no capture for pid"):
+        process_heatmaps(caps, pids=[1], fig=Figure())
