@@ -100,3 +100,28 @@ def test_views_return_their_artists(recorded):
     assert len(meshes) == 3 and all(m.get_array().shape[0] == 128 for m in meshes)
     with pytest.raises(ValueError, match="no capture for pid"):
         process_heatmaps(caps, pids=[1], fig=Figure())
+
+
+class _Session:
+    """What the report reads of a session: pids, capture(pid), processes, accounting."""
+
+    def __init__(self, caps, processes, accounting):
+        self._caps, self.processes, self.accounting = caps, processes, accounting
+        self.pids = sorted(caps)
+
+    def capture(self, pid):
+        return self._caps[pid]
+
+
+@pytest.mark.kernel
+def test_session_report_has_a_tree_section_and_one_per_process(recorded):
+    from pmviz.session_report import build_session_report
+
+    t, acc, caps, processes = recorded
+    text = build_session_report(_Session(caps, processes, acc), addr_bins=64)
+    assert text.startswith("<!DOCTYPE html>") and text.count("<html") == 1
+    assert "The whole tree" in text and "ProcessTree" in text and "TreeTotals" in text
+    for pid in t.pids:
+        assert f"id='pid-{pid}'" in text
+    assert text.count("<h3>Address-space heatmaps</h3>") == 3
+    assert text.count("data:image/png;base64") >= 3 + 3
