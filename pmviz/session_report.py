@@ -98,17 +98,11 @@ def _tree_section(session: Any, pids: list[int]) -> str:
             "<p class='note'>no accounting table (record with accounting on): shared pages "
             "are not identified, so no total counted once</p>"
         )
+    labels = sp._session_labels(session)
     for what in ("resident", "written"):
         series = sa.process_series(session, what)
         if series.values.any():
-            parts.append(
-                _png(
-                    lambda f, s=series: sp.stacked_processes(
-                        s, ax=f.add_subplot(), labels=sp._session_labels(session)
-                    ),
-                    (11, 4),
-                )
-            )
+            parts.append(_png(_stacked(series, labels), (11, 4)))
     shown = pids
     if len(pids) > _MAX_PANELS:  # the largest processes by peak resident bytes
         series = sa.process_series(session, "resident")
@@ -122,6 +116,13 @@ def _tree_section(session: Any, pids: list[int]) -> str:
 
     parts.append(_png(panels, (11, 2.6 * rows)))
     return "".join(parts)
+
+
+def _stacked(series: sa.ProcessSeries, labels: dict[int, str] | None) -> Any:
+    def draw(f: Figure) -> None:
+        sp.stacked_processes(series, ax=f.add_subplot(), labels=labels)
+
+    return draw
 
 
 def write_session_report(session: Any, path: str | os.PathLike[str], **kwargs: Any) -> str:
