@@ -204,7 +204,7 @@ def account(
         ``shared_bytes`` and (pfn mode) ``swap_bytes`` equal ``smaps_rollup``'s ``Rss``,
         ``Private_*``, ``Shared_*`` and ``Swap`` to the byte (the kernel prints kB, truncated).
         ``pss_bytes`` is the kernel's fixed-point sum shifted down: it is below the exact
-        rational PSS by less than one byte, and ``pss_bytes // 1024`` is ``smaps_rollup``'s
+        rational PSS by less than ``1 + n_pages / 4096`` bytes, and ``pss_bytes // 1024`` is ``smaps_rollup``'s
         ``Pss`` exactly. ``tree_shared_bytes``: resident bytes also mapped by another process
         of the set. ``counted_bytes``: this process's part when every distinct page of the
         set is counted once (attributed to the first process, in the given order, that
