@@ -312,7 +312,7 @@ def written_attribution(
     proc = np.repeat(np.arange(n), [len(k) for k in keys_per_proc])
     keys = np.concatenate(keys_per_proc) if keys_per_proc else np.zeros(0, np.int64)
     if len(keys):
-        writers = _writers_per_key(keys, proc)
+        writers, _ = _key_groups(keys, proc)
         shared_pages = np.bincount(proc[writers >= 2], minlength=n).astype(np.int64)
     return {
         "pid": np.array(identities.pids, np.int64),
@@ -476,11 +476,25 @@ def _uss_pss(mapcount: np.ndarray, page_size: int) -> tuple[int, int]:
     return int(private.sum()) * page_size, fixed >> _PSS_SHIFT
 
 
-def _writers_per_key(keys: np.ndarray, proc: np.ndarray) -> np.ndarray:
-    """For each (key, process) entry: how many distinct processes have that key."""
-    pairs = np.unique(np.stack([keys, proc], 1), axis=0)  # each process once per key
-    uk, per_key = np.unique(pairs[:, 0], return_counts=True)
-    return per_key[np.searchsorted(uk, keys)]
+def _key_groups(keys: np.ndarray, proc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per entry: how many distinct processes have its key; per distinct key: its first process.
+
+    ``proc`` must be non-decreasing (entries concatenated process by process): one stable
+    sort by key then keeps each key's entries in process order, so a key's first entry is
+    its first process and a change of process within a key's run is one more sharer.
+    """
+    order = np.argsort(keys, kind="stable")
+    k, p = keys[order], proc[order]
+    new_key = np.empty(len(k), bool)
+    new_key[:1] = True
+    new_key[1:] = k[1:] != k[:-1]
+    new_pair = new_key.copy()
+    new_pair[1:] |= p[1:] != p[:-1]
+    group = np.cumsum(new_key) - 1
+    sharers = np.bincount(group, weights=new_pair).astype(np.int64)
+    per_entry = np.empty(len(k), np.int64)
+    per_entry[order] = sharers[group]
+    return per_entry, p[new_key]
 
 
 def _tree_counts(ids: PageIdentities) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -493,9 +507,9 @@ def _tree_counts(ids: PageIdentities) -> tuple[np.ndarray, np.ndarray, np.ndarra
     counted = np.bincount(proc[keys == EXCLUSIVE], minlength=n).astype(np.int64)
     unknown = np.bincount(proc[keys == UNKNOWN], minlength=n).astype(np.int64)
     if named.any():
-        k, p = keys[named], proc[named]
-        tree_shared = np.bincount(p[_writers_per_key(k, p) >= 2], minlength=n).astype(np.int64)
+        p = proc[named]
+        sharers, owners = _key_groups(keys[named], p)
+        tree_shared = np.bincount(p[sharers >= 2], minlength=n).astype(np.int64)
         # Each distinct key once, to the first process (in the given order) that maps it.
-        _, first = np.unique(k, return_index=True)  # k is in process order: first = lowest
-        counted += np.bincount(p[first], minlength=n).astype(np.int64)
+        counted += np.bincount(owners, minlength=n).astype(np.int64)
     return tree_shared, counted, unknown
