@@ -7,6 +7,7 @@ pivoted with ``np.unique`` / ``np.searchsorted``; per-process loops touch one ca
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ __all__ = [
     "process_series",
     "ProcessTree",
     "process_tree",
+    "short_command",
 ]
 
 
@@ -275,7 +277,7 @@ class ProcessTree:
     def _lines(self) -> list[tuple[str, list[str]]]:
         out = []
         for i in range(len(self)):
-            name = f"{'    ' * int(self.depth[i])}{int(self.pid[i])} {self.command[i]}"
+            name = f"{'    ' * int(self.depth[i])}{int(self.pid[i])} {_clip(self.command[i])}"
             sizes = [
                 human_bytes(int(v)) if v >= 0 else "—"
                 for v in (
@@ -307,7 +309,7 @@ class ProcessTree:
             pad = 1.2 * int(self.depth[i])
             name = (
                 f"<td style='text-align:left;padding-left:{pad:.1f}em'>"
-                f"<code>{int(self.pid[i])}</code> {html.escape(self.command[i])}</td>"
+                f"<code>{int(self.pid[i])}</code> {html.escape(_clip(self.command[i]))}</td>"
             )
             cells = "".join(f"<td style='text-align:right'>{html.escape(s)}</td>" for s in sizes)
             body.append(f"<tr>{name}{cells}</tr>")
@@ -317,18 +319,25 @@ class ProcessTree:
         )
 
 
-def process_tree(processes: Any, accounting: Any | None = None, *, at: int = -1) -> ProcessTree:
+def _clip(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def process_tree(
+    processes: Any, accounting: Any | None = None, *, at: int | None = None
+) -> ProcessTree:
     """The process tree (depth-first) with each process's sizes at one accounting tick.
 
     Parameters
     ----------
     processes : pyarrow.Table, pandas.DataFrame or Session
-        The process table: columns ``pid``, ``parent`` (or ``ppid``), ``command``.
+        The process table: columns ``pid``, ``ppid`` (or ``parent``), ``command``.
     accounting : pyarrow.Table or Session, optional
         The accounting table (default: ``processes.accounting`` of a session, if any).
-    at : int
-        Which tick (index into the distinct ``time_ns``; -1: the last). A process that had
-        exited by then shows -1 sizes; at the last tick, its last accounted row is used.
+    at : int, optional
+        Which tick (an index into the distinct ``time_ns``; -1: the last). Default: the tick
+        at which the tree's memory counted once peaks. A process not alive at that tick
+        shows -1 sizes ("—").
 
     Returns
     -------
@@ -338,12 +347,11 @@ def process_tree(processes: Any, accounting: Any | None = None, *, at: int = -1)
     if accounting is None and not _is_table(processes):
         accounting = getattr(processes, "accounting", None)
     pid = _column(p, "pid")
-    parent_col = "parent" if "parent" in p.column_names else "ppid"
-    parent = _column(p, parent_col)
+    parent = _column(p, "ppid" if "ppid" in p.column_names else "parent")
     command = _commands(p)
-    # Depth-first order without recursion: sort by the path of ancestors' positions.
     index = {int(v): i for i, v in enumerate(pid.tolist())}
     parent_index = np.array([index.get(int(v), -1) for v in parent.tolist()], np.int64)
+    parent_index[parent_index == np.arange(len(pid))] = -1
     order, depth = _dfs(pid, parent_index)
     sizes = {k: np.full(len(pid), -1, np.int64) for k in ("rss", "pss", "uss", "counted")}
     time_ns = None
@@ -351,21 +359,18 @@ def process_tree(processes: Any, accounting: Any | None = None, *, at: int = -1)
         a = _table(accounting, "accounting")
         t = _column(a, "time_ns")
         if len(t):
-            ticks = np.unique(t)
-            time_ns = int(ticks[at])
+            totals = tree_totals(a)
+            k = int(np.argmax(totals.counted)) if at is None else at
+            time_ns = int(totals.time_ns[k])
             rows = t == time_ns
-            if at in (-1, len(ticks) - 1):  # the latest row of every process ever accounted
-                last = np.unique(_column(a, "pid")[::-1], return_index=True)[1]
-                rows = np.zeros(len(t), bool)
-                rows[len(t) - 1 - last] = True
-            a_pid = _column(a, "pid")[rows]
-            pos = np.array([index.get(int(v), -1) for v in a_pid.tolist()], np.int64)
+            pos = np.array([index.get(int(v), -1) for v in _column(a, "pid")[rows].tolist()])
             ok = pos >= 0
-            for k in sizes:
-                sizes[k][pos[ok]] = _column(a, f"{k}_bytes")[rows][ok]
+            for name in sizes:
+                sizes[name][pos[ok]] = _column(a, f"{name}_bytes")[rows][ok]
     subtree = np.maximum(sizes["counted"], 0)
-    # Children after parents in `order`: add each into its parent, deepest first.
-    for i in order[::-1].tolist():  # one step per process (a tree has few hundred at most)
+    # Children come after their parent in `order`: adding each into its parent, last first,
+    # accumulates whole subtrees (one step per process; trees have hundreds at most).
+    for i in order[::-1].tolist():
         if parent_index[i] >= 0:
             subtree[parent_index[i]] += subtree[i]
     return ProcessTree(
@@ -380,6 +385,26 @@ def process_tree(processes: Any, accounting: Any | None = None, *, at: int = -1)
         subtree_counted=subtree[order],
         time_ns=time_ns,
     )
+
+
+_INTERPRETERS = ("python", "sh", "bash", "dash", "node", "perl", "ruby", "env")
+
+
+def short_command(command: str) -> str:
+    """``shm_pool.py`` for ``/usr/bin/python3 path/shm_pool.py``: the program, briefly.
+
+    The program's base name; for an interpreter, the script's base name after it.
+    """
+    words = command.split()
+    if not words:
+        return ""
+    prog = os.path.basename(words[0]) or words[0]
+    if prog.rstrip("0123456789.") in _INTERPRETERS and len(words) > 1:
+        if not words[1].startswith("-"):
+            return os.path.basename(words[1]) or words[1]
+        if "-c" in words or "-m" in words:
+            return f"{prog} {words[1]}"[:30]
+    return prog[:30]
 
 
 def _is_table(x: Any) -> bool:

@@ -18,7 +18,9 @@ from ..analysis.session import (
     ProcessTree,
     TreeTotals,
     _captures,
+    _commands,
     process_series,
+    short_command,
     tree_totals,
 )
 from ..capture import Capture
@@ -41,12 +43,8 @@ def _session_labels(data: Any) -> dict[int, str] | None:
     table = getattr(data, "processes", None)
     if table is None or not hasattr(table, "column_names") or "command" not in table.column_names:
         return None
-    out = {}
-    for pid, cmd in zip(table.column("pid").to_pylist(), table.column("command").to_pylist()):
-        if isinstance(cmd, (list, tuple)):
-            cmd = " ".join(str(w) for w in cmd[:2])
-        out[int(pid)] = str(cmd or "")[:30]
-    return out
+    pids = table.column("pid").to_pylist()
+    return {int(p): short_command(str(c or "")) for p, c in zip(pids, _commands(table))}
 
 
 def stacked_processes(
@@ -256,7 +254,8 @@ def process_icicle(
             ax.text(
                 left[i] + width[i] / 2,
                 tree.depth[i],
-                f"{int(tree.pid[i])} {tree.command[i][:20]}\n{human_bytes(int(width[i]))}",
+                f"{int(tree.pid[i])} {short_command(tree.command[i])}\n"
+                f"{human_bytes(int(width[i]))}",
                 ha="center",
                 va="center",
                 fontsize="x-small",

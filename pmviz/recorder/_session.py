@@ -332,7 +332,8 @@ class SessionRecorder:
 
     def _discover(self, now: int) -> str | None:
         """Start recorders for the scope's new processes; the end reason when the scope is
-        finished (a tree with no live process; a removed cgroup), else None."""
+        finished (a tree with no live process; a removed cgroup), else None.
+        """
         if self.scope == "tree":
             with self._lock:
                 live = [p.pid for p in self._procs.values() if p.recorder is not None]
@@ -501,7 +502,7 @@ class SessionRecorder:
         return proc
 
     def _leave(self, gone: set[int], now: int) -> None:
-        """cgroup scope: processes no longer in the cgroup (moved out, or exited)."""
+        """Cgroup scope: processes no longer in the cgroup (moved out, or exited)."""
         for pid in sorted(gone):
             proc = self._procs.get(pid)
             if proc is None or proc.recorder is None:

@@ -224,7 +224,7 @@ class Session:
 
     @property
     def events(self) -> pa.Table:
-        """fork / appear / exec / exit / leave / skip events in time order (``EVENT_SCHEMA``)."""
+        """Fork / appear / exec / exit / leave / skip events in time order (``EVENT_SCHEMA``)."""
         path = os.path.join(self.path, EVENTS_FILE)
         if not os.path.exists(path):
             return EVENT_SCHEMA.empty_table()
@@ -233,7 +233,8 @@ class Session:
     @property
     def accounting(self) -> pa.Table | None:
         """Per tick and live process: ``time_ns`` + ``pmviz.accounting.account``'s columns;
-        None when the session was recorded without ``accounting=True``."""
+        None when the session was recorded without ``accounting=True``.
+        """
         d = os.path.join(self.path, ACCOUNTING_DIR)
         if not os.path.isdir(d):
             return None
@@ -276,7 +277,8 @@ class Session:
 
     def tree(self) -> dict[int, list[int]]:
         """``{parent: [children]}`` over the session's processes (ppid as first seen);
-        processes whose parent is not in the session are children of ``0``."""
+        processes whose parent is not in the session are children of ``0``.
+        """
         p = self.processes
         pids = p.column("pid").to_pylist()
         ppids = p.column("ppid").to_pylist()
