@@ -82,7 +82,7 @@ def anonymize_session(
     processes, events = s.processes, s.events
     real = processes.column("pid").to_pylist()
     new = [_FIRST_PID + i for i in range(len(real))]
-    first_new = {}
+    first_new: dict[int, int] = {}
     for r, n in zip(real, new):
         first_new.setdefault(int(r), n)
     # A row's pid maps to its own new number; references (ppid, events) to the first.
@@ -116,7 +116,7 @@ def anonymize_session(
     new_meta["end_reason"] = text(meta.get("end_reason"))
 
     writer = SessionWriter(out, new_meta, overwrite=overwrite)
-    for row, r, n in zip(rows, real, new):
+    for row, n in zip(rows, new):
         rel = row["capture"]
         if not row["recorded"] or not rel:
             row["capture"] = None
