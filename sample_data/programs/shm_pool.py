@@ -12,7 +12,8 @@ attaches to the block and, in three rounds:
 
 The parent also keeps a private 8 MiB array that the workers inherit copy-on-write at fork
 and only read: those pages stay shared between parent and workers until they exit.
-Prints "phase N" lines; takes about 3.5 s. Deterministic.
+Prints "phase N" lines; takes about 6 s (200 ms steps: several session ticks per phase
+even while the recorder attaches to new workers). Deterministic.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-STEP_S = 0.1
+STEP_S = 0.2
 MIB = 1 << 20
 SIZE = 16 * MIB
 N_WORKERS = 3
