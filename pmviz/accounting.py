@@ -163,16 +163,31 @@ def identify(pids: Iterable[int], *, mode: Mode = "auto") -> PageIdentities:
     if mode == "pfn" and not can_pfn:
         raise kpage.pfn_access_error("mode='pfn'")
     use_pfn = mode == "pfn" or (mode == "auto" and can_pfn)
-    raw = []
-    for pid in dict.fromkeys(int(p) for p in pids):  # each once, in the given order
-        try:
-            raw.append(_read_process(pid, use_pfn))
-        except NoSuchProcess:
-            continue
-    if use_pfn:
-        processes = _with_mapcounts(raw)
-    else:
-        processes = _with_file_keys(raw)
+    raw: list[_Raw] = []
+    handles: list[ProcessHandle] = []
+    try:
+        for pid in dict.fromkeys(int(p) for p in pids):  # each once, in the given order
+            try:
+                handle = ProcessHandle(pid)
+            except NoSuchProcess:
+                continue
+            handles.append(handle)
+            try:
+                raw.append(_read_process(handle, use_pfn))
+            except NoSuchProcess:
+                handles.pop().close()
+        if use_pfn:
+            processes = _with_mapcounts(raw)
+            # A process that exited after its pages were read and before the map counts
+            # were lowered the others' counts: its rows would make PSS add up to more than
+            # the pages (counted twice). It maps nothing now: leave it out.
+            gone = {h.pid for h in handles if h.exited()}
+            processes = [p for p in processes if p.pid not in gone]
+        else:
+            processes = _with_file_keys(raw)
+    finally:
+        for h in handles:
+            h.close()
     return PageIdentities("pfn" if use_pfn else "inode", pms.PAGE_SIZE, tuple(processes))
 
 
@@ -334,17 +349,18 @@ class _Raw:
     rollup: dict[str, int]
 
 
-def _read_process(pid: int, use_pfn: bool) -> _Raw:
-    with ProcessHandle(pid) as handle:
-        vmas = Vmas.parse(handle.read("maps").decode("utf-8", "surrogateescape"))
-        fd = handle.open("pagemap")
-        try:
-            ranges = _resident_ranges(fd, pid, vmas)
-            pages, entries = _read_entries(fd, pid, ranges)
-        finally:
-            os.close(fd)
-        rollup = {} if use_pfn else smaps.parse_rollup(handle.read("smaps_rollup").decode())
-        handle.check()
+def _read_process(handle: ProcessHandle, use_pfn: bool) -> _Raw:
+    """Read one process's maps and resident entries (the caller holds and closes the handle)."""
+    pid = handle.pid
+    vmas = Vmas.parse(handle.read("maps").decode("utf-8", "surrogateescape"))
+    fd = handle.open("pagemap")
+    try:
+        ranges = _resident_ranges(fd, pid, vmas)
+        pages, entries = _read_entries(fd, pid, ranges)
+    finally:
+        os.close(fd)
+    rollup = {} if use_pfn else smaps.parse_rollup(handle.read("smaps_rollup").decode())
+    handle.check()
     present = (entries & np.uint64(pm.PM_PRESENT)) != 0
     swapped = (entries & np.uint64(pm.PM_SWAP)) != 0
     # A uffd-wp or guard marker reads as a swap entry of type 31 (or with PM_GUARD_REGION):

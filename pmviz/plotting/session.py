@@ -158,6 +158,7 @@ def process_heatmaps(
     fig: Figure | None = None,
     ncols: int = 2,
     labels: Mapping[int, str] | None = None,
+    addr_ranges: Mapping[int, tuple[int, int]] | None = None,
     **kwargs: Any,
 ) -> list:
     """Small multiples: one address-space heatmap per process, on a shared time axis.
@@ -173,6 +174,9 @@ def process_heatmaps(
     axes : sequence of Axes, optional
         One per process; default: a grid of ``ncols`` columns in ``fig`` (default the
         current figure).
+    addr_ranges : mapping of pid to (start, end), optional
+        A process's own address range (each process maps a shared block elsewhere);
+        ``addr_range=`` in ``kwargs`` applies to every process instead.
     **kwargs
         Passed to ``pmviz.plotting.heatmap`` for every process.
 
@@ -208,7 +212,10 @@ def process_heatmaps(
     for pid, ax in zip(chosen, axes):  # one capture per panel
         cap = caps[pid]
         cat = category if cap.has_written or category != "written" else "present"
-        g = heatmap_grid(cap, cat, **grid_kw)
+        kw = dict(grid_kw)
+        if addr_ranges is not None and pid in addr_ranges:
+            kw["addr_range"] = addr_ranges[pid]
+        g = heatmap_grid(cap, cat, **kw)
         if cap.n_snapshots:  # every panel on the session's clock (s since the first process)
             g = g._replace(time_edges=g.time_edges + (int(cap.time_ns[0]) - t0) / 1e9)
         title = f"{pid} {labels.get(pid, '')}".strip() + f" ({cat})"
