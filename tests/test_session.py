@@ -194,7 +194,7 @@ def test_open_dispatch_and_duckdb(tree):
     ).fetchall()
     assert {int(p) for p, _ in rows} == set(s.pids)
     n = con.execute(
-        "select count(*) from read_parquet(?)", [os.path.join(out, "processes.parquet")]
+        "select count(*) from read_parquet(?)", [os.path.join(out, "processes", "*.parquet")]
     ).fetchone()[0]
     assert n == len(s.processes)
     html = s._repr_html_()
@@ -213,8 +213,14 @@ def test_record_scope_validation(tmp_path):
     assert len(rows) == 1 and rows[0]["exit_status"] == 0 and rows[0]["recorded"]
 
 
-def _count_fds():
-    return len(os.listdir("/proc/self/fd"))
+def _fds():
+    out = {}
+    for f in os.listdir("/proc/self/fd"):
+        try:
+            out[f] = os.readlink(f"/proc/self/fd/{f}")
+        except OSError:
+            pass  # (the directory's own fd)
+    return out
 
 
 CHURN = r"""
@@ -251,7 +257,7 @@ def test_churn_200_per_second_no_leak(tmp_path):
     recorder's threads and fds go back to what they were."""
     import threading
 
-    fds, threads = _count_fds(), threading.active_count()
+    fds, threads = _fds(), threading.active_count()
     out = str(tmp_path / "churn.pmviz")
     rec = pmviz.SessionRecorder(
         [sys.executable, "-c", CHURN, "10", "0.15"],
@@ -281,7 +287,8 @@ def test_churn_200_per_second_no_leak(tmp_path):
     known = [r["exit_status"] for r in recorded if r["exit_status"] is not None]
     assert known and set(known) == {7}, set(known)
     assert not [r for r in kids if not r["recorded"] and not r["reason"]]
-    assert _count_fds() == fds
+    after = _fds()
+    assert after == fds, {k: v for k, v in after.items() if fds.get(k) != v}
     assert threading.active_count() == threads
     # live processes, not all that lived: far fewer threads than recorded processes
     assert peak_threads < threads + 3 * 60

@@ -268,7 +268,8 @@ class Recorder:
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the recording (and its file) to end, without building the capture;
-        whether it has ended. ``self.error`` / ``self.meta`` then say how it ended."""
+        whether it has ended. ``self.error`` / ``self.meta`` then say how it ended.
+        """
         if self._thread is None or not self._done.wait(timeout):
             return False
         self._thread.join()
