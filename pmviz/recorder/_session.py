@@ -196,6 +196,10 @@ class SessionRecorder:
         self._stop_reason: str | None = None
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._flush_thread: threading.Thread | None = None
+        self._flush_lock = threading.Lock()
+        self._flushing_done = threading.Event()
+        self._inflight: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
         self._pool: ThreadPoolExecutor | None = None
         self._writer: SessionWriter | None = None
         self._account: Any = None
@@ -266,6 +270,10 @@ class SessionRecorder:
         # imports pandas, most of a second that must not delay the root's recording)
         self._thread = threading.Thread(target=self._run, name="pmviz-session", daemon=True)
         self._thread.start()
+        self._flush_thread = threading.Thread(
+            target=self._flush_loop, name="pmviz-session-writer", daemon=True
+        )
+        self._flush_thread.start()
         return self
 
     def request_stop(self, reason: str = "stopped") -> None:
@@ -323,7 +331,6 @@ class SessionRecorder:
     def _run(self) -> None:
         reason = None
         bar = self._progress_bar()
-        last_flush = 0
         try:
             tick = 0
             while True:
@@ -354,10 +361,6 @@ class SessionRecorder:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"{len(self._procs)} live", refresh=False)
-                now = time.monotonic_ns()
-                if now - last_flush >= self.flush_interval * 1e9:
-                    self._flush()
-                    last_flush = time.monotonic_ns()
                 self._tick_work_ns.append(time.monotonic_ns() - deadline)
                 now = time.monotonic_ns()
                 nxt = max(tick + 1, -((self.t0 - now) // self.interval_ns))
@@ -707,20 +710,50 @@ class SessionRecorder:
         return rows
 
     def _flush(self) -> None:
-        """Write what is new: final rows, events, accounting; rewrite the live rows."""
+        """Write what is new: final rows, events, accounting; rewrite the live rows.
+
+        Rows move memory -> in flight -> disk, never back; the live view reads memory first,
+        then disk, so it sees every row at least once (and drops the doubles).
+        """
         import pyarrow as pa
 
         assert self._writer is not None
-        live = session_tables(self._live_rows(), PROCESS_SCHEMA)
-        with self._lock:  # (the live view must not see rows in neither place nor twice)
-            rows, events, acc = self._rows_out, self._events_out, self._accounting_out
-            self._writer.flush(
-                session_tables(rows, PROCESS_SCHEMA),
-                live,
-                session_tables(events, EVENT_SCHEMA),
-                pa.concat_tables(acc, promote_options="default") if acc else None,
-            )
-            self._rows_out, self._events_out, self._accounting_out = [], [], []
+        with self._flush_lock:
+            with self._lock:
+                rows, events, acc = self._rows_out, self._events_out, self._accounting_out
+                self._rows_out, self._events_out, self._accounting_out = [], [], []
+                self._inflight = (rows, events)
+            live = session_tables(self._live_rows(), PROCESS_SCHEMA)
+            try:
+                self._writer.flush(
+                    session_tables(rows, PROCESS_SCHEMA),
+                    live,
+                    session_tables(events, EVENT_SCHEMA),
+                    pa.concat_tables(acc, promote_options="default") if acc else None,
+                )
+            except BaseException:
+                with self._lock:  # not written: they go out with the next flush
+                    self._rows_out[:0], self._events_out[:0] = rows, events
+                    self._accounting_out[:0] = acc
+                    self._inflight = ([], [])
+                raise
+            with self._lock:
+                self._inflight = ([], [])
+
+    def _flush_loop(self) -> None:
+        """The session's tables go to disk here, every flush_interval: disk latency (fsync
+        on a loaded machine) never delays discovery.
+        """
+        while not self._flushing_done.wait(self.flush_interval):
+            try:
+                self._flush()
+            except BaseException as err:  # a write error ends the session, reported
+                if self.error is None:
+                    self.error = (
+                        err if isinstance(err, Error) else Error(f"writing failed: {err!r}")
+                    )
+                self.request_stop(f"write error: {err}")
+                return
 
     def _finish(self, reason: str) -> None:
         """Stop every recorder, then write the final tables and metadata."""
@@ -743,6 +776,9 @@ class SessionRecorder:
             time.sleep(0.01)
             self._resolve_statuses(time.monotonic_ns(), final=False)
         self._resolve_statuses(time.monotonic_ns(), final=True)
+        self._flushing_done.set()
+        if self._flush_thread is not None:
+            self._flush_thread.join()
         self._flush()
         self._writer.merge()
         work = self._tick_work_ns
@@ -813,9 +849,18 @@ class _LiveSession(Session):
         import pyarrow as pa
 
         rec = self._rec
-        with rec._lock:  # (a flush moves rows from memory to disk under this lock)
-            stored = self._parts(PROCESSES, PROCESS_SCHEMA)
-            rows = [*rec._rows_out, *rec._live_rows()]
+        with rec._lock:  # memory first, then disk: see SessionRecorder._flush
+            final = [*rec._inflight[0], *rec._rows_out]
+            live = rec._live_rows()
+        stored = self._parts(PROCESSES, PROCESS_SCHEMA)
+        key = ("pid", "start_time_ns", "first_seen_ns")
+        done = set(zip(*(stored.column(k).to_pylist() for k in key)))
+        rows = []
+        for r in [*final, *live]:  # a row both in memory and on disk: the stored one
+            k = tuple(r[c] for c in key)
+            if k not in done:
+                done.add(k)
+                rows.append(r)
         table = pa.concat_tables([stored, session_tables(rows, PROCESS_SCHEMA)])
         return table.sort_by([("first_seen_ns", "ascending"), ("pid", "ascending")])
 
@@ -825,8 +870,11 @@ class _LiveSession(Session):
 
         rec = self._rec
         with rec._lock:
-            stored = self._parts(EVENTS, EVENT_SCHEMA)
-            rows = list(rec._events_out)
+            memory = [*rec._inflight[1], *rec._events_out]
+        stored = self._parts(EVENTS, EVENT_SCHEMA)
+        names = EVENT_SCHEMA.names
+        seen = set(zip(*(stored.column(n).to_pylist() for n in names)))
+        rows = [e for e in memory if tuple(e[n] for n in names) not in seen]
         table = pa.concat_tables([stored, session_tables(rows, EVENT_SCHEMA)])
         return table.sort_by([("time_ns", "ascending"), ("pid", "ascending")])
 
