@@ -23,15 +23,19 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from .._kernel import proctree
-from .._kernel.process import ProcessHandle, read_stat
+from .._kernel.process import ProcessHandle, ProcStat, read_stat
+from .._units import MAX_SECONDS
 from ..capture import Capture
 from ..errors import AccessDenied, Error, NoSuchProcess, PmvizWarning
 from ..storage.session import (
     EVENT_SCHEMA,
+    EVENTS,
     PROCESS_SCHEMA,
+    PROCESSES,
     Session,
     SessionWriter,
     session_tables,
@@ -46,6 +50,15 @@ SCOPES = ("process", "tree", "cgroup", "all")
 _EXIT_STATUS_WAIT_NS = 2_000_000_000  # how long to wait for a parent to reap an exited child
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
+# A process recorded without written sets is said so in the process table (writes_reason);
+# the recorders this module starts need not warn about each one.
+warnings.filterwarnings(
+    "ignore",
+    message="recording without written sets",
+    category=PmvizWarning,
+    module=r"pmviz\.recorder\._session",
+)
+
 
 def _boot_to_monotonic_ns() -> int:
     """Add to a CLOCK_BOOTTIME instant to get CLOCK_MONOTONIC (they differ by suspend time)."""
@@ -56,7 +69,14 @@ class _Proc:
     """One process of the session: its table row, its recorder and its pidfd while alive."""
 
     __slots__ = (
-        "pid", "ppid", "starttime", "row", "recorder", "handle", "exit_wait_until", "incarnation"
+        "pid",
+        "ppid",
+        "starttime",
+        "row",
+        "recorder",
+        "handle",
+        "exit_wait_until",
+        "future",
     )
 
     def __init__(self, pid: int, ppid: int, starttime: int, row: dict[str, Any]) -> None:
@@ -67,7 +87,7 @@ class _Proc:
         self.recorder: Recorder | None = None
         self.handle: ProcessHandle | None = None
         self.exit_wait_until = 0
-        self.incarnation = 1
+        self.future: Future | None = None  # while a start worker starts its recorder
 
 
 class SessionRecorder:
@@ -87,21 +107,25 @@ class SessionRecorder:
     cgroup : str, optional
         With scope="cgroup": the cgroup v2 directory (``/sys/fs/cgroup/...``).
     interval, duration, count, writes, overwrite, flush_interval
-        As for :class:`~pmviz.Recorder`; ``count`` counts session ticks.
+        As for :class:`~pmviz.Recorder`; ``count`` counts session ticks. ``flush_interval``
+        also paces the session's own tables.
     accounting : bool
         Also account the live processes' memory at each tick with shared pages counted once
-        (``pmviz.accounting``; stored as the session's ``accounting`` table).
+        (``pmviz.accounting.account``; stored as the session's ``accounting`` table).
     progress : bool
         Show a tqdm bar of the ticks (with the number of live processes).
+    start_workers : int
+        Threads that start the recorders of new processes (attaching write tracking and
+        creating a capture take milliseconds each; discovery does not wait for them).
 
     Notes
     -----
     The session ends at ``count`` / ``duration``, on :meth:`stop`, and for a tree when every
     process of it has exited (``meta["end_reason"]`` says which). A launched command still
     running then gets SIGTERM (its recorder ends it as a single recording would); other
-    processes are left running. Limits (``docs/sessions.md``): a descendant that forks and
-    whose parent exits within one tick is reparented (to init or a subreaper) before it is
-    seen and is missed; a process that lives less than a tick may never be seen.
+    processes are left running. Limits (``docs/sessions.md``): a process that lives less
+    than a tick may never be seen; a descendant whose parent exits before it is seen is
+    reparented (to init or a subreaper) and is not found.
     """
 
     def __init__(
@@ -119,6 +143,7 @@ class SessionRecorder:
         flush_interval: float = 0.5,
         accounting: bool = False,
         progress: bool = True,
+        start_workers: int = 4,
     ) -> None:
         if scope not in SCOPES or scope == "process":
             raise ValueError(f"scope must be 'tree', 'cgroup' or 'all', got {scope!r}")
@@ -131,15 +156,20 @@ class SessionRecorder:
         if scope == "cgroup":
             if cgroup is None:
                 raise ValueError("scope='cgroup' needs cgroup=PATH (a cgroup v2 directory)")
-            cgroup = os.fspath(cgroup)
-            if not os.path.isfile(os.path.join(cgroup, "cgroup.procs")):
+            if not os.path.isfile(os.path.join(os.fspath(cgroup), "cgroup.procs")):
                 raise ValueError(f"{cgroup} is not a cgroup v2 directory (no cgroup.procs)")
         elif cgroup is not None:
             raise ValueError("cgroup= goes with scope='cgroup'")
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or count < 1
+        ):
             raise ValueError(f"count must be a positive int, got {count!r}")
-        # the per-process recorders check interval/duration; check here what we use first
-        Recorder("self", interval=interval, duration=duration, progress=False)
+        if not isinstance(interval, (int, float)) or not 0 < interval <= MAX_SECONDS:
+            raise ValueError(
+                f"a session's interval must be in (0, {MAX_SECONDS:g}] seconds, got {interval!r}"
+            )
+        if duration is not None and not 0 < duration <= MAX_SECONDS:
+            raise ValueError(f"duration must be in (0, {MAX_SECONDS:g}] seconds, got {duration!r}")
         self.scope = scope
         self.target = target
         self.cgroup = None if cgroup is None else os.fspath(cgroup)
@@ -152,25 +182,29 @@ class SessionRecorder:
         self.flush_interval = flush_interval
         self.accounting = accounting
         self.progress = progress
+        self.start_workers = max(1, int(start_workers))
         self.error: BaseException | None = None
-        self._procs: dict[int, _Proc] = {}  # live (or ending) processes by pid
-        self._ended: list[_Proc] = []  # kept only as table rows
-        self._waiting_status: list[_Proc] = []  # ended, exit status not yet known
-        self._rows: list[dict[str, Any]] = []  # process table, in discovery order
-        self._events: list[dict[str, Any]] = []
-        self._seen_pids: dict[int, int] = {}  # pid -> incarnations so far
-        self._skipped: set[tuple[int, int]] = set()  # (pid, starttime) not recordable
-        self._accounting_rows: list[Any] = []
+        self._procs: dict[int, _Proc] = {}  # starting or recording, by pid
+        self._waiting_status: list[_Proc] = []  # ended; exit status not known yet
+        self._skipped: dict[int, int] = {}  # pid -> starttime: seen, alive, not recordable
+        self._rows_out: list[dict[str, Any]] = []  # final rows not yet written
+        self._events_out: list[dict[str, Any]] = []  # events not yet written
+        self._accounting_out: list[Any] = []
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._done = threading.Event()
         self._stop_reason: str | None = None
+        self._stopping = False
         self._thread: threading.Thread | None = None
+        self._flush_thread: threading.Thread | None = None
+        self._flush_lock = threading.Lock()
+        self._flushing_done = threading.Event()
+        self._inflight: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+        self._pool: ThreadPoolExecutor | None = None
         self._writer: SessionWriter | None = None
-        self._root: _Proc | None = None
-        self._dirty = True
-        self._ticks = 0
         self._account: Any = None
+        self._stats = {"ticks": 0, "skipped_ticks": 0, "seen": 0, "recorded": 0, "max_live": 0}
+        self._tick_work_ns: list[int] = []
 
     # -- public -------------------------------------------------------------------------------
     @property
@@ -195,7 +229,7 @@ class SessionRecorder:
         if self._thread is not None:
             raise RuntimeError("a SessionRecorder records once; create a new one")
         if self.accounting:
-            from ..accounting import account  # (an analysis of live processes, loaded lazily)
+            from ..accounting import account  # (only sessions that ask for it need it)
 
             self._account = account
         from .. import __version__
@@ -221,18 +255,25 @@ class SessionRecorder:
             "recorder_pid": os.getpid(),
         }
         self._writer = SessionWriter(self.out, meta, overwrite=self.overwrite)
-        if self.scope == "tree":
-            assert self.target is not None
-            root = self._start_root(self.target)
-            self._root = root
-            self._writer.meta["root_pid"] = root.pid
-            self._writer.meta["command"] = (root.row["command"] or "").split() or None
-            if isinstance(self.target, (list, tuple)):
-                self._writer.meta["command"] = list(self.target)
+        self._pool = ThreadPoolExecutor(self.start_workers, thread_name_prefix="pmviz-start")
+        try:
+            if self.scope == "tree":
+                assert self.target is not None
+                root = self._start_root(self.target)
+                self._writer.meta["root_pid"] = root.pid
+                if self._writer.meta["command"] is None:
+                    self._writer.meta["command"] = _cmdline(root.pid)
+        except BaseException:
+            self._pool.shutdown()
+            raise
         # (the tables are first written by the discovery thread: pyarrow's first table
         # imports pandas, most of a second that must not delay the root's recording)
         self._thread = threading.Thread(target=self._run, name="pmviz-session", daemon=True)
         self._thread.start()
+        self._flush_thread = threading.Thread(
+            target=self._flush_loop, name="pmviz-session-writer", daemon=True
+        )
+        self._flush_thread.start()
         return self
 
     def request_stop(self, reason: str = "stopped") -> None:
@@ -247,7 +288,13 @@ class SessionRecorder:
         return self.wait()
 
     def wait(self, timeout: float | None = None) -> Session:
-        """Block until the session ends; returns it (reopened from disk)."""
+        """Block until the session ends; returns it (read back from ``out``).
+
+        Raises
+        ------
+        Error
+            The session failed (a write error, ...); what was written is still readable.
+        """
         if self._thread is None:
             raise RuntimeError("the session recorder has not started; call start()")
         if not self._done.wait(timeout):
@@ -275,9 +322,12 @@ class SessionRecorder:
 
     def __repr__(self) -> str:
         state = "recording" if self.running else "idle" if self._thread is None else "done"
-        return f"<SessionRecorder {self.scope} {state} live={len(self.pids)} seen={len(self._rows)}>"
+        return (
+            f"<SessionRecorder {self.scope} {state} live={len(self.pids)} "
+            f"seen={self._stats['seen']}>"
+        )
 
-    # -- discovery ----------------------------------------------------------------------------
+    # -- the loop -----------------------------------------------------------------------------
     def _run(self) -> None:
         reason = None
         bar = self._progress_bar()
@@ -291,30 +341,30 @@ class SessionRecorder:
                 if self.count is not None and tick >= self.count:
                     reason = "count reached"
                     break
-                # discover just before the deadline, so a new process's first snapshot is
-                # this tick's (its recorder takes it at once: the deadline has passed)
+                # Discovery runs at the deadline; a recorder started now takes its first
+                # snapshot at once, as this tick's (its deadline has passed).
                 delay = deadline - time.monotonic_ns()
                 if delay > 0 and self._stop.wait(delay / 1e9):
                     break
                 if self._stop.is_set():
                     break
                 now = time.monotonic_ns()
+                self._collect_started()
                 self._collect_ended(now)
                 ended = self._discover(now)
                 if ended is not None:
                     reason = ended
                     break
                 self._account_tick(deadline)
-                self._ticks += 1
+                self._stats["ticks"] += 1
+                self._stats["max_live"] = max(self._stats["max_live"], len(self._procs))
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix_str(f"{len(self.pids)} live", refresh=False)
-                if self._dirty or self._accounting_rows:
-                    self._flush_tables()
+                    bar.set_postfix_str(f"{len(self._procs)} live", refresh=False)
+                self._tick_work_ns.append(time.monotonic_ns() - deadline)
                 now = time.monotonic_ns()
-                nxt = tick + 1
-                if self.interval_ns:
-                    nxt = max(tick + 1, -((self.t0 - now) // self.interval_ns))
+                nxt = max(tick + 1, -((self.t0 - now) // self.interval_ns))
+                self._stats["skipped_ticks"] += int(nxt - tick - 1)
                 tick = int(nxt)
         except BaseException as err:  # surfaced by wait()/stop()
             self.error = err if isinstance(err, Error) else Error(f"session failed: {err!r}")
@@ -324,6 +374,11 @@ class SessionRecorder:
                 reason = self._stop_reason or "stopped"
             try:
                 self._finish(reason)
+            except BaseException as err:
+                if self.error is None:
+                    self.error = (
+                        err if isinstance(err, Error) else Error(f"session failed: {err!r}")
+                    )
             finally:
                 if bar is not None:
                     bar.set_postfix_str(reason, refresh=False)
@@ -336,11 +391,14 @@ class SessionRecorder:
         """
         if self.scope == "tree":
             with self._lock:
-                live = [p.pid for p in self._procs.values() if p.recorder is not None]
-            if not live and not self._procs:
+                roots = list(self._procs)
+            if not roots and not self._waiting_status:
                 return "every process of the tree has exited"
-            found = proctree.descendants(live) if live else set()
-            candidates = sorted(found - set(self._procs))
+            # alive but unrecordable members (setuid, ...) still have descendants to find
+            self._skipped = {p: t for p, t in self._skipped.items() if _alive(p, t)}
+            roots += list(self._skipped)
+            found = proctree.descendants(roots) if roots else set()
+            candidates = sorted(found - set(roots))
         elif self.scope == "cgroup":
             assert self.cgroup is not None
             try:
@@ -348,34 +406,32 @@ class SessionRecorder:
             except FileNotFoundError:
                 return "the cgroup was removed"
             self._leave(set(self._procs) - members, now)
+            self._skipped = {p: t for p, t in self._skipped.items() if p in members}
             candidates = sorted(members - set(self._procs))
         else:
-            candidates = sorted(set(proctree.all_pids()) - set(self._procs))
+            every = set(proctree.all_pids())
+            self._skipped = {p: t for p, t in self._skipped.items() if p in every}
+            candidates = sorted(every - set(self._procs))
         for pid in candidates:
             self._add(pid, now)
         return None
 
     def _add(self, pid: int, now: int, recorder: Recorder | None = None) -> _Proc | None:
-        """A newly seen process: its table row, then its recorder (or why not)."""
+        """A newly seen process: its row and event, then its recorder starts (or why not)."""
         try:
             st = read_stat(pid)
         except Error:
             if recorder is None:
                 return None  # gone already: never seen (a process shorter than a tick)
-            # the root, launched and gone already: its recorder says how it ended
-            st = _GoneStat(ppid=os.getpid())
-        if (pid, st.starttime) in self._skipped:
+            st = ProcStat("X", os.getpid(), 0, -1)  # the launched root, gone already
+        if self._skipped.get(pid) == st.starttime:
             return None
-        known = self._procs.get(pid)
-        if known is not None and known.starttime == st.starttime:
-            return known
         command = _cmdline(pid)
         start_ns = (
             int(st.starttime * 1_000_000_000 // _CLK_TCK) + self._boot_offset
             if st.starttime >= 0
             else None
         )
-        incarnation = self._seen_pids.get(pid, 0) + 1
         row: dict[str, Any] = {
             "pid": pid,
             "ppid": st.ppid,
@@ -394,26 +450,27 @@ class SessionRecorder:
             "n_snapshots": 0,
         }
         proc = _Proc(pid, st.ppid, st.starttime, row)
-        proc.incarnation = incarnation
-        kind = "fork" if self.scope == "tree" and st.ppid in self._procs else "appear"
-        self._event(start_ns if kind == "fork" and start_ns else now, kind, pid, st.ppid, row["command"])
-        reason = None if recorder is not None else self._unrecordable(pid, st)
-        if reason is None:
-            reason = self._start_recorder(proc, recorder)
-        if reason is not None:
-            row["reason"] = reason
-            row["end_time_ns"] = now if reason.startswith("exited") else None
-            self._skipped.add((pid, st.starttime))
-            self._event(now, "skip", pid, st.ppid, reason)
+        self._stats["seen"] += 1
+        fork = self.scope == "tree" and (st.ppid in self._procs or st.ppid in self._skipped)
+        self._event(
+            start_ns if fork and start_ns else now,
+            "fork" if fork else "appear",
+            proc,
+            row["command"],
+        )
+        if recorder is not None:  # the root: started already
+            self._attach(proc, recorder, self._hold(proc, root=True)[0])
             with self._lock:
-                self._rows.append(row)
-            self._dirty = True
+                self._procs[pid] = proc
+            return proc
+        reason = self._unrecordable(pid, st)
+        if reason is not None:
+            self._skip(proc, reason, now)
             return None
-        self._seen_pids[pid] = incarnation
+        assert self._pool is not None
+        proc.future = self._pool.submit(self._open, proc)
         with self._lock:
-            self._rows.append(row)
             self._procs[pid] = proc
-        self._dirty = True
         return proc
 
     def _unrecordable(self, pid: int, st: Any) -> str | None:
@@ -425,61 +482,99 @@ class SessionRecorder:
             return "the recording process itself"
         return None
 
-    def _start_recorder(self, proc: _Proc, recorder: Recorder | None = None) -> str | None:
-        """Start ``proc``'s recorder (or take the root's); None, or why it cannot be."""
-        assert self._writer is not None
-        rel = self._writer.capture_dir(proc.pid, proc.incarnation)
+    def _skip(self, proc: _Proc, reason: str, now: int) -> None:
+        """A process seen but not recorded: a final row with the reason, and a skip event."""
+        row = proc.row
+        row["reason"] = reason
+        if reason.startswith("exited"):
+            row["end_time_ns"] = now
+        else:
+            self._skipped[proc.pid] = proc.starttime
+        self._close_handle(proc)
+        self._event(now, "skip", proc, reason)
+        with self._lock:
+            self._procs.pop(proc.pid, None)
+            self._rows_out.append(row)
+
+    def _hold(self, proc: _Proc, *, root: bool = False) -> tuple[ProcessHandle | None, str | None]:
+        """A pidfd on ``proc`` (for its exit status later), or why not."""
         try:
-            proc.handle = ProcessHandle(proc.pid)
+            handle = ProcessHandle(proc.pid)
         except Error as err:
-            if recorder is None:
-                if isinstance(err, NoSuchProcess):
-                    return "exited before it could be recorded"
-                return f"cannot hold the process: {err}"
-            proc.handle = None  # the root is gone already; its recorder has its status
-        if proc.handle is not None and proc.handle.starttime != proc.starttime:
-            proc.handle.close()
-            proc.handle = None
-            if recorder is None:
-                return "exited before it could be recorded (pid reused)"
-        rec = recorder
-        if rec is None:
-            rec = Recorder(
-                proc.pid,
-                interval=self.interval_ns / 1e9,
-                out=os.path.join(self.out, rel),
-                writes=self.writes,
-                progress=False,
-                flush_interval=self.flush_interval,
-                follow_exec=True,
-            )
-            rec.schedule_start_ns = self.t0
+            if root:
+                return None, None  # the root is gone already; its recorder has its status
+            if isinstance(err, NoSuchProcess):
+                return None, "exited before it could be recorded"
+            return None, f"cannot hold the process: {err}"
+        if handle.starttime != proc.starttime:
+            handle.close()
+            return None, None if root else "exited before it could be recorded (pid reused)"
+        return handle, None
+
+    def _open(self, proc: _Proc) -> tuple[Recorder | None, ProcessHandle | None, str | None]:
+        """(start worker) ``proc``'s recorder, started, and its pidfd; or why not."""
+        if self._stopping:
+            return None, None, "the session ended before it could be recorded"
+        assert self._writer is not None
+        handle, reason = self._hold(proc)
+        if handle is None:
+            return None, None, reason
+        rel = self._writer.capture_dir(proc.pid)
+        rec = Recorder(
+            proc.pid,
+            interval=self.interval_ns / 1e9,
+            out=os.path.join(self.out, rel),
+            writes=self.writes,
+            progress=False,
+            flush_interval=self.flush_interval,
+            follow_exec=True,
+        )
+        rec.schedule_start_ns = self.t0
+        try:
+            rec.start()  # (its "no written sets" warning is filtered: the table says why)
+        except NoSuchProcess:
+            reason = "exited before it could be recorded"
+        except AccessDenied as err:
+            reason = f"access denied: {err}"
+        except Error as err:
+            reason = f"cannot be recorded: {err}"
+        if reason is not None:
+            handle.close()
+            return None, None, reason
+        return rec, handle, None
+
+    def _collect_started(self, *, wait: bool = False) -> None:
+        """Recorders the start workers have started (or failed to): attach them."""
+        with self._lock:
+            starting = [p for p in self._procs.values() if p.future is not None]
+        now = time.monotonic_ns()
+        for proc in starting:
+            fut = proc.future
+            assert fut is not None
+            if not wait and not fut.done():
+                continue
+            proc.future = None
             try:
-                # the reason goes into the process table; a warning per process is noise
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", PmvizWarning)
-                    rec.start()
-            except NoSuchProcess:
-                proc.handle.close()
-                proc.handle = None
-                return "exited before it could be recorded"
-            except AccessDenied as err:
-                proc.handle.close()
-                proc.handle = None
-                return f"access denied: {err}"
-            except Error as err:
-                proc.handle.close()
-                proc.handle = None
-                return f"cannot be recorded: {err}"
+                rec, handle, reason = fut.result()
+            except BaseException as err:  # a bug in a worker: say it in the table
+                rec, handle, reason = None, None, f"cannot be recorded: {err!r}"
+            if rec is None:
+                self._skip(proc, str(reason), now)
+            else:
+                self._attach(proc, rec, handle)
+
+    def _attach(self, proc: _Proc, rec: Recorder, handle: ProcessHandle | None) -> None:
         proc.recorder = rec
+        proc.handle = handle
         meta = rec.meta
+        assert rec.out is not None
         proc.row.update(
             recorded=True,
-            capture=rel,
+            capture=os.path.relpath(rec.out, self.out),
             write_mechanism=meta.write_mechanism,
             writes_reason=str(meta.extra.get("writes_reason")),
         )
-        return None
+        self._stats["recorded"] += 1
 
     def _start_root(self, target: str | int | Sequence[str]) -> _Proc:
         """The tree's root: a launched command, a pid or this process (errors raise)."""
@@ -496,7 +591,9 @@ class SessionRecorder:
         rec.schedule_start_ns = self.t0
         # (a launched command's pid is known only once the recorder has launched it)
         rec.out_for_pid = lambda pid: os.path.join(self.out, writer.capture_dir(pid))
-        rec.start()  # errors (no such program / process, access denied) are the caller's
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PmvizWarning)  # the table says why, if so
+            rec.start()  # errors (no such program / process, access denied) are the caller's
         proc = self._add(rec.pid, time.monotonic_ns(), recorder=rec)
         assert proc is not None
         return proc
@@ -508,7 +605,7 @@ class SessionRecorder:
             if proc is None or proc.recorder is None:
                 continue
             if proc.handle is not None and not proc.handle.exited():
-                self._event(now, "leave", pid, proc.ppid, proctree.cgroup_of(pid))
+                self._event(now, "leave", proc, proctree.cgroup_of(pid))
                 proc.recorder.request_stop("left the cgroup")
 
     def _collect_ended(self, now: int) -> None:
@@ -525,38 +622,34 @@ class SessionRecorder:
         rec.join()
         meta = rec.meta
         row = proc.row
-        row["end_reason"] = meta.end_reason
+        row["end_reason"] = meta.end_reason or (f"error: {rec.error}" if rec.error else None)
         row["n_snapshots"] = _n_snapshots(rec)
-        if rec.error is not None and not row["end_reason"]:
-            row["end_reason"] = f"error: {rec.error}"
         for ev in meta.extra.get("events", []):
             if ev.get("kind") == "exec":
                 self._event(
-                    int(ev["time_ns"]), "exec", proc.pid, proc.ppid,
-                    shlex.join(ev.get("command") or ["?"]),
+                    int(ev["time_ns"]), "exec", proc, shlex.join(ev.get("command") or ["?"])
                 )
         exited = proc.handle is None or proc.handle.exited()
         if meta.exit_status is not None:
             row["exit_status"] = int(meta.exit_status)
         if exited:
             row["end_time_ns"] = now
-        proc.recorder = None  # its threads have ended; its memory goes with it
+        proc.recorder = None  # its threads have ended: what it holds goes with it
         with self._lock:
-            del self._procs[proc.pid]
-            self._ended.append(proc)
-        if exited and row["exit_status"] is None and proc.handle is not None:
-            proc.exit_wait_until = now + _EXIT_STATUS_WAIT_NS
-            self._waiting_status.append(proc)
-        else:
-            self._close_handle(proc)
-            if exited:
-                self._event(now, "exit", proc.pid, proc.ppid, _status_text(row["exit_status"]))
-        self._dirty = True
+            self._procs.pop(proc.pid, None)
+            if exited and row["exit_status"] is None and proc.handle is not None:
+                proc.exit_wait_until = now + _EXIT_STATUS_WAIT_NS
+                self._waiting_status.append(proc)
+                return
+            self._rows_out.append(row)
+        self._close_handle(proc)
+        if exited:
+            self._event(now, "exit", proc, _status_text(row["exit_status"]))
 
     def _resolve_statuses(self, now: int, *, final: bool) -> None:
         """Exit statuses of ended processes: once reaped (pidfd), or while zombies (stat)."""
         still = []
-        for proc in self._waiting_status:
+        for proc in list(self._waiting_status):
             assert proc.handle is not None
             status = proctree.pidfd_exit_status(proc.handle.pidfd)
             if status is None:
@@ -565,12 +658,12 @@ class SessionRecorder:
                 still.append(proc)
                 continue
             proc.row["exit_status"] = status
-            self._event(
-                proc.row["end_time_ns"] or now, "exit", proc.pid, proc.ppid, _status_text(status)
-            )
+            self._event(proc.row["end_time_ns"] or now, "exit", proc, _status_text(status))
             self._close_handle(proc)
-            self._dirty = True
-        self._waiting_status = still
+            with self._lock:
+                self._rows_out.append(proc.row)
+        with self._lock:
+            self._waiting_status = still
 
     @staticmethod
     def _close_handle(proc: _Proc) -> None:
@@ -578,12 +671,17 @@ class SessionRecorder:
             proc.handle.close()
             proc.handle = None
 
-    def _event(self, t: int, kind: str, pid: int, ppid: int, detail: str | None) -> None:
+    def _event(self, t: int, kind: str, proc: _Proc, detail: str | None) -> None:
         with self._lock:
-            self._events.append(
-                {"time_ns": int(t), "kind": kind, "pid": pid, "ppid": ppid, "detail": detail}
+            self._events_out.append(
+                {
+                    "time_ns": int(t),
+                    "kind": kind,
+                    "pid": proc.pid,
+                    "ppid": proc.ppid,
+                    "detail": detail,
+                }
             )
-        self._dirty = True
 
     def _account_tick(self, deadline: int) -> None:
         if self._account is None:
@@ -594,41 +692,78 @@ class SessionRecorder:
         if not pids:
             return
         table = self._account(pids)
-        n = len(table)
-        self._accounting_rows.append(
-            table.add_column(0, "time_ns", pa.array([deadline] * n, pa.int64()))
+        self._accounting_out.append(
+            table.add_column(0, "time_ns", pa.array([deadline] * len(table), pa.int64()))
         )
 
     # -- files --------------------------------------------------------------------------------
-    def _tables(self) -> tuple[Any, Any]:
+    def _live_rows(self) -> list[dict[str, Any]]:
+        """Rows of the processes not final yet (starting, recording, awaiting a status)."""
         with self._lock:
-            rows = [dict(r) for r in self._rows]
-            events = sorted(self._events, key=lambda e: (e["time_ns"], e["pid"]))
-            live = [p for p in self._procs.values() if p.recorder is not None]
-        # live processes: snapshots so far
-        counts = {p.row["capture"]: _n_snapshots(p.recorder) for p in live}
-        for r in rows:
-            if r["capture"] in counts:
-                r["n_snapshots"] = counts[r["capture"]]
-        return session_tables(rows, PROCESS_SCHEMA), session_tables(events, EVENT_SCHEMA)
+            procs = [*self._procs.values(), *self._waiting_status]
+        rows = []
+        for p in procs:
+            row = dict(p.row)
+            if p.recorder is not None:
+                row["n_snapshots"] = _n_snapshots(p.recorder)
+            rows.append(row)
+        return rows
 
-    def _flush_tables(self) -> None:
+    def _flush(self) -> None:
+        """Write what is new: final rows, events, accounting; rewrite the live rows.
+
+        Rows move memory -> in flight -> disk, never back; the live view reads memory first,
+        then disk, so it sees every row at least once (and drops the doubles).
+        """
+        import pyarrow as pa
+
         assert self._writer is not None
-        processes, events = self._tables()
-        self._writer.write_tables(processes, events)
-        self._dirty = False
-        if self._accounting_rows:
-            import pyarrow as pa
+        with self._flush_lock:
+            with self._lock:
+                rows, events, acc = self._rows_out, self._events_out, self._accounting_out
+                self._rows_out, self._events_out, self._accounting_out = [], [], []
+                self._inflight = (rows, events)
+            live = session_tables(self._live_rows(), PROCESS_SCHEMA)
+            try:
+                self._writer.flush(
+                    session_tables(rows, PROCESS_SCHEMA),
+                    live,
+                    session_tables(events, EVENT_SCHEMA),
+                    pa.concat_tables(acc, promote_options="default") if acc else None,
+                )
+            except BaseException:
+                with self._lock:  # not written: they go out with the next flush
+                    self._rows_out[:0], self._events_out[:0] = rows, events
+                    self._accounting_out[:0] = acc
+                    self._inflight = ([], [])
+                raise
+            with self._lock:
+                self._inflight = ([], [])
 
-            rows, self._accounting_rows = self._accounting_rows, []
-            self._writer.append_accounting(pa.concat_tables(rows))
+    def _flush_loop(self) -> None:
+        """The session's tables go to disk here, every flush_interval: disk latency (fsync
+        on a loaded machine) never delays discovery.
+        """
+        while not self._flushing_done.wait(self.flush_interval):
+            try:
+                self._flush()
+            except BaseException as err:  # a write error ends the session, reported
+                if self.error is None:
+                    self.error = (
+                        err if isinstance(err, Error) else Error(f"writing failed: {err!r}")
+                    )
+                self.request_stop(f"write error: {err}")
+                return
 
     def _finish(self, reason: str) -> None:
         """Stop every recorder, then write the final tables and metadata."""
-        assert self._writer is not None
+        assert self._writer is not None and self._pool is not None
+        self._stopping = True
+        self._pool.shutdown(wait=True)  # starts under way finish (new ones are refused)
+        self._collect_started(wait=True)
         with self._lock:
             live = list(self._procs.values())
-        for proc in live:
+        for proc in live:  # all at once: each then ends within one of its ticks
             if proc.recorder is not None:
                 proc.recorder.request_stop(reason)
         now = time.monotonic_ns()
@@ -638,13 +773,27 @@ class SessionRecorder:
         # a process still running keeps end_time null; give reaping a moment for the rest
         deadline = time.monotonic_ns() + 200_000_000
         while self._waiting_status and time.monotonic_ns() < deadline:
+            time.sleep(0.01)
             self._resolve_statuses(time.monotonic_ns(), final=False)
-            if self._waiting_status:
-                time.sleep(0.01)
         self._resolve_statuses(time.monotonic_ns(), final=True)
-        end = time.monotonic_ns()
-        self._writer.meta.update(end_reason=reason, end_monotonic_ns=end, ticks=self._ticks)
-        self._flush_tables()
+        self._flushing_done.set()
+        if self._flush_thread is not None:
+            self._flush_thread.join()
+        self._flush()
+        self._writer.merge()
+        work = self._tick_work_ns
+        self._writer.meta.update(
+            end_reason=reason,
+            end_monotonic_ns=time.monotonic_ns(),
+            ticks=self._stats["ticks"],
+            skipped_ticks=self._stats["skipped_ticks"],
+            processes_seen=self._stats["seen"],
+            processes_recorded=self._stats["recorded"],
+            max_live=self._stats["max_live"],
+            # time from a deadline to the end of that tick's discovery and flushing
+            tick_work_ns_mean=int(sum(work) / len(work)) if work else 0,
+            tick_work_ns_max=max(work, default=0),
+        )
         self._writer.write_meta(complete=True)
 
     def _progress_bar(self) -> Any:
@@ -653,21 +802,17 @@ class SessionRecorder:
         from tqdm.auto import tqdm
 
         total = self.count
-        if total is None and self.duration_ns is not None and self.interval_ns:
+        if total is None and self.duration_ns is not None:
             total = -(-self.duration_ns // self.interval_ns)
         return tqdm(total=total, unit="tick", desc=f"pmviz record ({self.scope})")
 
 
-class _GoneStat:
-    """The stat of a launched root that was gone before the session could read it."""
-
-    state = "X"
-    flags = 0
-    starttime = -1
-    alive = False
-
-    def __init__(self, ppid: int) -> None:
-        self.ppid = ppid
+def _alive(pid: int, starttime: int) -> bool:
+    try:
+        st = read_stat(pid)
+    except Error:
+        return False
+    return st.alive and st.starttime == starttime
 
 
 def _n_snapshots(rec: Recorder | None) -> int:
@@ -701,11 +846,37 @@ class _LiveSession(Session):
 
     @property
     def processes(self) -> Any:
-        return self._rec._tables()[0]
+        import pyarrow as pa
+
+        rec = self._rec
+        with rec._lock:  # memory first, then disk: see SessionRecorder._flush
+            final = [*rec._inflight[0], *rec._rows_out]
+            live = rec._live_rows()
+        stored = self._parts(PROCESSES, PROCESS_SCHEMA)
+        key = ("pid", "start_time_ns", "first_seen_ns")
+        done = set(zip(*(stored.column(k).to_pylist() for k in key)))
+        rows = []
+        for r in [*final, *live]:  # a row both in memory and on disk: the stored one
+            k = tuple(r[c] for c in key)
+            if k not in done:
+                done.add(k)
+                rows.append(r)
+        table = pa.concat_tables([stored, session_tables(rows, PROCESS_SCHEMA)])
+        return table.sort_by([("first_seen_ns", "ascending"), ("pid", "ascending")])
 
     @property
     def events(self) -> Any:
-        return self._rec._tables()[1]
+        import pyarrow as pa
+
+        rec = self._rec
+        with rec._lock:
+            memory = [*rec._inflight[1], *rec._events_out]
+        stored = self._parts(EVENTS, EVENT_SCHEMA)
+        names = EVENT_SCHEMA.names
+        seen = set(zip(*(stored.column(n).to_pylist() for n in names)))
+        rows = [e for e in memory if tuple(e[n] for n in names) not in seen]
+        table = pa.concat_tables([stored, session_tables(rows, EVENT_SCHEMA)])
+        return table.sort_by([("time_ns", "ascending"), ("pid", "ascending")])
 
     def _open_capture(self, rel: str) -> Capture:
         with self._rec._lock:

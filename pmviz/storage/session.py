@@ -2,18 +2,26 @@
 
 A session is a directory ``NAME.pmviz/``::
 
-    session.json             metadata: scope, root, interval, schedule, start, end_reason, ...
-    processes.parquet        the process table: one row per process seen (recorded or not)
-    events.parquet           fork / appear / exec / exit / leave / skip, in time order
-    accounting/NNNNNNNNN.parquet   per tick and live process: RSS/PSS/USS... (accounting=True)
-    pid=N/                   the capture of process N (a normal capture directory)
-    reused/K/pid=N/          the K-th process (K >= 2) that had pid N during the session
+    session.json                  metadata: scope, root, interval, schedule, start, end_reason
+    processes/FIRST-END.parquet   the process table: rows of processes that have ended (or
+                                  were never recorded), appended as they end
+    processes/live.parquet        rows of the processes being recorded (rewritten at each
+                                  flush; removed at the end)
+    events/FIRST-END.parquet      fork / appear / exec / exit / leave / skip
+    accounting/FIRST-END.parquet  per tick and live process: RSS/PSS/USS ... (accounting=True)
+    pid=N/                        the capture of process N (a normal capture directory)
+    reused/K/pid=N/               the K-th process (K >= 2) that had pid N in the session
+
+``FIRST-END`` is the range of flushes a part covers. Each flush appends at most one part per
+table, so what a flush writes follows the processes alive and the events since the previous
+one, never every process that lived. At the end each table's parts are merged into one part
+covering their union (a reader ignores a part whose range lies inside another's, so a crash
+during the merge is harmless, as for captures).
 
 The ``pid=N`` directories are Hive-style partitions: ``duckdb.read_parquet(
 'NAME.pmviz/*/regions/*.parquet', hive_partitioning=true)`` reads every process's regions
-with a ``pid`` column. ``processes.parquet`` and ``events.parquet`` are rewritten whole
-(atomically) as the session goes; ``session.json`` says ``"complete": true`` once the
-recorder has finished.
+with a ``pid`` column; ``NAME.pmviz/processes/*.parquet`` is the process table.
+``session.json`` says ``"complete": true`` once the recorder has finished.
 
 :func:`open_path` opens a session or a capture, whichever the directory holds.
 """
@@ -24,13 +32,12 @@ import html
 import io
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._units import human_bytes
 from ..capture import Capture
 from ..errors import CaptureError
 from . import format as fmt
@@ -50,9 +57,10 @@ __all__ = [
 SESSION_FORMAT = "pmviz-session"
 SESSION_VERSION = 1
 SESSION_FILE = "session.json"
-PROCESSES_FILE = "processes.parquet"
-EVENTS_FILE = "events.parquet"
-ACCOUNTING_DIR = "accounting"
+PROCESSES = "processes"
+EVENTS = "events"
+ACCOUNTING = "accounting"
+LIVE_FILE = "live.parquet"
 
 PROCESS_SCHEMA = pa.schema(
     [
@@ -96,7 +104,7 @@ def _table_bytes(table: pa.Table) -> bytes:
 
 
 class SessionWriter:
-    """Writes a session directory: metadata, process and event tables, accounting parts.
+    """Writes a session directory: metadata, the process / event / accounting tables.
 
     The per-process captures are written by their own recorders into :meth:`capture_dir`.
     """
@@ -108,16 +116,24 @@ class SessionWriter:
                 raise CaptureError(path, "already exists (overwrite=True replaces it)")
             _remove_output(path)
         os.mkdir(path)
+        for table in (PROCESSES, EVENTS):
+            os.mkdir(os.path.join(path, table))
         self.meta = dict(meta)
-        self._n_accounting = 0
+        self._flushes = 0
         self.write_meta(complete=False)
 
-    def capture_dir(self, pid: int, incarnation: int = 1) -> str:
-        """Where process ``pid`` goes (relative): ``pid=N``, or ``reused/K/pid=N``."""
-        if incarnation <= 1:
-            return f"pid={pid}"
-        os.makedirs(os.path.join(self.path, "reused", str(incarnation)), exist_ok=True)
-        return os.path.join("reused", str(incarnation), f"pid={pid}")
+    def capture_dir(self, pid: int) -> str:
+        """Where a new process ``pid`` goes (relative): ``pid=N``, or ``reused/K/pid=N`` for
+        the K-th process with that pid (the pid was reused during the session).
+        """
+        rel = f"pid={pid}"
+        k = 1
+        while os.path.lexists(os.path.join(self.path, rel)):
+            k += 1
+            rel = os.path.join("reused", str(k), f"pid={pid}")
+        if k > 1:
+            os.makedirs(os.path.join(self.path, "reused", str(k)), exist_ok=True)
+        return rel
 
     def write_meta(self, *, complete: bool) -> None:
         doc = {
@@ -129,19 +145,46 @@ class SessionWriter:
         data = (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode()
         fmt.write_atomic(os.path.join(self.path, SESSION_FILE), data)
 
-    def write_tables(self, processes: pa.Table, events: pa.Table) -> None:
-        # events first: a reader that sees a process row finds the events that led to it
-        fmt.write_atomic(os.path.join(self.path, EVENTS_FILE), _table_bytes(events))
-        fmt.write_atomic(os.path.join(self.path, PROCESSES_FILE), _table_bytes(processes))
+    def flush(
+        self,
+        ended: pa.Table,
+        live: pa.Table,
+        events: pa.Table,
+        accounting: pa.Table | None = None,
+    ) -> None:
+        """Append the rows of processes that ended, events and accounting since the last
+        flush (one part each, when there are rows); rewrite the live processes' rows.
+        """
+        n = self._flushes
+        # events and ended rows before the live rows: a process is never missing in between
+        # (it may show twice; readers keep its final row)
+        for table, rows in ((EVENTS, events), (ACCOUNTING, accounting), (PROCESSES, ended)):
+            if rows is not None and len(rows):
+                d = os.path.join(self.path, table)
+                os.makedirs(d, exist_ok=True)
+                fmt.write_atomic(os.path.join(d, fmt.part_name(n, n + 1)), _table_bytes(rows))
+        live_path = os.path.join(self.path, PROCESSES, LIVE_FILE)
+        if len(live):
+            fmt.write_atomic(live_path, _table_bytes(live))
+        elif os.path.exists(live_path):
+            os.unlink(live_path)
+        self._flushes += 1
 
-    def append_accounting(self, table: pa.Table) -> None:
-        """One more part of the accounting table (rows of one or more ticks)."""
-        if not len(table):
-            return
-        d = os.path.join(self.path, ACCOUNTING_DIR)
-        os.makedirs(d, exist_ok=True)
-        fmt.write_atomic(os.path.join(d, f"{self._n_accounting:09d}.parquet"), _table_bytes(table))
-        self._n_accounting += 1
+    def merge(self) -> None:
+        """One part per table (the end of the session): merged part first, then the rest go."""
+        for table in (PROCESSES, EVENTS, ACCOUNTING):
+            parts, _ = fmt.list_parts(self.path, table)
+            if len(parts) < 2:
+                continue
+            merged = pa.concat_tables(
+                [_read_table(p.path) for p in parts], promote_options="default"
+            )
+            first, end = parts[0].first, parts[-1].end
+            fmt.write_atomic(
+                os.path.join(self.path, table, fmt.part_name(first, end)), _table_bytes(merged)
+            )
+            for p in parts:
+                os.unlink(p.path)
 
 
 def _remove_output(path: str) -> None:
@@ -159,7 +202,8 @@ def _read_table(path: str, schema: pa.Schema | None = None) -> pa.Table:
     validate.check_part_file(path)
     validate.check_footer(path)  # raw bytes: nothing deserialized before this
     try:
-        table = pq.read_table(path)
+        with open(path, "rb") as f:  # (closed here, not whenever pyarrow's reader is collected)
+            table = pq.read_table(f)
     except (OSError, pa.ArrowException) as err:
         raise CaptureError(path, f"damaged table (truncated or corrupt): {err}") from err
     if schema is not None and not table.schema.remove_metadata().equals(schema):
@@ -216,32 +260,64 @@ class Session:
     # -- tables -------------------------------------------------------------------------------
     @property
     def processes(self) -> pa.Table:
-        """The process table (``PROCESS_SCHEMA``; ``.to_pandas()`` for a DataFrame)."""
-        path = os.path.join(self.path, PROCESSES_FILE)
-        if not os.path.exists(path):  # (a session whose recorder died before the first write)
-            return PROCESS_SCHEMA.empty_table()
-        return _read_table(path, PROCESS_SCHEMA)
+        """The process table (``PROCESS_SCHEMA``; ``.to_pandas()`` for a DataFrame), in the
+        order the processes were found.
+        """
+        ended = self._parts(PROCESSES, PROCESS_SCHEMA)
+        live_path = os.path.join(self.path, PROCESSES, LIVE_FILE)
+        tables = [ended]
+        if os.path.exists(live_path):
+            try:
+                live = _read_table(live_path, PROCESS_SCHEMA)
+            except CaptureError:
+                if os.path.exists(live_path):
+                    raise
+                live = None  # (the recorder replaced or removed it meanwhile)
+            if live is not None and len(live):
+                done = set(
+                    zip(ended.column("pid").to_pylist(), ended.column("start_time_ns").to_pylist())
+                )
+                keep = [
+                    (p, t) not in done
+                    for p, t in zip(
+                        live.column("pid").to_pylist(), live.column("start_time_ns").to_pylist()
+                    )
+                ]
+                tables.append(live.filter(pa.array(keep, pa.bool_())))
+        table = pa.concat_tables(tables)
+        return table.sort_by([("first_seen_ns", "ascending"), ("pid", "ascending")])
 
     @property
     def events(self) -> pa.Table:
         """Fork / appear / exec / exit / leave / skip events in time order (``EVENT_SCHEMA``)."""
-        path = os.path.join(self.path, EVENTS_FILE)
-        if not os.path.exists(path):
-            return EVENT_SCHEMA.empty_table()
-        return _read_table(path, EVENT_SCHEMA)
+        return self._parts(EVENTS, EVENT_SCHEMA).sort_by(
+            [("time_ns", "ascending"), ("pid", "ascending")]
+        )
 
     @property
     def accounting(self) -> pa.Table | None:
         """Per tick and live process: ``time_ns`` + ``pmviz.accounting.account``'s columns;
         None when the session was recorded without ``accounting=True``.
         """
-        d = os.path.join(self.path, ACCOUNTING_DIR)
-        if not os.path.isdir(d):
+        if not os.path.isdir(os.path.join(self.path, ACCOUNTING)):
             return None
-        names = sorted(n for n in os.listdir(d) if n.endswith(".parquet") and n[:1] != ".")
-        tables = [_read_table(os.path.join(d, n)) for n in names]
+        return self._parts(ACCOUNTING, None)
+
+    def _parts(self, table: str, schema: pa.Schema | None) -> pa.Table:
+        for _ in range(3):  # a part merged away while listing: list again
+            parts, _stray = fmt.list_parts(self.path, table)
+            try:
+                tables = [_read_table(p.path, schema) for p in parts]
+                break
+            except CaptureError:
+                if all(os.path.exists(p.path) for p in parts):
+                    raise
+        else:
+            raise CaptureError(self.path, f"the {table} table kept changing while being read")
         if not tables:
-            return None
+            if schema is None:
+                return pa.table({})
+            return schema.empty_table()
         return pa.concat_tables(tables, promote_options="default")
 
     # -- processes ----------------------------------------------------------------------------
@@ -295,7 +371,8 @@ class Session:
     def _capture_path(self, pid: int, incarnation: int) -> str:
         p = self.processes
         rows = [
-            r for r in p.select(["pid", "capture", "recorded", "reason"]).to_pylist()
+            r
+            for r in p.select(["pid", "capture", "recorded", "reason"]).to_pylist()
             if r["pid"] == pid
         ]
         recorded = [r for r in rows if r["recorded"] and r["capture"]]
@@ -390,10 +467,6 @@ class Session:
         )
 
 
-def _bytes(n: int) -> str:
-    return human_bytes(n)
-
-
 def open_session(path: str | os.PathLike[str], *, strict: bool = True) -> Session:
     """Open a session directory (see :class:`Session`).
 
@@ -429,6 +502,6 @@ def open_path(path: str | os.PathLike[str], *, strict: bool = True) -> Any:
     return open_capture(path, strict=strict)
 
 
-def session_tables(rows: list[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+def session_tables(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     """Rows (dicts) as a table of ``schema`` (missing keys are nulls)."""
     return pa.Table.from_pylist([dict(r) for r in rows], schema=schema)
