@@ -125,3 +125,109 @@ def test_session_report_has_a_tree_section_and_one_per_process(recorded):
         assert f"id='pid-{pid}'" in text
     assert text.count("<h3>Address-space heatmaps</h3>") == 3
     assert text.count("data:image/png;base64") >= 3 + 3
+
+
+# -- the bundled sample session ---------------------------------------------------------------
+SAMPLE = os.path.join(os.path.dirname(__file__), "..", "sample_data", "shm-pool.pmviz")
+
+
+def test_views_render_on_the_sample_session():
+    s = pmviz.open(SAMPLE)
+    assert len(s.pids) == 5
+    tot = tree_totals(s)
+    assert tot.mode == "pfn" and tot.n_processes.max() == 5
+    # counted once lies between the sum of PSS (which also shares pages with processes outside
+    # the tree) and the naive sum of RSS, at every tick
+    assert (tot.pss_sum <= tot.counted).all() and (tot.counted <= tot.rss_sum).all()
+    assert (accounting_series(s).values.sum(axis=1) == tot.counted).all()
+    polys = stacked_processes(s, "resident", ax=Figure().add_subplot())
+    assert sorted(p.get_label().split()[0] for p in polys) == [str(p) for p in sorted(s.pids)]
+    assert len(stacked_processes(s, "written", ax=Figure().add_subplot())) == 5
+    lines = tree_totals_lines(s, ax=Figure().add_subplot())
+    assert np.array_equal(lines[1].get_ydata(), tot.rss_sum)
+    tree = process_tree(s)
+    assert (
+        tree.depth.tolist() == [0, 1, 1, 1, 1] and tree.time_ns == tot.time_ns[tot.counted.argmax()]
+    )
+    assert tree.subtree_counted[0] == tot.counted.max()
+    assert len(process_icicle(tree, ax=Figure().add_subplot())) == 5
+    meshes = process_heatmaps(s, "present", fig=Figure(), ncols=3, addr_bins=32)
+    assert len(meshes) == 5
+    # every panel on the session clock: a worker's first column starts after the parent's
+    starts = [m.get_coordinates()[0, 0, 0] for m in meshes]
+    assert starts[0] == min(starts) and max(starts) > starts[0]
+
+
+def test_session_report_cli_on_the_sample(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "session.html"
+    r = subprocess.run(
+        [sys.executable, "-m", "pmviz", "report", SAMPLE, "-o", str(out), "--no-progress",
+         "--max-processes", "2", "--addr-bins", "64"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "session of 5 processes" in r.stdout
+    text = out.read_text()
+    assert "The whole tree" in text and text.count("<h2 id='pid-") == 2
+    assert "3 more processes not shown" in text
+
+
+FORKER = """
+import os, sys, time
+buf = bytearray(4 << 20)  # written: copy-on-write shared with the child after fork
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.6)
+    os._exit(0)
+time.sleep(0.6)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.kernel
+def test_anonymize_session_renumbers_and_scrubs(tmp_path):
+    import subprocess
+    import sys
+
+    from pmviz.storage.session_anonymize import anonymize_session
+
+    raw = pmviz.record(
+        [sys.executable, "-c", FORKER], scope="tree", out=str(tmp_path / "raw.pmviz"),
+        accounting=True, interval=0.1, progress=False,
+    )  # fmt: skip
+    real = raw.pids
+    assert len(real) == 2 and raw.accounting is not None
+    out = anonymize_session(raw, tmp_path / "anon.pmviz")
+    s = pmviz.open(out)
+    assert s.pids == [1000, 1001] and s.meta["root_pid"] == 1000 and s.meta["anonymized"]
+    p = s.processes.to_pylist()
+    prog = os.path.basename(sys.executable)  # `python3 -c ...`: the program name only
+    assert [r["command"] for r in p] == [prog, prog]
+    assert [r["ppid"] for r in p] == [0, 1000]
+    texts = (
+        " ".join(
+            str(v)
+            for t in (s.processes, s.events, s.accounting)
+            for col in t.columns
+            for v in col.to_pylist()
+        )
+        + open(os.path.join(out, "session.json")).read()
+    )
+    assert sys.executable not in texts and "/" not in s.meta["command"]
+    for pid in real:
+        assert str(pid) not in texts.replace("1000", "").replace("1001", "")
+    assert set(s.accounting.column("pid").to_pylist()) <= {1000, 1001}
+    assert min(s.accounting.column("time_ns").to_pylist()) >= 0
+    # one clock: the captures' times are relative to the session's start, not each its own
+    cap = s.capture(1001)
+    assert cap.meta.command is None and cap.time_ns[0] > 0
+    # the CLI does the same
+    r = subprocess.run(
+        [sys.executable, "-m", "pmviz", "anonymize", str(tmp_path / "raw.pmviz"), "-o",
+         str(tmp_path / "cli.pmviz")], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert pmviz.open(str(tmp_path / "cli.pmviz")).pids == [1000, 1001]

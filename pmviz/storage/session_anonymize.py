@@ -134,19 +134,20 @@ def anonymize_session(
             if e["kind"] in ("fork", "appear", "exec")
             else text(e["detail"])
         )
-    writer.write_tables(
-        pa.Table.from_pylist(rows, schema=PROCESS_SCHEMA),
-        pa.Table.from_pylist(ev, schema=EVENT_SCHEMA),
-    )
     acc = s.accounting
     if acc is not None and len(acc):
         pid_col = [first_new.get(int(p), 0) for p in acc.column("pid").to_pylist()]
-        acc = acc.set_column(
-            acc.schema.get_field_index("pid"), "pid", pa.array(pid_col, pa.int64())
-        )
+        i = acc.schema.get_field_index("pid")
+        acc = acc.set_column(i, "pid", pa.array(pid_col, pa.int64()))
         times = pa.array([int(t) - t0 for t in acc.column("time_ns").to_pylist()], pa.int64())
         acc = acc.set_column(acc.schema.get_field_index("time_ns"), "time_ns", times)
-        writer.append_accounting(acc)
+    # One flush: every process has ended, so all rows go to the appended part, none live.
+    writer.flush(
+        pa.Table.from_pylist(rows, schema=PROCESS_SCHEMA),
+        PROCESS_SCHEMA.empty_table(),
+        pa.Table.from_pylist(ev, schema=EVENT_SCHEMA),
+        acc if acc is not None and len(acc) else None,
+    )
     writer.write_meta(complete=bool(meta.get("complete")))
     return out
 
