@@ -112,7 +112,7 @@ def _tree_section(session: Any, pids: list[int]) -> str:
     rows = -(-len(shown) // 2)
 
     def panels(f: Figure) -> None:
-        sp.process_heatmaps(session, "written", pids=shown, fig=f, ncols=2)
+        sp.process_heatmaps(session, "present", pids=shown, fig=f, ncols=2)
 
     parts.append(_png(panels, (11, 2.6 * rows)))
     return "".join(parts)
