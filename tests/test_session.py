@@ -495,3 +495,27 @@ def test_cli_pid_follow_children_and_usage(tmp_path, capsys):
     for argv in bad:
         assert main(argv) == 2, argv
     assert "not a cgroup v2 directory" in capsys.readouterr().err
+
+
+def test_tick_series(tree):
+    s, info, _ = tree
+    res, wr = s.resident_series(), s.written_series()
+    assert list(res.pids) == s.pids and res.values.shape == (res.ticks.size, len(s.pids))
+    step = s.meta["interval_ns"]
+    assert np.all(np.diff(res.time_ns) == step) and res.time_ns[0] == s.meta["schedule_start_ns"]
+    from pmviz.analysis import working_set_size
+
+    for j, pid in enumerate(s.pids):
+        cap = s.capture(pid)
+        ws = working_set_size(cap)
+        k = (cap.time_ns - s.meta["schedule_start_ns"]) // step
+        assert np.array_equal(res.values[k, j], ws.resident)
+        assert np.array_equal(wr.values[k, j], ws.written)
+        others = np.setdiff1d(np.arange(res.ticks.size), k)
+        assert not res.values[others, j].any()  # no snapshot at that tick: 0
+    # the grandchild wrote 2 pages of its buffer (and the interpreter's own pages)
+    g = s.pids.index(info["G"]["pid"])
+    assert wr.values[:, g].sum() >= 2 * tw.PAGE
+    df = res.to_pandas()
+    assert list(df.columns) == s.pids and len(df) == res.ticks.size
+    assert "TickSeries (resident)" in repr(res)
