@@ -6,7 +6,6 @@ import argparse
 import math
 import re
 
-from . import add_pid_argument, open_capture_arg
 from .heatmap import check_file_output, positive_int
 
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
@@ -40,8 +39,7 @@ def _downtime(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("capture", help="a NAME.pmviz capture directory (or a session)")
-    add_pid_argument(parser)
+    parser.add_argument("capture", help="a NAME.pmviz capture directory")
     parser.add_argument("-o", "--output", required=True, help="the HTML file to write")
     parser.add_argument("--title", help="report title (default: program name and pid)")
     parser.add_argument(
@@ -73,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     check_file_output(args.output)
 
     from ..report import write_report
+    from ..storage import open as open_capture
 
-    cap = open_capture_arg(args.capture, args.pid)
+    cap = open_capture(args.capture)
     try:
         write_report(
             cap,
