@@ -519,3 +519,29 @@ def test_tick_series(tree):
     df = res.to_pandas()
     assert list(df.columns) == s.pids and len(df) == res.ticks.size
     assert "TickSeries (resident)" in repr(res)
+
+
+def test_accounting_per_tick(tmp_path):
+    """accounting=True: one row per live process and tick, on the schedule (the figures
+    themselves are tested with pmviz.accounting)."""
+    pytest.importorskip("pmviz.accounting", reason="pmviz.accounting is not in this tree")
+    out = str(tmp_path / "acc.pmviz")
+    s = pmviz.record(
+        [sys.executable, "-c", FORKER.replace("0.4", "1.5")],  # account() takes 0.1-0.5 s here
+        scope="tree",
+        out=out,
+        interval=0.05,
+        writes="none",
+        accounting=True,
+        progress=False,
+    )
+    acc = s.accounting
+    assert acc is not None and len(acc) >= 2 and s.meta["accounting"]
+    t0, step = s.meta["schedule_start_ns"], s.meta["interval_ns"]
+    t = np.asarray(acc.column("time_ns").to_pylist())
+    assert np.all((t - t0) % step == 0)
+    assert set(acc.column("pid").to_pylist()) <= set(s.pids)
+    assert min(acc.column("rss_bytes").to_pylist()) > 0
+    # ticks where both lived have two rows: the tree's processes are accounted together
+    ticks, n = np.unique(t, return_counts=True)
+    assert n.max() == 2
