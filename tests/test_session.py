@@ -98,7 +98,9 @@ def tree(tmp_path_factory):
 
         _wait(b_followed, "B's recorder to follow its exec")
         _touch(d, "go")
-        _wait(lambda: all(os.path.exists(os.path.join(d, f"done-{r}")) for r in tw.WRITES), "writes")
+        _wait(
+            lambda: all(os.path.exists(os.path.join(d, f"done-{r}")) for r in tw.WRITES), "writes"
+        )
         time.sleep(4 * INTERVAL)  # a collect after every write
         _touch(d, "end")
         session = rec.wait(timeout=30)
@@ -306,6 +308,7 @@ def test_cgroup_scope(tmp_path):
         pytest.skip(f"cannot create a cgroup v2 directory under {base}: {err}")
     procs = []
     try:
+
         def spawn():
             p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
             procs.append(p)
@@ -371,7 +374,11 @@ def test_all_scope_lists_unreadable(tmp_path):
     # writes="none": injecting into every process of a shared test machine is the user's
     # call on the command line, not a test's
     s = pmviz.record(
-        scope="all", out=str(tmp_path / "all.pmviz"), count=2, interval=0.2, writes="none",
+        scope="all",
+        out=str(tmp_path / "all.pmviz"),
+        count=2,
+        interval=0.2,
+        writes="none",
         progress=False,
     )
     rows = s.processes.to_pylist()
@@ -388,3 +395,153 @@ def test_all_scope_lists_unreadable(tmp_path):
     recorded = [r for r in rows if r["recorded"]]
     assert recorded and all(r["n_snapshots"] >= 1 for r in recorded if r["end_time_ns"] is None)
     assert s.meta["end_reason"] == "count reached"
+
+
+FORKER = (
+    "import os, time\n"
+    "buf = bytearray(1 << 20)\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    time.sleep(0.4)\n"
+    "    os._exit(3)\n"
+    "time.sleep(0.1)\n"
+    "os.waitpid(pid, 0)\n"
+)
+
+
+def test_cli_follow_children_info_heatmap(tmp_path, capsys):
+    from pmviz.cli import main
+
+    out = str(tmp_path / "s.pmviz")
+    rc = main(
+        [
+            "record",
+            "--follow-children",
+            "-i",
+            "50ms",
+            "--no-progress",
+            "--writes",
+            "none",
+            "-o",
+            out,
+            "--",
+            sys.executable,
+            "-c",
+            FORKER,
+        ]
+    )
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "2 seen, 2 recorded" in err and "every process of the tree has exited" in err
+    s = pmviz.open(out)
+    root, child = s.pids
+    assert s.processes.to_pylist()[1]["exit_status"] == 3
+    assert main(["info", out]) == 0
+    text = capsys.readouterr().out
+    assert f"{child:>8} {root:>8}" in text and "tree" in text and "--pid N" in text
+    assert main(["info", "--json", out]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["meta"]["scope"] == "tree" and len(doc["processes"]) == 2
+    assert main(["info", out, "--pid", str(child)]) == 0
+    assert "snapshots" in capsys.readouterr().out
+    png = str(tmp_path / "h.png")
+    assert main(["heatmap", out, "-o", png]) == 2
+    assert "--pid N" in capsys.readouterr().err and not os.path.exists(png)
+    assert main(["heatmap", out, "--pid", str(child), "-o", png]) == 0 and os.path.getsize(png)
+    assert main(["heatmap", out, "--pid", "1", "-o", png]) == 2
+    assert "no process 1" in capsys.readouterr().err
+    # a command that reads one capture says what to do with a session
+    assert main(["slice", out, "-o", str(tmp_path / "x.pmviz"), "--from", "0"]) != 0
+    assert "--pid N" in capsys.readouterr().err
+
+
+def test_cli_pid_follow_children_and_usage(tmp_path, capsys):
+    from pmviz.cli import main
+
+    p = subprocess.Popen([sys.executable, "-c", FORKER.replace("0.4", "30").replace("0.1", "0")])
+    try:
+        _wait(lambda: len(pmviz._kernel.proctree.children(p.pid) or []) == 1, "the child")
+        out = str(tmp_path / "p.pmviz")
+        rc = main(
+            [
+                "record",
+                "--pid",
+                str(p.pid),
+                "--follow-children",
+                "-n",
+                "3",
+                "-i",
+                "50ms",
+                "--no-progress",
+                "--writes",
+                "none",
+                "-o",
+                out,
+            ]
+        )
+        assert rc == 0
+        s = pmviz.open(out)
+        assert s.pids[0] == p.pid and len(s.pids) == 2 and s.meta["end_reason"] == "count reached"
+        assert p.poll() is None  # an attached tree is left running
+    finally:
+        p.kill()
+        p.wait()
+    bad = [
+        ["record", "--cgroup", "/nonexistent", "-n", "1", "-o", str(tmp_path / "c.pmviz")],
+        ["record", "--all", "--pid", "1", "-n", "1", "-o", str(tmp_path / "d.pmviz")],
+        ["record", "--all", "--follow-children", "-n", "1", "-o", str(tmp_path / "e.pmviz")],
+        ["record", "--accounting", "--pid", "1", "-n", "1", "-o", str(tmp_path / "f.pmviz")],
+    ]
+    for argv in bad:
+        assert main(argv) == 2, argv
+    assert "not a cgroup v2 directory" in capsys.readouterr().err
+
+
+def test_tick_series(tree):
+    s, info, _ = tree
+    res, wr = s.resident_series(), s.written_series()
+    assert list(res.pids) == s.pids and res.values.shape == (res.ticks.size, len(s.pids))
+    step = s.meta["interval_ns"]
+    assert np.all(np.diff(res.time_ns) == step) and res.time_ns[0] == s.meta["schedule_start_ns"]
+    from pmviz.analysis import working_set_size
+
+    for j, pid in enumerate(s.pids):
+        cap = s.capture(pid)
+        ws = working_set_size(cap)
+        k = (cap.time_ns - s.meta["schedule_start_ns"]) // step
+        assert np.array_equal(res.values[k, j], ws.resident)
+        assert np.array_equal(wr.values[k, j], ws.written)
+        others = np.setdiff1d(np.arange(res.ticks.size), k)
+        assert not res.values[others, j].any()  # no snapshot at that tick: 0
+    # the grandchild wrote 2 pages of its buffer (and the interpreter's own pages)
+    g = s.pids.index(info["G"]["pid"])
+    assert wr.values[:, g].sum() >= 2 * tw.PAGE
+    df = res.to_pandas()
+    assert list(df.columns) == s.pids and len(df) == res.ticks.size
+    assert "TickSeries (resident)" in repr(res)
+
+
+def test_accounting_per_tick(tmp_path):
+    """accounting=True: one row per live process and tick, on the schedule (the figures
+    themselves are tested with pmviz.accounting)."""
+    pytest.importorskip("pmviz.accounting", reason="pmviz.accounting is not in this tree")
+    out = str(tmp_path / "acc.pmviz")
+    s = pmviz.record(
+        [sys.executable, "-c", FORKER.replace("0.4", "1.5")],  # account() takes 0.1-0.5 s here
+        scope="tree",
+        out=out,
+        interval=0.05,
+        writes="none",
+        accounting=True,
+        progress=False,
+    )
+    acc = s.accounting
+    assert acc is not None and len(acc) >= 2 and s.meta["accounting"]
+    t0, step = s.meta["schedule_start_ns"], s.meta["interval_ns"]
+    t = np.asarray(acc.column("time_ns").to_pylist())
+    assert np.all((t - t0) % step == 0)
+    assert set(acc.column("pid").to_pylist()) <= set(s.pids)
+    assert min(acc.column("rss_bytes").to_pylist()) > 0
+    # ticks where both lived have two rows: the tree's processes are accounted together
+    ticks, n = np.unique(t, return_counts=True)
+    assert n.max() == 2

@@ -197,6 +197,9 @@ class SessionRecorder:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._flush_thread: threading.Thread | None = None
+        self._accounting_thread: threading.Thread | None = None
+        self._accounting_done = threading.Event()
+        self._accounting_error: str | None = None
         self._flush_lock = threading.Lock()
         self._flushing_done = threading.Event()
         self._inflight: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
@@ -274,6 +277,11 @@ class SessionRecorder:
             target=self._flush_loop, name="pmviz-session-writer", daemon=True
         )
         self._flush_thread.start()
+        if self._account is not None:
+            self._accounting_thread = threading.Thread(
+                target=self._accounting_loop, name="pmviz-session-accounting", daemon=True
+            )
+            self._accounting_thread.start()
         return self
 
     def request_stop(self, reason: str = "stopped") -> None:
@@ -355,7 +363,6 @@ class SessionRecorder:
                 if ended is not None:
                     reason = ended
                     break
-                self._account_tick(deadline)
                 self._stats["ticks"] += 1
                 self._stats["max_live"] = max(self._stats["max_live"], len(self._procs))
                 if bar is not None:
@@ -683,18 +690,33 @@ class SessionRecorder:
                 }
             )
 
-    def _account_tick(self, deadline: int) -> None:
-        if self._account is None:
-            return
+    def _accounting_loop(self) -> None:
+        """``accounting=True``: the live processes' memory at each deadline, in its own thread
+        (reading every process's pages takes long; discovery must not wait for it). A tick
+        that starts after the next deadline skips the deadlines it missed.
+        """
         import pyarrow as pa
 
-        pids = self.pids
-        if not pids:
-            return
-        table = self._account(pids)
-        self._accounting_out.append(
-            table.add_column(0, "time_ns", pa.array([deadline] * len(table), pa.int64()))
-        )
+        tick = 0
+        step = self.interval_ns
+        while True:
+            deadline = self.t0 + tick * step
+            delay = deadline - time.monotonic_ns()
+            if self._accounting_done.wait(max(delay, 0) / 1e9):
+                return
+            pids = self.pids
+            if pids:
+                try:
+                    table = self._account(pids)
+                except Exception as err:  # noqa: BLE001 - said in session.json, not fatal
+                    self._accounting_error = f"accounting stopped at tick {tick}: {err!r}"
+                    return
+                table = table.add_column(
+                    0, "time_ns", pa.array([deadline] * len(table), pa.int64())
+                )
+                with self._lock:
+                    self._accounting_out.append(table)
+            tick = max(tick + 1, -((self.t0 - time.monotonic_ns()) // step))
 
     # -- files --------------------------------------------------------------------------------
     def _live_rows(self) -> list[dict[str, Any]]:
@@ -759,6 +781,9 @@ class SessionRecorder:
         """Stop every recorder, then write the final tables and metadata."""
         assert self._writer is not None and self._pool is not None
         self._stopping = True
+        self._accounting_done.set()
+        if self._accounting_thread is not None:
+            self._accounting_thread.join()
         self._pool.shutdown(wait=True)  # starts under way finish (new ones are refused)
         self._collect_started(wait=True)
         with self._lock:
@@ -794,6 +819,8 @@ class SessionRecorder:
             tick_work_ns_mean=int(sum(work) / len(work)) if work else 0,
             tick_work_ns_max=max(work, default=0),
         )
+        if self._accounting_error is not None:
+            self._writer.meta["accounting_error"] = self._accounting_error
         self._writer.write_meta(complete=True)
 
     def _progress_bar(self) -> Any:

@@ -367,6 +367,23 @@ class Session:
                 kids.append(pid)
         return out
 
+    # -- tree-wide analyses (pmviz.analysis.ticks) --------------------------------------------
+    def resident_series(self) -> Any:
+        """Resident bytes of every recorded process per tick of the common schedule
+        (:class:`pmviz.analysis.ticks.TickSeries`: ``values[tick, process]``, ``to_pandas()``).
+        """
+        from ..analysis.ticks import tick_series  # (analysis sits above storage: on use)
+
+        return tick_series(self, "resident")
+
+    def written_series(self) -> Any:
+        """Bytes each process wrote since its previous tick, per tick (see
+        :meth:`resident_series`; 0 for a process recorded without write tracking).
+        """
+        from ..analysis.ticks import tick_series
+
+        return tick_series(self, "written")
+
     # -- internals ----------------------------------------------------------------------------
     def _capture_path(self, pid: int, incarnation: int) -> str:
         p = self.processes
