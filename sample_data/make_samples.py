@@ -176,9 +176,7 @@ def _du(path: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "names", nargs="*", choices=[*SAMPLES, *SESSIONS, []], help="default: all"
-    )
+    parser.add_argument("names", nargs="*", choices=[*SAMPLES, *SESSIONS, []], help="default: all")
     parser.add_argument(
         "--reanonymize",
         action="store_true",

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..capture import Capture
 from ._html import Summary, human_bytes
+from .ticks import tick_series
 from .working_set import working_set_size
 
 if TYPE_CHECKING:
@@ -197,9 +198,11 @@ def process_series(
     Parameters
     ----------
     captures : Session or mapping of pid to Capture
+        A session's processes share its tick schedule: their series come from
+        ``pmviz.analysis.ticks.tick_series`` (``Session.resident_series()``), one row per tick.
     what : {"resident", "written", "swapped"}
     time_ns : numpy.ndarray, optional
-        The grid (default: every snapshot time of every capture). A process's resident and
+        The grid for a mapping of captures (default: every snapshot time of every capture). A process's resident and
         swapped bytes at a grid time are those of its last snapshot at or before it (0 before
         its first and after its last snapshot); written bytes are summed into the grid
         interval that ends at or after the snapshot.
@@ -210,6 +213,11 @@ def process_series(
     """
     if what not in ("resident", "written", "swapped"):
         raise ValueError(f"what must be 'resident', 'written' or 'swapped', got {what!r}")
+    if time_ns is None and not isinstance(captures, Mapping) and hasattr(captures, "meta"):
+        # A session: its processes tick on one schedule, so every snapshot has its tick's
+        # row (pmviz.analysis.ticks); no resampling needed.
+        ts = tick_series(captures, what)
+        return ProcessSeries(ts.time, ts.time_ns, ts.pids, ts.values, what)
     caps = _captures(captures)
     pids = np.array(sorted(caps), dtype=np.int64)
     per = []
