@@ -436,7 +436,32 @@ def _expand(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 # -- identities ---------------------------------------------------------------------------------
 
 
+def _without_zero_pages(raw: list[_Raw]) -> list[_Raw]:
+    """Drop pages that map the shared zero page, named by ``KPF_ZERO_PAGE`` in kpageflags.
+
+    Without PAGEMAP_SCAN (Linux < 6.7) there is no ``PFNZERO`` category to skip them by, and
+    the kernel does not count them in ``Rss`` (``vm_normal_page()`` returns NULL for them).
+    """
+    if not raw:
+        return raw
+    pfns = np.concatenate([r.entries & np.uint64(pm.PM_PFN_MASK) for r in raw])
+    fd = kpage.open_kpage(kpage.KPAGEFLAGS)
+    try:
+        flags = kpage.read_frames(fd, pfns)
+    finally:
+        os.close(fd)
+    zero = ((flags >> np.uint64(kpage.KPF_ZERO_PAGE)) & np.uint64(1)).astype(bool)
+    bounds = np.cumsum([0] + [len(r.pages) for r in raw])
+    out = []
+    for i, r in enumerate(raw):
+        keep = ~zero[bounds[i] : bounds[i + 1]]
+        out.append(_Raw(r.pid, r.pages[keep], r.entries[keep], r.swap_pages, r.vmas, r.rollup))
+    return out
+
+
 def _with_mapcounts(raw: list[_Raw]) -> list[ProcessPages]:
+    if not features().pagemap_scan:
+        raw = _without_zero_pages(raw)
     pfns = [r.entries & np.uint64(pm.PM_PFN_MASK) for r in raw]
     fd = kpage.open_kpage(kpage.KPAGECOUNT)
     try:

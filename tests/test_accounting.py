@@ -336,3 +336,41 @@ def test_exited_process_is_left_out_and_bad_arguments_fail_clearly():
         account([os.getpid()], mode="pfns")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="page_size"):
         account([os.getpid()], page_size=pms.PAGE_SIZE * 2)
+
+
+ZERO_READER = textwrap.dedent(
+    """
+    import mmap, sys
+    m = mmap.mmap(-1, 32 * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    total = sum(m[p * mmap.PAGESIZE] for p in range(32))  # read only: the zero page
+    print("ready", m.find(b"x"), total, flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+@pytest.mark.root
+def test_classic_pagemap_path_drops_zero_pages_by_kpageflags(tree, monkeypatch):
+    """Without PAGEMAP_SCAN (Linux < 6.7) every mapped page is read from the classic pagemap
+    and the zero page is told by KPF_ZERO_PAGE: the figures still equal smaps_rollup's."""
+    import types
+
+    import pmviz.accounting as acc
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ZERO_READER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline().startswith("ready")
+        pids = [proc.pid, *tree.pids]
+        scan_rows, _ = _stable(lambda: account(pids, mode="pfn").to_pylist(), pids)
+        monkeypatch.setattr(acc, "features", lambda: types.SimpleNamespace(pagemap_scan=False))
+        rows, rollups = _stable(lambda: account(pids, mode="pfn").to_pylist(), pids)
+        for row in rows:
+            assert _our_figures(row) == rollups[row["pid"]]
+        counted = [r["counted_bytes"] for r in rows]
+        assert counted == [r["counted_bytes"] for r in scan_rows]
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)

@@ -22,12 +22,7 @@ KPAGECOUNT = "/proc/kpagecount"
 KPAGEFLAGS = "/proc/kpageflags"
 
 # KPF_* bit numbers (include/uapi/linux/kernel-page-flags.h).
-KPF_ANON = 12
-KPF_COMPOUND_HEAD = 15
-KPF_COMPOUND_TAIL = 16
-KPF_THP = 22
-KPF_ZERO_PAGE = 24
-KPF_KSM = 21
+KPF_ZERO_PAGE = 24  # the shared zero page (or the huge zero page)
 
 # Reading through a gap of this many frames (4 KiB of entries) costs about one syscall.
 _GAP_PFNS = 512
