@@ -241,12 +241,18 @@ def _inode_result(pids_and_addr: str) -> str:
         pfn_error = ""
     except AccessDenied as err:
         pfn_error = str(err)
+    try:
+        account([1], mode="inode")  # init: another user's process
+        other_error = ""
+    except AccessDenied as err:
+        other_error = str(err)
     per = {str(p.pid): {"pages": p.pages.tolist(), "keys": p.keys.tolist()} for p in ids.processes}
     return json.dumps(
         {
             "rows": table.to_pylist(),
             "ids": per,
             "pfn_error": pfn_error,
+            "other_error": other_error,
             "rollups": rollups,
             "auto": account(pids).schema.metadata[b"mode"].decode(),
         }
@@ -262,6 +268,7 @@ def test_inode_mode_as_nobody_names_file_pages_and_flags_cow(tmp_path):
         res = json.loads(out)
     assert res["auto"] == "inode"
     assert "CAP_SYS_ADMIN" in res["pfn_error"] and "mode='inode'" in res["pfn_error"]
+    assert "CAP_SYS_PTRACE" in res["other_error"]
     for row in res["rows"]:
         r = parse_rollup(res["rollups"][str(row["pid"])])
         assert row["mode"] == "inode"
