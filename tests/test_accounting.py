@@ -13,6 +13,7 @@ import textwrap
 import time
 
 import numpy as np
+import pyarrow  # noqa: F401 - loaded before forking as nobody, who cannot read site-packages
 import pytest
 from privileges import as_nobody
 
