@@ -13,7 +13,6 @@ import textwrap
 import time
 
 import numpy as np
-import pyarrow  # noqa: F401 - loaded before forking as nobody, who cannot read site-packages
 import pytest
 from privileges import as_nobody
 
@@ -264,7 +263,9 @@ def test_inode_mode_as_nobody_names_file_pages_and_flags_cow(tmp_path):
     import json
 
     with run_tree(user=NOBODY if os.geteuid() == 0 else None) as t:
-        kind, out = as_nobody(lambda: _inode_result(",".join(map(str, t.pids))))
+        arg = ",".join(map(str, t.pids))
+        _inode_result(arg)  # once as root: every module it needs is loaded before the fork
+        kind, out = as_nobody(lambda: _inode_result(arg))  # (nobody cannot read site-packages)
         assert kind == "ok", out
         res = json.loads(out)
     assert res["auto"] == "inode"
