@@ -545,3 +545,24 @@ def test_accounting_per_tick(tmp_path):
     # ticks where both lived have two rows: the tree's processes are accounted together
     ticks, n = np.unique(t, return_counts=True)
     assert n.max() == 2
+
+
+def test_tree_of_self(tmp_path):
+    """A tree rooted at this process: the children it starts are found; they are not
+    injected (this process's own waitpid would take the ptrace stops), and say so."""
+    rec = pmviz.SessionRecorder(
+        "self", scope="tree", out=str(tmp_path / "self.pmviz"), interval=0.05, progress=False
+    ).start()
+    try:
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.4)"])
+        _wait(lambda: p.pid in rec.pids, "the child")
+        assert p.wait(timeout=10) == 0
+        _wait(lambda: p.pid not in rec.pids, "the child's end")
+    finally:
+        s = rec.stop()
+    rows = {r["pid"]: r for r in s.processes.to_pylist()}
+    assert rows[os.getpid()]["recorded"] and rows[os.getpid()]["end_reason"] == "stopped"
+    child = rows[p.pid]
+    assert child["recorded"] and child["exit_status"] == 0 and child["ppid"] == os.getpid()
+    assert child["write_mechanism"] == "none" and "waitpid" in child["writes_reason"]
+    assert s.meta["root_pid"] == os.getpid()

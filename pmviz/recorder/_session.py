@@ -47,6 +47,10 @@ from ._target import _cmdline
 __all__ = ["SessionRecorder", "SCOPES", "record"]
 
 SCOPES = ("process", "tree", "cgroup", "all")
+_OWN_CHILD = (
+    "no write tracking: a child of the recording process itself, whose own waitpid would "
+    "take the ptrace stops of the injection (record it from another process to track writes)"
+)
 _EXIT_STATUS_WAIT_NS = 2_000_000_000  # how long to wait for a parent to reap an exited child
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -527,11 +531,16 @@ class SessionRecorder:
         if handle is None:
             return None, None, reason
         rel = self._writer.capture_dir(proc.pid)
+        writes, note = self.writes, None
+        if proc.ppid == os.getpid() and writes == "auto":
+            # Our own child (a tree rooted at "self"): whoever here waits for it (Popen.wait)
+            # would also collect the ptrace stops of an injection, which then never completes.
+            writes, note = "none", _OWN_CHILD
         rec = Recorder(
             proc.pid,
             interval=self.interval_ns / 1e9,
             out=os.path.join(self.out, rel),
-            writes=self.writes,
+            writes=writes,
             progress=False,
             flush_interval=self.flush_interval,
             follow_exec=True,
@@ -548,6 +557,8 @@ class SessionRecorder:
         if reason is not None:
             handle.close()
             return None, None, reason
+        if note is not None:
+            rec.meta.extra["writes_reason"] = note
         return rec, handle, None
 
     def _collect_started(self, *, wait: bool = False) -> None:
