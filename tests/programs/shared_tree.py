@@ -6,11 +6,14 @@ The parent maps, before forking two children:
 - ``anon``: 64 private anonymous pages, all written (copy-on-write shared after fork);
 - ``memfd``: 32 pages of a memfd, ``MAP_SHARED``, all written;
 - ``shared_file``: 16 pages of DIR/shared.bin, ``MAP_SHARED``, all written;
-- ``private_file``: 8 pages of DIR/private.bin, ``MAP_PRIVATE``, read only.
+- ``private_file``: 8 pages of DIR/private.bin, ``MAP_PRIVATE``, read only;
+- ``thp``: 6 MiB of anonymous memory with ``MADV_HUGEPAGE``, all written (huge pages where
+  THP is enabled, shared copy-on-write after fork).
 Each child reads every page of the three file mappings (shared mappings are not copied at
-fork: a child maps what it touches), then child 1 writes anon pages [0, 16) (its own copies) and memfd pages [0, 8);
-child 2 writes anon pages [8, 24) and memfd pages [4, 12) and shared_file pages [0, 4).
-Each process prints one line ``ROLE PID ADDR_anon ADDR_memfd ADDR_shared ADDR_private`` and
+fork: a child maps what it touches), then child 1 writes anon pages [0, 16) (its own copies)
+and memfd pages [0, 8); child 2 writes anon pages [8, 24), memfd pages [4, 12), shared_file
+pages [0, 4) and thp page 600 (splitting that huge page in its copy).
+Each process prints one line ``ROLE PID`` and the address of each mapping, in SIZES order;
 the parent prints ``ready`` when all are set up; then everything waits until stdin closes.
 """
 
@@ -21,10 +24,10 @@ import os
 import sys
 
 PAGE = mmap.PAGESIZE
-SIZES = {"anon": 64, "memfd": 32, "shared_file": 16, "private_file": 8}
+SIZES = {"anon": 64, "memfd": 32, "shared_file": 16, "private_file": 8, "thp": 1536}
 CHILD_WRITES = {
     1: {"anon": (0, 16), "memfd": (0, 8)},
-    2: {"anon": (8, 24), "memfd": (4, 12), "shared_file": (0, 4)},
+    2: {"anon": (8, 24), "memfd": (4, 12), "shared_file": (0, 4), "thp": (600, 601)},
 }
 
 
@@ -44,6 +47,12 @@ def main() -> None:
     d = sys.argv[1]
     anon = mmap.mmap(-1, SIZES["anon"] * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     _write(anon, 0, SIZES["anon"], 1)
+    # 6 MiB asking for transparent huge pages: its aligned 2 MiB parts fault in as PMD-mapped
+    # THPs (where THP is enabled), shared copy-on-write after fork; child 2's write splits one.
+    thp = mmap.mmap(-1, SIZES["thp"] * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        thp.madvise(mmap.MADV_HUGEPAGE)
+    _write(thp, 0, SIZES["thp"], 1)
     mfd = os.memfd_create("pmviz-test-shared")
     os.ftruncate(mfd, SIZES["memfd"] * PAGE)
     memfd = mmap.mmap(mfd, SIZES["memfd"] * PAGE, flags=mmap.MAP_SHARED)
@@ -62,7 +71,7 @@ def main() -> None:
     _write(files["shared_file"], 0, SIZES["shared_file"], 1)
     for p in range(SIZES["private_file"]):  # read: page cache pages, mapped
         _ = files["private_file"][p * PAGE]
-    maps = {"anon": anon, "memfd": memfd, **files}
+    maps = {"anon": anon, "memfd": memfd, **files, "thp": thp}
     addrs = " ".join(str(_addr(maps[k])) for k in SIZES)
     r, w = os.pipe()  # children report readiness through it
     children = []
