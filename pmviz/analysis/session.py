@@ -8,7 +8,7 @@ pivoted with ``np.unique`` / ``np.searchsorted``; per-process loops touch one ca
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -440,8 +440,7 @@ def _dfs(pid: np.ndarray, parent_index: np.ndarray) -> tuple[np.ndarray, np.ndar
         children.setdefault(int(parent_index[i]), []).append(i)
     order: list[int] = []
     depth = np.zeros(n, np.int64)
-    stack: Sequence[int] = list(reversed(children.get(-1, [])))
-    stack = list(stack)
+    stack = list(reversed(children.get(-1, [])))
     seen = np.zeros(n, bool)
     while stack:
         i = stack.pop()
