@@ -571,10 +571,10 @@ def test_tree_of_self(tmp_path):
 @pytest.mark.root
 def test_all_scope_as_nobody_lists_unreadable(tmp_path):
     """--all as an ordinary user: other users' processes are listed with the reason."""
-    from privileges import as_nobody
-
     import shutil
     import tempfile
+
+    from privileges import as_nobody
 
     d = tempfile.mkdtemp(prefix="pmviz-nobody-")  # (pytest's tmp dirs are root's alone)
     os.chmod(d, 0o777)
@@ -586,18 +586,26 @@ def test_all_scope_as_nobody_lists_unreadable(tmp_path):
         denied = [r for r in rows if (r["reason"] or "").startswith("access denied")]
         unlisted = [r for r in rows if not r["recorded"] and not r["reason"]]
         return json.dumps(
-            {"n": len(rows), "denied": len(denied), "unlisted": len(unlisted),
-             "pid1": next((r["reason"] for r in rows if r["pid"] == 1), None),
-             "kthreads": sum(r["reason"] == "kernel thread (no user address space)" for r in rows)}
+            {
+                "n": len(rows),
+                "denied": len(denied),
+                "unlisted": len(unlisted),
+                "pid1": next((r["reason"] for r in rows if r["pid"] == 1), None),
+                "kthreads": sum(
+                    r["reason"] == "kernel thread (no user address space)" for r in rows
+                ),
+            }
         )
 
     # (what the session imports lazily, imported while the interpreter's files are readable)
     import pandas  # noqa: F401  (pyarrow's first table imports it)
+
     import pmviz.analysis.ticks  # noqa: F401
     import pmviz.recorder  # noqa: F401
 
-    warm = pmviz.record(scope="all", out=str(tmp_path / "warm.pmviz"), count=1, writes="none",
-                        progress=False)
+    warm = pmviz.record(
+        scope="all", out=str(tmp_path / "warm.pmviz"), count=1, writes="none", progress=False
+    )
     assert len(warm.processes)
     try:
         kind, text = as_nobody(run)
