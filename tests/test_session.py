@@ -289,6 +289,8 @@ def test_churn_200_per_second_no_leak(tmp_path):
     known = [r["exit_status"] for r in recorded if r["exit_status"] is not None]
     assert known and set(known) == {7}, set(known)
     assert not [r for r in kids if not r["recorded"] and not r["reason"]]
+    keys = [(r["pid"], r["start_time_ns"]) for r in p]
+    assert len(keys) == len(set(keys))  # each process once (zombies are not seen again)
     after = _fds()
     assert after == fds, {k: v for k, v in after.items() if fds.get(k) != v}
     assert threading.active_count() == threads

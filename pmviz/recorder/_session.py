@@ -182,7 +182,9 @@ class SessionRecorder:
         self.error: BaseException | None = None
         self._procs: dict[int, _Proc] = {}  # starting or recording, by pid
         self._waiting_status: list[_Proc] = []  # ended; exit status not known yet
-        self._skipped: dict[int, int] = {}  # pid -> starttime: seen, alive, not recordable
+        # pid -> starttime of processes seen and not (any more) being recorded that may still
+        # be listed (alive but not recordable, or zombies): not added again
+        self._known: dict[int, int] = {}
         self._lock = threading.RLock()
         self._table: ProcessTable | None = None  # (made with the session directory)
         self._stop = threading.Event()
@@ -396,8 +398,8 @@ class SessionRecorder:
             if not roots and not self._waiting_status:
                 return "every process of the tree has exited"
             # alive but unrecordable members (setuid, ...) still have descendants to find
-            self._skipped = {p: t for p, t in self._skipped.items() if _alive(p, t)}
-            roots += list(self._skipped)
+            self._known = {p: t for p, t in self._known.items() if _present(p, t)}
+            roots += list(self._known)
             found = proctree.descendants(roots) if roots else set()
             candidates = sorted(found - set(roots))
         elif self.scope == "cgroup":
@@ -407,11 +409,11 @@ class SessionRecorder:
             except FileNotFoundError:
                 return "the cgroup was removed"
             self._leave(set(self._procs) - members, now)
-            self._skipped = {p: t for p, t in self._skipped.items() if p in members}
+            self._known = {p: t for p, t in self._known.items() if p in members}
             candidates = sorted(members - set(self._procs))
         else:
             every = set(proctree.all_pids())
-            self._skipped = {p: t for p, t in self._skipped.items() if p in every}
+            self._known = {p: t for p, t in self._known.items() if p in every}
             candidates = sorted(every - set(self._procs))
         for pid in candidates:
             self._add(pid, now)
@@ -425,7 +427,7 @@ class SessionRecorder:
             if recorder is None:
                 return None  # gone already: never seen (a process shorter than a tick)
             st = ProcStat("X", os.getpid(), 0, -1)  # the launched root, gone already
-        if self._skipped.get(pid) == st.starttime:
+        if self._known.get(pid) == st.starttime:
             return None
         command = _cmdline(pid)
         start_ns = (
@@ -452,7 +454,7 @@ class SessionRecorder:
         }
         proc = _Proc(pid, st.ppid, st.starttime, row)
         self._stats["seen"] += 1
-        fork = self.scope == "tree" and (st.ppid in self._procs or st.ppid in self._skipped)
+        fork = self.scope == "tree" and (st.ppid in self._procs or st.ppid in self._known)
         self._event(
             start_ns if fork and start_ns else now,
             "fork" if fork else "appear",
@@ -489,8 +491,7 @@ class SessionRecorder:
         row["reason"] = reason
         if reason.startswith("exited"):
             row["end_time_ns"] = now
-        else:
-            self._skipped[proc.pid] = proc.starttime
+        self._known[proc.pid] = proc.starttime
         self._close_handle(proc)
         self._event(now, "skip", proc, reason)
         with self._lock:
@@ -643,6 +644,7 @@ class SessionRecorder:
         if exited:
             row["end_time_ns"] = now
         proc.recorder = None  # its threads have ended: what it holds goes with it
+        self._known[proc.pid] = proc.starttime  # (a zombie is still listed: not a new one)
         with self._lock:
             self._procs.pop(proc.pid, None)
             if exited and row["exit_status"] is None and proc.handle is not None:
@@ -802,12 +804,12 @@ class SessionRecorder:
         return tqdm(total=total, unit="tick", desc=f"pmviz record ({self.scope})")
 
 
-def _alive(pid: int, starttime: int) -> bool:
+def _present(pid: int, starttime: int) -> bool:
+    """Whether process ``pid`` (started at ``starttime``) is still listed, zombie or not."""
     try:
-        st = read_stat(pid)
+        return read_stat(pid).starttime == starttime
     except Error:
         return False
-    return st.alive and st.starttime == starttime
 
 
 def _n_snapshots(rec: Recorder | None) -> int:
