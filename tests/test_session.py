@@ -617,3 +617,13 @@ def test_all_scope_as_nobody_lists_unreadable(tmp_path):
     got = json.loads(text)
     assert got["denied"] > 0 and got["unlisted"] == 0 and got["kthreads"] > 0
     assert "another user" in got["pid1"] or "CAP_SYS_PTRACE" in got["pid1"]
+
+
+def test_root_that_cannot_start_leaves_nothing(tmp_path):
+    out = tmp_path / "none.pmviz"
+    with pytest.raises(pmviz.Error, match="no such program"):
+        pmviz.record(["pmviz-no-such-program"], scope="tree", out=str(out), progress=False)
+    assert not out.exists()
+    with pytest.raises(pmviz.NoSuchProcess):
+        pmviz.record(1 << 22, scope="tree", out=str(out), count=1, progress=False)
+    assert not out.exists()

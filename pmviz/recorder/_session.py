@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import threading
 import time
 import warnings
@@ -264,6 +265,9 @@ class SessionRecorder:
                     self._writer.meta["command"] = _cmdline(root.pid)
         except BaseException:
             self._pool.shutdown()
+            # nothing was recorded: do not leave an empty session behind (the root's own
+            # recorder removed nothing it had not created either)
+            shutil.rmtree(self.out, ignore_errors=True)
             raise
         # (the tables are first written by the discovery thread: pyarrow's first table
         # imports pandas, most of a second that must not delay the root's recording)
