@@ -48,13 +48,19 @@ with open(sys.argv[4], "w") as f:
 """
 
 
-def run(args: argparse.Namespace, writes: str, tmp: str) -> dict:
+def run(args: argparse.Namespace, writes: str, tmp: str, workers: int) -> dict:
     fds = len(os.listdir("/proc/self/fd"))
-    out = os.path.join(tmp, f"churn-{writes}.pmviz")
-    log = os.path.join(tmp, f"forked-{writes}.txt")
+    out = os.path.join(tmp, f"churn-{writes}-{workers}.pmviz")
+    log = os.path.join(tmp, f"forked-{writes}-{workers}.txt")
     cmd = [sys.executable, "-c", CHURN, str(args.rate), str(args.seconds), str(args.life), log]
     rec = pmviz.SessionRecorder(
-        cmd, scope="tree", out=out, interval=args.interval, writes=writes, progress=False
+        cmd,
+        scope="tree",
+        out=out,
+        interval=args.interval,
+        writes=writes,
+        progress=False,
+        start_workers=workers,
     )
     t = time.monotonic()
     rec.start()
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace, writes: str, tmp: str) -> dict:
         forked = int(f.read().split()[0])
     return {
         "writes": writes,
+        "start workers": workers,
         "forked": forked,
         "seen": len(kids),
         "recorded": sum(r["recorded"] for r in kids),
@@ -92,9 +99,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--life", type=float, default=0.15)
     ap.add_argument("--interval", type=float, default=0.1)
+    ap.add_argument(
+        "--workers", type=int, nargs="+", default=[4], help="start_workers values to compare"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        results = [run(args, w, tmp) for w in ("none", "auto")]
+        results = [run(args, w, tmp, n) for n in args.workers for w in ("none", "auto")]
     keys = list(results[0])
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))

@@ -289,6 +289,8 @@ def test_churn_200_per_second_no_leak(tmp_path):
     known = [r["exit_status"] for r in recorded if r["exit_status"] is not None]
     assert known and set(known) == {7}, set(known)
     assert not [r for r in kids if not r["recorded"] and not r["reason"]]
+    keys = [(r["pid"], r["start_time_ns"]) for r in p]
+    assert len(keys) == len(set(keys))  # each process once (zombies are not seen again)
     after = _fds()
     assert after == fds, {k: v for k, v in after.items() if fds.get(k) != v}
     assert threading.active_count() == threads
@@ -566,3 +568,62 @@ def test_tree_of_self(tmp_path):
     assert child["recorded"] and child["exit_status"] == 0 and child["ppid"] == os.getpid()
     assert child["write_mechanism"] == "none" and "waitpid" in child["writes_reason"]
     assert s.meta["root_pid"] == os.getpid()
+
+
+@pytest.mark.root
+def test_all_scope_as_nobody_lists_unreadable(tmp_path):
+    """--all as an ordinary user: other users' processes are listed with the reason."""
+    import shutil
+    import tempfile
+
+    from privileges import as_nobody
+
+    d = tempfile.mkdtemp(prefix="pmviz-nobody-")  # (pytest's tmp dirs are root's alone)
+    os.chmod(d, 0o777)
+    out = os.path.join(d, "all.pmviz")
+
+    def run():
+        s = pmviz.record(scope="all", out=out, count=1, writes="none", progress=False)
+        rows = s.processes.to_pylist()
+        denied = [r for r in rows if (r["reason"] or "").startswith("access denied")]
+        unlisted = [r for r in rows if not r["recorded"] and not r["reason"]]
+        return json.dumps(
+            {
+                "n": len(rows),
+                "denied": len(denied),
+                "unlisted": len(unlisted),
+                "pid1": next((r["reason"] for r in rows if r["pid"] == 1), None),
+                "kthreads": sum(
+                    r["reason"] == "kernel thread (no user address space)" for r in rows
+                ),
+            }
+        )
+
+    # (what the session imports lazily, imported while the interpreter's files are readable)
+    import pandas  # noqa: F401  (pyarrow's first table imports it)
+
+    import pmviz.analysis.ticks  # noqa: F401
+    import pmviz.recorder  # noqa: F401
+
+    warm = pmviz.record(
+        scope="all", out=str(tmp_path / "warm.pmviz"), count=1, writes="none", progress=False
+    )
+    assert len(warm.processes)
+    try:
+        kind, text = as_nobody(run)
+    finally:
+        shutil.rmtree(d)
+    assert kind == "ok", text
+    got = json.loads(text)
+    assert got["denied"] > 0 and got["unlisted"] == 0 and got["kthreads"] > 0
+    assert "another user" in got["pid1"] or "CAP_SYS_PTRACE" in got["pid1"]
+
+
+def test_root_that_cannot_start_leaves_nothing(tmp_path):
+    out = tmp_path / "none.pmviz"
+    with pytest.raises(pmviz.Error, match="no such program"):
+        pmviz.record(["pmviz-no-such-program"], scope="tree", out=str(out), progress=False)
+    assert not out.exists()
+    with pytest.raises(pmviz.NoSuchProcess):
+        pmviz.record(1 << 22, scope="tree", out=str(out), count=1, progress=False)
+    assert not out.exists()

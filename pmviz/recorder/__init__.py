@@ -10,14 +10,16 @@ disk at least every ``flush_interval`` seconds (see ``pmviz.storage``).
 
 Modules: ``_recorder`` (the loop and its threads), ``_target`` (self / pid / launched command),
 ``_writes`` (which write source), ``_builder`` (the growing in-memory columns), ``_session``
-(several processes at once: one Recorder each, a discovery loop, the session directory).
+(several processes at once: one Recorder each and a discovery loop), ``_proctable`` (a
+session's process table and events on their way to disk), ``_scopes`` (``record(scope=)``).
 """
 
 from __future__ import annotations
 
 from ._builder import CaptureBuilder
 from ._recorder import Recorder
-from ._session import SCOPES, SessionRecorder, record
+from ._scopes import record
+from ._session import SCOPES, SessionRecorder
 from ._writes import WRITES_CHOICES, WriteSource
 
 __all__ = [

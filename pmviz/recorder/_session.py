@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import threading
 import time
 import warnings
@@ -31,20 +32,12 @@ from .._kernel.process import ProcessHandle, ProcStat, read_stat
 from .._units import MAX_SECONDS
 from ..capture import Capture
 from ..errors import AccessDenied, Error, NoSuchProcess, PmvizWarning
-from ..storage.session import (
-    EVENT_SCHEMA,
-    EVENTS,
-    PROCESS_SCHEMA,
-    PROCESSES,
-    Session,
-    SessionWriter,
-    session_tables,
-)
+from ..storage.session import Session, SessionWriter
+from ._proctable import ProcessTable
 from ._recorder import Recorder
-from ._recorder import record as _record_one
 from ._target import _cmdline
 
-__all__ = ["SessionRecorder", "SCOPES", "record"]
+__all__ = ["SessionRecorder", "SCOPES"]
 
 SCOPES = ("process", "tree", "cgroup", "all")
 _OWN_CHILD = (
@@ -190,11 +183,11 @@ class SessionRecorder:
         self.error: BaseException | None = None
         self._procs: dict[int, _Proc] = {}  # starting or recording, by pid
         self._waiting_status: list[_Proc] = []  # ended; exit status not known yet
-        self._skipped: dict[int, int] = {}  # pid -> starttime: seen, alive, not recordable
-        self._rows_out: list[dict[str, Any]] = []  # final rows not yet written
-        self._events_out: list[dict[str, Any]] = []  # events not yet written
-        self._accounting_out: list[Any] = []
+        # pid -> starttime of processes seen and not (any more) being recorded that may still
+        # be listed (alive but not recordable, or zombies): not added again
+        self._known: dict[int, int] = {}
         self._lock = threading.RLock()
+        self._table: ProcessTable | None = None  # (made with the session directory)
         self._stop = threading.Event()
         self._done = threading.Event()
         self._stop_reason: str | None = None
@@ -204,9 +197,7 @@ class SessionRecorder:
         self._accounting_thread: threading.Thread | None = None
         self._accounting_done = threading.Event()
         self._accounting_error: str | None = None
-        self._flush_lock = threading.Lock()
         self._flushing_done = threading.Event()
-        self._inflight: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
         self._pool: ThreadPoolExecutor | None = None
         self._writer: SessionWriter | None = None
         self._account: Any = None
@@ -262,6 +253,8 @@ class SessionRecorder:
             "recorder_pid": os.getpid(),
         }
         self._writer = SessionWriter(self.out, meta, overwrite=self.overwrite)
+        self._table = ProcessTable(self._writer)
+        self._lock = self._table.lock  # one lock: a row is never in two places nor none
         self._pool = ThreadPoolExecutor(self.start_workers, thread_name_prefix="pmviz-start")
         try:
             if self.scope == "tree":
@@ -272,6 +265,9 @@ class SessionRecorder:
                     self._writer.meta["command"] = _cmdline(root.pid)
         except BaseException:
             self._pool.shutdown()
+            # nothing was recorded: do not leave an empty session behind (the root's own
+            # recorder removed nothing it had not created either)
+            shutil.rmtree(self.out, ignore_errors=True)
             raise
         # (the tables are first written by the discovery thread: pyarrow's first table
         # imports pandas, most of a second that must not delay the root's recording)
@@ -406,8 +402,8 @@ class SessionRecorder:
             if not roots and not self._waiting_status:
                 return "every process of the tree has exited"
             # alive but unrecordable members (setuid, ...) still have descendants to find
-            self._skipped = {p: t for p, t in self._skipped.items() if _alive(p, t)}
-            roots += list(self._skipped)
+            self._known = {p: t for p, t in self._known.items() if _present(p, t)}
+            roots += list(self._known)
             found = proctree.descendants(roots) if roots else set()
             candidates = sorted(found - set(roots))
         elif self.scope == "cgroup":
@@ -417,11 +413,11 @@ class SessionRecorder:
             except FileNotFoundError:
                 return "the cgroup was removed"
             self._leave(set(self._procs) - members, now)
-            self._skipped = {p: t for p, t in self._skipped.items() if p in members}
+            self._known = {p: t for p, t in self._known.items() if p in members}
             candidates = sorted(members - set(self._procs))
         else:
             every = set(proctree.all_pids())
-            self._skipped = {p: t for p, t in self._skipped.items() if p in every}
+            self._known = {p: t for p, t in self._known.items() if p in every}
             candidates = sorted(every - set(self._procs))
         for pid in candidates:
             self._add(pid, now)
@@ -435,7 +431,7 @@ class SessionRecorder:
             if recorder is None:
                 return None  # gone already: never seen (a process shorter than a tick)
             st = ProcStat("X", os.getpid(), 0, -1)  # the launched root, gone already
-        if self._skipped.get(pid) == st.starttime:
+        if self._known.get(pid) == st.starttime:
             return None
         command = _cmdline(pid)
         start_ns = (
@@ -462,7 +458,7 @@ class SessionRecorder:
         }
         proc = _Proc(pid, st.ppid, st.starttime, row)
         self._stats["seen"] += 1
-        fork = self.scope == "tree" and (st.ppid in self._procs or st.ppid in self._skipped)
+        fork = self.scope == "tree" and (st.ppid in self._procs or st.ppid in self._known)
         self._event(
             start_ns if fork and start_ns else now,
             "fork" if fork else "appear",
@@ -499,13 +495,12 @@ class SessionRecorder:
         row["reason"] = reason
         if reason.startswith("exited"):
             row["end_time_ns"] = now
-        else:
-            self._skipped[proc.pid] = proc.starttime
+        self._known[proc.pid] = proc.starttime
         self._close_handle(proc)
         self._event(now, "skip", proc, reason)
         with self._lock:
             self._procs.pop(proc.pid, None)
-            self._rows_out.append(row)
+            self._final(row)
 
     def _hold(self, proc: _Proc, *, root: bool = False) -> tuple[ProcessHandle | None, str | None]:
         """A pidfd on ``proc`` (for its exit status later), or why not."""
@@ -653,13 +648,14 @@ class SessionRecorder:
         if exited:
             row["end_time_ns"] = now
         proc.recorder = None  # its threads have ended: what it holds goes with it
+        self._known[proc.pid] = proc.starttime  # (a zombie is still listed: not a new one)
         with self._lock:
             self._procs.pop(proc.pid, None)
             if exited and row["exit_status"] is None and proc.handle is not None:
                 proc.exit_wait_until = now + _EXIT_STATUS_WAIT_NS
                 self._waiting_status.append(proc)
                 return
-            self._rows_out.append(row)
+            self._final(row)
         self._close_handle(proc)
         if exited:
             self._event(now, "exit", proc, _status_text(row["exit_status"]))
@@ -678,8 +674,7 @@ class SessionRecorder:
             proc.row["exit_status"] = status
             self._event(proc.row["end_time_ns"] or now, "exit", proc, _status_text(status))
             self._close_handle(proc)
-            with self._lock:
-                self._rows_out.append(proc.row)
+            self._final(proc.row)
         with self._lock:
             self._waiting_status = still
 
@@ -690,16 +685,12 @@ class SessionRecorder:
             proc.handle = None
 
     def _event(self, t: int, kind: str, proc: _Proc, detail: str | None) -> None:
-        with self._lock:
-            self._events_out.append(
-                {
-                    "time_ns": int(t),
-                    "kind": kind,
-                    "pid": proc.pid,
-                    "ppid": proc.ppid,
-                    "detail": detail,
-                }
-            )
+        assert self._table is not None
+        self._table.event(t, kind, proc.pid, proc.ppid, detail)
+
+    def _final(self, row: dict[str, Any]) -> None:
+        assert self._table is not None
+        self._table.final(row)
 
     def _accounting_loop(self) -> None:
         """``accounting=True``: the live processes' memory at each deadline, in its own thread
@@ -725,8 +716,7 @@ class SessionRecorder:
                 table = table.add_column(
                     0, "time_ns", pa.array([deadline] * len(table), pa.int64())
                 )
-                with self._lock:
-                    self._accounting_out.append(table)
+                self._table.accounting(table)  # type: ignore[union-attr]
             tick = max(tick + 1, -((self.t0 - time.monotonic_ns()) // step))
 
     # -- files --------------------------------------------------------------------------------
@@ -743,35 +733,8 @@ class SessionRecorder:
         return rows
 
     def _flush(self) -> None:
-        """Write what is new: final rows, events, accounting; rewrite the live rows.
-
-        Rows move memory -> in flight -> disk, never back; the live view reads memory first,
-        then disk, so it sees every row at least once (and drops the doubles).
-        """
-        import pyarrow as pa
-
-        assert self._writer is not None
-        with self._flush_lock:
-            with self._lock:
-                rows, events, acc = self._rows_out, self._events_out, self._accounting_out
-                self._rows_out, self._events_out, self._accounting_out = [], [], []
-                self._inflight = (rows, events)
-            live = session_tables(self._live_rows(), PROCESS_SCHEMA)
-            try:
-                self._writer.flush(
-                    session_tables(rows, PROCESS_SCHEMA),
-                    live,
-                    session_tables(events, EVENT_SCHEMA),
-                    pa.concat_tables(acc, promote_options="default") if acc else None,
-                )
-            except BaseException:
-                with self._lock:  # not written: they go out with the next flush
-                    self._rows_out[:0], self._events_out[:0] = rows, events
-                    self._accounting_out[:0] = acc
-                    self._inflight = ([], [])
-                raise
-            with self._lock:
-                self._inflight = ([], [])
+        assert self._table is not None
+        self._table.flush(self._live_rows)
 
     def _flush_loop(self) -> None:
         """The session's tables go to disk here, every flush_interval: disk latency (fsync
@@ -845,12 +808,12 @@ class SessionRecorder:
         return tqdm(total=total, unit="tick", desc=f"pmviz record ({self.scope})")
 
 
-def _alive(pid: int, starttime: int) -> bool:
+def _present(pid: int, starttime: int) -> bool:
+    """Whether process ``pid`` (started at ``starttime``) is still listed, zombie or not."""
     try:
-        st = read_stat(pid)
+        return read_stat(pid).starttime == starttime
     except Error:
         return False
-    return st.alive and st.starttime == starttime
 
 
 def _n_snapshots(rec: Recorder | None) -> int:
@@ -884,37 +847,13 @@ class _LiveSession(Session):
 
     @property
     def processes(self) -> Any:
-        import pyarrow as pa
-
-        rec = self._rec
-        with rec._lock:  # memory first, then disk: see SessionRecorder._flush
-            final = [*rec._inflight[0], *rec._rows_out]
-            live = rec._live_rows()
-        stored = self._parts(PROCESSES, PROCESS_SCHEMA)
-        key = ("pid", "start_time_ns", "first_seen_ns")
-        done = set(zip(*(stored.column(k).to_pylist() for k in key)))
-        rows = []
-        for r in [*final, *live]:  # a row both in memory and on disk: the stored one
-            k = tuple(r[c] for c in key)
-            if k not in done:
-                done.add(k)
-                rows.append(r)
-        table = pa.concat_tables([stored, session_tables(rows, PROCESS_SCHEMA)])
-        return table.sort_by([("first_seen_ns", "ascending"), ("pid", "ascending")])
+        assert self._rec._table is not None
+        return self._rec._table.processes(self, self._rec._live_rows)
 
     @property
     def events(self) -> Any:
-        import pyarrow as pa
-
-        rec = self._rec
-        with rec._lock:
-            memory = [*rec._inflight[1], *rec._events_out]
-        stored = self._parts(EVENTS, EVENT_SCHEMA)
-        names = EVENT_SCHEMA.names
-        seen = set(zip(*(stored.column(n).to_pylist() for n in names)))
-        rows = [e for e in memory if tuple(e[n] for n in names) not in seen]
-        table = pa.concat_tables([stored, session_tables(rows, EVENT_SCHEMA)])
-        return table.sort_by([("time_ns", "ascending"), ("pid", "ascending")])
+        assert self._rec._table is not None
+        return self._rec._table.events(self)
 
     def _open_capture(self, rel: str) -> Capture:
         with self._rec._lock:
@@ -926,104 +865,3 @@ class _LiveSession(Session):
     def capture(self, pid: int, incarnation: int = 1) -> Capture:
         # no cache: a live capture grows
         return self._open_capture(self._capture_path(int(pid), incarnation))
-
-
-def record(
-    target: str | int | Sequence[str] | None = "self",
-    *,
-    scope: str = "process",
-    cgroup: str | os.PathLike[str] | None = None,
-    interval: float = 0.1,
-    duration: float | None = None,
-    count: int | None = None,
-    out: str | os.PathLike[str] | None = None,
-    writes: Any = "auto",
-    progress: bool = True,
-    overwrite: bool = False,
-    accounting: bool = False,
-    **options: Any,
-) -> Any:
-    """Record a process (or a tree, a cgroup, every process) until it ends; return the result.
-
-    Parameters
-    ----------
-    target : "self", int or list of str
-        This process, a running pid, or a command to launch; with ``scope="tree"`` the root
-        of the tree. Not used with ``scope="cgroup"`` / ``"all"``.
-    scope : {"process", "tree", "cgroup", "all"}
-        ``"process"`` (default): one capture, as :func:`pmviz.recorder.record`. Any other
-        scope records a session (see :class:`SessionRecorder`): ``"tree"`` the target and
-        every descendant (also those that appear later), ``"cgroup"`` every process of the
-        cgroup v2 directory ``cgroup``, ``"all"`` every process this user may read.
-    cgroup : str, optional
-        The cgroup v2 directory of ``scope="cgroup"``.
-    out : str, optional
-        The capture / session directory; required for a session.
-    accounting : bool
-        Sessions: account shared memory once per tick (``Session.accounting``).
-    interval, duration, count, writes, progress, overwrite, **options
-        As for :class:`~pmviz.Recorder` (``options``: its other keywords; single process only).
-
-    Returns
-    -------
-    Capture or Session
-        A :class:`~pmviz.capture.Capture` for ``scope="process"``, else a
-        :class:`~pmviz.storage.session.Session` (read back from ``out``).
-
-    Examples
-    --------
-    >>> import pmviz
-    >>> s = pmviz.record(["make", "-j2"], scope="tree", out="build.pmviz")  # doctest: +SKIP
-    >>> s.processes.to_pandas()  # doctest: +SKIP
-    """
-    if scope == "process":
-        if cgroup is not None or accounting:
-            raise ValueError("cgroup= and accounting= go with a session scope ('tree', ...)")
-        if target is None:
-            raise ValueError("scope='process' needs a target: 'self', a pid or a command")
-        return _record_one(
-            target,
-            interval=interval,
-            duration=duration,
-            count=count,
-            out=out,
-            writes=writes,
-            progress=progress,
-            overwrite=overwrite,
-            **options,
-        )
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-    if options:
-        raise TypeError(f"{sorted(options)} are not options of a session (scope={scope!r})")
-    if scope != "tree":
-        target = None if target == "self" else target
-    launched = isinstance(target, (list, tuple))
-    if duration is None and count is None and not launched:
-        raise ValueError(
-            "give duration= or count= (only a launched command's tree ends by itself); "
-            "use pmviz.SessionRecorder for open-ended recording"
-        )
-    if out is None:
-        raise ValueError(f"scope={scope!r} records a session directory: give out=")
-    rec = SessionRecorder(
-        target,
-        scope=scope,
-        cgroup=cgroup,
-        out=out,
-        interval=interval,
-        duration=duration,
-        count=count,
-        writes=writes,
-        overwrite=overwrite,
-        accounting=accounting,
-        progress=progress,
-    )
-    rec.start()
-    try:
-        return rec.wait()
-    except KeyboardInterrupt:
-        return rec.stop("interrupted")
-    finally:
-        if rec.running:
-            rec.stop("interrupted")
