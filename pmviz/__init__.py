@@ -33,8 +33,10 @@ _LAZY = {
     "track": "pmviz.injection",
     "record": "pmviz.recorder",
     "Recorder": "pmviz.recorder",
+    "SessionRecorder": "pmviz.recorder",
     "Capture": "pmviz.capture",
-    "open": "pmviz.storage",
+    "Session": "pmviz.storage",
+    "open": "pmviz.storage:open_path",  # a capture or a session, whichever the path holds
     "mark": "pmviz.marks",
     "summarize": "pmviz.summary",
 }
@@ -54,6 +56,8 @@ __all__ = [
     "Recorder",
     "Region",
     "Regions",
+    "Session",
+    "SessionRecorder",
     "UnsupportedKernel",
     "VmaKind",
     "Vmas",
@@ -79,10 +83,10 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    module, _, attr = _LAZY.get(name, "").partition(":")
+    if not module:
         raise AttributeError(f"module 'pmviz' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), attr or name)
     globals()[name] = value
     return value
 
@@ -95,7 +99,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .capture import Capture
     from .injection import track
     from .marks import mark
-    from .recorder import Recorder, record
-    from .storage import open
+    from .recorder import Recorder, SessionRecorder, record
+    from .storage import Session
+    from .storage import open_path as open
     from .summary import summarize
     from .tracking import WriteTracker, harvest_written

@@ -162,13 +162,16 @@ class _Scrub:
         return v
 
 
-def anonymize(capture: Capture) -> Capture:
+def anonymize(capture: Capture, *, time_origin_ns: int | None = None) -> Capture:
     """Return an anonymized copy of ``capture`` (see the module docstring for the scheme).
 
     Parameters
     ----------
     capture : Capture
         In memory or opened from disk (it is loaded whole).
+    time_origin_ns : int, optional
+        The ``CLOCK_MONOTONIC`` time that becomes 0 (default: the first snapshot's). A
+        session passes its own start, so that its processes' captures stay on one clock.
 
     Returns
     -------
@@ -208,6 +211,8 @@ def anonymize(capture: Capture) -> Capture:
         new_tables.append(Vmas(arr, [names.get(str(p), str(p)) for p in v.paths]))
     m = capture.meta
     t0 = int(capture.time_ns[0]) if capture.n_snapshots else m.start_monotonic_ns
+    if time_origin_ns is not None:
+        t0 = int(time_origin_ns)
     scrub = _Scrub(m, getattr(capture, "path", None))
     extra = {k: v for k, v in m.extra.items() if k not in ("writes_reason", "ranges")}
     meta = m.replace(

@@ -139,6 +139,7 @@ def build_report(
     downtime: float = 0.3,
     axis: str = "auto",
     progress: bool = False,
+    level: int = 1,
 ) -> str:
     """Render a capture's heatmaps, working sets, sparsity and migration estimate as HTML.
 
@@ -159,11 +160,14 @@ def build_report(
         never-touched stretches when they are over 99% of the mapped space (sanitizers).
     progress : bool
         Show a progress bar over the sections.
+    level : int
+        1: a whole document (title ``<h1>``, sections ``<h2>``); 2 or more: only the body,
+        sections one heading level below ``level`` (a process's part of a session report).
 
     Returns
     -------
     str
-        A complete HTML document with no external references.
+        A complete HTML document with no external references (``level=1``), or its body.
     """
     if not capture.n_snapshots:
         raise ValueError("the capture has no snapshots; nothing to report")
@@ -381,18 +385,26 @@ def build_report(
         from tqdm.auto import tqdm
 
         it = tqdm(sections, desc="report", unit="section")
-    body = [f"<h1>{html.escape(title)}</h1>"]
+    body = [] if level > 1 else [f"<h1>{html.escape(title)}</h1>"]
     if m.command:
         cmd = " ".join(m.command)
         cmd = cmd if len(cmd) <= 2000 else cmd[:2000] + " …"
         body.append(f"<p class='note'>command: <code>{html.escape(cmd)}</code></p>")
     body.append(shown._repr_html_())  # the capture as opened (where it is stored, its size)
+    h = f"h{min(level + 1, 6)}"
     for name, fn in it:
-        body.append(f"<h2>{html.escape(name)}</h2>{fn()}")
+        body.append(f"<{h}>{html.escape(name)}</{h}>{fn()}")
+    if level > 1:
+        return "".join(body)
+    return html_document(title, "".join(body))
+
+
+def html_document(title: str, body: str) -> str:
+    """A complete, self-contained HTML page with the report style."""
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        + "".join(body)
+        + body
         + "</body></html>"
     )
 

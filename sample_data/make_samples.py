@@ -6,7 +6,10 @@
 
 Each sample is recorded with ``pmviz.record`` / ``pmviz.Recorder`` (write tracking where this
 machine offers it), anonymized with ``Capture.anonymize`` (paths and command lines
-stripped) and saved as ``sample_data/NAME.pmviz``. See ``sample_data/README.md``.
+stripped) and saved as ``sample_data/NAME.pmviz``. The session sample (``shm-pool``: a
+process tree, one capture per process plus the accounting table) is recorded with
+``pmviz.record(..., scope="tree", accounting=True)`` and anonymized with
+``pmviz.storage.session_anonymize.anonymize_session``. See ``sample_data/README.md``.
 
 Needs: root or ptrace rights over the children (write tracking by injection), ``clang`` or
 ``gcc`` with AddressSanitizer, Debian's ``redis-server`` and ``redis-tools``.
@@ -28,6 +31,7 @@ import pmviz
 from pmviz.capture import Capture
 from pmviz.maps import Vmas
 from pmviz.storage import save
+from pmviz.storage.session_anonymize import anonymize_session
 
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs"
@@ -205,13 +209,27 @@ def anonymized(capture: pmviz.Capture, *, keep_addresses: bool) -> pmviz.Capture
     )
 
 
+def record_shm_pool(tmp: Path) -> Path:
+    """A multiprocessing pool over shared memory, as a session with accounting (root: PFNs)."""
+    out = tmp / "shm-pool-raw.pmviz"
+    cmd = [sys.executable, str(PROGRAMS / "shm_pool.py")]
+    pmviz.record(cmd, scope="tree", out=str(out), accounting=True, interval=0.1, progress=True)
+    return out
+
+
+# name -> recording function returning a session directory (anonymized as a whole).
+SESSIONS: dict[str, Callable[[Path], Path]] = {
+    "shm-pool": record_shm_pool,
+}
+
+
 def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", choices=[*SAMPLES, []], help="default: all")
+    parser.add_argument("names", nargs="*", choices=[*SAMPLES, *SESSIONS, []], help="default: all")
     parser.add_argument(
         "--reanonymize",
         action="store_true",
@@ -219,9 +237,17 @@ def main(argv: list[str] | None = None) -> int:
         "scheme changed) and rewrite them in the current capture format",
     )
     args = parser.parse_args(argv)
-    names = args.names or list(SAMPLES)
+    names = args.names or [*SAMPLES, *SESSIONS]
     if args.reanonymize:
         for name in names:
+            if name in SESSIONS:
+                out = HERE / f"{name}.pmviz"
+                with tempfile.TemporaryDirectory(prefix="pmviz-samples-") as tmp:
+                    again = anonymize_session(str(out), str(Path(tmp) / "again.pmviz"))
+                    shutil.rmtree(out)
+                    shutil.copytree(again, out)
+                print(f"== {name}: {_du(out) / 1024:.0f} KiB (session)")
+                continue
             out = HERE / f"{name}.pmviz"
             capture = pmviz.open(str(out)).select(slice(None))  # loaded whole, then replaced
             save(anonymized(capture, keep_addresses=SAMPLES[name][1]), str(out), overwrite=True)
@@ -229,6 +255,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="pmviz-samples-") as tmp:
         for name in names:
+            if name in SESSIONS:
+                print(f"== {name}", flush=True)
+                out = HERE / f"{name}.pmviz"
+                anonymize_session(str(SESSIONS[name](Path(tmp))), str(out), overwrite=True)
+                session = pmviz.open(str(out))
+                print(f"   {len(session.pids)} processes, {_du(out) / 1024:.0f} KiB -> "
+                      f"{out.relative_to(HERE.parent)}")  # fmt: skip
+                continue
             record, keep = SAMPLES[name]
             print(f"== {name}", flush=True)
             capture = anonymized(record(Path(tmp)), keep_addresses=keep)
@@ -241,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             big = [p for p in out.rglob("*") if p.is_file() and p.stat().st_size > MAX_SAMPLE_BYTES]
             if big:
                 raise SystemExit(f"{big[0]} is over {MAX_SAMPLE_BYTES >> 20} MiB: too big for git")
-    total = sum(_du(HERE / f"{n}.pmviz") for n in SAMPLES if (HERE / f"{n}.pmviz").exists())
+    total = sum(
+        _du(HERE / f"{n}.pmviz") for n in [*SAMPLES, *SESSIONS] if (HERE / f"{n}.pmviz").exists()
+    )
     print(f"sample_data: {total / 2**20:.1f} MiB of captures")
     return 0
 

@@ -196,3 +196,23 @@ def test_fleet_notebook_numbers():
     assert re.search(r"numpy\s+4\s+\d+", out)
     assert len(list(outputs(nb, "image/png"))) == 2
     assert any("pmviz-fleet-top" in o["data"]["text/html"] for o in outputs(nb, "text/html"))
+
+
+@pytest.mark.slow
+def test_process_trees_notebook_numbers():
+    nb = execute("06-process-trees.ipynb")
+    out = stdout(nb)
+    # A pool of three workers over a 16 MiB shared block: the naive sum of RSS counts the
+    # shared block, the inherited interpreter and the parent's array once per process.
+    assert number(r"at t = [\d.]+ s, (\d+) processes", out) == 5
+    counted = number(r"counted once\s+([\d.]+) MiB", out)
+    rss = number(r"sum of RSS\s+([\d.]+) MiB", out)
+    pss = number(r"sum of PSS\s+([\d.]+) MiB", out)
+    assert 40 <= counted <= 200 and pss < counted < rss
+    assert number(r"the naive sum counts ([\d.]+)x", out) >= 1.5
+    # every worker wrote its private 4 MiB array (the shared block is not write-tracked)
+    for pid in (1002, 1003, 1004):
+        assert 4 <= number(rf"process {pid}:\s+([\d.]+) MiB written", out) <= 40
+    html = "".join(o["data"]["text/html"] for o in outputs(nb, "text/html"))
+    assert "ProcessTree" in html and "padding-left:1.2em" in html and "TreeTotals" in html
+    assert len(list(outputs(nb, "image/png"))) == 6

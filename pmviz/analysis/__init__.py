@@ -24,6 +24,15 @@ from .sanitizers import (
     shadow_ranges,
     shadow_to_app,
 )
+from .session import (
+    ProcessSeries,
+    ProcessTree,
+    TreeTotals,
+    accounting_series,
+    process_series,
+    process_tree,
+    tree_totals,
+)
 from .sparsity import Sparsity, sparsity
 from .working_set import (
     IdleTime,
@@ -73,4 +82,11 @@ __all__ = [
     "HilbertMap",
     "hilbert_d2xy",
     "hilbert_map",
+    "TreeTotals",
+    "tree_totals",
+    "ProcessSeries",
+    "accounting_series",
+    "process_series",
+    "ProcessTree",
+    "process_tree",
 ]

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Any
 
 from ..errors import Error
 
@@ -126,3 +127,43 @@ def check_output(path: str, overwrite: bool) -> None:
         raise ValueError(
             f"{path} belongs to another user (uid {st.st_uid}); refusing to replace it"
         )
+
+
+def add_pid_argument(parser: argparse.ArgumentParser) -> None:
+    """``--pid N``: which process of a session (``pmviz record --follow-children``...)."""
+    parser.add_argument(
+        "--pid",
+        type=int,
+        metavar="N",
+        help="with a session (several processes): the process to use (pmviz info lists them)",
+    )
+
+
+def open_capture_arg(path: str, pid: int | None = None, *, strict: bool = True) -> Any:
+    """The capture a command works on: ``path``, or process ``pid`` of the session ``path``.
+
+    Raises
+    ------
+    ValueError
+        A session without ``pid`` (the message lists its processes), or ``pid`` with a
+        single capture, or a pid the session did not record.
+    """
+    from ..storage import is_session, open_session
+    from ..storage import open as open_capture
+
+    if not is_session(path):
+        if pid is not None:
+            raise ValueError(f"{path} is a capture of one process: --pid goes with a session")
+        return open_capture(path, strict=strict)
+    session = open_session(path, strict=strict)
+    if pid is None:
+        pids = session.pids
+        shown = ", ".join(map(str, pids[:12])) + (" ..." if len(pids) > 12 else "")
+        raise ValueError(
+            f"{path} is a session of {len(pids)} recorded processes ({shown}): give --pid N "
+            "for one of them (pmviz info lists them)"
+        )
+    try:
+        return session.capture(pid)
+    except KeyError as err:
+        raise ValueError(f"{path}: {err.args[0]}") from None

@@ -7,7 +7,7 @@ import math
 import os
 import sys
 
-from . import check_parent
+from . import add_pid_argument, check_parent, open_capture_arg
 
 MAX_INCHES = 200.0
 MAX_PIXELS = 20_000
@@ -120,7 +120,8 @@ def clamp_bins(requested: int | None, pixels: int, name: str, default: int | Non
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("capture", help="a NAME.pmviz capture directory")
+    parser.add_argument("capture", help="a NAME.pmviz capture directory (or a session)")
+    add_pid_argument(parser)
     parser.add_argument("-o", "--output", required=True, help="image file (.png, .svg, .pdf)")
     parser.add_argument(
         "--category",
@@ -175,9 +176,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import plotting as pp
     from ..mask import Mask
-    from ..storage import open as open_capture
 
-    cap = open_capture(args.capture)
+    cap = open_capture_arg(args.capture, args.pid)
     # The plot area is at most the image: more bins than pixels cannot be seen.
     time_bins = clamp_bins(args.time_bins, int(w_in * args.dpi), "--time-bins", None)
     if time_bins is None and cap.n_snapshots > int(w_in * args.dpi):

@@ -49,7 +49,9 @@ def _fraction(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.usage = (
-        "pmviz record (--pid N | -- CMD [ARGS...]) [-i 100ms] [-d 30s] [-n COUNT] -o NAME.pmviz"
+        "pmviz record (--pid N | -- CMD [ARGS...]) [--follow-children] [-i 100ms] [-d 30s] "
+        "[-n COUNT] -o NAME.pmviz\n       pmviz record (--cgroup PATH | --all) [-i 100ms] "
+        "[-d 30s] [-n COUNT] -o NAME.pmviz"
     )
     parser.add_argument("--pid", type=int, help="record this running process")
     parser.add_argument(
@@ -72,6 +74,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --pid: go on recording when the process execs a new program (a launched "
         "command is always followed)",
+    )
+    parser.add_argument(
+        "--follow-children",
+        action="store_true",
+        help="record the process and every descendant (also those that appear later) as a "
+        "session: one capture per process under NAME.pmviz/pid=N/ (docs/sessions.md)",
+    )
+    parser.add_argument(
+        "--cgroup",
+        metavar="PATH",
+        help="record every process of this cgroup v2 directory (joining and leaving) as a session",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="record every process this user may read (root: the machine) as a session; the "
+        "ones that cannot be read are listed with the reason",
+    )
+    parser.add_argument(
+        "--accounting",
+        action="store_true",
+        help="sessions: also account each tick's memory with shared pages counted once",
     )
     parser.add_argument(
         "--max-size",
@@ -124,6 +148,15 @@ def run(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
+    if args.follow_children or args.cgroup is not None or args.all:
+        return _run_session(args, command)
+    if args.accounting:
+        print(
+            "pmviz record: error: --accounting goes with a session (--follow-children, "
+            "--cgroup, --all)",
+            file=sys.stderr,
+        )
+        return 2
     if (args.pid is None) == (not command):
         print("pmviz record: error: give either --pid N or -- CMD [ARGS...]", file=sys.stderr)
         return 2
@@ -192,4 +225,73 @@ def run(args: argparse.Namespace) -> int:
     )
     if m.write_mechanism == "none" and args.writes == "auto":
         print(f"pmviz record: note: {m.extra.get('writes_reason')}", file=sys.stderr)
+    return 0
+
+
+def _run_session(args: argparse.Namespace, command: list[str]) -> int:
+    """--follow-children / --cgroup / --all: several processes into one session directory."""
+    from ..recorder import SessionRecorder
+
+    scopes = [args.follow_children, args.cgroup is not None, args.all]
+    if sum(bool(x) for x in scopes) > 1:
+        print(
+            "pmviz record: error: give one of --follow-children, --cgroup PATH, --all",
+            file=sys.stderr,
+        )
+        return 2
+    if args.follow_children:
+        if (args.pid is None) == (not command):
+            print(
+                "pmviz record: error: --follow-children needs --pid N or -- CMD [ARGS...]",
+                file=sys.stderr,
+            )
+            return 2
+        target, scope = (command or args.pid), "tree"
+    else:
+        if args.pid is not None or command:
+            which = "--cgroup" if args.cgroup is not None else "--all"
+            print(f"pmviz record: error: {which} takes no --pid or command", file=sys.stderr)
+            return 2
+        target, scope = None, "cgroup" if args.cgroup is not None else "all"
+    ignored = [f for f, v in (("--max-size", args.max_size), ("--marks", args.marks)) if v]
+    if ignored:
+        print(
+            f"pmviz record: error: {', '.join(ignored)} record one process (not a session)",
+            file=sys.stderr,
+        )
+        return 2
+    if not command and args.duration is None and args.count is None:
+        print("pmviz record: recording until Ctrl-C", file=sys.stderr)
+    rec = SessionRecorder(
+        target,
+        scope=scope,
+        cgroup=args.cgroup,
+        out=args.out,
+        interval=args.interval,
+        duration=args.duration,
+        count=args.count,
+        writes=args.writes,
+        overwrite=args.overwrite,
+        accounting=args.accounting,
+        progress=not args.no_progress,
+    )
+    rec.start()
+    handlers = {
+        signal.SIGINT: lambda *_: rec.request_stop("interrupted (SIGINT)"),
+        signal.SIGTERM: lambda *_: rec.request_stop("terminated (SIGTERM)"),
+    }
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
+    try:
+        session = rec.wait()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    facts = session.summary()
+    print(
+        f"pmviz record: session of {facts['processes']} written to {args.out} "
+        f"({session.meta.get('end_reason')}; write tracking: {facts['write tracking']})",
+        file=sys.stderr,
+    )
+    if "not recorded" in facts:
+        print(f"pmviz record: not recorded: {facts['not recorded']}", file=sys.stderr)
     return 0

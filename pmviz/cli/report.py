@@ -1,4 +1,7 @@
-"""``pmviz report NAME.pmviz -o report.html``: a self-contained HTML report of a capture."""
+"""``pmviz report NAME.pmviz -o report.html``: a self-contained HTML report of a capture.
+
+For a session directory the report has a tree-wide section, then one section per process.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ def _downtime(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("capture", help="a NAME.pmviz capture directory")
+    parser.add_argument("capture", help="a NAME.pmviz capture or session directory")
     parser.add_argument("-o", "--output", required=True, help="the HTML file to write")
     parser.add_argument("--title", help="report title (default: program name and pid)")
     parser.add_argument(
@@ -64,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="heatmap address axis (auto: collapse never-touched stretches when they dominate)",
     )
+    parser.add_argument(
+        "--max-processes",
+        type=positive_int,
+        default=None,
+        help="a session: sections for the first N processes only (the tree view shows all)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -71,8 +80,11 @@ def run(args: argparse.Namespace) -> int:
     check_file_output(args.output)
 
     from ..report import write_report
+    from ..storage import is_session
     from ..storage import open as open_capture
 
+    if is_session(args.capture):
+        return _run_session(args)
     cap = open_capture(args.capture)
     try:
         write_report(
@@ -89,4 +101,28 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         raise ValueError(f"cannot write {args.output}: {err.strerror or err}") from None
     print(f"wrote {args.output} ({cap.n_snapshots} snapshots)")
+    return 0
+
+
+def _run_session(args: argparse.Namespace) -> int:
+    from ..session_report import write_session_report
+    from ..storage import open_session
+
+    session = open_session(args.capture)
+    try:
+        write_session_report(
+            session,
+            args.output,
+            title=args.title,
+            progress=not args.no_progress,
+            max_processes=args.max_processes,
+            addr_bins=args.addr_bins,
+            time_bins=args.time_bins,
+            bandwidth=args.bandwidth,
+            downtime=args.downtime,
+            axis=args.axis,
+        )
+    except OSError as err:
+        raise ValueError(f"cannot write {args.output}: {err.strerror or err}") from None
+    print(f"wrote {args.output} (session of {len(session.pids)} processes)")
     return 0

@@ -12,6 +12,7 @@ from .diff import diff
 from .heatmap import address_ticks, composite_heatmap, heatmap
 from .hilbert import hilbert
 from .migration import precopy
+from .session import process_heatmaps, process_icicle, stacked_processes, tree_totals_lines
 from .sparsity import size_histogram
 from .working_set import idle_histogram, temperature_bars, working_set, wss
 
@@ -27,6 +28,10 @@ __all__ = [
     "hilbert",
     "diff",
     "precopy",
+    "stacked_processes",
+    "tree_totals_lines",
+    "process_heatmaps",
+    "process_icicle",
     "human_bytes",
     "human_rate",
     "UNMAPPED_COLOR",

@@ -9,13 +9,25 @@ skips the ticks it missed and records how many. A second thread writes the growi
 disk at least every ``flush_interval`` seconds (see ``pmviz.storage``).
 
 Modules: ``_recorder`` (the loop and its threads), ``_target`` (self / pid / launched command),
-``_writes`` (which write source), ``_builder`` (the growing in-memory columns).
+``_writes`` (which write source), ``_builder`` (the growing in-memory columns), ``_session``
+(several processes at once: one Recorder each and a discovery loop), ``_proctable`` (a
+session's process table and events on their way to disk), ``_scopes`` (``record(scope=)``).
 """
 
 from __future__ import annotations
 
 from ._builder import CaptureBuilder
-from ._recorder import Recorder, record
+from ._recorder import Recorder
+from ._scopes import record
+from ._session import SCOPES, SessionRecorder
 from ._writes import WRITES_CHOICES, WriteSource
 
-__all__ = ["record", "Recorder", "WriteSource", "WRITES_CHOICES", "CaptureBuilder"]
+__all__ = [
+    "record",
+    "Recorder",
+    "SessionRecorder",
+    "SCOPES",
+    "WriteSource",
+    "WRITES_CHOICES",
+    "CaptureBuilder",
+]

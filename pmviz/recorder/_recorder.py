@@ -175,6 +175,13 @@ class Recorder:
         self._builder: CaptureBuilder | None = None
         self._thread: threading.Thread | None = None
         self._writer_thread: threading.Thread | None = None
+        self.schedule_start_ns: int | None = None
+        """Deadline 0 of the tick schedule (``CLOCK_MONOTONIC`` ns; default: the start). Set
+        before start() so that several recorders tick together (a session); a recorder that
+        starts later then takes its first snapshot at once, as the current tick's."""
+        self.out_for_pid: Any = None
+        """A function pid -> ``out``, called by start() once the target's pid is known (a
+        launched command): a session names each process's capture by its pid."""
 
     # -- public -------------------------------------------------------------------------------
     @property
@@ -231,6 +238,8 @@ class Recorder:
             side = self._side_tables()
             self._builder = CaptureBuilder(meta, has_written=source is not None, side_tables=side)
             self._writer = None
+            if self.out_for_pid is not None:
+                self.out = os.fspath(self.out_for_pid(self._target.real_pid))
             if self.out is not None:
                 from ..storage import CaptureWriter
 
@@ -292,6 +301,24 @@ class Recorder:
         if self.error is not None:
             raise self.error
         return self.capture
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the recording (and its file) to end, without building the capture;
+        whether it has ended. ``self.error`` / ``self.meta`` then say how it ended.
+        """
+        if self._thread is None or not self._done.wait(timeout):
+            return False
+        self._thread.join()
+        if self._writer_thread is not None:
+            self._writer_thread.join()
+        return True
+
+    @property
+    def meta(self) -> CaptureMeta:
+        """The capture's metadata as it stands (``end_reason``, ``exit_status`` at the end)."""
+        if self._builder is None:
+            raise RuntimeError("the recorder has not started; call start()")
+        return self._builder.meta
 
     def __enter__(self) -> Recorder:
         return self.start() if self._thread is None else self
@@ -450,8 +477,12 @@ class Recorder:
         reason = None
         t0 = time.monotonic_ns()
         wall0 = time.time_ns()
-        builder.meta.extra["schedule_start_ns"] = t0  # deadline k is t0 + k * interval
         tick = 0  # index of the deadline the next snapshot belongs to
+        if self.schedule_start_ns is not None:  # a shared schedule (see schedule_start_ns)
+            wall0 -= t0 - self.schedule_start_ns
+            t0 = self.schedule_start_ns
+            tick = max(0, (time.monotonic_ns() - t0) // interval) if interval else 0
+        builder.meta.extra["schedule_start_ns"] = t0  # deadline k is t0 + k * interval
         skipped = 0
         resolve = self._swapped_resolver()
         raw = None if resolve is None else ScanPair()  # raw scans, compared before resolving

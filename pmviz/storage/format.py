@@ -245,6 +245,13 @@ def read_meta(root: str) -> dict[str, Any]:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
+        if os.path.isfile(os.path.join(root, "session.json")):
+            raise CaptureError(
+                root,
+                "a pmviz session (several processes), not one capture: pmviz.open(path) "
+                "returns the Session, .capture(pid) one process's capture (CLI: --pid N; "
+                "pmviz info lists the pids)",
+            ) from None
         raise CaptureError(
             root, f"not a pmviz capture: it has no {META_FILE} (was it written by pmviz record?)"
         ) from None
