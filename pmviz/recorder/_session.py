@@ -202,7 +202,7 @@ class SessionRecorder:
         self._writer: SessionWriter | None = None
         self._account: Any = None
         self._stats = {"ticks": 0, "skipped_ticks": 0, "seen": 0, "recorded": 0, "max_live": 0}
-        self._tick_work_ns: list[int] = []
+        self._work_ns = [0, 0]  # sum and max of the ticks' discovery times (flat memory)
 
     # -- public -------------------------------------------------------------------------------
     @property
@@ -368,7 +368,8 @@ class SessionRecorder:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"{len(self._procs)} live", refresh=False)
-                self._tick_work_ns.append(time.monotonic_ns() - deadline)
+                work = time.monotonic_ns() - deadline
+                self._work_ns = [self._work_ns[0] + work, max(self._work_ns[1], work)]
                 now = time.monotonic_ns()
                 nxt = max(tick + 1, -((self.t0 - now) // self.interval_ns))
                 self._stats["skipped_ticks"] += int(nxt - tick - 1)
@@ -780,7 +781,7 @@ class SessionRecorder:
             self._flush_thread.join()
         self._flush()
         self._writer.merge()
-        work = self._tick_work_ns
+        ticks = max(self._stats["ticks"], 1)
         self._writer.meta.update(
             end_reason=reason,
             end_monotonic_ns=time.monotonic_ns(),
@@ -790,8 +791,8 @@ class SessionRecorder:
             processes_recorded=self._stats["recorded"],
             max_live=self._stats["max_live"],
             # time from a deadline to the end of that tick's discovery and flushing
-            tick_work_ns_mean=int(sum(work) / len(work)) if work else 0,
-            tick_work_ns_max=max(work, default=0),
+            tick_work_ns_mean=self._work_ns[0] // ticks,
+            tick_work_ns_max=self._work_ns[1],
         )
         if self._accounting_error is not None:
             self._writer.meta["accounting_error"] = self._accounting_error
