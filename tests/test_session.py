@@ -97,6 +97,13 @@ def tree(tmp_path_factory):
             return bool(ev) and (cap.time_ns > ev[0]["time_ns"]).sum() >= 2
 
         _wait(b_followed, "B's recorder to follow its exec")
+        # the live view has the exec as an event while B is still running
+        _wait(
+            lambda: (
+                ("exec", b_pid) in {(e["kind"], e["pid"]) for e in rec.session.events.to_pylist()}
+            ),
+            "the exec event in the live view",
+        )
         _touch(d, "go")
         _wait(
             lambda: all(os.path.exists(os.path.join(d, f"done-{r}")) for r in tw.WRITES), "writes"

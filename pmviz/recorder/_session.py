@@ -66,6 +66,7 @@ class _Proc:
     """One process of the session: its table row, its recorder and its pidfd while alive."""
 
     __slots__ = (
+        "n_events",
         "pid",
         "ppid",
         "starttime",
@@ -85,6 +86,7 @@ class _Proc:
         self.handle: ProcessHandle | None = None
         self.exit_wait_until = 0
         self.future: Future | None = None  # while a start worker starts its recorder
+        self.n_events = 0  # of its recorder's events (execs), already in the session's
 
 
 class SessionRecorder:
@@ -625,9 +627,12 @@ class SessionRecorder:
     def _collect_ended(self, now: int) -> None:
         """Release the recorders that have ended; fill in end time and exit status."""
         with self._lock:
-            ended = [p for p in self._procs.values() if p.recorder and not p.recorder.running]
-        for proc in ended:
-            self._end(proc, now)
+            recording = [p for p in self._procs.values() if p.recorder is not None]
+        for proc in recording:
+            if proc.recorder is not None and not proc.recorder.running:
+                self._end(proc, now)
+            else:
+                self._new_execs(proc)
         self._resolve_statuses(now, final=False)
 
     def _end(self, proc: _Proc, now: int) -> None:
@@ -638,11 +643,7 @@ class SessionRecorder:
         row = proc.row
         row["end_reason"] = meta.end_reason or (f"error: {rec.error}" if rec.error else None)
         row["n_snapshots"] = _n_snapshots(rec)
-        for ev in meta.extra.get("events", []):
-            if ev.get("kind") == "exec":
-                self._event(
-                    int(ev["time_ns"]), "exec", proc, shlex.join(ev.get("command") or ["?"])
-                )
+        self._new_execs(proc)
         exited = proc.handle is None or proc.handle.exited()
         if meta.exit_status is not None:
             row["exit_status"] = int(meta.exit_status)
@@ -660,6 +661,18 @@ class SessionRecorder:
         self._close_handle(proc)
         if exited:
             self._event(now, "exit", proc, _status_text(row["exit_status"]))
+
+    def _new_execs(self, proc: _Proc) -> None:
+        """The execs its recorder has followed since we last looked, as session events."""
+        assert proc.recorder is not None
+        events = proc.recorder.meta.extra.get("events", [])
+        n = len(events)  # (then the slice: an exec appended in between waits for next time)
+        new, proc.n_events = events[proc.n_events : n], n
+        for ev in new:  # (the recorder thread only appends to this list)
+            if ev.get("kind") == "exec":
+                self._event(
+                    int(ev["time_ns"]), "exec", proc, shlex.join(ev.get("command") or ["?"])
+                )
 
     def _resolve_statuses(self, now: int, *, final: bool) -> None:
         """Exit statuses of ended processes: once reaped (pidfd), or while zombies (stat)."""
