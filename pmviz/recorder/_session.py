@@ -66,6 +66,7 @@ class _Proc:
     """One process of the session: its table row, its recorder and its pidfd while alive."""
 
     __slots__ = (
+        "n_events",
         "pid",
         "ppid",
         "starttime",
@@ -85,6 +86,7 @@ class _Proc:
         self.handle: ProcessHandle | None = None
         self.exit_wait_until = 0
         self.future: Future | None = None  # while a start worker starts its recorder
+        self.n_events = 0  # of its recorder's events (execs), already in the session's
 
 
 class SessionRecorder:
@@ -202,7 +204,7 @@ class SessionRecorder:
         self._writer: SessionWriter | None = None
         self._account: Any = None
         self._stats = {"ticks": 0, "skipped_ticks": 0, "seen": 0, "recorded": 0, "max_live": 0}
-        self._tick_work_ns: list[int] = []
+        self._work_ns = [0, 0]  # sum and max of the ticks' discovery times (flat memory)
 
     # -- public -------------------------------------------------------------------------------
     @property
@@ -368,7 +370,8 @@ class SessionRecorder:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"{len(self._procs)} live", refresh=False)
-                self._tick_work_ns.append(time.monotonic_ns() - deadline)
+                work = time.monotonic_ns() - deadline
+                self._work_ns = [self._work_ns[0] + work, max(self._work_ns[1], work)]
                 now = time.monotonic_ns()
                 nxt = max(tick + 1, -((self.t0 - now) // self.interval_ns))
                 self._stats["skipped_ticks"] += int(nxt - tick - 1)
@@ -624,9 +627,12 @@ class SessionRecorder:
     def _collect_ended(self, now: int) -> None:
         """Release the recorders that have ended; fill in end time and exit status."""
         with self._lock:
-            ended = [p for p in self._procs.values() if p.recorder and not p.recorder.running]
-        for proc in ended:
-            self._end(proc, now)
+            recording = [p for p in self._procs.values() if p.recorder is not None]
+        for proc in recording:
+            if proc.recorder is not None and not proc.recorder.running:
+                self._end(proc, now)
+            else:
+                self._new_execs(proc)
         self._resolve_statuses(now, final=False)
 
     def _end(self, proc: _Proc, now: int) -> None:
@@ -637,11 +643,7 @@ class SessionRecorder:
         row = proc.row
         row["end_reason"] = meta.end_reason or (f"error: {rec.error}" if rec.error else None)
         row["n_snapshots"] = _n_snapshots(rec)
-        for ev in meta.extra.get("events", []):
-            if ev.get("kind") == "exec":
-                self._event(
-                    int(ev["time_ns"]), "exec", proc, shlex.join(ev.get("command") or ["?"])
-                )
+        self._new_execs(proc)
         exited = proc.handle is None or proc.handle.exited()
         if meta.exit_status is not None:
             row["exit_status"] = int(meta.exit_status)
@@ -659,6 +661,18 @@ class SessionRecorder:
         self._close_handle(proc)
         if exited:
             self._event(now, "exit", proc, _status_text(row["exit_status"]))
+
+    def _new_execs(self, proc: _Proc) -> None:
+        """The execs its recorder has followed since we last looked, as session events."""
+        assert proc.recorder is not None
+        events = proc.recorder.meta.extra.get("events", [])
+        n = len(events)  # (then the slice: an exec appended in between waits for next time)
+        new, proc.n_events = events[proc.n_events : n], n
+        for ev in new:  # (the recorder thread only appends to this list)
+            if ev.get("kind") == "exec":
+                self._event(
+                    int(ev["time_ns"]), "exec", proc, shlex.join(ev.get("command") or ["?"])
+                )
 
     def _resolve_statuses(self, now: int, *, final: bool) -> None:
         """Exit statuses of ended processes: once reaped (pidfd), or while zombies (stat)."""
@@ -780,7 +794,7 @@ class SessionRecorder:
             self._flush_thread.join()
         self._flush()
         self._writer.merge()
-        work = self._tick_work_ns
+        ticks = max(self._stats["ticks"], 1)
         self._writer.meta.update(
             end_reason=reason,
             end_monotonic_ns=time.monotonic_ns(),
@@ -790,8 +804,8 @@ class SessionRecorder:
             processes_recorded=self._stats["recorded"],
             max_live=self._stats["max_live"],
             # time from a deadline to the end of that tick's discovery and flushing
-            tick_work_ns_mean=int(sum(work) / len(work)) if work else 0,
-            tick_work_ns_max=max(work, default=0),
+            tick_work_ns_mean=self._work_ns[0] // ticks,
+            tick_work_ns_max=self._work_ns[1],
         )
         if self._accounting_error is not None:
             self._writer.meta["accounting_error"] = self._accounting_error
