@@ -110,6 +110,7 @@ def _helper_main(argv: Sequence[str]) -> int:
     p.add_argument("--pid", type=int, required=True)
     p.add_argument("--interval", type=float, required=True)
     p.add_argument("--writes", default="auto")
+    p.add_argument("--accessed", default="none")
     p.add_argument("--out", required=True)
     p.add_argument("--marks")
     args = p.parse_args(argv)
@@ -118,7 +119,12 @@ def _helper_main(argv: Sequence[str]) -> int:
     warnings.simplefilter("ignore", PmvizWarning)  # the reason goes back in "ready"
     try:
         rec = Recorder(
-            args.pid, interval=args.interval, out=args.out, writes=args.writes, progress=False
+            args.pid,
+            interval=args.interval,
+            out=args.out,
+            writes=args.writes,
+            accessed=args.accessed,
+            progress=False,
         ).start()
     except Error as err:
         _send({"error": f"{type(err).__name__}: {err}"})
@@ -137,6 +143,8 @@ def _helper_main(argv: Sequence[str]) -> int:
             "ready": True,
             "writes": meta.write_mechanism,
             "reason": meta.extra.get("writes_reason", ""),
+            "accessed": meta.accessed_mechanism,
+            "accessed_reason": meta.extra.get("accessed_reason", ""),
         }
     )
     line = sys.stdin.readline().split()
@@ -260,6 +268,7 @@ def record_cell(
     *,
     interval: float = 0.05,
     writes: str = "auto",
+    accessed: str = "none",
     namespace: Mapping[str, Any] | None = None,
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
@@ -274,6 +283,10 @@ def record_cell(
         Seconds between snapshots.
     writes : {"auto", "none", "uffd-wp"}
         Write tracking (as ``pmviz.record``; the helper attaches to this process).
+    accessed : {"none", "vma", "probe"}
+        Reads too (as ``pmviz.record``): ``"vma"`` clears and reads this process's
+        referenced bits per VMA each snapshot, ``"probe"`` samples pages by paging them out
+        (needs swap).
     namespace : mapping, optional
         Where to look for named objects (``pmviz.names.object_ranges``), at the start and
         the end of the run; by default none.
@@ -309,6 +322,8 @@ def record_cell(
         repr(float(interval)),
         "--writes",
         writes,
+        "--accessed",
+        accessed,
         "--out",
         path,
         "--marks",
@@ -353,6 +368,8 @@ def record_cell(
             "end_ns": t_end,
             "writes": ready.get("writes"),
             "writes_reason": ready.get("reason"),
+            "accessed": ready.get("accessed", "none"),
+            "accessed_reason": ready.get("accessed_reason", ""),
         },
     )
     if out is not None:
@@ -408,6 +425,9 @@ def _cell_capture(
         vma_index=cap.vma_index,
         telemetry=cap.telemetry,
         marks=all_marks,
+        side_tables={
+            name: (cap.side_rows(name), cap.side_offsets(name)) for name in cap.side_tables
+        },
     )
 
 
@@ -496,7 +516,9 @@ def totals(capture: Capture) -> dict[str, Any]:
     """Written and resident bytes of a capture (numbers, for the report and for tests).
 
     ``written`` counts each page once however often it was written (``None`` without write
-    tracking); ``resident_*`` are present bytes in the first and last snapshot, and the peak.
+    tracking); ``resident_*`` are present bytes in the first and last snapshot, and the peak;
+    ``accessed_peak`` is the most bytes accessed (read or written) in one interval after the
+    first snapshot (``None`` without access sampling; an estimate with ``accessed="probe"``).
     """
     n = capture.n_snapshots
     if not n:
@@ -514,7 +536,18 @@ def totals(capture: Capture) -> dict[str, Any]:
         "resident_peak": int(per_snapshot.max()),
         "duration_s": float(capture.times[-1]),
         "snapshots": n,
+        "accessed_peak": _accessed_peak(capture),
     }
+
+
+def _accessed_peak(capture: Capture) -> int | None:
+    if capture.accessed_mechanism == "none":
+        return None
+    from .analysis.accessed import AccessSeries
+
+    # sample 0 covers the time before the first snapshot (before the cell, for %%pmviz)
+    per_interval = AccessSeries.from_capture(capture).accessed_bytes()[1:]
+    return int(per_interval.max()) if per_interval.size else 0
 
 
 class CaptureReport:
@@ -611,6 +644,19 @@ class CaptureReport:
                 f" (peak {human_bytes(t['resident_peak'])})",
             )
         )
+        if t["accessed_peak"] is not None:
+            how = (
+                "estimated from pageout probes"
+                if cap.accessed_mechanism == "probe"
+                else "exact per VMA"
+            )
+            rows.append(
+                (
+                    "accessed",
+                    f"up to {human_bytes(t['accessed_peak'])} per "
+                    f"{cap.meta.interval_ns / 1e6:g} ms interval, reads too ({how})",
+                )
+            )
         marks = [m.label for m in cap.marks]
         if marks:
             rows.append(("marks", ", ".join(marks)))
@@ -711,6 +757,12 @@ def _common(p: argparse.ArgumentParser, interval: float, axis: str = "auto") -> 
         help="write tracking (none: present/swapped only)",
     )
     p.add_argument(
+        "--accessed",
+        choices=("none", "vma", "probe"),
+        default="none",
+        help="reads too: per-VMA referenced bytes (vma) or pageout probes (probe, needs swap)",
+    )
+    p.add_argument(
         "--axis",
         choices=("auto", "compact", "occupied"),
         default=axis,
@@ -761,7 +813,8 @@ def _magics_class() -> type:
             ::
 
               %%pmviz [--interval 50ms] [--category written,present] [--out run.pmviz]
-                      [--writes auto|none|uffd-wp] [--axis auto|compact|occupied] [--no-names]
+                      [--writes auto|none|uffd-wp] [--accessed none|vma|probe]
+                      [--axis auto|compact|occupied] [--no-names]
               %pmviz record PID [--duration 5s] [--interval 100ms] [--out PATH] ...
               %pmviz open PATH [--category present]
             """
@@ -782,6 +835,7 @@ def _magics_class() -> type:
                 run,
                 interval=opts.interval,
                 writes=opts.writes,
+                accessed=opts.accessed,
                 namespace=None if opts.no_names else shell.user_ns,
                 out=opts.out,
                 overwrite=opts.overwrite,
@@ -805,6 +859,7 @@ def _magics_class() -> type:
                     duration=opts.duration,
                     out=opts.out,
                     writes=opts.writes,
+                    accessed=opts.accessed,
                     overwrite=opts.overwrite,
                 )
                 title = f"%pmviz record {opts.pid}"
