@@ -214,7 +214,8 @@ def test_options():
     )  # fmt: skip
     r = _line_parser().parse_args(["record", "123", "--duration", "2s"])
     assert (r.command, r.pid, r.duration, r.interval) == ("record", 123, 2.0, 0.1)
-    assert r.accessed == "none" and _cell_parser().parse_args(["--accessed", "vma"]).accessed == "vma"
+    assert r.accessed == "none"
+    assert _cell_parser().parse_args(["--accessed", "vma"]).accessed == "vma"
     from pmviz.magic import _ArgumentError
 
     with pytest.raises(_ArgumentError, match="not a duration"):
