@@ -82,6 +82,7 @@ class SyntheticCapture(Capture):
         self._vma_tables = [Vmas(table, [""] * 8)]
         self.written_offsets = None
         self._written = None
+        self._side = {}  # no side tables (access samples)
         self.n_rows = n_snap * n_reg
 
     @property

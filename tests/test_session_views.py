@@ -142,7 +142,12 @@ def test_views_render_on_the_sample_session():
     assert (accounting_series(s).values.sum(axis=1) == tot.counted).all()
     polys = stacked_processes(s, "resident", ax=Figure().add_subplot())
     assert sorted(p.get_label().split()[0] for p in polys) == [str(p) for p in sorted(s.pids)]
-    assert len(stacked_processes(s, "written", ax=Figure().add_subplot())) == 5
+    written = stacked_processes(s, "written", ax=Figure().add_subplot())
+    assert len(written) == 5
+    # stacked in another order (by peak), but each process keeps its colour across panels
+    colour = {p.get_label().split()[0]: tuple(p.get_facecolor()[0]) for p in polys}
+    assert [p.get_label() for p in polys] != [p.get_label() for p in written]
+    assert all(colour[p.get_label().split()[0]] == tuple(p.get_facecolor()[0]) for p in written)
     lines = tree_totals_lines(s, ax=Figure().add_subplot())
     assert np.array_equal(lines[1].get_ydata(), tot.rss_sum)
     tree = process_tree(s)

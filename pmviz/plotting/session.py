@@ -90,15 +90,19 @@ def stacked_processes(
         layers.append(s.values[:, rest].sum(axis=1))
         names.append(f"others ({len(rest)})")
     kwargs.setdefault("step", "post")
-    colors = _TAB10
-    kwargs.setdefault("colors", [colors[i % len(colors)] for i in range(len(layers))])
+    # A process keeps its colour whatever its rank: by its place among the series' pids, so
+    # two panels of one session (resident and written, say) colour it alike.
+    rank = np.searchsorted(np.sort(s.pids), s.pids[keep]).tolist()
+    colors = [_TAB10[r % len(_TAB10)] for r in rank] + (["#9a9a9a"] if len(rest) else [])
+    kwargs.setdefault("colors", colors)
     polys = ax.stackplot(s.time, *layers, labels=names, **kwargs) if layers else []
     set_byte_axis(ax.yaxis)
     ax.set_xlabel("time (s)")
     ax.set_ylabel(f"{s.what} bytes")
     ax.set_title(f"{s.what} bytes per process")
     if legend and names:
-        ax.legend(loc="upper left", fontsize="small", frameon=False)
+        # top of the legend = top of the stack
+        ax.legend(polys[::-1], names[::-1], loc="upper left", fontsize="small", frameon=False)
     return polys
 
 

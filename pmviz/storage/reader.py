@@ -167,6 +167,20 @@ def _kinds(t: pa.Table, out: np.ndarray) -> None:
         pos += len(chunk)
 
 
+def _pooled(n: int) -> np.ndarray:
+    """``n`` uninitialised ``REGION_DTYPE`` rows in pyarrow's memory pool.
+
+    Streaming analyses read a capture in chunks of up to a few hundred MB each: from
+    malloc, every chunk is a fresh mmap whose pages are faulted in (and on a VM, often
+    backed by the host again) and returned on free. pyarrow's pool (mimalloc/jemalloc)
+    keeps freed pages for the next chunk and for the Parquet reads in between, so a chunk
+    costs its copy, not its page faults. The array owns a reference to the buffer.
+    """
+    if n * REGION_DTYPE.itemsize < 1 << 20:
+        return np.empty(n, REGION_DTYPE)
+    return np.frombuffer(pa.allocate_buffer(n * REGION_DTYPE.itemsize), REGION_DTYPE)
+
+
 def _to_regions(t: pa.Table, out: np.ndarray | None = None) -> np.ndarray:
     """Arrow columns -> ``REGION_DTYPE`` rows, chunk by chunk (no intermediate concatenation)."""
     if out is None:
@@ -543,7 +557,7 @@ class StoredCapture(Capture):
         off = self._coff if table == "regions" else self.written_offsets
         assert off is not None
         ids = self.snapshot_ids
-        out = np.empty(int(off[b] - off[a]), REGION_DTYPE)
+        out = _pooled(int(off[b] - off[a]))
         cols = ["snapshot", "start", "end", "categories"]
         if kind is not None and self.version >= 2:
             cols.append("change")
