@@ -276,3 +276,19 @@ def test_concat_aranges_matches_a_loop(ranges):
     counts = np.array([c for _, c in ranges], dtype=np.int64)
     want = [x for s, c in ranges for x in range(s, s + c)]
     assert iv.concat_aranges(starts, counts).tolist() == want
+
+
+def test_take_rows_equals_numpy_indexing():
+    from pmviz._intervals import take_rows
+
+    rng = np.random.default_rng(7)
+    a = np.zeros(1000, REGION_DTYPE)
+    a["start"] = np.sort(rng.integers(0, 2**40, 1000)).astype(np.uint64)
+    a["end"] = a["start"] + np.uint64(4096)
+    a["categories"] = rng.integers(0, 2**10, 1000).astype(np.uint64)
+    mask = rng.random(1000) < 0.3
+    for which in (mask, np.flatnonzero(mask), np.zeros(1000, bool), np.array([999, 0, 5])):
+        got = take_rows(a, which)
+        assert got.dtype == REGION_DTYPE and np.array_equal(got, a[which])
+    strided = a[::2]  # not contiguous: numpy's own indexing
+    assert np.array_equal(take_rows(strided, mask[:500]), strided[mask[:500]])

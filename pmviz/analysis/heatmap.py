@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._intervals import take_rows
 from ..capture import Capture, Changes
 from ..maps import Vmas
 from ..regions import REGION_DTYPE
@@ -360,7 +361,8 @@ def _feed_dense(
     """
     sets = []
     for part in (ch.sign > 0, ch.sign < 0):  # a mask keeps each snapshot's order by start
-        rows, snap = ch.rows[part], ch.snapshot[part]
+        idx = np.flatnonzero(part)
+        rows, snap = take_rows(ch.rows, idx), ch.snapshot[idx]
         heads = np.flatnonzero(np.diff(snap, prepend=-1)) if snap.size else snap[:0]
         off = np.append(heads, snap.size)
         if not _sorted_disjoint(rows, off):
