@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import warnings
+from typing import Any
 
 from .. import _units
 from ..errors import PmvizWarning, UnsupportedKernel
@@ -201,17 +202,9 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-    # SIGINT (Ctrl-C) and SIGTERM end the recording; the file is then finished normally.
-    handlers = {
-        signal.SIGINT: lambda *_: rec.request_stop("interrupted (SIGINT)"),
-        signal.SIGTERM: lambda *_: rec.request_stop("terminated (SIGTERM)"),
-    }
-    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
     try:
-        cap = rec.wait()
+        cap = _wait_stoppable(rec)
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
         if marks is not None:
             marks.close()
     summarize_recording(args.out)  # summary.parquet for fleet queries (pmviz fleet)
@@ -276,16 +269,7 @@ def _run_session(args: argparse.Namespace, command: list[str]) -> int:
         progress=not args.no_progress,
     )
     rec.start()
-    handlers = {
-        signal.SIGINT: lambda *_: rec.request_stop("interrupted (SIGINT)"),
-        signal.SIGTERM: lambda *_: rec.request_stop("terminated (SIGTERM)"),
-    }
-    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
-    try:
-        session = rec.wait()
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+    session = _wait_stoppable(rec)
     facts = session.summary()
     print(
         f"pmviz record: session of {facts['processes']} written to {args.out} "
@@ -295,3 +279,19 @@ def _run_session(args: argparse.Namespace, command: list[str]) -> int:
     if "not recorded" in facts:
         print(f"pmviz record: not recorded: {facts['not recorded']}", file=sys.stderr)
     return 0
+
+
+def _wait_stoppable(rec: Any) -> Any:
+    """``rec.wait()`` while SIGINT (Ctrl-C) and SIGTERM ask the recording to end: its files
+    are then finished normally, whatever ended it.
+    """
+    handlers = {
+        signal.SIGINT: lambda *_: rec.request_stop("interrupted (SIGINT)"),
+        signal.SIGTERM: lambda *_: rec.request_stop("terminated (SIGTERM)"),
+    }
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
+    try:
+        return rec.wait()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
