@@ -123,6 +123,37 @@ def test_signal_finalises_the_file(tmp_path, sig):
     )
 
 
+def test_signal_finalises_a_session(tmp_path):
+    """``--follow-children``: SIGTERM ends the session; every capture and the process table
+    are finished, the attached tree is left running."""
+    out = tmp_path / "t.pmviz"
+    child = subprocess.Popen([sys.executable, "-c", SLEEPER])
+    try:
+        rec = subprocess.Popen(
+            [sys.executable, "-m", "pmviz", "record", "--pid", str(child.pid),
+             "--follow-children", "-i", "20ms", "--writes", "none", "-o", str(out)],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        part = out / f"pid={child.pid}" / "snapshots"
+        while not part.is_dir() or not os.listdir(part):
+            assert time.monotonic() < deadline and rec.poll() is None
+            time.sleep(0.05)
+        rec.send_signal(signal.SIGTERM)
+        _, err = rec.communicate(timeout=30)
+        assert rec.returncode == 0, err
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
+    import pmviz
+
+    s = pmviz.open(out)
+    assert s.meta["end_reason"] == "terminated (SIGTERM)"
+    cap = s.capture(child.pid)
+    assert cap.complete and cap.n_snapshots >= 1
+
+
 def test_info_names_a_damaged_part_and_lenient_skips_it(tmp_path, capsys):
     from pmviz.capture import Capture, CaptureMeta
     from pmviz.regions import Regions
