@@ -530,7 +530,7 @@ def test_tick_series(tree):
     assert wr.values[:, g].sum() >= 2 * tw.PAGE
     df = res.to_pandas()
     assert list(df.columns) == s.pids and len(df) == res.ticks.size
-    assert "TickSeries (resident)" in repr(res)
+    assert "ProcessSeries (resident)" in repr(res) and "ticks" in repr(res)
 
 
 def test_accounting_per_tick(tmp_path):

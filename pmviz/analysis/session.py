@@ -16,7 +16,7 @@ import numpy as np
 
 from ..capture import Capture
 from ._html import Summary, human_bytes
-from .ticks import tick_series
+from .ticks import ProcessSeries, tick_series
 from .working_set import working_set_size
 
 if TYPE_CHECKING:
@@ -149,28 +149,6 @@ def tree_totals(accounting: Any) -> TreeTotals:
 # -- per-process series -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, repr=False)
-class ProcessSeries(Summary):
-    """Bytes per process over time: ``values[tick, process]``, 0 where a process is absent."""
-
-    time: np.ndarray
-    time_ns: np.ndarray
-    pids: np.ndarray
-    values: np.ndarray
-    what: str
-
-    def _title(self) -> str:
-        return f"ProcessSeries ({self.what})"
-
-    def _rows(self) -> dict[str, str]:
-        peak = self.values.sum(axis=1).max(initial=0)
-        return {
-            "ticks": f"{self.time.size:,}",
-            "processes": f"{self.pids.size:,}",
-            "sum over processes (max)": human_bytes(int(peak)),
-        }
-
-
 def accounting_series(accounting: Any, column: str = "counted_bytes") -> ProcessSeries:
     """One accounting column as a ticks x processes matrix (for stacked plots).
 
@@ -216,8 +194,7 @@ def process_series(
     if time_ns is None and not isinstance(captures, Mapping) and hasattr(captures, "meta"):
         # A session: its processes tick on one schedule, so every snapshot has its tick's
         # row (pmviz.analysis.ticks); no resampling needed.
-        ts = tick_series(captures, what)
-        return ProcessSeries(ts.time, ts.time_ns, ts.pids, ts.values, what)
+        return tick_series(captures, what)
     caps = _captures(captures)
     pids = np.array(sorted(caps), dtype=np.int64)
     per = []

@@ -16,46 +16,47 @@ import numpy as np
 from ._html import Summary, human_bytes
 from .working_set import working_set_size
 
-__all__ = ["TickSeries", "tick_series", "WHATS"]
+__all__ = ["ProcessSeries", "tick_series", "WHATS"]
 
 WHATS = ("resident", "swapped", "written")
 
 
 @dataclass(frozen=True, repr=False)
-class TickSeries(Summary):
-    """``values[tick, j]``: bytes of process ``pids[j]`` at tick ``ticks[tick]``.
+class ProcessSeries(Summary):
+    """Bytes per process over time: ``values[row, j]`` of process ``pids[j]``.
 
-    ``time_ns`` is each tick's deadline (``CLOCK_MONOTONIC``), ``time`` seconds from the
-    session's start. Resident and swapped bytes are those of the process's snapshot of that
-    tick; written bytes are those written since its previous snapshot. 0 where the process
-    has no snapshot at the tick (not yet, no longer, or a skipped tick).
+    ``time_ns`` is each row's time (``CLOCK_MONOTONIC``), ``time`` seconds from the first
+    row. From a session (:func:`tick_series`) a row is a tick of its common schedule and
+    ``ticks`` numbers them: resident and swapped bytes are those of the process's snapshot
+    of that tick, written bytes those written since its previous snapshot, 0 where the
+    process has no snapshot at the tick (not yet, no longer, or a skipped tick).
     """
 
-    ticks: np.ndarray
-    time_ns: np.ndarray
     time: np.ndarray
+    time_ns: np.ndarray
     pids: np.ndarray
     values: np.ndarray
     what: str
+    ticks: np.ndarray | None = None
 
     def _title(self) -> str:
-        return f"TickSeries ({self.what})"
+        return f"ProcessSeries ({self.what})"
 
     def _rows(self) -> dict[str, str]:
-        total = self.values.sum(axis=1)
+        total = self.total()
         return {
-            "ticks": f"{self.ticks.size:,}",
+            "ticks" if self.ticks is not None else "times": f"{self.time.size:,}",
             "processes": f"{self.pids.size:,}",
             "sum over processes (max / last)": f"{human_bytes(int(total.max(initial=0)))} / "
             f"{human_bytes(int(total[-1])) if total.size else '—'}",
         }
 
     def total(self) -> np.ndarray:
-        """Sum over processes, per tick (a naive sum: shared pages count once per mapper)."""
+        """Sum over processes, per row (a naive sum: shared pages count once per mapper)."""
         return self.values.sum(axis=1)
 
     def to_pandas(self):  # noqa: ANN201 - pandas is optional
-        """A DataFrame: one row per tick (index: seconds), one column per pid."""
+        """A DataFrame: one row per time (index: seconds), one column per pid."""
         import pandas as pd
 
         return pd.DataFrame(
@@ -63,7 +64,7 @@ class TickSeries(Summary):
         )
 
 
-def tick_series(session: Any, what: str = "resident") -> TickSeries:
+def tick_series(session: Any, what: str = "resident") -> ProcessSeries:
     """Resident, swapped or written bytes of every recorded process of a session, per tick.
 
     Parameters
@@ -76,7 +77,8 @@ def tick_series(session: Any, what: str = "resident") -> TickSeries:
 
     Returns
     -------
-    TickSeries
+    ProcessSeries
+        With ``ticks``: one row per tick of the session's schedule.
     """
     if what not in WHATS:
         raise ValueError(f"what must be one of {WHATS}, got {what!r}")
@@ -96,4 +98,6 @@ def tick_series(session: Any, what: str = "resident") -> TickSeries:
         values[k, j] = v  # (one snapshot per tick at most: the recorders skip, never double)
     ticks = np.arange(n, dtype=np.int64)
     time_ns = t0 + ticks * step
-    return TickSeries(ticks, time_ns, (time_ns - t0) / 1e9, np.array(pids, np.int64), values, what)
+    return ProcessSeries(
+        (time_ns - t0) / 1e9, time_ns, np.array(pids, np.int64), values, what, ticks=ticks
+    )

@@ -370,7 +370,8 @@ class Session:
     # -- tree-wide analyses (pmviz.analysis.ticks) --------------------------------------------
     def resident_series(self) -> Any:
         """Resident bytes of every recorded process per tick of the common schedule
-        (:class:`pmviz.analysis.ticks.TickSeries`: ``values[tick, process]``, ``to_pandas()``).
+        (:class:`pmviz.analysis.ProcessSeries` with ``ticks``: ``values[tick, process]``,
+        ``to_pandas()``).
         """
         from ..analysis.ticks import tick_series  # (analysis sits above storage: on use)
 
