@@ -9,6 +9,7 @@ from typing import Literal
 
 from ._kernel import pagemap_scan as pms
 from ._kernel import procfs
+from ._kernel.closing import Closing
 from ._kernel.process import ProcessHandle
 from ._kernel.procfs import Pid
 from .categories import ALL_CATEGORIES, Category, category_names
@@ -73,7 +74,7 @@ def _check_mask(mask: Mask, supported: int) -> None:
             )
 
 
-class Pagemap:
+class Pagemap(Closing):
     """An open ``/proc/PID/pagemap`` for repeated scans (the recorder keeps one per target).
 
     Parameters
@@ -135,18 +136,6 @@ class Pagemap:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-    def __enter__(self) -> Pagemap:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 def check_scan_args(

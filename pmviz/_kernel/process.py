@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..errors import NoSuchProcess
 from . import procfs
+from .closing import Closing
 
 __all__ = ["ProcStat", "ProcessHandle", "parse_stat", "read_stat", "tgkill"]
 
@@ -63,7 +64,7 @@ def tgkill(tgid: int, tid: int, sig: int) -> None:
         raise OSError(err, f"tgkill({tgid}, {tid}, {sig}): {os.strerror(err)}")
 
 
-class ProcessHandle:
+class ProcessHandle(Closing):
     """A process held by pidfd, identified by (pid, start time); never confused with a
     process that later reuses its pid.
 
@@ -158,15 +159,6 @@ class ProcessHandle:
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
-
-    def __enter__(self) -> ProcessHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<ProcessHandle pid={self.pid} starttime={self.starttime}>"

@@ -33,6 +33,7 @@ import numpy as np
 
 from .._intervals import union_columns
 from .._kernel import madvise, procfs
+from .._kernel.closing import Closing
 from .._kernel.pagemap_scan import PAGE_SHIFT, PAGE_SIZE
 from .._kernel.procfs import Pid
 from ..categories import Category as C
@@ -76,7 +77,7 @@ def _runs(addr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return addr[first], n.astype(np.uint64) << _SHIFT
 
 
-class AccessProbe:
+class AccessProbe(Closing):
     """Estimate which pages a process accesses by paging out a random sample (see module doc).
 
     Creating it pages out the first sample; each :meth:`collect` reports what came back and
@@ -311,14 +312,3 @@ class AccessProbe:
         if pm is not None:
             pm.close()
 
-    def __enter__(self) -> AccessProbe:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass

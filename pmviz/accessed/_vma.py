@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from .._kernel import procfs
+from .._kernel.closing import Closing
 from .._kernel.procfs import Pid
 from ..errors import Error, UnsupportedKernel
 from ._samples import REFERENCED_DTYPE, AccessSample
@@ -67,7 +68,7 @@ def parse_smaps(text: bytes) -> np.ndarray:
     return out
 
 
-class VmaReferenced:
+class VmaReferenced(Closing):
     """Bytes each VMA of a process referenced between calls of :meth:`collect`.
 
     Creating it clears the accessed bits (the first :meth:`collect` counts from then); every
@@ -174,14 +175,3 @@ class VmaReferenced:
                 os.close(fd)
                 setattr(self, name, -1)
 
-    def __enter__(self) -> VmaReferenced:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
