@@ -147,18 +147,27 @@ def test_tree_written_sets_exact(tree):
         assert got == set(tw.WRITES[role]), (role, sorted(got))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="whole-process uffd-wp tracking registers private writable (rw-p) VMAs only "
-    "(pmviz.tracking: 'Shared mappings are tracked only when named in ranges'), so writes "
-    "to a MAP_SHARED memfd are in no written set; docs/sessions.md lists it",
-)
 def test_tree_shared_memfd_writes(tree):
+    """Writes through a MAP_SHARED memfd: each writer's set is exactly its own pages (a page
+    two processes wrote is in both), and the session counts each written page once."""
     s, info, _ = tree
-    for role in ("root", "A"):
+    for role in ("root", "A", "G"):
         cap = s.capture(info[role]["pid"])
         got = _written_pages(cap, info[role]["shm"], tw.SHM_PAGES)
         assert got == set(tw.SHM_WRITES[role]), (role, "memfd", sorted(got))
+    from pmviz.analysis import shared_writes
+
+    sw = shared_writes(s)
+    mine = {r: sw.pids.tolist().index(info[r]["pid"]) for r in ("root", "A", "G")}
+    for role, j in mine.items():
+        assert sw.shared[:, j].sum() == len(tw.SHM_WRITES[role]) * tw.PAGE, role
+    distinct = set().union(*(tw.SHM_WRITES[r] for r in mine))
+    assert sw.shared_once == len(distinct) * tw.PAGE
+    assert sw.shared_sum == sum(len(tw.SHM_WRITES[r]) for r in mine) * tw.PAGE
+    # the tree's written bytes count every shared page once per tick: a page with two
+    # writers in one tick is in both co_written columns and once in tree_written
+    assert sw.written.sum() - sw.tree_written.sum() == sw.co_written.sum() // 2
+    assert "distinct shared bytes written" in repr(sw)
 
 
 def test_tree_events(tree):

@@ -236,3 +236,29 @@ def test_anonymize_session_renumbers_and_scrubs(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert pmviz.open(str(tmp_path / "cli.pmviz")).pids == [1000, 1001]
+
+
+def test_shared_pages_counted_once_per_tick_and_attributed_to_each_writer():
+    from pmviz.analysis.session import _PIECE, _count_once
+
+    def piece(tick, proc, inode, lo, pages):
+        p = np.zeros(1, _PIECE)
+        p["snap"], p["proc"], p["dev"], p["inode"], p["lo"], p["pages"] = (
+            tick, proc, 1, inode, lo, pages
+        )  # fmt: skip
+        return p
+
+    p = np.concatenate(
+        [
+            piece(0, 0, 7, 0, 4),  # process 0 writes file 7 pages 0-3 in tick 0
+            piece(0, 1, 7, 2, 4),  # process 1 pages 2-5: pages 2, 3 have two writers
+            piece(0, 1, 7, 3, 1),  # (a page reported twice by one process counts once)
+            piece(0, 2, 8, 2, 4),  # another file: same offsets, other pages
+            piece(1, 0, 7, 2, 1),  # tick 1: only process 0 writes page 2
+        ]
+    )
+    once, co = _count_once(p, 3, 2, by_tick=True)
+    assert once.tolist() == [6 + 4, 1]
+    assert co.tolist() == [[2, 2, 0], [0, 0, 0]]
+    total, _ = _count_once(p, 3, 1, by_tick=False)
+    assert total.tolist() == [10]  # tick 1's page was written in tick 0 already

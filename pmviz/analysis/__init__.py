@@ -27,10 +27,12 @@ from .sanitizers import (
 from .session import (
     ProcessSeries,
     ProcessTree,
+    SharedWrites,
     TreeTotals,
     accounting_series,
     process_series,
     process_tree,
+    shared_writes,
     tree_totals,
 )
 from .sparsity import Sparsity, sparsity
@@ -89,4 +91,6 @@ __all__ = [
     "process_series",
     "ProcessTree",
     "process_tree",
+    "SharedWrites",
+    "shared_writes",
 ]

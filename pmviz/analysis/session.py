@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import _intervals as iv
+from .._intervals import concat_aranges
 from ..capture import Capture
 from ._html import Summary, human_bytes
 from .ticks import ProcessSeries, tick_series
@@ -30,6 +32,8 @@ __all__ = [
     "process_series",
     "ProcessTree",
     "process_tree",
+    "SharedWrites",
+    "shared_writes",
     "short_command",
 ]
 
@@ -144,6 +148,226 @@ def tree_totals(accounting: Any) -> TreeTotals:
         shared_written=total("shared_written_bytes") if has_written else None,
         mode=mode,
     )
+
+
+# -- writes to shared memory ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class SharedWrites(Summary):
+    """Written bytes per tick and process, with pages of shared memory counted once.
+
+    A page of ``MAP_SHARED`` memory (memfd, POSIX/SysV shm, shared anonymous memory, a shared
+    file) written by several processes is in every writer's written set; here it is
+    identified by its file and page offset (from each VMA's device, inode and offset), so it
+    is attributed to every writer (``co_written``) and counted once tree-wide
+    (``tree_written``). Private pages are never shared once written (a write breaks
+    copy-on-write), so they count for their process alone.
+
+    Attributes
+    ----------
+    time, time_ns : numpy.ndarray
+        The session's ticks (seconds from its start; ``CLOCK_MONOTONIC``).
+    pids : numpy.ndarray
+    written : numpy.ndarray
+        ``[tick, process]``: bytes written since the process's previous snapshot.
+    shared : numpy.ndarray
+        ``[tick, process]``: of those, bytes written through shared mappings.
+    co_written : numpy.ndarray
+        ``[tick, process]``: of those, bytes of pages another process of the session wrote
+        in the same tick too.
+    tree_written : numpy.ndarray
+        ``[tick]``: bytes written by the session, every shared page once.
+    shared_once, shared_sum : int
+        Over the whole session: distinct bytes of shared memory written by any process, and
+        the sum over processes of the distinct shared bytes each wrote.
+    """
+
+    time: np.ndarray
+    time_ns: np.ndarray
+    pids: np.ndarray
+    written: np.ndarray
+    shared: np.ndarray
+    co_written: np.ndarray
+    tree_written: np.ndarray
+    shared_once: int
+    shared_sum: int
+
+    def _rows(self) -> dict[str, str]:
+        return {
+            "ticks x processes": f"{self.time.size:,} x {self.pids.size:,}",
+            "written, summed over processes": human_bytes(int(self.written.sum())),
+            "written, every page once": human_bytes(int(self.tree_written.sum())),
+            "of it through shared mappings": human_bytes(int(self.shared.sum())),
+            "shared pages written by several in one tick": human_bytes(int(self.co_written.sum())),
+            "distinct shared bytes written (session)": f"{human_bytes(self.shared_once)} "
+            f"(each writer's summed: {human_bytes(self.shared_sum)})",
+        }
+
+
+def shared_writes(session: Any) -> SharedWrites:
+    """Who wrote which pages of shared memory, and the session's writes counted once.
+
+    Parameters
+    ----------
+    session : Session
+        A session recorded with write tracking (``pmviz.open(path)`` or a recorder's live
+        ``.session``). A process recorded without it contributes nothing (its
+        ``writes_reason`` in ``session.processes`` says why).
+
+    Returns
+    -------
+    SharedWrites
+
+    Notes
+    -----
+    Pages are matched by file identity, as ``/proc/PID/maps`` gives it: ``(device, inode,
+    page offset)``. That is exact for every shared mapping of memory, shmem and memfd
+    included (each has its own inode); it needs no PFN and no root.
+    """
+    from ._stream import row_chunks
+
+    t0 = int(session.meta["schedule_start_ns"])
+    step = int(session.meta["interval_ns"])
+    if step <= 0:
+        raise ValueError("the session has no tick schedule (interval 0)")
+    pids: list[int] = []
+    per: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    pieces: list[np.ndarray] = []
+    page = 4096
+    for j, (pid, cap) in enumerate(session.captures()):  # one capture at a time
+        page = cap.page_size
+        pids.append(pid)
+        k = (np.asarray(cap.time_ns, np.int64) - t0) // step
+        total = np.zeros(k.size, np.int64)
+        shared = np.zeros(k.size, np.int64)
+        if cap.has_written:
+            for first, rows, off in row_chunks(cap, "written"):
+                snap = np.repeat(np.arange(first, first + off.size - 1), np.diff(off))
+                nbytes = (rows["end"] - rows["start"]).astype(np.int64)
+                total += np.bincount(snap, nbytes, k.size).astype(np.int64)
+                got = _shared_pieces(cap, rows, snap, page)
+                if got.size:
+                    shared += np.bincount(got["snap"], got["pages"] * page, k.size).astype(np.int64)
+                    got["snap"] = k[got["snap"]]  # from here on: ticks
+                    got["proc"] = j
+                    pieces.append(got)
+        per.append((k, total, shared))
+    n = max((int(k.max()) + 1 for k, _, _ in per if k.size), default=0)
+    written = np.zeros((n, len(pids)), np.int64)
+    shared = np.zeros((n, len(pids)), np.int64)
+    for j, (k, tot, sh) in enumerate(per):
+        written[k, j], shared[k, j] = tot, sh
+    all_pieces = np.concatenate(pieces) if pieces else np.zeros(0, _PIECE)
+    once, co = _count_once(all_pieces, len(pids), n, by_tick=True)
+    once_total, _ = _count_once(all_pieces, len(pids), 1, by_tick=False)
+    per_proc_sum = sum(
+        int(_count_once(all_pieces[all_pieces["proc"] == j], len(pids), 1, by_tick=False)[0][0])
+        for j in range(len(pids))
+    )
+    ticks = np.arange(n, dtype=np.int64)
+    time_ns = t0 + ticks * step
+    return SharedWrites(
+        time=(time_ns - t0) / 1e9,
+        time_ns=time_ns,
+        pids=np.array(pids, np.int64),
+        written=written,
+        shared=shared,
+        co_written=co * page,
+        tree_written=(written - shared).sum(axis=1) + once * page,
+        shared_once=int(once_total[0]) * page if once_total.size else 0,
+        shared_sum=per_proc_sum * page,
+    )
+
+
+_PIECE = np.dtype(
+    [("snap", "<i8"), ("proc", "<i8"), ("dev", "<u8"), ("inode", "<u8"), ("lo", "<u8"),
+     ("pages", "<i8")]
+)  # fmt: skip
+
+
+def _shared_pieces(cap: Capture, rows: np.ndarray, snap: np.ndarray, page: int) -> np.ndarray:
+    """The parts of written ``rows`` (of snapshots ``snap``) in shared VMAs, as file pages."""
+    out = []
+    vidx = np.asarray(cap.vma_index, np.int64)[snap]
+    for t in np.unique(vidx).tolist():  # one VMA table at a time (tables change rarely)
+        v = cap.vma_tables[t].array
+        v = v[np.char.endswith(v["perms"], b"s")]
+        if not len(v):
+            continue
+        sel = np.flatnonzero(vidx == t)
+        r, s = rows[sel], snap[sel]
+        # the shared VMAs each row meets (a run may span adjacent VMAs): VMAs are sorted
+        lo = np.searchsorted(v["end"], r["start"], side="right")
+        hi = np.searchsorted(v["start"], r["end"], side="left")
+        cnt = np.maximum(hi - lo, 0)
+        ri = np.repeat(np.arange(len(r)), cnt)
+        vi = concat_aranges(lo, cnt)
+        a = np.maximum(r["start"][ri], v["start"][vi])
+        b = np.minimum(r["end"][ri], v["end"][vi])
+        ok = b > a
+        ri, vi, a, b = ri[ok], vi[ok], a[ok], b[ok]
+        got = np.zeros(len(ri), _PIECE)
+        got["snap"] = s[ri]
+        got["dev"] = (v["dev_major"][vi].astype(np.uint64) << np.uint64(32)) | v["dev_minor"][vi]
+        got["inode"] = v["inode"][vi]
+        got["lo"] = v["offset"][vi] // np.uint64(page) + (a - v["start"][vi]) // np.uint64(page)
+        got["pages"] = ((b - a) // np.uint64(page)).astype(np.int64)
+        out.append(got)
+    return np.concatenate(out) if out else np.zeros(0, _PIECE)
+
+
+def _count_once(
+    p: np.ndarray, n_proc: int, n_ticks: int, *, by_tick: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct file pages written per tick, and per tick and process those another process
+    wrote too (``by_tick=False``: one "tick", the whole session).
+
+    Every (tick, file) group gets its own stretch of one coordinate line, so that interval
+    unions and coverage counts of all groups are one sort and one cumulative sum.
+    """
+    once = np.zeros(n_ticks, np.int64)
+    co = np.zeros((n_ticks, n_proc), np.int64)
+    if not len(p):
+        return once, co
+    tick = p["snap"] if by_tick else np.zeros(len(p), np.int64)
+    _, group = np.unique(np.stack([tick.astype(np.uint64), p["dev"], p["inode"]]), axis=1,
+                         return_inverse=True)  # fmt: skip
+    group = group.reshape(-1).astype(np.uint64)
+    span = int((p["lo"] + p["pages"].astype(np.uint64)).max()) + 1
+    if (int(group.max()) + 1) * span >= 1 << 63:
+        raise ValueError("too many distinct files x ticks to count shared pages at once")
+    start = group * np.uint64(span) + p["lo"]
+    end = start + p["pages"].astype(np.uint64)
+    group_tick = np.zeros(int(group.max()) + 1, np.int64)
+    group_tick[group.astype(np.int64)] = tick
+    # each process's own pages once (it may report a page in several rows of one tick)
+    mine = []
+    for j in range(n_proc):
+        sel = p["proc"] == j
+        if sel.any():
+            o = np.argsort(start[sel], kind="stable")
+            mine.append((j, iv.union(iv.as_pairs(start[sel][o], end[sel][o]))))
+    starts = np.concatenate([u[:, 0] for _, u in mine])
+    ends = np.concatenate([u[:, 1] for _, u in mine])
+    edges = np.unique(np.concatenate([starts, ends]))
+    cover = np.cumsum(
+        np.bincount(np.searchsorted(edges, starts), minlength=edges.size)
+        - np.bincount(np.searchsorted(edges, ends), minlength=edges.size)
+    )[:-1]  # processes covering [edges[i], edges[i + 1])
+    seg_lo, seg_hi = edges[:-1], edges[1:]
+    seg_tick = group_tick[(seg_lo // np.uint64(span)).astype(np.int64)]
+    seg_len = (seg_hi - seg_lo).astype(np.int64)
+    once += np.bincount(seg_tick[cover >= 1], seg_len[cover >= 1], n_ticks).astype(np.int64)
+    multi = iv.as_pairs(seg_lo[cover >= 2], seg_hi[cover >= 2])
+    for j, u in mine:
+        both = iv.intersect(u, multi)
+        if len(both):
+            t = group_tick[(both[:, 0] // np.uint64(span)).astype(np.int64)]
+            co[:, j] += np.bincount(t, (both[:, 1] - both[:, 0]).astype(np.int64), n_ticks).astype(
+                np.int64
+            )
+    return once, co
 
 
 # -- per-process series -------------------------------------------------------------------------

@@ -80,8 +80,9 @@ class WriteTracker(UffdTracker):
     Parameters
     ----------
     ranges : optional
-        ``None`` (default): every private writable VMA of this process, including VMAs that
-        appear later (new mmaps, heap growth, thread stacks). Otherwise what to track: a
+        ``None`` (default): every writable VMA of memory of this process, private or shared
+        (memfd, shm, shared files; not device or kernel-object mappings), including VMAs
+        that appear later (new mmaps, heap growth, thread stacks). Otherwise what to track: a
         numpy array or other buffer, a ``(start, end)`` tuple, a ``Regions``/``Vmas``, or an
         iterable of tuples and buffers; VMAs that appear later inside these ranges are
         picked up too. Buffers cover the whole pages their bytes lie on.
@@ -109,9 +110,13 @@ class WriteTracker(UffdTracker):
     page as written (spec §3.8), pmviz does not, and re-arms it so later collects stay exact.
     Memory that became trackable during the interval (a new mapping, heap growth, a VMA
     moved by ``mremap``, which drops the registration) is reported by content: its present
-    anonymous pages other than the zero page, and its swapped pages. Shared mappings are
-    tracked only when named in ``ranges``. Memory another userfaultfd registered is left
-    alone and listed in ``skipped``.
+    anonymous pages other than the zero page, and its swapped pages. Shared memory is
+    tracked per mapper: a write through this process's mapping is in its written set, a
+    write by another process to the same page is not (the write-protect bit is in each
+    process's own page table). A written shared page that the kernel drops from this
+    process's page table before the harvest (reclaim of shmem or page cache) reads as
+    unmapped then, and is not reported. Memory another userfaultfd registered is left alone
+    and listed in ``skipped``.
 
     Cost per collect: a maps read (whole-process mode only), one scan to find new VMAs, one
     ``PM_SCAN_WP_MATCHING`` scan through the kernel's WRITTEN fast path, and one plain scan of

@@ -148,8 +148,8 @@ class UffdTracker:
     uffd_fd : int
         A userfaultfd of that process's mm, ``UFFDIO_API`` done with WP_ASYNC.
     ranges : optional
-        What to track (see :func:`pmviz.tracking.as_ranges`); ``None`` = every private
-        writable VMA, now and later.
+        What to track (see :func:`pmviz.tracking.as_ranges`); ``None`` = every writable VMA
+        of memory, private or shared (``VmaRows.trackable``), now and later.
     owns_fd : bool
         Close ``uffd_fd`` in :meth:`close` (closing drops all write-protect state).
     max_vma_bytes : int or None
@@ -271,7 +271,7 @@ class UffdTracker:
         """Memory that should be tracked now, as pairs plus the VMA index of each."""
         if self._ranges is not None:
             return iv.intersect_indexed(vmas.pairs, self._ranges)
-        idx = vmas.writable_private()
+        idx = vmas.trackable()
         pairs = vmas.pairs[idx]
         if self.max_vma_bytes is not None:
             big = (pairs[:, 1] - pairs[:, 0]) > self.max_vma_bytes

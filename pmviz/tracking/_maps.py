@@ -27,10 +27,26 @@ class VmaRows(NamedTuple):
         parts = self.lines[i].split(None, 5)
         return parts[5].decode(errors="replace") if len(parts) > 5 else ""
 
-    def writable_private(self) -> np.ndarray:
-        """Indices of ``rw?p`` VMAs: what whole-process tracking registers."""
+    def trackable(self) -> np.ndarray:
+        """Indices of the VMAs whole-process tracking registers: every writable one (``rw?p``,
+        ``rw?s``) except shared mappings of devices and kernel objects.
+
+        Async write-protect registers any memory type (``vma_can_userfault`` allows every
+        VMA when WP is the only mode and ``UFFD_FEATURE_WP_ASYNC`` is on, Linux 6.7+), so
+        writes through ``MAP_SHARED`` memory -- memfd, POSIX and SysV shm, shared anonymous
+        memory, shared files -- are tracked per process: the write-protect bit lives in each
+        mapper's own page table, and a page two processes write is in both written sets.
+        A shared mapping of a device (``/dev/dri/...``) or of a kernel object
+        (``anon_inode:[io_uring]``, ``[perf_event]``, bpf maps) is driver memory whose faults
+        the driver handles: it is never registered.
+        """
         p = self.perms
-        return np.flatnonzero(np.char.startswith(p, b"rw") & np.char.endswith(p, b"p"))
+        writable = np.char.startswith(p, b"rw")
+        shared = np.flatnonzero(writable & np.char.endswith(p, b"s"))
+        keep = writable & np.char.endswith(p, b"p")
+        for i in shared.tolist():  # few: shared writable mappings are rare
+            keep[i] = _shared_memory(self.lines[i])
+        return np.flatnonzero(keep)
 
 
 def read_vma_rows(pid: Pid, process: ProcessHandle | None = None) -> VmaRows:
@@ -61,3 +77,14 @@ def parse_vma_rows(raw: bytes) -> VmaRows:
         perms.append(perm)
     pairs = np.array(bounds, dtype=np.uint64).reshape(-1, 2)
     return VmaRows(pairs, np.array(perms, dtype="S4"), lines)
+
+
+def _shared_memory(line: bytes) -> bool:
+    """A shared mapping of memory (shmem or a file), not of a device or kernel object."""
+    parts = line.split(None, 5)
+    path = parts[5] if len(parts) > 5 else b""
+    if path.startswith((b"anon_inode:", b"[")):
+        return False
+    if path.startswith(b"/dev/"):
+        return path.startswith((b"/dev/shm/", b"/dev/zero"))
+    return True

@@ -2,7 +2,7 @@
 
 Design: the child (``python -m pmviz.tracking ARGV``) creates a userfaultfd with async WP,
 hands it to the parent over a ``SOCK_SEQPACKET`` socketpair (``SCM_RIGHTS``), closes its own
-copy and waits. The parent registers and arms every private writable VMA of the child
+copy and waits. The parent registers and arms every writable VMA of memory of the child
 *through that uffd* — ``UFFDIO_REGISTER`` and ``PAGEMAP_SCAN`` act on the uffd's mm and on the
 pagemap's process, not on the caller's — and then lets the child run the script. New VMAs of
 the child (mmaps, heap growth, thread stacks) need no handshake: every ``collect()`` reads the

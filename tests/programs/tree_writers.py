@@ -26,7 +26,8 @@ BUF_PAGES = 64
 SHM_PAGES = 16
 PAGE = mmap.PAGESIZE
 WRITES = {"root": [0, 5, 6, 7], "A": [1, 10, 11], "G": [2, 20], "B": [3, 4, 30]}
-SHM_WRITES = {"root": [8, 9], "A": [0, 1, 2, 3], "G": [], "B": []}
+# pages 2 and 3 of the memfd have two writers each: in both written sets, counted once
+SHM_WRITES = {"root": [2, 8, 9], "A": [0, 1, 2, 3], "G": [3], "B": []}
 EXIT = {"root": 0, "A": 11, "G": 13, "B": 12}
 
 
