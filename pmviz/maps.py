@@ -116,6 +116,21 @@ def _mark_shadow(a: np.ndarray) -> None:
             a["kind"][inside] = VmaKind.SHADOW
 
 
+def is_shared_memory_path(path: str | bytes) -> bool:
+    """Whether a ``MAP_SHARED`` mapping with this maps path is memory write tracking may arm.
+
+    Shared memory (memfd, POSIX/SysV shm, shared anonymous memory: ``/dev/zero``) and shared
+    files are; a device (``/dev/dri/...``) or a kernel object (``anon_inode:[io_uring]``,
+    ``[perf_event]``, bpf maps) is driver memory whose faults the driver handles: never.
+    """
+    p = path.encode(errors="surrogateescape") if isinstance(path, str) else path
+    if p.startswith((b"anon_inode:", b"[")):
+        return False
+    if p.startswith(b"/dev/"):
+        return p.startswith((b"/dev/shm/", b"/dev/zero"))
+    return True
+
+
 class Vmas:
     """A VMA table: one structured array (``VMA_DTYPE``) plus a parallel array of paths.
 
@@ -183,10 +198,21 @@ class Vmas:
         return int((self.array["end"] - self.array["start"]).sum())
 
     def writable_private(self) -> Vmas:
-        """VMAs that are ``rw-p``: what write tracking registers by default."""
+        """VMAs that are ``rw-p``."""
         p = self.array["perms"]
         sel = np.char.startswith(p, b"rw") & np.char.endswith(p, b"p")
         return self[sel]
+
+    def trackable(self) -> np.ndarray:
+        """Whether write tracking registers each VMA by default: writable memory, private or
+        shared (see :func:`is_shared_memory_path`).
+        """
+        p = self.array["perms"]
+        keep = np.char.startswith(p, b"rw")
+        shared = np.flatnonzero(keep & np.char.endswith(p, b"s"))
+        for i in shared.tolist():  # few: shared writable mappings are rare
+            keep[i] = is_shared_memory_path(self.paths[i])
+        return keep
 
     def find(self, addresses: np.ndarray | int) -> np.ndarray:
         """Index of the VMA holding each address, or -1 (vectorised, VMAs sorted by start)."""

@@ -114,8 +114,8 @@ class SoftDirtyTracker:
     pid : int or "self"
         The process; writing its ``clear_refs`` needs the same user (or root).
     ranges : optional
-        What to track (as in :class:`pmviz.WriteTracker`); ``None`` = every private writable
-        VMA. Note that ``clear_refs`` always clears the whole process.
+        What to track (as in :class:`pmviz.WriteTracker`); ``None`` = every writable VMA of
+        memory, private or shared. Note that ``clear_refs`` always clears the whole process.
     backend : {"auto", "ioctl", "pagemap"}
         ``PAGEMAP_SCAN`` with ``PAGE_IS_SOFT_DIRTY``, or the classic pagemap bit 55 (needed
         before Linux 6.7). ``"auto"`` picks the ioctl when the kernel has it.
@@ -227,10 +227,9 @@ def _candidates(vmas: Vmas, ranges: np.ndarray | None) -> list[tuple[int, int, b
     pairs = iv.as_pairs(vmas.start, vmas.end)
     shared = np.char.endswith(vmas.array["perms"], b"s")
     if ranges is None:
-        perms = vmas.array["perms"]
-        idx = np.flatnonzero(
-            np.char.startswith(perms, b"rw") & ~shared & (vmas.kind != VmaKind.VDSO)
-        )
+        # as uffd-wp tracking: writable memory, shared included (soft-dirty bits are per PTE
+        # too, so each mapper sees its own writes)
+        idx = np.flatnonzero(vmas.trackable() & (vmas.kind != VmaKind.VDSO))
         pieces = pairs[idx]
     else:
         pieces, idx = iv.intersect_indexed(pairs, ranges)

@@ -139,3 +139,28 @@ def test_shadow_needs_the_sanitizers_signature():
     arena = "10000000000-10000100000 rw-p 00000000 00:00 0\n"
     assert [VmaKind(k) for k in Vmas.parse(arena).kind] == [VmaKind.ANON]
     assert VmaKind(Vmas.parse(asan, detect_shadow=False).kind[2]) == VmaKind.ANON
+
+
+def test_trackable_takes_shared_memory_not_devices():
+    from pmviz.maps import is_shared_memory_path
+
+    lines = "\n".join(
+        [
+            "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ",
+            "7f0000001000-7f0000002000 rw-s 00000000 00:01 1024                       /memfd:pool (deleted)",
+            "7f0000002000-7f0000003000 rw-s 00000000 00:1a 7                          /dev/shm/psm_1",
+            "7f0000003000-7f0000004000 rw-s 00000000 00:01 2048                       /dev/zero (deleted)",
+            "7f0000004000-7f0000005000 rw-s 00001000 08:01 99                         /var/db/data.bin",
+            "7f0000005000-7f0000006000 rw-s 00000000 00:05 412                        /dev/dri/renderD128",
+            "7f0000006000-7f0000007000 rw-s 00000000 00:0f 13                         anon_inode:[io_uring]",
+            "7f0000007000-7f0000008000 r--s 00000000 00:01 4096                       /memfd:ro (deleted)",
+            "7f0000008000-7f0000009000 r--p 00000000 08:01 5                          /usr/lib/libc.so.6",
+        ]
+    )  # fmt: skip
+    v = Vmas.parse(lines)
+    assert v.trackable().tolist() == [True, True, True, True, True, False, False, False, False]
+    assert is_shared_memory_path(b"/SYSV00000000 (deleted)") and not is_shared_memory_path("[vvar]")
+    # the trackers' own maps reader makes the same choice from the raw lines
+    from pmviz.tracking._maps import parse_vma_rows
+
+    assert parse_vma_rows(lines.encode()).trackable().tolist() == [0, 1, 2, 3, 4]

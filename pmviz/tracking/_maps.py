@@ -14,6 +14,7 @@ import numpy as np
 from .._kernel import procfs
 from .._kernel.process import ProcessHandle
 from .._kernel.procfs import Pid
+from ..maps import is_shared_memory_path
 
 
 class VmaRows(NamedTuple):
@@ -36,9 +37,8 @@ class VmaRows(NamedTuple):
         writes through ``MAP_SHARED`` memory -- memfd, POSIX and SysV shm, shared anonymous
         memory, shared files -- are tracked per process: the write-protect bit lives in each
         mapper's own page table, and a page two processes write is in both written sets.
-        A shared mapping of a device (``/dev/dri/...``) or of a kernel object
-        (``anon_inode:[io_uring]``, ``[perf_event]``, bpf maps) is driver memory whose faults
-        the driver handles: it is never registered.
+        Shared mappings of devices and kernel objects are never registered
+        (:func:`pmviz.maps.is_shared_memory_path`).
         """
         p = self.perms
         writable = np.char.startswith(p, b"rw")
@@ -79,12 +79,7 @@ def parse_vma_rows(raw: bytes) -> VmaRows:
     return VmaRows(pairs, np.array(perms, dtype="S4"), lines)
 
 
+
 def _shared_memory(line: bytes) -> bool:
-    """A shared mapping of memory (shmem or a file), not of a device or kernel object."""
     parts = line.split(None, 5)
-    path = parts[5] if len(parts) > 5 else b""
-    if path.startswith((b"anon_inode:", b"[")):
-        return False
-    if path.startswith(b"/dev/"):
-        return path.startswith((b"/dev/shm/", b"/dev/zero"))
-    return True
+    return is_shared_memory_path(parts[5] if len(parts) > 5 else b"")
