@@ -522,3 +522,23 @@ def summarize_recording(path: str | os.PathLike[str]) -> CaptureSummary | None:
     except Exception as err:  # noqa: BLE001 - see above
         warnings.warn(f"{os.fspath(path)}: summary not written: {err}", PmvizWarning, stacklevel=2)
         return None
+
+
+def summarize_session_recording(path: str | os.PathLike[str]) -> int:
+    """Summarize every capture of a session a recording just finished (``scope="tree"`` ...).
+
+    Each process's capture gets its ``summary.parquet`` as a single recording's does, so a
+    fleet over sessions reads summaries, not raw parts. Never raises (as
+    :func:`summarize_recording`); returns how many captures were summarized.
+    """
+    from .storage import open_session
+
+    try:
+        rels = open_session(os.fspath(path)).processes.column("capture").to_pylist()
+    except Exception as err:  # noqa: BLE001 - see summarize_recording
+        warnings.warn(
+            f"{os.fspath(path)}: summaries not written: {err}", PmvizWarning, stacklevel=2
+        )
+        return 0
+    done = [summarize_recording(os.path.join(os.fspath(path), rel)) for rel in rels if rel]
+    return sum(d is not None for d in done)

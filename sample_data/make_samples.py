@@ -32,6 +32,7 @@ from pmviz.capture import Capture
 from pmviz.maps import Vmas
 from pmviz.storage import save
 from pmviz.storage.session_anonymize import anonymize_session
+from pmviz.summary import summarize_session_recording
 
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs"
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                     again = anonymize_session(str(out), str(Path(tmp) / "again.pmviz"))
                     shutil.rmtree(out)
                     shutil.copytree(again, out)
+                summarize_session_recording(out)
                 print(f"== {name}: {_du(out) / 1024:.0f} KiB (session)")
                 continue
             out = HERE / f"{name}.pmviz"
@@ -259,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"== {name}", flush=True)
                 out = HERE / f"{name}.pmviz"
                 anonymize_session(str(SESSIONS[name](Path(tmp))), str(out), overwrite=True)
+                summarize_session_recording(out)  # of the anonymized captures: no host name
                 session = pmviz.open(str(out))
                 print(f"   {len(session.pids)} processes, {_du(out) / 1024:.0f} KiB -> "
                       f"{out.relative_to(HERE.parent)}")  # fmt: skip

@@ -12,7 +12,7 @@ from .. import _units
 from ..errors import PmvizWarning, UnsupportedKernel
 from ..marks import record_marks
 from ..recorder import WRITES_CHOICES, Recorder
-from ..summary import summarize_recording
+from ..summary import summarize_recording, summarize_session_recording
 
 
 def parse_seconds(text: str) -> float:
@@ -270,6 +270,7 @@ def _run_session(args: argparse.Namespace, command: list[str]) -> int:
     )
     rec.start()
     session = _wait_stoppable(rec)
+    summarize_session_recording(args.out)  # summary.parquet per capture (pmviz fleet)
     facts = session.summary()
     print(
         f"pmviz record: session of {facts['processes']} written to {args.out} "

@@ -105,9 +105,13 @@ def record(
     )
     rec.start()
     try:
-        return rec.wait()
+        session = rec.wait()
     except KeyboardInterrupt:
-        return rec.stop("interrupted")
+        session = rec.stop("interrupted")
     finally:
         if rec.running:
             rec.stop("interrupted")
+    from ..summary import summarize_session_recording  # (analysis sits above the recorder)
+
+    summarize_session_recording(out)  # summary.parquet per capture, for fleet queries
+    return session
