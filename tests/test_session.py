@@ -457,6 +457,12 @@ def test_cli_follow_children_info_heatmap(tmp_path, capsys):
     s = pmviz.open(out)
     root, child = s.pids
     assert s.processes.to_pylist()[1]["exit_status"] == 3
+    # every process's capture is summarized for fleet queries, as a single recording is
+    import pyarrow.parquet as pq
+
+    for pid in (root, child):
+        summary = pq.read_table(os.path.join(out, f"pid={pid}", "summary.parquet"))
+        assert summary.column("n_snapshots")[0].as_py() == len(s.capture(pid))
     assert main(["info", out]) == 0
     text = capsys.readouterr().out
     assert f"{child:>8} {root:>8}" in text and "tree" in text and "--pid N" in text
