@@ -1,8 +1,9 @@
 """A self-contained HTML report of a session: the tree-wide view, then one section per process.
 
 The tree-wide section shows the process tree with sizes, the tree's resident memory counted
-once against the per-process sums, stacked resident and written bytes per process and small
-multiples of the per-process heatmaps; each process then gets the sections of a capture
+once against the per-process sums, stacked resident and written bytes per process, writes
+to shared memory (each writer's, and counted once) and small multiples of the per-process
+heatmaps; each process then gets the sections of a capture
 report (``pmviz.report``), one heading level down.
 """
 
@@ -103,6 +104,12 @@ def _tree_section(session: Any, pids: list[int]) -> str:
         series = sa.process_series(session, what)
         if series.values.any():
             parts.append(_png(_stacked(series, labels), (11, 4)))
+    if hasattr(session, "captures") and "interval_ns" in getattr(session, "meta", {}):
+        # (a recorded session: its processes share ticks) writes through shared memory,
+        # each writer's and counted once
+        shared = sa.shared_writes(session)
+        if shared.shared.any():
+            parts.append(shared._repr_html_())
     shown = pids
     if len(pids) > _MAX_PANELS:  # the largest processes by peak resident bytes
         series = sa.process_series(session, "resident")

@@ -178,6 +178,7 @@ def test_session_report_cli_on_the_sample(tmp_path):
     text = out.read_text()
     assert "The whole tree" in text and text.count("<h2 id='pid-") == 2
     assert "3 more processes not shown" in text
+    assert "SharedWrites" in text and "distinct shared bytes written" in text
 
 
 FORKER = """
