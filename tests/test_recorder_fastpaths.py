@@ -167,3 +167,59 @@ def test_region_tail_grows_keeping_only_the_rows_asked_for():
     assert grown[:4].tolist() == first[:4].tolist()
     again = b.region_tail(1 << 21)  # default: everything the buffer held is kept
     assert again[:4].tolist() == first[:4].tolist()
+
+
+@pytest.mark.kernel
+def test_uffd_tracking_reuses_the_recorders_maps_read(monkeypatch):
+    """With uffd-wp tracking the recorder reads maps once per snapshot and hands them to the
+    write source: the tracker itself reads maps only when it starts, and the written sets
+    are as exact as before."""
+    import subprocess
+    import sys
+    import time
+
+    import pmviz
+    from pmviz.tracking import _engine
+
+    f = pmviz.features()
+    if not (f.pagemap_scan and f.uffd_wp_async):
+        pytest.skip("needs PAGEMAP_SCAN and userfaultfd async write-protect")
+    reads = []
+    real = _engine.read_maps_bytes
+    monkeypatch.setattr(_engine, "read_maps_bytes", lambda *a: reads.append(1) or real(*a))
+    code = (
+        "import mmap, sys, time\n"
+        "m = mmap.mmap(-1, 64 * 4096)\n"
+        "print(hex(__import__('ctypes').addressof(__import__('ctypes').c_char.from_buffer(m))),"
+        " flush=True)\n"
+        "sys.stdin.readline()\n"
+        "for p in (3, 7, 8): m[p * 4096] = 1\n"
+        "print('done', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        lo = int(child.stdout.readline(), 16)
+        rec = pmviz.Recorder(child.pid, interval=0.02, writes="auto", progress=False).start()
+        while rec.capture.n_snapshots < 3:
+            time.sleep(0.005)
+        started = len(reads)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "done"
+        n = rec.capture.n_snapshots
+        while rec.capture.n_snapshots < n + 3:
+            time.sleep(0.005)
+        cap = rec.stop()
+        assert len(reads) == started  # no maps read of the tracker's own per snapshot
+        w = cap.written
+        pages = set()
+        for s, e in zip(w["start"].tolist(), w["end"].tolist()):
+            s, e = max(s, lo), min(e, lo + 64 * 4096)
+            pages.update(range((s - lo) // 4096, (e - lo) // 4096))
+        assert pages == {3, 7, 8}
+    finally:
+        child.stdin.close()
+        child.wait()

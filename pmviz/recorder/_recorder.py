@@ -489,6 +489,7 @@ class Recorder:
         if resolve is not None:
             from ..swapped import markers_only
         pure_last = False  # whether the last raw scan's resolution depended on it alone
+        shares_maps = bool(getattr(self._source, "takes_maps", False))
         try:
             while True:
                 deadline = t0 + tick * interval
@@ -511,12 +512,12 @@ class Recorder:
                     if raw is None:
                         n_rows, retries = self._scan_into(builder, room)
                         t_scanned = time.monotonic_ns()
-                        t_accessed = self._collect_access(builder, builder.region_tail(n_rows))
+                        self._collect_access(builder, builder.region_tail(n_rows))
                     else:
                         n_rows, retries = self._scan_into(raw, room)
                         t_scanned = time.monotonic_ns()
                         # (the probe reads the scan before swap resolution rewrites it)
-                        t_accessed = self._collect_access(builder, raw.region_tail(n_rows))
+                        self._collect_access(builder, raw.region_tail(n_rows))
                         # With no swap device on, every ambiguous page is a marker: the
                         # resolution depends on the raw scan alone, so a raw scan that repeats
                         # the last one resolves to the previous snapshot (no work at all).
@@ -537,11 +538,19 @@ class Recorder:
                             if resolved is not scanned:
                                 n_rows = len(resolved)
                                 builder.region_tail(n_rows, keep=0)[:] = resolved
+                    # maps first: a write source that takes them (uffd-wp) reads no maps
+                    # of its own for this snapshot
+                    new_raw, vmas = self._read_maps(maps_raw)
+                    t_maps = time.monotonic_ns()
                     written = None
                     if self._source is not None:
-                        written = self._source.collect().array
+                        written = (
+                            self._source.collect(maps=new_raw)
+                            if shares_maps
+                            else self._source.collect()
+                        ).array
+                    maps_raw = new_raw
                     t_collected = time.monotonic_ns()
-                    maps_raw, vmas = self._read_maps(maps_raw)
                 except NoSuchProcess:
                     if self._followed_exec(builder):
                         maps_raw = None
@@ -567,7 +576,7 @@ class Recorder:
                         "n_regions": n_rows,
                         "retries": retries,
                         "skipped_ticks": skipped,
-                        "collect_ns": t_collected - t_accessed,
+                        "collect_ns": t_collected - t_maps,
                         "snapshot_ns": time.monotonic_ns() - t_snap,
                     },
                 )

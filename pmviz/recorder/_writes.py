@@ -18,7 +18,11 @@ class WriteSource(Protocol):
     pid: int | str
 
     def collect(self) -> Regions:
-        """Pages written since the previous call."""
+        """Pages written since the previous call.
+
+        A source whose ``takes_maps`` is true is called as ``collect(maps=raw)`` with the
+        target's ``/proc/PID/maps`` that the recorder read for this snapshot.
+        """
         ...
 
     def close(self) -> None: ...

@@ -162,6 +162,7 @@ class UffdTracker:
     """
 
     mechanism = "uffd-wp"
+    takes_maps = True  # collect(maps=...) reuses the caller's maps read
 
     def __init__(
         self,
@@ -215,8 +216,14 @@ class UffdTracker:
     def closed(self) -> bool:
         return self._closed
 
-    def collect(self) -> Regions:
+    def collect(self, *, maps: bytes | None = None) -> Regions:
         """Pages written since the previous collect (or since tracking began), then re-arm.
+
+        Parameters
+        ----------
+        maps : bytes, optional
+            The target's ``/proc/PID/maps`` read just now by the caller (a recorder reads it
+            for each snapshot anyway): used instead of reading it again.
 
         Returns
         -------
@@ -233,7 +240,7 @@ class UffdTracker:
         with self._lock:
             if self._closed:
                 raise ValueError("collect() on a closed write tracker")
-            parts = self._track_new(first=False)
+            parts = self._track_new(first=False, maps=maps)
             parts += self._harvest_registered()
             return Regions(iv.union_regions(parts, _WRITTEN))
 
@@ -286,11 +293,13 @@ class UffdTracker:
             pairs, idx = pairs[~big], idx[~big]
         return pairs, idx
 
-    def _read_vmas(self) -> VmaRows:
-        """The target's VMAs; parsed again only when the maps file changed (each collect
-        reads it, and a steady process's maps repeat byte for byte).
+    def _read_vmas(self, raw: bytes | None = None) -> VmaRows:
+        """The target's VMAs (from ``raw`` maps when given); parsed again only when the maps
+        file changed (each collect reads it, and a steady process's maps repeat byte for
+        byte).
         """
-        raw = read_maps_bytes(self.pid, self._process)
+        if raw is None:
+            raw = read_maps_bytes(self.pid, self._process)
         cached = self._maps_cache
         if cached is not None and cached[0] == raw:
             return cached[1]
@@ -322,13 +331,13 @@ class UffdTracker:
         known = np.array(list(self._skipped), dtype=np.uint64).reshape(-1, 2)
         return not len(iv.subtract(free, iv.union(known)))
 
-    def _track_new(self, *, first: bool) -> list[np.ndarray]:
+    def _track_new(self, *, first: bool, maps: bytes | None = None) -> list[np.ndarray]:
         """Register and arm candidate memory not registered yet; on later calls, return the
         pages that hold data in it (written since it appeared, as far as can be known).
         """
         if not first and self._ranges is not None and self._nothing_new_in_ranges(self._ranges):
             return []
-        vmas = self._read_vmas()
+        vmas = self._read_vmas(maps)
         steady, self._steady = self._steady, None
         if steady is not None and steady[0] is vmas:
             # The maps did not change since the last call, which left every candidate
