@@ -118,7 +118,8 @@ class WriteTracker(UffdTracker):
     unmapped then, and is not reported. Memory another userfaultfd registered is left alone
     and listed in ``skipped``.
 
-    Cost per collect: a maps read (whole-process mode only), one scan to find new VMAs, one
+    Cost per collect: a maps read (whole-process mode only; a recorder hands over its own
+    with ``collect(maps=...)``), one scan to find new VMAs, one
     ``PM_SCAN_WP_MATCHING`` scan through the kernel's WRITTEN fast path, and one plain scan of
     just the written pages (see ``benchmarks/RESULTS-tracking.md``).
 
