@@ -616,3 +616,20 @@ def test_whole_process_tracker_skips_huge_sparse_vmas():
             assert not (t.collect().start == lo).any()
     finally:
         big.close()
+
+
+def test_written_memory_gone_before_the_content_scan_is_not_reported():
+    """The target runs between the get-and-clear and the content scan: when every page the
+    first reported is unmapped by the second, the harvest reports nothing (it raised
+    IndexError on the empty content scan once, ending a recording)."""
+    from pmviz._kernel import pagemap_scan as pms
+    from pmviz.tracking._harvest import keep_data
+
+    m = mmap.mmap(-1, 8 * P)
+    lo = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    written = np.array([[lo, lo + 2 * P], [lo + 4 * P, lo + 5 * P]], dtype=np.uint64)
+    m.close()  # the written pages are gone: unmapped
+    with pmviz.Pagemap("self") as pm:
+        got = keep_data(pm.fd, written, "self", file_is_data=True)
+    assert got.shape == (0, 2) and got.dtype == np.uint64
+    assert pms.PAGE_SIZE == P

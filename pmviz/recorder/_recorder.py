@@ -592,7 +592,11 @@ class Recorder:
                 skipped = int(nxt - tick - 1)
                 tick = int(nxt)
         except BaseException as err:  # surfaced by wait()/stop()
-            self.error = err if isinstance(err, Error) else Error(f"recording failed: {err!r}")
+            if isinstance(err, Error):
+                self.error = err
+            else:  # a bug of ours: keep its traceback for whoever reads self.error
+                self.error = Error(f"recording failed: {err!r}")
+                self.error.__cause__ = err
             reason = f"error: {err}"
         finally:
             if reason is None:
@@ -835,3 +839,4 @@ def record(
     finally:
         if rec.running:
             rec.stop("interrupted")
+

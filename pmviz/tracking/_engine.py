@@ -298,7 +298,9 @@ class UffdTracker:
         file changed (each collect reads it, and a steady process's maps repeat byte for
         byte).
         """
-        if raw is None:
+        if not raw:
+            # (empty maps from the caller: a process exiting, its mm gone; our own read
+            # tells that apart and raises NoSuchProcess)
             raw = read_maps_bytes(self.pid, self._process)
         cached = self._maps_cache
         if cached is not None and cached[0] == raw:

@@ -76,6 +76,10 @@ def keep_data(fd: int, written: np.ndarray, pid: Pid, file_is_data: bool) -> np.
     c = content["categories"]
     hidden = _PFNZERO if file_is_data else _PFNZERO | _FILE
     present = (c & _PRESENT != 0) & (c & hidden == 0)
+    if not len(content):
+        # Nothing written holds data any more: the process unmapped or discarded it between
+        # the get-and-clear and this scan (a race with the target, which runs meanwhile).
+        return written[:0]
     if present.all() and (content["start"][1:] == content["end"][:-1]).all():
         # Every page from the first written one to the last holds data: nothing to drop.
         if content["start"][0] <= written[0, 0] and content["end"][-1] >= written[-1, 1]:
