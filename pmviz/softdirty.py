@@ -162,6 +162,8 @@ class SoftDirtyTracker:
         self._proc = ProcessHandle(int(self.pid)) if self._freeze else None
         self._fd = procfs.open_raw(self.pid, "pagemap", procfs=procfs_root)
         try:
+            # VMAs present at the first clear are not new (their VM_SOFTDIRTY is cleared)
+            self._known = _vma_keys(read_maps(self.pid, procfs_root=procfs_root))
             self._clear()
         except BaseException:
             self.close()
@@ -180,9 +182,11 @@ class SoftDirtyTracker:
         with _frozen(self._proc) if self._proc is not None else contextlib.nullcontext():
             vmas = read_maps(self.pid, procfs_root=self._root)
             parts = [
-                self._read(lo, hi, shared) for lo, hi, shared in _candidates(vmas, self._ranges)
+                self._read(lo, hi, shared)
+                for lo, hi, shared in _candidates(vmas, self._ranges, self._known)
             ]
             self._clear()
+            self._known = _vma_keys(vmas)
         pairs = [iv.as_pairs(p["start"], p["end"]) for p in parts]
         return Regions(iv.union_regions(pairs, _WRITTEN))
 
@@ -223,9 +227,26 @@ class SoftDirtyTracker:
         procfs.write_text(self.pid, "clear_refs", "4", self._root)
 
 
-def _candidates(vmas: Vmas, ranges: np.ndarray | None) -> list[tuple[int, int, bool]]:
+def _vma_keys(vmas: Vmas) -> set[tuple[int, int, int]]:
+    a = vmas.array
+    return set(zip(a["start"].tolist(), a["end"].tolist(), a["inode"].tolist()))
+
+
+def _candidates(
+    vmas: Vmas, ranges: np.ndarray | None, known: set[tuple[int, int, int]] | None = None
+) -> list[tuple[int, int, bool]]:
+    """``(lo, hi, file_is_data)`` per piece to read: present page cache counts as written in
+    a shared mapping (written in place), except in one that appeared since the last clear.
+    A new VMA is soft-dirty as a whole (``VM_SOFTDIRTY``), so its pages read but never
+    written would count too; like uffd-wp tracking of new memory, only anonymous content
+    counts there.
+    """
     pairs = iv.as_pairs(vmas.start, vmas.end)
     shared = np.char.endswith(vmas.array["perms"], b"s")
+    if known is not None:
+        a = vmas.array
+        keys = zip(a["start"].tolist(), a["end"].tolist(), a["inode"].tolist())
+        shared &= np.array([k in known for k in keys], dtype=bool).reshape(shared.shape)
     if ranges is None:
         # as uffd-wp tracking: writable memory, shared included (soft-dirty bits are per PTE
         # too, so each mapper sees its own writes)

@@ -169,6 +169,25 @@ def test_tracker_ranges_include_shared_memory(fake):
         assert t.collect().array.tolist() == [(a["shm"] + 2 * P, a["shm"] + 3 * P, W)]
 
 
+def test_a_new_shared_mapping_counts_only_anonymous_content(fake):
+    """A VMA created since the last clear is soft-dirty as a whole: in a new shared mapping,
+    page cache that was only read must not count as written (an old one's does: written in
+    place); the next interval it is an old VMA like any other."""
+    a = fake.addrs
+    t = sd.SoftDirtyTracker(fake.pid, procfs_root=fake.root, freeze=False)
+    new = 0x7F0000400000
+    maps = fake.dir / "maps"
+    maps.write_text(maps.read_text() + f"{new:x}-{new + 4 * P:x} rw-s 00000000 00:01 77 /memfd:n\n")
+    fake.set(new, [PRESENT | FILE | SD] * 4)  # VM_SOFTDIRTY: every page reads soft-dirty
+    fake.set(a["shm"] + P, [PRESENT | FILE | SD])  # a write to the old shared mapping
+    assert t.collect().array.tolist() == [(a["shm"] + P, a["shm"] + 2 * P, W)]
+    fake.set(new, [PRESENT | FILE] * 4)  # the clear
+    fake.set(a["shm"] + P, [PRESENT | FILE])
+    fake.set(new + 2 * P, [PRESENT | FILE | SD])  # now a real write to the (old) new VMA
+    assert t.collect().array.tolist() == [(new + 2 * P, new + 3 * P, W)]
+    t.close()
+
+
 def test_bad_arguments(fake):
     with pytest.raises(ValueError, match="backend"):
         sd.SoftDirtyTracker(fake.pid, procfs_root=fake.root, backend="magic")
