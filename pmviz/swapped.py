@@ -19,6 +19,7 @@ from . import _intervals as iv
 from ._kernel import pagemap, procfs
 from ._kernel.pagemap_scan import PAGE_SHIFT, PAGE_SIZE
 from ._kernel.procfs import Pid
+from ._kernel.sysinfo import swap_total_bytes
 from .categories import Category
 from .errors import PmvizWarning
 from .features import features
@@ -69,7 +70,7 @@ def resolve_swapped(pid_or_pagemap: Pid | Pagemap, regions: Regions) -> Regions:
 
     Only regions that are ``SWAPPED`` but neither ``WRITTEN`` nor ``GUARD`` are ambiguous;
     the cost is proportional to their pages (nothing at all when there are none, and only a
-    read of ``/proc/swaps`` when no swap device is on, since then no page can be swapped).
+    ``sysinfo`` call when no swap device is on, since then no page can be swapped).
     Ambiguous regions are split where markers and real swap entries alternate. A page keeps
     SWAPPED only if its pagemap entry, read right after the scan, is a real swap entry (so a
     marker page written in between does not turn into swap).
@@ -320,8 +321,7 @@ def _all_markers(regions: Regions, ambiguous: np.ndarray) -> Regions:
 
 def _swap_in_use() -> bool:
     try:
-        with open("/proc/swaps") as f:
-            return len(f.read().splitlines()) > 1
+        return swap_total_bytes() > 0
     except OSError:
         return True  # unknown: take the exact path
 
