@@ -119,13 +119,14 @@ class InjectedTracker:
     # -- WriteSource ---------------------------------------------------------------------------
     takes_maps = True  # collect(maps=...): see UffdTracker.collect
 
-    def collect(self, *, maps: bytes | None = None) -> Regions:
+    def collect(self, *, maps: bytes | None = None, scan_repeats: bool = False) -> Regions:
         """Pages written since the previous ``collect()`` (the first: since tracking began).
 
         VMAs that appeared since the last call are registered and their pages holding data
         reported (see ``pmviz.tracking.UffdTracker``); after an ``exec`` of the target the
         uffd is injected again and the result is empty for that interval. ``maps``: the
-        target's ``/proc/PID/maps`` if the caller just read it (not read again then).
+        target's ``/proc/PID/maps`` if the caller just read it (not read again then);
+        ``scan_repeats``: as in ``UffdTracker.collect``.
 
         Returns
         -------
@@ -145,7 +146,7 @@ class InjectedTracker:
             if self._inner is None:
                 raise Error(f"write tracking of process {self.pid} was lost: {self._lost}")
             try:
-                return self._inner.collect(maps=maps)
+                return self._inner.collect(maps=maps, scan_repeats=scan_repeats)
             except NoSuchProcess:
                 # Exiting (its mm already gone, maps empty) or exited: that is the end.
                 if not (self.alive and access.has_memory(self.pid)):

@@ -223,3 +223,71 @@ def test_uffd_tracking_reuses_the_recorders_maps_read(monkeypatch):
     finally:
         child.stdin.close()
         child.wait()
+
+
+@pytest.mark.kernel
+def test_a_repeated_scan_skips_the_unregistered_memory_check_but_a_vma_replaced_in_place_is_tracked(
+    monkeypatch,
+):
+    """While the recorder's full scans repeat, the tracker asks the kernel nothing about
+    unregistered memory; an anonymous VMA replaced in place (MAP_FIXED, the same maps line)
+    changes the next scan, is registered again, and the writes into it are reported."""
+    import subprocess
+    import sys
+    import time
+
+    import pmviz
+    from pmviz.tracking import _engine
+
+    f = pmviz.features()
+    if not (f.pagemap_scan and f.uffd_wp_async):
+        pytest.skip("needs PAGEMAP_SCAN and userfaultfd async write-protect")
+    asked = []
+    real = _engine.scan_unregistered
+    monkeypatch.setattr(_engine, "scan_unregistered", lambda *a: asked.append(1) or real(*a))
+    code = (
+        "import ctypes, mmap, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.mmap.restype = ctypes.c_void_p\n"
+        "libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,"
+        " ctypes.c_int, ctypes.c_long]\n"
+        "P, N = mmap.PAGESIZE, 64\n"
+        "a = libc.mmap(None, N * P, 3, 0x22, -1, 0)\n"
+        "ctypes.memset(a, 1, P)\n"
+        "print(hex(a), flush=True)\n"
+        "sys.stdin.readline()\n"
+        "b = libc.mmap(a, N * P, 3, 0x22 | 0x10, -1, 0)\n"  # MAP_FIXED: replaced in place
+        "assert b == a\n"
+        "for p in (2, 9): ctypes.memset(a + p * P, 1, 1)\n"
+        "print('done', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        lo = int(child.stdout.readline(), 16)
+        rec = pmviz.Recorder(child.pid, interval=0.01, writes="auto", progress=False).start()
+        while rec.capture.n_snapshots < 5:
+            time.sleep(0.005)
+        n0, asked0 = rec.capture.n_snapshots, len(asked)
+        while rec.capture.n_snapshots < n0 + 10:
+            time.sleep(0.005)
+        steady = (rec.capture.n_snapshots - n0, len(asked) - asked0)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "done"
+        n = rec.capture.n_snapshots
+        while rec.capture.n_snapshots < n + 4:
+            time.sleep(0.005)
+        cap = rec.stop()
+        assert steady[1] < steady[0] // 2, steady  # most steady snapshots asked nothing
+        w = cap.written
+        pages = set()
+        for s, e in zip(w["start"].tolist(), w["end"].tolist()):
+            s, e = max(s, lo), min(e, lo + 64 * 4096)
+            pages.update(range((s - lo) // 4096, (e - lo) // 4096))
+        assert pages == {2, 9}
+    finally:
+        child.stdin.close()
+        child.wait()

@@ -490,6 +490,8 @@ class Recorder:
             from ..swapped import markers_only
         pure_last = False  # whether the last raw scan's resolution depended on it alone
         shares_maps = bool(getattr(self._source, "takes_maps", False))
+        # (a scan of a few ranges says nothing about registrations outside them)
+        whole = self._ranges == _parse_ranges(None)
         try:
             while True:
                 deadline = t0 + tick * interval
@@ -508,6 +510,7 @@ class Recorder:
                     break
                 t_snap = time.monotonic_ns()
                 repeat = False  # the snapshot repeats the previous one (known from its raw scan)
+                same = False  # the raw scan repeats the last raw scan
                 try:
                     if raw is None:
                         n_rows, retries = self._scan_into(builder, room)
@@ -522,7 +525,8 @@ class Recorder:
                         # resolution depends on the raw scan alone, so a raw scan that repeats
                         # the last one resolves to the previous snapshot (no work at all).
                         pure = markers_only()
-                        repeat = pure and pure_last and builder.n > 0 and raw.same_as_last(n_rows)
+                        same = builder.n > 0 and raw.same_as_last(n_rows)
+                        repeat = pure and pure_last and same
                         pure_last = pure
                         if repeat:
                             raw.done(n_rows)
@@ -545,7 +549,11 @@ class Recorder:
                     written = None
                     if self._source is not None:
                         written = (
-                            self._source.collect(maps=new_raw)
+                            # (a repeated raw scan: no registration changed since the last
+                            # collect, which the tracker would otherwise ask the kernel)
+                            self._source.collect(
+                                maps=new_raw, scan_repeats=same and whole and vmas is None
+                            )
                             if shares_maps
                             else self._source.collect()
                         ).array

@@ -20,8 +20,9 @@ class WriteSource(Protocol):
     def collect(self) -> Regions:
         """Pages written since the previous call.
 
-        A source whose ``takes_maps`` is true is called as ``collect(maps=raw)`` with the
-        target's ``/proc/PID/maps`` that the recorder read for this snapshot.
+        A source whose ``takes_maps`` is true is called as ``collect(maps=raw,
+        scan_repeats=same)`` with the target's ``/proc/PID/maps`` that the recorder read for
+        this snapshot, and whether its full scan repeated the previous snapshot's raw scan.
         """
         ...
 

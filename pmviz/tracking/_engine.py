@@ -216,7 +216,7 @@ class UffdTracker:
     def closed(self) -> bool:
         return self._closed
 
-    def collect(self, *, maps: bytes | None = None) -> Regions:
+    def collect(self, *, maps: bytes | None = None, scan_repeats: bool = False) -> Regions:
         """Pages written since the previous collect (or since tracking began), then re-arm.
 
         Parameters
@@ -224,6 +224,13 @@ class UffdTracker:
         maps : bytes, optional
             The target's ``/proc/PID/maps`` read just now by the caller (a recorder reads it
             for each snapshot anyway): used instead of reading it again.
+        scan_repeats : bool
+            The caller's full scan of the process (every category, taken since the previous
+            collect) repeats, byte for byte, the one it took before the previous collect.
+            Every byte of a VMA is in such a scan with its ``WPALLOWED`` bit, so no VMA lost
+            or gained a registration in between: with unchanged ``maps`` too, the kernel
+            scan for unregistered memory is skipped (a VMA replaced in place after the
+            caller's scan is found at the next collect, its content then reported).
 
         Returns
         -------
@@ -240,7 +247,7 @@ class UffdTracker:
         with self._lock:
             if self._closed:
                 raise ValueError("collect() on a closed write tracker")
-            parts = self._track_new(first=False, maps=maps)
+            parts = self._track_new(first=False, maps=maps, scan_repeats=scan_repeats)
             parts += self._harvest_registered()
             return Regions(iv.union_regions(parts, _WRITTEN))
 
@@ -333,7 +340,9 @@ class UffdTracker:
         known = np.array(list(self._skipped), dtype=np.uint64).reshape(-1, 2)
         return not len(iv.subtract(free, iv.union(known)))
 
-    def _track_new(self, *, first: bool, maps: bytes | None = None) -> list[np.ndarray]:
+    def _track_new(
+        self, *, first: bool, maps: bytes | None = None, scan_repeats: bool = False
+    ) -> list[np.ndarray]:
         """Register and arm candidate memory not registered yet; on later calls, return the
         pages that hold data in it (written since it appeared, as far as can be known).
         """
@@ -346,7 +355,7 @@ class UffdTracker:
             # registered or skipped: if the unregistered memory is exactly what that call
             # left, nothing appeared (a VMA replaced in place reads unregistered), and this
             # call would redo the same bookkeeping to register nothing.
-            if np.array_equal(self._unregistered(steady[1]), steady[2]):
+            if scan_repeats or np.array_equal(self._unregistered(steady[1]), steady[2]):
                 self._steady = steady
                 return []
         self._registered = iv.intersect(self._registered, iv.union(vmas.pairs))
