@@ -80,8 +80,9 @@ def test_vma_referenced_equals_truth_per_phase(layout_factory):
         ]
         vr.collect()  # whatever the child did since the clear at creation
         # Exact, except that a physical-address DAMON may clear a few accessed bits itself
-        # (seen: 299 of 300 written pages referenced): then allow it to hide up to 2 % of them.
-        slack = 0.02 if _paddr_damon_running() else 0.0
+        # (seen: 299 of 300 written pages referenced; on another boot 96 of 100 read pages):
+        # then allow it to hide up to 5 % of them.
+        slack = 0.05 if _paddr_damon_running() else 0.0
         for ops, truth in phases:
             if ops["ro"]:
                 lay.do("read", "ro", ops["ro"])

@@ -253,6 +253,37 @@ def test_frozen_never_signals_a_process_that_is_not_the_one_held():
 
 
 @pytest.mark.kernel
+def test_a_handle_reads_nothing_of_a_process_whose_main_thread_exited_first():
+    """The pidfd of a process whose leader thread exited while another thread runs does not
+    poll readable, but its /proc files read empty: the read says the process is gone
+    instead of handing over empty maps."""
+    import time
+
+    code = (
+        "import ctypes, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(3,)).start()\n"
+        "print('x', flush=True)\n"
+        "ctypes.CDLL(None).pthread_exit(None)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    h = ProcessHandle(proc.pid)
+    try:
+        proc.stdout.readline()
+        deadline = time.monotonic() + 5
+        while not open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not h.exited()
+        with pytest.raises(pmviz.NoSuchProcess):
+            h.read("maps")
+    finally:
+        h.close()
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+@pytest.mark.kernel
 def test_ioctl_backend_plumbing_on_the_real_kernel(monkeypatch):
     """With the CONFIG check bypassed, every real call runs (clear_refs, PAGEMAP_SCAN with
     SOFT_DIRTY, SIGSTOP/SIGCONT); this kernel never sets the bit, so nothing is reported.

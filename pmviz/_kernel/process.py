@@ -144,6 +144,10 @@ class ProcessHandle(Closing):
         finally:
             os.close(fd)
         self.check()  # (the read too: a process that exited meanwhile shows an empty file)
+        if not data and not read_stat(self.pid).alive:
+            # A thread-group leader that exited before its other threads is a zombie whose
+            # pidfd does not poll readable yet; its files read empty (its mm is gone).
+            raise NoSuchProcess(self.pid)
         return data
 
     def send_signal(self, sig: int) -> None:
