@@ -169,6 +169,30 @@ def test_region_tail_grows_keeping_only_the_rows_asked_for():
     assert again[:4].tolist() == first[:4].tolist()
 
 
+def _wait_snapshots(rec, n: int) -> None:
+    import time
+
+    while rec.capture.n_snapshots < n:
+        time.sleep(0.005)
+
+
+def _go(child) -> None:
+    """Tell the child to do its step, and wait until it has."""
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    assert child.stdout.readline().strip() == "done"
+
+
+def _written_pages(cap, lo: int, n_pages: int) -> set[int]:
+    """Pages of ``[lo, lo + n_pages)`` in any of the capture's written sets."""
+    w = cap.written
+    pages = set()
+    for s, e in zip(w["start"].tolist(), w["end"].tolist()):
+        s, e = max(s, lo), min(e, lo + n_pages * 4096)
+        pages.update(range((s - lo) // 4096, (e - lo) // 4096))
+    return pages
+
+
 @pytest.mark.kernel
 def test_uffd_tracking_reuses_the_recorders_maps_read(monkeypatch):
     """With uffd-wp tracking the recorder reads maps once per snapshot and hands them to the
@@ -176,7 +200,6 @@ def test_uffd_tracking_reuses_the_recorders_maps_read(monkeypatch):
     are as exact as before."""
     import subprocess
     import sys
-    import time
 
     import pmviz
     from pmviz.tracking import _engine
@@ -203,23 +226,13 @@ def test_uffd_tracking_reuses_the_recorders_maps_read(monkeypatch):
     try:
         lo = int(child.stdout.readline(), 16)
         rec = pmviz.Recorder(child.pid, interval=0.02, writes="auto", progress=False).start()
-        while rec.capture.n_snapshots < 3:
-            time.sleep(0.005)
+        _wait_snapshots(rec, 3)
         started = len(reads)
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        assert child.stdout.readline().strip() == "done"
-        n = rec.capture.n_snapshots
-        while rec.capture.n_snapshots < n + 3:
-            time.sleep(0.005)
+        _go(child)
+        _wait_snapshots(rec, rec.capture.n_snapshots + 3)
         cap = rec.stop()
         assert len(reads) == started  # no maps read of the tracker's own per snapshot
-        w = cap.written
-        pages = set()
-        for s, e in zip(w["start"].tolist(), w["end"].tolist()):
-            s, e = max(s, lo), min(e, lo + 64 * 4096)
-            pages.update(range((s - lo) // 4096, (e - lo) // 4096))
-        assert pages == {3, 7, 8}
+        assert _written_pages(cap, lo, 64) == {3, 7, 8}
     finally:
         child.stdin.close()
         child.wait()
@@ -234,7 +247,6 @@ def test_a_repeated_scan_skips_the_unregistered_memory_check_but_a_vma_replaced_
     changes the next scan, is registered again, and the writes into it are reported."""
     import subprocess
     import sys
-    import time
 
     import pmviz
     from pmviz.tracking import _engine
@@ -268,26 +280,15 @@ def test_a_repeated_scan_skips_the_unregistered_memory_check_but_a_vma_replaced_
     try:
         lo = int(child.stdout.readline(), 16)
         rec = pmviz.Recorder(child.pid, interval=0.01, writes="auto", progress=False).start()
-        while rec.capture.n_snapshots < 5:
-            time.sleep(0.005)
+        _wait_snapshots(rec, 5)
         n0, asked0 = rec.capture.n_snapshots, len(asked)
-        while rec.capture.n_snapshots < n0 + 10:
-            time.sleep(0.005)
+        _wait_snapshots(rec, n0 + 10)
         steady = (rec.capture.n_snapshots - n0, len(asked) - asked0)
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        assert child.stdout.readline().strip() == "done"
-        n = rec.capture.n_snapshots
-        while rec.capture.n_snapshots < n + 4:
-            time.sleep(0.005)
+        _go(child)
+        _wait_snapshots(rec, rec.capture.n_snapshots + 4)
         cap = rec.stop()
         assert steady[1] < steady[0] // 2, steady  # most steady snapshots asked nothing
-        w = cap.written
-        pages = set()
-        for s, e in zip(w["start"].tolist(), w["end"].tolist()):
-            s, e = max(s, lo), min(e, lo + 64 * 4096)
-            pages.update(range((s - lo) // 4096, (e - lo) // 4096))
-        assert pages == {2, 9}
+        assert _written_pages(cap, lo, 64) == {2, 9}
     finally:
         child.stdin.close()
         child.wait()
