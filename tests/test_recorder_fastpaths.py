@@ -169,6 +169,22 @@ def test_region_tail_grows_keeping_only_the_rows_asked_for():
     assert again[:4].tolist() == first[:4].tolist()
 
 
+def _needs_uffd_wp() -> None:
+    import pmviz
+
+    f = pmviz.features()
+    if not (f.pagemap_scan and f.uffd_wp_async):
+        pytest.skip("needs PAGEMAP_SCAN and userfaultfd async write-protect")
+
+
+def _counted(monkeypatch, module, name: str) -> list[int]:
+    """Calls of ``module.name`` from now on, one entry each."""
+    calls: list[int] = []
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
 def _wait_snapshots(rec, n: int) -> None:
     import time
 
@@ -204,12 +220,8 @@ def test_uffd_tracking_reuses_the_recorders_maps_read(monkeypatch):
     import pmviz
     from pmviz.tracking import _engine
 
-    f = pmviz.features()
-    if not (f.pagemap_scan and f.uffd_wp_async):
-        pytest.skip("needs PAGEMAP_SCAN and userfaultfd async write-protect")
-    reads = []
-    real = _engine.read_maps_bytes
-    monkeypatch.setattr(_engine, "read_maps_bytes", lambda *a: reads.append(1) or real(*a))
+    _needs_uffd_wp()
+    reads = _counted(monkeypatch, _engine, "read_maps_bytes")
     code = (
         "import mmap, sys, time\n"
         "m = mmap.mmap(-1, 64 * 4096)\n"
@@ -251,12 +263,8 @@ def test_a_repeated_scan_skips_the_unregistered_memory_check_but_a_vma_replaced_
     import pmviz
     from pmviz.tracking import _engine
 
-    f = pmviz.features()
-    if not (f.pagemap_scan and f.uffd_wp_async):
-        pytest.skip("needs PAGEMAP_SCAN and userfaultfd async write-protect")
-    asked = []
-    real = _engine.scan_unregistered
-    monkeypatch.setattr(_engine, "scan_unregistered", lambda *a: asked.append(1) or real(*a))
+    _needs_uffd_wp()
+    asked = _counted(monkeypatch, _engine, "scan_unregistered")
     code = (
         "import ctypes, mmap, sys\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
