@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from damon import paddr_damon_running, with_damon_retries
 from layouts import PAGE, Area
 
 import pmviz
@@ -189,8 +190,10 @@ WRITTEN = {p for lo, hi in ((0, 10), (50, 150)) for p in range(lo, hi)}
 
 @pytest.mark.kernel
 def test_recorded_vma_mode_equals_the_truth_per_vma(layout_factory, tmp_path):
-    from test_accessed_vma import _paddr_damon_running
+    with_damon_retries(lambda k: _recorded_vma_mode(layout_factory, str(tmp_path / f"v{k}.pmviz")))
 
+
+def _recorded_vma_mode(layout_factory, out: str) -> None:
     lay = layout_factory(
         [
             Area("ro", N, write=[[0, N]]),
@@ -198,11 +201,11 @@ def test_recorded_vma_mode_equals_the_truth_per_vma(layout_factory, tmp_path):
             Area("idle", N, write=[[0, N]]),
         ]
     )
-    out = str(tmp_path / "v.pmviz")
     cap = _record_phases(lay, PHASES, accessed="vma", writes="none", out=out)
     assert cap.meta.accessed_mechanism == "vma" and cap.accessed_mechanism == "vma"
-    # exact, except that a physical-address DAMON may clear a few accessed bits itself
-    slack = 0.02 if _paddr_damon_running() else 0.0
+    # exact, except that a physical-address DAMON may clear a few accessed bits itself (and
+    # then the recording is done again: tests/damon.py)
+    slack = 0.02 if paddr_damon_running() else 0.0
     for c in (cap, pmviz.open(out)):
         for name in ("ro", "wo"):
             ref, res = _vma_total(c, lay.range(name))
@@ -245,12 +248,17 @@ def test_recorded_probe_estimates_within_the_stated_error(swapfile, tmp_path):
     """At pages_per_s=1e6, max_fraction=0.25 (the budget of test_accessed_probe): a region
     read in full reads as accessed, an idle one as not, and a quarter-read one's estimated
     accessed pages, summed over the intervals, lie within 35 % of the truth and inside the
-    summed 99.9 % bounds."""
+    summed 99.9 % bounds. (With the swap file on, this machine's DAMON pageout scheme may
+    page out the child's memory under the probe: seen once, an estimate 39 % low; the
+    recording is then done again, tests/damon.py.)"""
+    with_damon_retries(lambda k: _recorded_probe(str(tmp_path / f"p{k}.pmviz")))
+
+
+def _recorded_probe(out: str) -> None:
     child = subprocess.Popen([sys.executable, "-c", READER], stdout=subprocess.PIPE, text=True)
     try:
         addr = dict(kv.split("=") for kv in child.stdout.readline().split())
         rng = {k: (int(v), int(v) + 2048 * PAGE) for k, v in addr.items()}
-        out = str(tmp_path / "p.pmviz")
         opts = {"pages_per_s": 1e6, "max_fraction": 0.25, "seed": 3}
         cap = pmviz.record(
             child.pid,

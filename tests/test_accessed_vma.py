@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from damon import paddr_damon_running, with_damon_retries
 from layouts import PAGE, Area
 
 from pmviz.accessed import VmaReferenced, parse_smaps
@@ -46,24 +47,6 @@ def test_parse_smaps_matches_maps_and_text():
     assert rows["start"].tolist() == starts
 
 
-def _paddr_damon_running() -> bool:
-    """A kdamond monitoring physical memory (this machine runs one) samples accesses by
-    clearing the accessed bit of the pages it checks (rmap mkold), so it can take a page's
-    "referenced" away between our clear and our read."""
-    import glob
-
-    for state in glob.glob("/sys/kernel/mm/damon/admin/kdamonds/*/state"):
-        try:
-            ops = glob.glob(os.path.join(os.path.dirname(state), "contexts/*/operations"))
-            if open(state).read().strip() == "on" and any(
-                open(o).read().strip() == "paddr" for o in ops
-            ):
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def test_vma_referenced_equals_truth_per_phase(layout_factory):
     lay = layout_factory(
         [
@@ -80,10 +63,12 @@ def test_vma_referenced_equals_truth_per_phase(layout_factory):
         ]
         vr.collect()  # whatever the child did since the clear at creation
         # Exact, except that a physical-address DAMON may clear a few accessed bits itself
-        # (seen: 299 of 300 written pages referenced; on another boot 96 of 100 read pages):
-        # then allow it to hide up to 5 % of them.
-        slack = 0.05 if _paddr_damon_running() else 0.0
-        for ops, truth in phases:
+        # (seen: 299 of 300 written pages referenced; on another boot 96, once 68, of 100
+        # read pages): then allow it to hide up to 5 % of them, and do a phase again (the
+        # same reads and writes, the same truth) when it hid more (tests/damon.py).
+        slack = 0.05 if paddr_damon_running() else 0.0
+
+        def phase(ops: dict, truth: dict) -> None:
             if ops["ro"]:
                 lay.do("read", "ro", ops["ro"])
             if ops["wo"]:
@@ -95,6 +80,9 @@ def test_vma_referenced_equals_truth_per_phase(layout_factory):
                 assert lo * PAGE <= ref <= truth[name] * PAGE, (name, ref // PAGE, truth[name])
                 assert res == N * PAGE
             assert _ref(s, lay.range("idle")) == (0, N * PAGE)
+
+        for ops, truth in phases:
+            with_damon_retries(lambda _k, ops=ops, truth=truth: phase(ops, truth))
 
 
 def test_vma_referenced_errors(layout_factory):
