@@ -20,14 +20,17 @@ T = TypeVar("T")
 ATTEMPTS = 3
 
 
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
 def paddr_damon_running() -> bool:
     """Whether a kdamond monitors physical memory (see the module docstring)."""
     for state in glob.glob("/sys/kernel/mm/damon/admin/kdamonds/*/state"):
         try:
             ops = glob.glob(os.path.join(os.path.dirname(state), "contexts/*/operations"))
-            if open(state).read().strip() == "on" and any(
-                open(o).read().strip() == "paddr" for o in ops
-            ):
+            if _read(state) == "on" and any(_read(o) == "paddr" for o in ops):
                 return True
         except OSError:
             continue
@@ -39,10 +42,9 @@ def with_damon_retries(attempt: Callable[[int], T]) -> T:
     ``ATTEMPTS`` times where a physical DAMON runs, once elsewhere. The last failure is
     raised."""
     n = ATTEMPTS if paddr_damon_running() else 1
-    for k in range(n):
+    for k in range(n - 1):
         try:
             return attempt(k)
         except AssertionError:
-            if k == n - 1:
-                raise
-    raise AssertionError("unreachable")
+            pass
+    return attempt(n - 1)

@@ -16,7 +16,7 @@ __all__ = ["swap_total_bytes"]
 
 
 class _Sysinfo(ctypes.Structure):
-    # struct sysinfo, include/uapi/linux/sysinfo.h (the padding makes it 112 bytes on LP64)
+    # struct sysinfo, include/uapi/linux/sysinfo.h: 112 bytes on LP64 (_f is empty there)
     _fields_ = [
         ("uptime", ctypes.c_long),
         ("loads", ctypes.c_ulong * 3),
@@ -31,7 +31,7 @@ class _Sysinfo(ctypes.Structure):
         ("totalhigh", ctypes.c_ulong),
         ("freehigh", ctypes.c_ulong),
         ("mem_unit", ctypes.c_uint),
-        ("_f", ctypes.c_char * 8),
+        ("_f", ctypes.c_char * (20 - 2 * ctypes.sizeof(ctypes.c_ulong) - 4)),
     ]
 
 

@@ -36,6 +36,7 @@ from .._kernel import madvise, procfs
 from .._kernel.closing import Closing
 from .._kernel.pagemap_scan import PAGE_SHIFT, PAGE_SIZE
 from .._kernel.procfs import Pid
+from .._kernel.sysinfo import swap_total_bytes
 from ..categories import Category as C
 from ..errors import AccessDenied, Error, NoSuchProcess, UnsupportedKernel
 from ..mask import Mask
@@ -50,11 +51,10 @@ _PRESENT = Mask(require=C.PRESENT)
 _SHIFT = np.uint64(PAGE_SHIFT)
 
 
-def swap_active(procfs_root: str = procfs.PROCFS) -> bool:
-    """Whether a swap device or file is on (``/proc/swaps`` lists one)."""
+def swap_active() -> bool:
+    """Whether a swap device or file is on (``sysinfo`` reports swap space)."""
     try:
-        with open(f"{procfs_root}/swaps") as f:
-            return any(line.strip() for line in f.read().splitlines()[1:])
+        return swap_total_bytes() > 0
     except OSError:
         return False
 
