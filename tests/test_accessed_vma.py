@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from damon import paddr_damon_running, with_damon_retries
+from damon import paddr_damon_running
 from layouts import PAGE, Area
 
 from pmviz.accessed import VmaReferenced, parse_smaps
@@ -62,13 +62,13 @@ def test_vma_referenced_equals_truth_per_phase(layout_factory):
             ({"ro": [], "wo": [[0, N]]}, {"ro": 0, "wo": N}),
         ]
         vr.collect()  # whatever the child did since the clear at creation
-        # Exact, except that a physical-address DAMON may clear a few accessed bits itself
-        # (seen: 299 of 300 written pages referenced; on another boot 96, once 68, of 100
-        # read pages): then allow it to hide up to 5 % of them, and do a phase again (the
-        # same reads and writes, the same truth) when it hid more (tests/damon.py).
-        slack = 0.05 if paddr_damon_running() else 0.0
-
-        def phase(ops: dict, truth: dict) -> None:
+        # Exact, except where a physical-address DAMON runs: it clears the accessed bits of
+        # pages it samples (seen: 299 of 300 written pages referenced; on another boot 96,
+        # 68 and, three times in a row, 33 of 100 read pages), so there only what DAMON
+        # cannot fake is checked: nothing over the truth, nothing outside the touched VMAs,
+        # something wherever pages were touched (tests/damon.py).
+        damon = paddr_damon_running()
+        for ops, truth in phases:
             if ops["ro"]:
                 lay.do("read", "ro", ops["ro"])
             if ops["wo"]:
@@ -76,13 +76,10 @@ def test_vma_referenced_equals_truth_per_phase(layout_factory):
             s = vr.collect()
             for name in ("ro", "wo"):
                 ref, res = _ref(s, lay.range(name))
-                lo = int(truth[name] * (1 - slack))
+                lo = min(truth[name], 1) if damon else truth[name]
                 assert lo * PAGE <= ref <= truth[name] * PAGE, (name, ref // PAGE, truth[name])
                 assert res == N * PAGE
             assert _ref(s, lay.range("idle")) == (0, N * PAGE)
-
-        for ops, truth in phases:
-            with_damon_retries(lambda _k, ops=ops, truth=truth: phase(ops, truth))
 
 
 def test_vma_referenced_errors(layout_factory):
