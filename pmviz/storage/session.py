@@ -202,8 +202,13 @@ def _read_table(path: str, schema: pa.Schema | None = None) -> pa.Table:
     validate.check_part_file(path)
     validate.check_footer(path)  # raw bytes: nothing deserialized before this
     try:
-        with open(path, "rb") as f:  # (closed here, not whenever pyarrow's reader is collected)
-            table = pq.read_table(f)
+        # ParquetFile reads synchronously in this thread. pq.read_table on a Python file
+        # object goes through Arrow's dataset scanner, whose worker thread may drop the last
+        # reference to that file object later, taking the GIL: at interpreter exit that
+        # thread is ended inside C++ and the process aborts ("terminate called without an
+        # active exception").
+        with pq.ParquetFile(path) as f:
+            table = f.read()
     except (OSError, pa.ArrowException) as err:
         raise CaptureError(path, f"damaged table (truncated or corrupt): {err}") from err
     if schema is not None and not table.schema.remove_metadata().equals(schema):
