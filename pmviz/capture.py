@@ -357,6 +357,44 @@ def _step(state: np.ndarray, rows: np.ndarray, kind: np.ndarray) -> np.ndarray:
     return state
 
 
+class _ReadAhead:
+    """``read(a, b)`` of each of ``bounds`` in turn, the next one read in a thread meanwhile.
+
+    One read ahead at most: memory holds the chunk in use and the one being read.
+    """
+
+    def __init__(self, read: Any, bounds: list[tuple[int, int]]) -> None:
+        self._read = read
+        self._todo = iter(bounds)
+        self._pool: Any = None
+        self._pending: Any = None
+        if bounds:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="pmviz-read-ahead")
+            self._submit()
+
+    def _submit(self) -> None:
+        ab = next(self._todo, None)
+        self._pending = None if ab is None else self._pool.submit(self._read, *ab)
+
+    def next(self) -> Any:
+        """The next chunk's result (a read error is raised here)."""
+        if self._pending is None:
+            raise StopIteration
+        done = self._pending
+        self._submit()
+        return done.result()
+
+    def close(self) -> None:
+        """Wait for a read under way (its result is dropped); no thread outlives the reader."""
+        if self._pool is not None:
+            if self._pending is not None:
+                self._pending.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = self._pending = None
+
+
 def _around_keyframes(
     a: int, b: int, keys: np.ndarray, snap: np.ndarray, rows: np.ndarray, kind: np.ndarray
 ) -> Iterator[Changes]:
@@ -1328,7 +1366,12 @@ class Capture:
         # the last keyframe on: rebuilding the snapshot before a keyframe (to diff it) then
         # reads nothing twice. The encoder keeps changes since a keyframe below its size, so
         # this is about two snapshots plus one chunk.
-        hold = type(self)._stored is not Capture._stored and not whole_keyframes
+        on_disk = type(self)._stored is not Capture._stored
+        hold = on_disk and not whole_keyframes
+        bounds = self._chunk_bounds(a + 1, stop, max_rows)
+        # From disk, the next chunk is read (Parquet decoding, which releases the GIL) while
+        # the consumer works on this one: reading and analysis overlap on two cores.
+        ahead = _ReadAhead(self._stored, bounds if on_disk else [])
         try:
             if hold:
                 k0 = self.keyframes_before(a)
@@ -1339,18 +1382,14 @@ class Capture:
             yield Changes(
                 a, a + 1, np.full(len(first), a, np.int64), first, np.ones(len(first), np.int8)
             )
-            a += 1
-            while a < stop:
-                csum = np.cumsum(np.diff(self._coff[a : stop + 1]))
-                b = a + max(1, int(np.searchsorted(csum, max_rows, side="right")))
-                rows, kind = self._stored(a, b)
+            for a, b in bounds:
+                rows, kind = ahead.next() if on_disk else self._stored(a, b)
                 if hold:
                     self._extend_held(a, b, rows, kind, max_rows)
                 snap = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(self._coff[a : b + 1]))
                 keys = np.flatnonzero(self._key[a:b]) + a
                 if len(keys) and whole_keyframes:
                     yield from _around_keyframes(a, b, keys, snap, rows, kind)
-                    a = b
                     continue
                 if len(keys):  # a keyframe: its changes are its difference from the one before
                     parts_r, parts_k, parts_s = [], [], []
@@ -1369,9 +1408,19 @@ class Capture:
                 if hold:
                     self._trim_held(b)
                 yield Changes(a, b, snap, rows, kind.astype(np.int8))
-                a = b
         finally:
+            ahead.close()
             self._held = None
+
+    def _chunk_bounds(self, a: int, stop: int, max_rows: int) -> list[tuple[int, int]]:
+        """``[a, b)`` runs of snapshots of at most ``max_rows`` stored rows (one at least)."""
+        ends = np.cumsum(np.diff(self._coff[a : stop + 1]))
+        bounds, i, base = [], 0, 0
+        while i < ends.size:
+            j = max(i + 1, int(np.searchsorted(ends, base + max_rows, side="right")))
+            bounds.append((a + i, a + j))
+            i, base = j, int(ends[j - 1])
+        return bounds
 
     def _extend_held(self, a: int, b: int, rows: np.ndarray, kind: np.ndarray, cap: int) -> None:
         """Add the stored rows of ``[a, b)`` to those held (see :meth:`changes`)."""

@@ -344,3 +344,44 @@ def test_reading_does_not_import_pandas(tmp_path):
         "sys.exit('pandas' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code, path, bare]).returncode == 0
+
+
+def _read_ahead_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("pmviz-read-ahead")]
+
+
+def test_changes_read_ahead_is_exact_reports_damage_and_leaves_no_thread(tmp_path):
+    """Stored changes are read one chunk ahead in a thread: the same rows as in memory, a
+    damaged part raises from the iteration that needs it, and no reader thread outlives the
+    iteration (finished, abandoned or failed)."""
+    cap = synthetic(n=40)
+    path = str(tmp_path / "r.pmviz")
+    w = CaptureWriter(path, cap.meta, has_written=True, merge_every=1000)
+    for n in (10, 20, 30, 40):
+        w.flush(cap.select(slice(0, n)))
+    w.finish(cap.meta)
+    for whole in (False, True):
+        got = list(open_capture(path).changes(max_rows=150, whole_keyframes=whole))
+        want = list(cap.changes(max_rows=150, whole_keyframes=whole))
+        assert len(got) == len(want) > 10
+        for g, x in zip(got, want):
+            assert (g.first, g.end) == (x.first, x.end)
+            assert np.array_equal(g.snapshot, x.snapshot) and np.array_equal(g.rows, x.rows)
+            assert np.array_equal(g.sign, x.sign)
+    assert not _read_ahead_threads()
+
+    it = open_capture(path).changes(max_rows=150)
+    next(it), next(it)
+    assert _read_ahead_threads()  # the next chunk is being read meanwhile
+    it.close()
+    assert not _read_ahead_threads()
+
+    damage(os.path.join(path, "regions", fmt.part_name(30, 40)), "corrupt")
+    seen = []
+    with pytest.raises(CaptureError, match=fmt.part_name(30, 40)):
+        for ch in open_capture(path).changes(max_rows=150):
+            seen.append(ch.end)
+    assert seen and max(seen) <= 30  # everything before the damaged part came
+    assert not _read_ahead_threads()
