@@ -381,7 +381,7 @@ class _ReadAhead:
     def next(self) -> Any:
         """The next chunk's result (a read error is raised here)."""
         if self._pending is None:
-            raise StopIteration
+            raise RuntimeError("read past the last chunk")  # (a StopIteration would end the caller)
         done = self._pending
         self._submit()
         return done.result()
