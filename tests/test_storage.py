@@ -140,6 +140,15 @@ def test_crash_leftovers_are_ignored(tmp_path):
     same(d, cap.select(slice(0, 20)))
 
 
+def in_four_parts(cap, path):
+    """``cap`` (40 snapshots) written as parts of snapshots 0-9, 10-19, 20-29 and 30-39."""
+    w = CaptureWriter(path, cap.meta, has_written=True, merge_every=1000)
+    for n in (10, 20, 30, 40):
+        w.flush(cap.select(slice(0, n)))
+    w.finish(cap.meta)
+    return path
+
+
 def damage(path, how):
     with open(path, "r+b") as f:
         if how == "truncate":
@@ -155,11 +164,7 @@ def damage(path, how):
 @pytest.mark.parametrize("table", ["regions", "snapshots"])
 def test_damaged_part_is_named_and_the_rest_readable(tmp_path, how, table):
     cap = synthetic(n=40)
-    path = str(tmp_path / "d.pmviz")
-    w = CaptureWriter(path, cap.meta, has_written=True, merge_every=1000)
-    for n in (10, 20, 30, 40):
-        w.flush(cap.select(slice(0, n)))
-    w.finish(cap.meta)
+    path = in_four_parts(cap, str(tmp_path / "d.pmviz"))
     victim = os.path.join(path, table, fmt.part_name(10, 20))
     damage(victim, how)
     with pytest.raises(CaptureError) as err:
@@ -357,11 +362,7 @@ def test_changes_read_ahead_is_exact_reports_damage_and_leaves_no_thread(tmp_pat
     damaged part raises from the iteration that needs it, and no reader thread outlives the
     iteration (finished, abandoned or failed)."""
     cap = synthetic(n=40)
-    path = str(tmp_path / "r.pmviz")
-    w = CaptureWriter(path, cap.meta, has_written=True, merge_every=1000)
-    for n in (10, 20, 30, 40):
-        w.flush(cap.select(slice(0, n)))
-    w.finish(cap.meta)
+    path = in_four_parts(cap, str(tmp_path / "r.pmviz"))
     for whole in (False, True):
         got = list(open_capture(path).changes(max_rows=150, whole_keyframes=whole))
         want = list(cap.changes(max_rows=150, whole_keyframes=whole))
