@@ -1355,6 +1355,10 @@ class Capture:
         the first snapshot comes instead alone in its chunk (``first`` is that keyframe, see
         :attr:`keyframes`) as the whole snapshot, every row with sign +1: for a consumer that
         keeps its own per-snapshot state (e.g. bytes per bin) and needs no row-level diff.
+
+        From a capture on disk the next chunk is read in a background thread while the
+        caller works on the current one (two chunks in memory at most); the thread ends with
+        the iteration, also when the caller stops early or a read fails.
         """
         rng = self._snapshot_range(snapshots)
         if rng.step != 1:
