@@ -357,34 +357,46 @@ def _step(state: np.ndarray, rows: np.ndarray, kind: np.ndarray) -> np.ndarray:
     return state
 
 
+def _bounded_runs(sizes: np.ndarray, first: int, max_rows: int) -> list[tuple[int, int]]:
+    """``[a, b)`` runs of consecutive snapshots of at most ``max_rows`` rows each (a snapshot
+    larger than that alone); ``sizes[i]`` is the row count of snapshot ``first + i``.
+    """
+    ends = np.cumsum(sizes)
+    bounds, i, base = [], 0, 0
+    while i < ends.size:  # one step per run, not per snapshot
+        j = max(i + 1, int(np.searchsorted(ends, base + max_rows, side="right")))
+        bounds.append((first + i, first + j))
+        i, base = j, int(ends[j - 1])
+    return bounds
+
+
 class _ReadAhead:
-    """``read(a, b)`` of each of ``bounds`` in turn, the next one read in a thread meanwhile.
+    """``((a, b), read(a, b))`` for each of ``bounds`` in turn; ``threaded``: the next one is
+    read in a thread meanwhile, starting at once (the first before iteration begins).
 
     One read ahead at most: memory holds the chunk in use and the one being read.
     """
 
-    def __init__(self, read: Any, bounds: list[tuple[int, int]]) -> None:
+    def __init__(self, read: Any, bounds: list[tuple[int, int]], threaded: bool) -> None:
         self._read = read
-        self._todo = iter(bounds)
+        self._bounds = bounds
         self._pool: Any = None
         self._pending: Any = None
-        if bounds:
+        if threaded and bounds:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="pmviz-read-ahead")
-            self._submit()
+            self._pending = self._pool.submit(read, *bounds[0])
 
-    def _submit(self) -> None:
-        ab = next(self._todo, None)
-        self._pending = None if ab is None else self._pool.submit(self._read, *ab)
-
-    def next(self) -> Any:
-        """The next chunk's result (a read error is raised here)."""
-        if self._pending is None:
-            raise RuntimeError("read past the last chunk")  # (a StopIteration would end the caller)
-        done = self._pending
-        self._submit()
-        return done.result()
+    def __iter__(self) -> Iterator[tuple[tuple[int, int], Any]]:
+        for i, ab in enumerate(self._bounds):
+            if self._pool is None:
+                yield ab, self._read(*ab)
+                continue
+            done = self._pending
+            nxt = self._bounds[i + 1] if i + 1 < len(self._bounds) else None
+            self._pending = None if nxt is None else self._pool.submit(self._read, *nxt)
+            yield ab, done.result()  # (a read error is raised here, where its chunk is due)
 
     def close(self) -> None:
         """Wait for a read under way (its result is dropped); no thread outlives the reader."""
@@ -1241,21 +1253,18 @@ class Capture:
         return range(self.n_snapshots)[snapshots if snapshots is not None else slice(None)]
 
     def _decode_chunks(
-        self, a: int, stop: int, max_rows: int
+        self, first: int, stop: int, max_rows: int
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Dense rows of snapshots ``[a, stop)`` in chunks: (first, rows, per-snapshot counts).
+        """Dense rows of snapshots ``[first, stop)`` in chunks: (first, rows, per-snapshot
+        counts).
 
-        Decodes snapshot ``a`` once, then applies one snapshot's changes at a time.
+        Decodes each chunk's first snapshot once, then applies one snapshot's changes at a time.
         """
         n_rows = self._n_rows
-        while a < stop:
-            # the last snapshot whose rows still fit, at least one
-            csum = np.cumsum(n_rows[a:stop])
-            b = a + max(1, int(np.searchsorted(csum, max_rows, side="right")))
+        for a, b in _bounded_runs(n_rows[first:stop], first, max_rows):
             if self._regions is not None:
                 o = self.region_offsets
                 yield a, self._regions[o[a] : o[b]], n_rows[a:b]
-                a = b
                 continue
             state = self._rows_at(a)
             out = [state]
@@ -1269,7 +1278,6 @@ class Capture:
                 out.append(state)
             self._decoded = (b - 1, state)
             yield a, np.concatenate(out), n_rows[a:b]
-            a = b
 
     def chunks(
         self, snapshots: slice | None = None, *, max_rows: int = 1 << 22
@@ -1328,12 +1336,8 @@ class Capture:
         woff = self.written_offsets
         if woff is None:
             raise ValueError("this capture has no written sets")
-        a, stop = rng.start, rng.stop
-        while a < stop:
-            csum = np.cumsum(np.diff(woff[a : stop + 1]))
-            b = a + max(1, int(np.searchsorted(csum, max_rows, side="right")))
+        for a, b in _bounded_runs(np.diff(woff[rng.start : rng.stop + 1]), rng.start, max_rows):
             yield a, self._written_rows(a, b), woff[a : b + 1] - woff[a]
-            a = b
 
     def changes(
         self,
@@ -1372,10 +1376,10 @@ class Capture:
         # this is about two snapshots plus one chunk.
         on_disk = type(self)._stored is not Capture._stored
         hold = on_disk and not whole_keyframes
-        bounds = self._chunk_bounds(a + 1, stop, max_rows)
+        bounds = _bounded_runs(np.diff(self._coff[a + 1 : stop + 1]), a + 1, max_rows)
         # From disk, the next chunk is read (Parquet decoding, which releases the GIL) while
         # the consumer works on this one: reading and analysis overlap on two cores.
-        ahead = _ReadAhead(self._stored, bounds if on_disk else [])
+        ahead = _ReadAhead(self._stored, bounds, threaded=on_disk)
         try:
             if hold:
                 k0 = self.keyframes_before(a)
@@ -1386,8 +1390,7 @@ class Capture:
             yield Changes(
                 a, a + 1, np.full(len(first), a, np.int64), first, np.ones(len(first), np.int8)
             )
-            for a, b in bounds:
-                rows, kind = ahead.next() if on_disk else self._stored(a, b)
+            for (a, b), (rows, kind) in ahead:
                 if hold:
                     self._extend_held(a, b, rows, kind, max_rows)
                 snap = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(self._coff[a : b + 1]))
@@ -1415,16 +1418,6 @@ class Capture:
         finally:
             ahead.close()
             self._held = None
-
-    def _chunk_bounds(self, a: int, stop: int, max_rows: int) -> list[tuple[int, int]]:
-        """``[a, b)`` runs of snapshots of at most ``max_rows`` stored rows (one at least)."""
-        ends = np.cumsum(np.diff(self._coff[a : stop + 1]))
-        bounds, i, base = [], 0, 0
-        while i < ends.size:
-            j = max(i + 1, int(np.searchsorted(ends, base + max_rows, side="right")))
-            bounds.append((a + i, a + j))
-            i, base = j, int(ends[j - 1])
-        return bounds
 
     def _extend_held(self, a: int, b: int, rows: np.ndarray, kind: np.ndarray, cap: int) -> None:
         """Add the stored rows of ``[a, b)`` to those held (see :meth:`changes`)."""
